@@ -1,0 +1,52 @@
+//! The commands behind the CLI: each takes parsed options, does its job, and returns the
+//! process exit code or a [`CommandError`] that `main` prints.
+
+mod pcap;
+mod rules_cmd;
+
+use std::path::Path;
+
+pub use pcap::{run_pcap, PcapOptions};
+pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};
+
+use crate::rules::{self, LoadedFile, RuleErrors, RuleSet};
+
+/// Exit codes shared by the commands.
+pub mod exit {
+    /// Nothing to report: no blocking rule matched, the rules are valid.
+    pub const OK: u8 = 0;
+    /// `pcap`: a blocking rule matched; `rules check`: the rules have problems.
+    pub const FOUND: u8 = 1;
+    /// Bad input (unreadable or corrupt file, bad arguments).
+    pub const ERROR: u8 = 2;
+}
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("the rules have errors, nothing was loaded:\n{0}")]
+    Rules(RuleErrors),
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Loads rules from `dir`, or the bundled default when `None`.
+pub fn load_rules(dir: Option<&Path>) -> Result<(Vec<LoadedFile>, RuleSet), RuleErrors> {
+    let files = match dir {
+        Some(dir) => rules::load_dir(dir)?,
+        None => rules::load_sources(rules::bundled_sources())?,
+    };
+    let set = RuleSet::compile(&files)?;
+    Ok((files, set))
+}
+
+/// Where a rule is defined, as `file:line`.
+pub(crate) fn rule_location(files: &[LoadedFile], rule: &rules::Rule) -> String {
+    let file = files.iter().find(|f| f.name == *rule.file);
+    match file.and_then(|f| f.line_of(&format!("id: {}", rule.id))) {
+        Some(line) => format!("{}:{line}", rule.file),
+        None => rule.file.to_string(),
+    }
+}

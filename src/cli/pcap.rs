@@ -1,0 +1,237 @@
+//! `telestrip pcap`: runs the engine over capture files and reports matched flows.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{exit, load_rules, CommandError};
+use crate::engine::{Engine, EngineConfig, FlowEvent};
+use crate::output::{self, Format};
+use crate::source::pcap::{CaptureError, CaptureReader};
+use crate::stats::{Layer, Via};
+
+pub struct PcapOptions {
+    pub files: Vec<PathBuf>,
+    /// `None`: the bundled rules.
+    pub rules: Option<PathBuf>,
+    pub format: Format,
+    pub dry_run: bool,
+    pub progress: bool,
+    pub max_flows: usize,
+}
+
+/// What reading all files produced.
+struct Run {
+    events: Vec<FlowEvent>,
+    packets: u64,
+    bytes: u64,
+    elapsed: Duration,
+    problems: Vec<String>,
+}
+
+pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, CommandError> {
+    let (_, ruleset) = load_rules(options.rules.as_deref()).map_err(CommandError::Rules)?;
+    let rules_label = options
+        .rules
+        .as_ref()
+        .map_or_else(|| "bundled rules".to_string(), |p| p.display().to_string());
+    let rules_stats = ruleset.stats();
+    let version = ruleset.version().to_string();
+    let engine = Engine::new(
+        ruleset,
+        EngineConfig {
+            enforce: !options.dry_run,
+            max_flows: options.max_flows,
+            ..EngineConfig::default()
+        },
+    );
+    let run = read_files(&engine, options);
+    if run.packets == 0 && !run.problems.is_empty() {
+        for problem in &run.problems {
+            eprintln!("telestrip: {problem}");
+        }
+        return Ok(exit::ERROR);
+    }
+    let summary = output::summarise(&run.events);
+    let counters = &engine.counters;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    match options.format {
+        Format::Table => {
+            output::write_table(out, &run.events, &summary)?;
+            writeln!(out)?;
+            let seconds = run.elapsed.as_secs_f64().max(1e-9);
+            writeln!(
+                out,
+                "Read {} packets ({} bytes) in {:.3} s, {:.0} packets/s, with {} ({} rules, {} names, version {}).",
+                run.packets,
+                run.bytes,
+                seconds,
+                run.packets as f64 / seconds,
+                rules_label,
+                rules_stats.rules,
+                rules_stats.names,
+                version
+            )?;
+            writeln!(
+                out,
+                "Packets: {} accepted, {} dropped, {} rejected. Flows: {} tracked, {} expired, {} not tracked (table full).",
+                load(&counters.packets_accepted),
+                load(&counters.packets_dropped),
+                load(&counters.packets_rejected),
+                load(&counters.flows_new),
+                load(&engine.flows().expired),
+                load(&engine.flows().refused),
+            )?;
+            let inspected: Vec<String> = Via::ALL
+                .iter()
+                .filter(|v| counters.inspected_of(**v) > 0)
+                .map(|v| format!("{} {}", counters.inspected_of(*v), v))
+                .collect();
+            let errors: Vec<String> = Layer::ALL
+                .iter()
+                .filter(|l| counters.parse_errors_of(**l) > 0)
+                .map(|l| format!("{} {}", counters.parse_errors_of(*l), l.as_str()))
+                .collect();
+            writeln!(
+                out,
+                "Names seen: {}. Parse errors: {}. Not IP: {}. IP fragments (not inspected): {}.",
+                if inspected.is_empty() {
+                    "none".into()
+                } else {
+                    inspected.join(", ")
+                },
+                if errors.is_empty() {
+                    "none".into()
+                } else {
+                    errors.join(", ")
+                },
+                load(&counters.packets_not_ip),
+                load(&counters.packets_fragmented),
+            )?;
+            if options.dry_run {
+                writeln!(
+                    out,
+                    "Dry run: blocking rules were reported as log, nothing was blocked."
+                )?;
+            }
+        }
+        Format::Json => {
+            let flows: Vec<output::FlowRow> = run.events.iter().map(output::FlowRow::of).collect();
+            let document = json!({
+                "flows": flows,
+                "summary": summary,
+                "stats": {
+                    "packets": run.packets,
+                    "bytes": run.bytes,
+                    "seconds": run.elapsed.as_secs_f64(),
+                    "packets_accepted": load(&counters.packets_accepted),
+                    "packets_dropped": load(&counters.packets_dropped),
+                    "packets_rejected": load(&counters.packets_rejected),
+                    "flows_tracked": load(&counters.flows_new),
+                    "flows_not_tracked": load(&engine.flows().refused),
+                    "inspected": Via::ALL.iter().map(|v| (v.as_str(), counters.inspected_of(*v))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "parse_errors": Layer::ALL.iter().map(|l| (l.as_str(), counters.parse_errors_of(*l))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "packets_not_ip": load(&counters.packets_not_ip),
+                    "packets_fragmented": load(&counters.packets_fragmented),
+                },
+                "ruleset": { "source": rules_label, "version": version, "rules": rules_stats.rules, "names": rules_stats.names },
+                "dry_run": options.dry_run,
+                "problems": run.problems,
+            });
+            serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Csv => output::write_csv(out, &run.events)?,
+    }
+    out.flush()?;
+    for problem in &run.problems {
+        eprintln!("telestrip: warning: {problem}");
+    }
+    // Telemetry found is the stronger finding; otherwise a damaged input must not pass as
+    // clean.
+    Ok(if run.events.iter().any(|e| e.action.blocks()) {
+        exit::FOUND
+    } else if !run.problems.is_empty() {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
+    let mut worker = engine.worker();
+    let mut run = Run {
+        events: Vec::new(),
+        packets: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        problems: Vec::new(),
+    };
+    let started = Instant::now();
+    let interactive = options.progress && std::io::stderr().is_terminal();
+    for path in &options.files {
+        let shown = path.display();
+        let mut reader = match CaptureReader::open(path) {
+            Ok(reader) => reader,
+            Err(error) => {
+                run.problems.push(format!("{shown}: {error}"));
+                continue;
+            }
+        };
+        let (size, read_so_far) = reader.progress();
+        let mut next_report =
+            Instant::now() + Duration::from_secs(if interactive { 1 } else { 10 });
+        let mut reported = false;
+        loop {
+            let frame = match reader.next_frame() {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(error)) => {
+                    let note = match error {
+                        CaptureError::Corrupt { .. } => " (packets before it were read)",
+                        _ => "",
+                    };
+                    run.problems.push(format!("{shown}: {error}{note}"));
+                    break;
+                }
+            };
+            run.bytes += frame.data.len() as u64;
+            worker.process(frame.link, frame.data, frame.time, &mut run.events);
+            run.packets += 1;
+            if run.packets.is_multiple_of(65_536) {
+                worker.refresh_rules();
+                if options.progress && Instant::now() >= next_report {
+                    let done = read_so_far.load(Ordering::Relaxed);
+                    let percent = (done * 100).checked_div(size).unwrap_or(0);
+                    let line = format!(
+                        "{shown}: {percent}% ({} packets, {} matched flows)",
+                        run.packets,
+                        run.events.len()
+                    );
+                    if interactive {
+                        eprint!("\r{line}   ");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    reported = true;
+                    next_report =
+                        Instant::now() + Duration::from_secs(if interactive { 1 } else { 10 });
+                }
+            }
+        }
+        if reported && interactive {
+            eprintln!();
+        }
+        if reader.skipped > 0 {
+            run.problems.push(format!(
+                "{shown}: skipped {} packets of unsupported link types {:?}",
+                reader.skipped, reader.skipped_link_types
+            ));
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
+}

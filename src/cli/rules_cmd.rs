@@ -1,0 +1,252 @@
+//! `telestrip rules check` and `telestrip rules explain`.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{exit, load_rules, rule_location, CommandError};
+use crate::inspect::Name;
+use crate::rules::{self, Hit, LoadedFile, MatchKind, RuleSet};
+use crate::wire::Protocol;
+
+/// Validates and compiles rules, runs every rule's tests, prints counts and timing.
+pub fn rules_check(dir: Option<&std::path::Path>, out: &mut dyn Write) -> Result<u8, CommandError> {
+    let started = Instant::now();
+    let (files, set) = match load_rules(dir) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in &errors.0 {
+                writeln!(out, "error: {error}")?;
+            }
+            writeln!(
+                out,
+                "{} error(s); the rules were not loaded.",
+                errors.0.len()
+            )?;
+            return Ok(exit::FOUND);
+        }
+    };
+    let elapsed = started.elapsed();
+    let stats = set.stats();
+    let failures = run_rule_tests(&files, &set);
+    let test_count: usize = files
+        .iter()
+        .flat_map(|f| &f.spec.rules)
+        .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
+        .sum();
+    for failure in &failures {
+        writeln!(out, "error: {failure}")?;
+    }
+    writeln!(
+        out,
+        "{} files, {} rules, {} names, {} regexes, {} CIDRs; compiled in {:.1} ms; name table {} bytes ({:.1} bytes/name).",
+        stats.files,
+        stats.rules,
+        stats.names,
+        stats.regexes,
+        stats.cidrs,
+        elapsed.as_secs_f64() * 1000.0,
+        stats.name_table_bytes,
+        stats.name_table_bytes as f64 / stats.names.max(1) as f64
+    )?;
+    writeln!(
+        out,
+        "Rule tests: {} passed, {} failed. Ruleset version {} (sha256 {}).",
+        test_count - failures.len(),
+        failures.len(),
+        set.version(),
+        set.sha256()
+    )?;
+    Ok(if failures.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND
+    })
+}
+
+/// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own
+/// entries, each `no_match` entry must not be.
+pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
+    let mut failures = Vec::new();
+    let mut index = 0u32;
+    for file in files {
+        for spec in &file.spec.rules {
+            let rule_index = index;
+            index += 1;
+            let cases = spec
+                .tests
+                .should_match
+                .iter()
+                .map(|c| (c, true))
+                .chain(spec.tests.no_match.iter().map(|c| (c, false)));
+            for (case, expected) in cases {
+                let hits = match case.parse::<IpAddr>() {
+                    Ok(addr) => set.explain_addr(addr),
+                    Err(_) => match Name::from_bytes(case.as_bytes()) {
+                        Some(name) => set.explain_name(name.as_bytes()),
+                        None => {
+                            failures.push(rules::RuleError {
+                                file: file.name.clone(),
+                                line: file.line_of(case),
+                                column: None,
+                                message: format!(
+                                    "rule {}: test case {case:?} is not a name or address",
+                                    spec.id.0
+                                ),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                let matched = hits.iter().any(|h| h.rule == rule_index);
+                if matched != expected {
+                    let message = if expected {
+                        format!(
+                            "rule {}: test expects {case} to match, but it does not",
+                            spec.id.0
+                        )
+                    } else {
+                        format!(
+                            "rule {}: test expects {case} not to match, but it does",
+                            spec.id.0
+                        )
+                    };
+                    failures.push(rules::RuleError {
+                        file: file.name.clone(),
+                        line: file.line_of(case),
+                        column: None,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    failures
+}
+
+pub struct ExplainOptions {
+    pub rules: Option<PathBuf>,
+    pub query: String,
+    pub port: Option<u16>,
+    pub protocol: Option<Protocol>,
+}
+
+/// Says which rule matches a name or address, and why, or why none does.
+pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8, CommandError> {
+    let (files, set) = load_rules(options.rules.as_deref()).map_err(CommandError::Rules)?;
+    let query = options.query.trim();
+    let (hits, shown, name) = match query.parse::<IpAddr>() {
+        Ok(addr) => (set.explain_addr(addr), addr.to_string(), None),
+        Err(_) => {
+            let Some(name) = Name::from_bytes(query.as_bytes()) else {
+                return Err(CommandError::Usage(format!(
+                    "{query:?} is neither an IP address nor a valid host name"
+                )));
+            };
+            if name.as_str() != query {
+                writeln!(out, "Normalised {query:?} to {:?} (rules compare lowercase names without trailing dot).", name.as_str())?;
+            }
+            (
+                set.explain_name(name.as_bytes()),
+                name.as_str().to_string(),
+                Some(name),
+            )
+        }
+    };
+    if hits.is_empty() {
+        writeln!(out, "No rule matches {shown}.")?;
+        if let Some(name) = name {
+            for (rule, why) in set.near_misses(name.as_bytes()) {
+                if let Some(r) = set.rule(rule) {
+                    writeln!(
+                        out,
+                        "  note: {why} (rule {} at {}).",
+                        r.id,
+                        rule_location(&files, r)
+                    )?;
+                }
+            }
+        }
+        return Ok(exit::OK);
+    }
+    writeln!(out, "{shown} is matched by:")?;
+    for hit in &hits {
+        let Some(rule) = set.rule(hit.rule) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "  {} ({}, {}) at {}: {}",
+            rule.id,
+            rule.vendor,
+            rule.action,
+            rule_location(&files, rule),
+            describe(hit, &shown)
+        )?;
+        if !rule.description.is_empty() {
+            writeln!(out, "      {}", rule.description)?;
+        }
+        let restrictions = rule.restrictions();
+        if !restrictions.is_empty() {
+            writeln!(out, "      only for {restrictions}")?;
+        }
+        for reference in &rule.references {
+            writeln!(out, "      see {reference}")?;
+        }
+    }
+    let applicable: Vec<Hit> = hits
+        .iter()
+        .copied()
+        .filter(|h| {
+            set.rule(h.rule).is_some_and(|r| {
+                options
+                    .port
+                    .is_none_or(|p| r.ports.is_empty() || r.ports.contains(&p))
+                    && options.protocol.is_none_or(|p| r.allows_protocol(p))
+            })
+        })
+        .collect();
+    match set.resolve(&applicable).and_then(|h| set.rule(h.rule)) {
+        Some(winner) => {
+            let reason = if applicable.len() == 1 {
+                "the only match".to_string()
+            } else if winner.action == rules::Action::Allow
+                && applicable
+                    .iter()
+                    .any(|h| set.rule(h.rule).is_some_and(|r| r.action.blocks()))
+            {
+                "an allow rule beats blocking rules".to_string()
+            } else {
+                "the most specific entry wins".to_string()
+            };
+            writeln!(
+                out,
+                "Verdict: {} by rule {} ({reason}).",
+                winner.action, winner.id
+            )?;
+        }
+        None => writeln!(out, "Verdict: no rule applies to the given port/protocol.")?,
+    }
+    Ok(exit::OK)
+}
+
+fn describe(hit: &Hit, shown: &str) -> String {
+    match hit.kind {
+        MatchKind::Exact => format!("exact entry {shown}"),
+        MatchKind::Suffix(len) => {
+            let suffix = shown
+                .get(shown.len().saturating_sub(len)..)
+                .unwrap_or(shown);
+            format!("suffix entry *.{suffix}")
+        }
+        MatchKind::Regex => "a regex: entry".to_string(),
+        MatchKind::Cidr(prefix) => match shown.parse::<IpAddr>() {
+            Ok(addr) => match ipnet::IpNet::new(addr, prefix) {
+                Ok(net) => format!("CIDR entry {}", net.trunc()),
+                Err(_) => format!("a /{prefix} CIDR entry"),
+            },
+            Err(_) => format!("a /{prefix} CIDR entry"),
+        },
+    }
+}

@@ -1,0 +1,822 @@
+//! Engine: the per-packet pipeline. `frame → wire → flow → inspect → rules → verdict`.
+//!
+//! Takes one captured frame, its link type and its capture time; returns a [`Verdict`] and
+//! appends a [`FlowEvent`] to a caller-owned buffer when a flow (or DNS query) matches a rule.
+//! No I/O and no clock: every source (pcap file, NFQUEUE, AF_PACKET) is a thin loop around
+//! [`Worker::process`], so offline runs exercise the same code as the inline gateway.
+//! Never panics on any input; every table and buffer it fills is bounded.
+//!
+//! Attribution order (DESIGN.md): the flow's TLS SNI, its HTTP Host, its own DNS question,
+//! a name learned from an earlier DNS answer for its server address, a CIDR rule. A flow
+//! with a name of its own is judged by that name (and CIDR rules), never by a learned one,
+//! so a shared CDN address learned from a telemetry name does not block other sites. An ECH
+//! ClientHello's SNI is only the public facade name, so such flows may use learned names.
+
+// Untrusted bytes flow through this module: no indexing, unwrap, expect or panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::flow::stream::Insert;
+use crate::flow::table::{Decision, Timeouts};
+use crate::flow::{FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
+use crate::inspect::dns::{self, Message, RecordData};
+use crate::inspect::{http, tls, Name, Scan};
+use crate::rules::{Action, Hit, RuleSet};
+use crate::stats::{bump, Counters, Layer, Via};
+use crate::wire::{self, LinkType, Packet, Protocol, WireError};
+
+/// What to do with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketAction {
+    Accept,
+    /// Discard silently.
+    Drop,
+    /// Discard and answer the client (RST, ICMP unreachable, or NXDOMAIN for DNS).
+    Reject,
+}
+
+impl PacketAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PacketAction::Accept => "accept",
+            PacketAction::Drop => "drop",
+            PacketAction::Reject => "reject",
+        }
+    }
+}
+
+/// Where the packet's flow stands after this packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowStatus {
+    /// Not a flow telestrip tracks (not IP, fragment, other protocol, table full).
+    Untracked,
+    /// Still inspecting: later packets may change the verdict.
+    Pending,
+    /// The verdict holds for every later packet of the flow (the kernel may take over).
+    Decided,
+    /// DNS: each message is judged on its own.
+    PerMessage,
+}
+
+/// The answer for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: PacketAction,
+    pub flow: FlowStatus,
+}
+
+impl Verdict {
+    const UNTRACKED: Verdict = Verdict {
+        action: PacketAction::Accept,
+        flow: FlowStatus::Untracked,
+    };
+}
+
+/// A flow (or DNS query) that matched a rule: what reports and the audit log record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// Capture time of the packet that decided.
+    pub time: Duration,
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+    pub protocol: Protocol,
+    /// The name the flow was attributed by (absent for CIDR matches).
+    pub name: Option<String>,
+    pub via: Via,
+    pub rule: Arc<str>,
+    pub vendor: Arc<str>,
+    /// The rule's action.
+    pub action: Action,
+    /// What was done: the rule's action, or `log` for a blocking rule in dry-run mode.
+    pub applied: Action,
+}
+
+/// Engine settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// `false` is dry run: drop and reject become log.
+    pub enforce: bool,
+    /// Hard cap on tracked flows; new flows beyond it are handled packet by packet.
+    pub max_flows: usize,
+    pub timeouts: Timeouts,
+    /// Hard cap on addresses learned from DNS answers.
+    pub max_learned: usize,
+    /// Client data packets inspected before a flow with no name is decided without one.
+    pub max_pending_packets: u16,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            enforce: true,
+            max_flows: 1_000_000,
+            timeouts: Timeouts::default(),
+            max_learned: 262_144,
+            max_pending_packets: 16,
+        }
+    }
+}
+
+/// State shared by every packet thread.
+pub struct Engine {
+    rules: ArcSwap<RuleSet>,
+    config: EngineConfig,
+    flows: FlowTable,
+    learned: LearnedNames,
+    pub counters: Counters,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
+        Self {
+            rules: ArcSwap::from_pointee(rules),
+            flows: FlowTable::new(config.max_flows, config.timeouts),
+            learned: LearnedNames::new(config.max_learned),
+            config,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the ruleset; packet threads pick it up at their next batch. Flows already
+    /// decided keep their verdict.
+    pub fn swap_rules(&self, rules: RuleSet) {
+        self.rules.store(Arc::new(rules));
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    pub fn learned(&self) -> &LearnedNames {
+        &self.learned
+    }
+
+    /// A packet thread's handle: its own scratch buffers and ruleset snapshot.
+    pub fn worker(&self) -> Worker<'_> {
+        Worker {
+            engine: self,
+            rules: self.rules.load_full(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// One packet thread's view of the engine.
+pub struct Worker<'e> {
+    engine: &'e Engine,
+    rules: Arc<RuleSet>,
+    scratch: Vec<u8>,
+}
+
+/// What the client's first flight told about the flow's name.
+enum Seen {
+    Name(Name, Via),
+    /// A ClientHello with ECH whose outer SNI is only the public facade.
+    EchFacade(Name),
+    NoName,
+    NeedMore,
+    Malformed(Layer),
+}
+
+/// Facts about the packet the decision needs, oriented client → server.
+#[derive(Clone, Copy)]
+struct Facts {
+    client: IpAddr,
+    client_port: u16,
+    server: IpAddr,
+    server_port: u16,
+    protocol: Protocol,
+    time: Duration,
+    now: u64,
+}
+
+impl<'e> Worker<'e> {
+    /// Loads the current ruleset; call once per batch of packets, not per packet.
+    pub fn refresh_rules(&mut self) {
+        let current = self.engine.rules.load();
+        if !Arc::ptr_eq(&current, &self.rules) {
+            self.rules = arc_swap::Guard::into_inner(current);
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Runs one frame through the pipeline.
+    pub fn process(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = self.classify(link, frame, time, events);
+        let counters = &self.engine.counters;
+        bump(match verdict.action {
+            PacketAction::Accept => &counters.packets_accepted,
+            PacketAction::Drop => &counters.packets_dropped,
+            PacketAction::Reject => &counters.packets_rejected,
+        });
+        verdict
+    }
+
+    fn classify(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let counters = &self.engine.counters;
+        let packet = match wire::parse(link, frame) {
+            Ok(packet) => packet,
+            Err(WireError::NotIp) => {
+                bump(&counters.packets_not_ip);
+                return Verdict::UNTRACKED;
+            }
+            Err(error) => {
+                counters.parse_error(match error {
+                    WireError::Link(_) => Layer::Link,
+                    WireError::Network(_) | WireError::NotIp => Layer::Network,
+                    WireError::Transport(_) => Layer::Transport,
+                });
+                return Verdict::UNTRACKED;
+            }
+        };
+        if packet.fragment {
+            bump(&counters.packets_fragmented);
+            return Verdict::UNTRACKED;
+        }
+        if matches!(packet.protocol, Protocol::Other(_)) {
+            return Verdict::UNTRACKED;
+        }
+        let now = time.as_secs();
+        self.engine.flows.maybe_sweep(now);
+        let (key, src_is_low) = FlowKey::of(&packet);
+        let is_dns = packet.dst_port == 53 || packet.src_port == 53;
+        let engine = self.engine;
+        let Some(mut flow) = engine.flows.entry(key, now, || {
+            bump(&engine.counters.flows_new);
+            let src_is_client = src_is_client(&packet);
+            FlowState::new(src_is_low == src_is_client, now)
+        }) else {
+            return self.stateless(&packet, time, is_dns, events);
+        };
+        flow.last_seen = now;
+        let from_client = src_is_low == flow.client_is_low;
+        let facts = orient(&packet, from_client, time, now);
+        match flow.phase {
+            Phase::Decided(decision) => Verdict {
+                action: decision.verdict,
+                flow: FlowStatus::Decided,
+            },
+            Phase::Dns => self.dns_packet(&mut flow, &packet, from_client, facts, events),
+            Phase::Pending if is_dns => {
+                flow.phase = Phase::Dns;
+                self.dns_packet(&mut flow, &packet, from_client, facts, events)
+            }
+            Phase::Pending => self.pending_packet(&mut flow, &packet, from_client, facts, events),
+        }
+    }
+
+    /// A packet of a flow that has no verdict yet.
+    fn pending_packet(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let pending = Verdict {
+            action: PacketAction::Accept,
+            flow: FlowStatus::Pending,
+        };
+        let Some(tcp) = packet.tcp else {
+            // UDP: nothing to wait for (QUIC Initial inspection is not built yet).
+            return self.decide(flow, None, facts, events);
+        };
+        if tcp.syn {
+            let next = tcp.seq.wrapping_add(1);
+            if from_client {
+                flow.client_isn = Some(next);
+            } else {
+                flow.server_isn = Some(next);
+            }
+        }
+        if packet.payload.is_empty() {
+            return pending;
+        }
+        if !from_client {
+            // The server spoke first (SMTP, SSH, FTP...): no ClientHello or request to read.
+            if flow.client_stream.is_none() {
+                return self.decide(flow, None, facts, events);
+            }
+            return pending;
+        }
+        flow.data_packets = flow.data_packets.saturating_add(1);
+        let seen = match flow.client_stream.as_mut() {
+            None if flow.client_isn.is_none_or(|isn| isn == tcp.seq) => {
+                match self.scan_first_flight(packet.payload) {
+                    Seen::NeedMore => {
+                        let mut stream = StreamBuf::new(tcp.seq);
+                        stream.insert(tcp.seq, packet.payload);
+                        flow.client_stream = Some(Box::new(stream));
+                        Seen::NeedMore
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                // Out of order: data after a hole at the start of the stream.
+                let base = flow.client_isn.unwrap_or(tcp.seq);
+                let mut stream = StreamBuf::new(base);
+                let inserted = stream.insert(tcp.seq, packet.payload);
+                flow.client_stream = Some(Box::new(stream));
+                if inserted == Insert::OverCap {
+                    bump(&self.engine.counters.stream_cap_hits);
+                    return self.decide(flow, None, facts, events);
+                }
+                Seen::NeedMore
+            }
+            Some(stream) => match stream.insert(tcp.seq, packet.payload) {
+                Insert::OverCap => {
+                    bump(&self.engine.counters.stream_cap_hits);
+                    return self.decide(flow, None, facts, events);
+                }
+                Insert::Old => Seen::NeedMore,
+                Insert::Stored => {
+                    let bytes = stream.contiguous();
+                    if bytes.is_empty() {
+                        Seen::NeedMore
+                    } else {
+                        scan_first_flight(bytes, &mut self.scratch)
+                    }
+                }
+            },
+        };
+        match seen {
+            Seen::Name(name, via) => {
+                self.engine.counters.inspected(via);
+                self.decide(flow, Some((name, via)), facts, events)
+            }
+            Seen::EchFacade(name) => {
+                self.engine.counters.inspected(Via::Sni);
+                let verdict = self.decide_by_name(flow, name, Via::Sni, facts, events);
+                match verdict {
+                    Some(verdict) => verdict,
+                    None => self.decide(flow, None, facts, events),
+                }
+            }
+            Seen::NoName => self.decide(flow, None, facts, events),
+            Seen::Malformed(layer) => {
+                self.engine.counters.parse_error(layer);
+                self.decide(flow, None, facts, events)
+            }
+            Seen::NeedMore if flow.data_packets >= self.engine.config.max_pending_packets => {
+                bump(&self.engine.counters.pending_limit_hits);
+                self.decide(flow, None, facts, events)
+            }
+            Seen::NeedMore => pending,
+        }
+    }
+
+    fn scan_first_flight(&mut self, bytes: &[u8]) -> Seen {
+        scan_first_flight(bytes, &mut self.scratch)
+    }
+
+    /// Decides a flow by its own name if a rule matches it; `None` when none does.
+    fn decide_by_name(
+        &mut self,
+        flow: &mut FlowState,
+        name: Name,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Option<Verdict> {
+        let hit = self
+            .rules
+            .match_name(name.as_bytes(), facts.server_port, facts.protocol)?;
+        Some(self.settle(flow, Some(hit), Some(name.as_str()), via, facts, events))
+    }
+
+    /// Decides a flow: by its own name when it has one, else by a learned name, then CIDR.
+    fn decide(
+        &mut self,
+        flow: &mut FlowState,
+        own_name: Option<(Name, Via)>,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let rules = Arc::clone(&self.rules);
+        if let Some((name, via)) = own_name {
+            if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+                return verdict;
+            }
+        } else if let Some(Some((hit, learned))) =
+            self.engine.learned.with_name(facts.server, facts.now, |n| {
+                rules
+                    .match_name(n.as_bytes(), facts.server_port, facts.protocol)
+                    .map(|hit| (hit, n.to_string()))
+            })
+        {
+            return self.settle(flow, Some(hit), Some(&learned), Via::Learned, facts, events);
+        }
+        let hit = rules.match_addr(facts.server, facts.server_port, facts.protocol);
+        self.settle(flow, hit, None, Via::Cidr, facts, events)
+    }
+
+    /// Caches the verdict for `hit` in the flow and records the match.
+    fn settle(
+        &mut self,
+        flow: &mut FlowState,
+        hit: Option<Hit>,
+        name: Option<&str>,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = match hit {
+            Some(hit) => self.record(hit, name, via, facts, events),
+            None => PacketAction::Accept,
+        };
+        flow.phase = Phase::Decided(Decision {
+            verdict,
+            rule: hit.map(|h| h.rule),
+        });
+        flow.release_streams();
+        Verdict {
+            action: verdict,
+            flow: FlowStatus::Decided,
+        }
+    }
+
+    /// Records a match and returns what to do with the packet.
+    fn record(
+        &self,
+        hit: Hit,
+        name: Option<&str>,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let Some(rule) = self.rules.rule(hit.rule) else {
+            return PacketAction::Accept;
+        };
+        let applied = if rule.action.blocks() && !self.engine.config.enforce {
+            Action::Log
+        } else {
+            rule.action
+        };
+        events.push(FlowEvent {
+            time: facts.time,
+            client: facts.client,
+            client_port: facts.client_port,
+            server: facts.server,
+            server_port: facts.server_port,
+            protocol: facts.protocol,
+            name: name.map(str::to_string),
+            via,
+            rule: Arc::clone(&rule.id),
+            vendor: Arc::clone(&rule.vendor),
+            action: rule.action,
+            applied,
+        });
+        action_for(applied)
+    }
+
+    /// A DNS packet (UDP or TCP): every message is judged on its own.
+    fn dns_packet(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let mut action = PacketAction::Accept;
+        match packet.tcp {
+            None => action = self.dns_message(flow, packet.payload, from_client, facts, events),
+            Some(tcp) => {
+                if tcp.syn {
+                    let next = tcp.seq.wrapping_add(1);
+                    if from_client {
+                        flow.client_isn = Some(next);
+                    } else {
+                        flow.server_isn = Some(next);
+                    }
+                }
+                if !packet.payload.is_empty() {
+                    action =
+                        self.dns_tcp_segment(flow, packet, tcp.seq, from_client, facts, events);
+                }
+            }
+        }
+        Verdict {
+            action,
+            flow: FlowStatus::PerMessage,
+        }
+    }
+
+    /// Feeds a DNS-over-TCP segment into its direction's stream and judges every complete
+    /// message (RFC 1035 §4.2.2: 2-byte length prefix; several per segment or one over many).
+    fn dns_tcp_segment(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        seq: u32,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let isn = if from_client {
+            flow.client_isn
+        } else {
+            flow.server_isn
+        };
+        let slot = if from_client {
+            &mut flow.client_stream
+        } else {
+            &mut flow.server_stream
+        };
+        let mut stream = slot
+            .take()
+            .unwrap_or_else(|| Box::new(StreamBuf::new(isn.unwrap_or(seq))));
+        if stream.insert(seq, packet.payload) == Insert::OverCap {
+            // A message larger than the cap: this direction is no longer followed.
+            bump(&self.engine.counters.stream_cap_hits);
+            *slot = Some(stream);
+            return PacketAction::Accept;
+        }
+        let mut worst = PacketAction::Accept;
+        while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
+            let action = self.dns_message(flow, message, from_client, facts, events);
+            worst = worse(worst, action);
+            stream.consume(used);
+        }
+        let slot = if from_client {
+            &mut flow.client_stream
+        } else {
+            &mut flow.server_stream
+        };
+        *slot = Some(stream);
+        worst
+    }
+
+    /// Judges one DNS message: queries by their question, responses also teach addresses.
+    fn dns_message(
+        &mut self,
+        flow: &mut FlowState,
+        bytes: &[u8],
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let counters = &self.engine.counters;
+        let message = match Message::parse(bytes) {
+            Ok(message) => message,
+            Err(_) => {
+                counters.parse_error(Layer::Dns);
+                return PacketAction::Accept;
+            }
+        };
+        bump(&counters.dns_messages);
+        let question = match message.first_question() {
+            Ok(Some(question)) => question,
+            Ok(None) => return PacketAction::Accept,
+            Err(_) => {
+                counters.parse_error(Layer::Dns);
+                return PacketAction::Accept;
+            }
+        };
+        let hit =
+            self.rules
+                .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
+        if message.is_response() {
+            self.learn(&message, question.name, hit, facts.now);
+            return match hit.and_then(|h| self.rules.rule(h.rule)) {
+                Some(rule) if rule.action.blocks() && self.engine.config.enforce => {
+                    action_for(rule.action)
+                }
+                _ => PacketAction::Accept,
+            };
+        }
+        if !from_client {
+            return PacketAction::Accept;
+        }
+        counters.inspected(Via::Dns);
+        let Some(hit) = hit else {
+            return PacketAction::Accept;
+        };
+        let tag = name_tag(&question.name);
+        if flow.last_dns_event == tag {
+            // A retransmitted query: same verdict, recorded once.
+            return match self.rules.rule(hit.rule) {
+                Some(rule) if rule.action.blocks() && self.engine.config.enforce => {
+                    action_for(rule.action)
+                }
+                _ => PacketAction::Accept,
+            };
+        }
+        flow.last_dns_event = tag;
+        self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
+    }
+
+    /// Learns the A/AAAA addresses of a response whose question, or a CNAME target in its
+    /// answer chain, matched a rule other than `allow`.
+    fn learn(&self, message: &Message<'_>, question: Name, hit: Option<Hit>, now: u64) {
+        let not_allowed = |hit: Option<Hit>| {
+            hit.and_then(|h| self.rules.rule(h.rule))
+                .is_some_and(|rule| rule.action != Action::Allow)
+        };
+        let mut attributed = not_allowed(hit).then_some(question);
+        let Ok(records) = message.answers() else {
+            self.engine.counters.parse_error(Layer::Dns);
+            return;
+        };
+        for record in records {
+            let Ok(record) = record else {
+                self.engine.counters.parse_error(Layer::Dns);
+                return;
+            };
+            match record.data {
+                RecordData::Cname(target) if attributed.is_none() => {
+                    // CNAME cloaking: an innocent name aliased to a telemetry endpoint.
+                    let target_hit = self.rules.match_name(target.as_bytes(), 0, Protocol::Tcp);
+                    if not_allowed(target_hit) {
+                        attributed = Some(target);
+                    }
+                }
+                RecordData::A(v4) => {
+                    if let Some(name) = &attributed {
+                        self.engine
+                            .learned
+                            .learn(IpAddr::V4(v4), name.as_str(), record.ttl, now);
+                    }
+                }
+                RecordData::Aaaa(v6) => {
+                    if let Some(name) = &attributed {
+                        self.engine
+                            .learned
+                            .learn(IpAddr::V6(v6), name.as_str(), record.ttl, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A packet of a new flow when the flow table is full: judged on its own bytes only.
+    fn stateless(
+        &mut self,
+        packet: &Packet<'_>,
+        time: Duration,
+        is_dns: bool,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let from_client = src_is_client(packet);
+        let facts = orient(packet, from_client, time, time.as_secs());
+        let mut scratch_flow = FlowState::new(true, facts.now);
+        let action = if is_dns {
+            self.dns_packet(&mut scratch_flow, packet, from_client, facts, events)
+                .action
+        } else {
+            let seen = if packet.payload.is_empty() || !from_client {
+                Seen::NeedMore
+            } else {
+                self.scan_first_flight(packet.payload)
+            };
+            match seen {
+                Seen::Name(name, via) => {
+                    self.decide(&mut scratch_flow, Some((name, via)), facts, events)
+                        .action
+                }
+                _ => {
+                    // No name in this packet: address-based rules still apply, silently.
+                    let mut quiet = Vec::new();
+                    self.decide(&mut scratch_flow, None, facts, &mut quiet)
+                        .action
+                }
+            }
+        };
+        Verdict {
+            action,
+            flow: FlowStatus::Untracked,
+        }
+    }
+}
+
+/// Tries TLS, then HTTP, on the start of a client's stream.
+fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
+    match tls::scan_client_hello(bytes, scratch) {
+        Ok(Scan::Found(hello)) => {
+            return match hello.sni {
+                Some(sni) if hello.ech => Seen::EchFacade(sni),
+                Some(sni) => Seen::Name(sni, Via::Sni),
+                None => Seen::NoName,
+            }
+        }
+        Ok(Scan::NeedMore) => return Seen::NeedMore,
+        Ok(Scan::NotThis) => {}
+        Err(_) => return Seen::Malformed(Layer::Tls),
+    }
+    match http::scan_request(bytes) {
+        Ok(Scan::Found(request)) => match request.host {
+            Some(host) => Seen::Name(host, Via::Http),
+            None => Seen::NoName,
+        },
+        Ok(Scan::NeedMore) => Seen::NeedMore,
+        Ok(Scan::NotThis) => Seen::NoName,
+        Err(_) => Seen::Malformed(Layer::Http),
+    }
+}
+
+/// Which end of a flow's first packet is the client: the sender of a bare SYN, the receiver
+/// of a SYN-ACK, the side not on port 53, else the sender unless it uses a privileged port
+/// towards an ephemeral one (a capture that starts mid-flow).
+fn src_is_client(packet: &Packet<'_>) -> bool {
+    if let Some(tcp) = packet.tcp {
+        if tcp.syn {
+            return !tcp.ack;
+        }
+    }
+    if packet.src_port == 53 || packet.dst_port == 53 {
+        return packet.dst_port == 53;
+    }
+    !(packet.src_port < 1024 && packet.dst_port >= 1024)
+}
+
+fn orient(packet: &Packet<'_>, from_client: bool, time: Duration, now: u64) -> Facts {
+    let (client, client_port, server, server_port) = if from_client {
+        (packet.src, packet.src_port, packet.dst, packet.dst_port)
+    } else {
+        (packet.dst, packet.dst_port, packet.src, packet.src_port)
+    };
+    Facts {
+        client,
+        client_port,
+        server,
+        server_port,
+        protocol: packet.protocol,
+        time,
+        now,
+    }
+}
+
+fn action_for(applied: Action) -> PacketAction {
+    match applied {
+        Action::Drop => PacketAction::Drop,
+        Action::Reject => PacketAction::Reject,
+        Action::Log | Action::Allow => PacketAction::Accept,
+    }
+}
+
+fn worse(a: PacketAction, b: PacketAction) -> PacketAction {
+    let rank = |action| match action {
+        PacketAction::Accept => 0,
+        PacketAction::Reject => 1,
+        PacketAction::Drop => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// A cheap tag of a name (FNV-1a), to recognise a retransmitted DNS query.
+fn name_tag(name: &Name) -> u64 {
+    name.as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+        | 1
+}
+
+#[cfg(test)]
+mod tests;

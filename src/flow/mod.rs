@@ -1,0 +1,27 @@
+//! Flow: the bidirectional flow key, per-flow state with its cached verdict, the bounded
+//! reassembly of a client's first flight, and the flow table with a hard cap and idle expiry.
+//!
+//! Takes parsed packets' addresses and ports; holds only bounded state: at most
+//! `max_flows` flows and [`stream::MAX_STREAM_BYTES`] buffered bytes per direction of a
+//! flow, each cap counted when hit. No clock: time comes from the caller.
+
+// Untrusted bytes flow through this module: no indexing, unwrap, expect or panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+pub mod key;
+pub mod learned;
+pub mod stream;
+pub mod table;
+
+pub use key::FlowKey;
+pub use learned::LearnedNames;
+pub use stream::{Insert, StreamBuf};
+pub use table::{FlowState, FlowTable, Phase};

@@ -1,0 +1,205 @@
+//! [`FlowTable`]: flows on a `DashMap`, with a hard cap and idle expiry driven by packet time.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::mapref::one::RefMut;
+use dashmap::DashMap;
+
+use super::{FlowKey, StreamBuf};
+use crate::rules::RuleIndex;
+
+/// Where a flow is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No name yet: the client's first flight is being inspected.
+    Pending,
+    /// The verdict is known and cached for every later packet.
+    Decided(Decision),
+    /// DNS: every message is judged on its own, nothing is cached.
+    Dns,
+}
+
+/// A flow's cached verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: crate::engine::PacketAction,
+    /// The rule that decided, if one matched.
+    pub rule: Option<RuleIndex>,
+}
+
+/// Per-flow state. Stream buffers exist only while a flow is pending (or for DNS over TCP).
+#[derive(Debug)]
+pub struct FlowState {
+    /// The client (the side that sent the SYN, or the first packet) is the key's low side.
+    pub client_is_low: bool,
+    pub phase: Phase,
+    /// Packet time of the last packet, in seconds.
+    pub last_seen: u64,
+    /// Next client sequence number learned from the SYN.
+    pub client_isn: Option<u32>,
+    /// Next server sequence number learned from the SYN-ACK.
+    pub server_isn: Option<u32>,
+    /// Client data packets inspected while pending.
+    pub data_packets: u16,
+    pub client_stream: Option<Box<StreamBuf>>,
+    pub server_stream: Option<Box<StreamBuf>>,
+    /// Hash of the last DNS name recorded, so retransmitted queries are recorded once.
+    pub last_dns_event: u64,
+}
+
+impl FlowState {
+    pub fn new(client_is_low: bool, now: u64) -> Self {
+        Self {
+            client_is_low,
+            phase: Phase::Pending,
+            last_seen: now,
+            client_isn: None,
+            server_isn: None,
+            data_packets: 0,
+            client_stream: None,
+            server_stream: None,
+            last_dns_event: 0,
+        }
+    }
+
+    /// Frees the stream buffers once they are no longer needed.
+    pub fn release_streams(&mut self) {
+        self.client_stream = None;
+        self.server_stream = None;
+    }
+}
+
+/// Idle timeouts, in seconds of packet time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Flows still being inspected (half-open, no name yet).
+    pub pending: u64,
+    /// Decided TCP flows.
+    pub tcp: u64,
+    /// Decided UDP flows and DNS.
+    pub udp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // Linux conntrack's defaults are 120 s unreplied/5 days established TCP and 30/120 s
+        // UDP; telestrip only needs the verdict while packets still flow.
+        Self {
+            pending: 30,
+            tcp: 600,
+            udp: 120,
+        }
+    }
+}
+
+/// The shared flow table.
+pub struct FlowTable {
+    map: DashMap<FlowKey, FlowState>,
+    len: AtomicUsize,
+    max_flows: usize,
+    timeouts: Timeouts,
+    next_sweep: AtomicU64,
+    pub expired: AtomicU64,
+    /// New flows not tracked because the table was full.
+    pub refused: AtomicU64,
+}
+
+/// How often (packet-time seconds) idle flows are swept out.
+const SWEEP_INTERVAL_SECONDS: u64 = 5;
+
+impl FlowTable {
+    pub fn new(max_flows: usize, timeouts: Timeouts) -> Self {
+        Self {
+            map: DashMap::with_capacity(max_flows.min(1 << 16)),
+            len: AtomicUsize::new(0),
+            max_flows,
+            timeouts,
+            next_sweep: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn max_flows(&self) -> usize {
+        self.max_flows
+    }
+
+    /// The flow's state, created with `make` if new. `None` when the table is full even after
+    /// expiring idle flows: the caller handles the packet without state.
+    pub fn entry(
+        &self,
+        key: FlowKey,
+        now: u64,
+        make: impl FnOnce() -> FlowState,
+    ) -> Option<RefMut<'_, FlowKey, FlowState>> {
+        if let Some(existing) = self.map.get_mut(&key) {
+            return Some(existing);
+        }
+        if self.len() >= self.max_flows {
+            self.sweep(now);
+            if self.len() >= self.max_flows {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let entry = self.map.entry(key).or_insert_with(|| {
+            self.len.fetch_add(1, Ordering::Relaxed);
+            make()
+        });
+        Some(entry)
+    }
+
+    /// Sweeps idle flows when the sweep interval has passed. Call with no table ref held.
+    pub fn maybe_sweep(&self, now: u64) {
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now >= due
+            && self
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    now + SWEEP_INTERVAL_SECONDS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.sweep(now);
+        }
+    }
+
+    /// Removes every flow idle for longer than its timeout.
+    pub fn sweep(&self, now: u64) {
+        let timeouts = self.timeouts;
+        let mut removed = 0u64;
+        self.map.retain(|key, state| {
+            let limit = match state.phase {
+                Phase::Pending => timeouts.pending,
+                Phase::Dns => timeouts.udp,
+                Phase::Decided(_) if key.protocol() == crate::wire::Protocol::Tcp => timeouts.tcp,
+                Phase::Decided(_) => timeouts.udp,
+            };
+            let keep = now.saturating_sub(state.last_seen) <= limit;
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
+        self.len.fetch_sub(removed as usize, Ordering::Relaxed);
+        self.expired.fetch_add(removed, Ordering::Relaxed);
+    }
+
+    /// Removes one flow (e.g. after RST), keeping the count right.
+    pub fn remove(&self, key: &FlowKey) {
+        if self.map.remove(key).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

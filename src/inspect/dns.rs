@@ -1,0 +1,306 @@
+//! DNS messages (RFC 1035 §4.1): questions, and A/AAAA/CNAME/HTTPS answers, over UDP or TCP.
+//!
+//! Takes one message (for TCP, [`split_tcp`] first takes the 2-byte length prefix off the
+//! stream, RFC 1035 §4.2.2); returns names as [`Name`]. Compression pointers may only point
+//! backwards (RFC 1035 §4.1.4 says a pointer refers to a prior occurrence), which rules out
+//! loops; hops are capped as well. Never panics, never allocates.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::reader::Reader;
+use super::{Name, Scan};
+
+/// Fixed DNS header length (RFC 1035 §4.1.1).
+pub const HEADER_LEN: usize = 12;
+/// Compression pointers followed for one name. Backward-only pointers already rule out loops;
+/// a legitimate name has at most one pointer per label, and 127 labels is the wire limit.
+pub const MAX_POINTER_HOPS: usize = 127;
+/// Questions read from one message; real clients send one. More are counted, not read.
+pub const MAX_QUESTIONS: usize = 8;
+/// Answer records read from one response; enough for any CNAME chain plus address set.
+pub const MAX_ANSWERS: usize = 64;
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SVCB: u16 = 64;
+pub const TYPE_HTTPS: u16 = 65;
+
+/// What is wrong with a DNS message. Small and `Copy`: one counter per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    #[error("message shorter than the 12-byte header")]
+    TruncatedHeader,
+    #[error("message ends inside {0}")]
+    Truncated(&'static str),
+    #[error("compression pointer does not point backwards")]
+    ForwardPointer,
+    #[error("more than {MAX_POINTER_HOPS} compression pointers in one name")]
+    TooManyPointers,
+    #[error("label type 0b01/0b10 is reserved")]
+    ReservedLabelType,
+    #[error("name is longer than 255 octets or holds bytes that are not host name bytes")]
+    BadName,
+    #[error("record data length does not fit its type")]
+    BadRecordData,
+}
+
+/// One question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Question {
+    pub name: Name,
+    pub qtype: u16,
+}
+
+/// The answer data telestrip uses; everything else is kept as its type number.
+/// A CNAME target is copied into a fixed [`Name`] on purpose: no allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Cname(Name),
+    Other(u16),
+}
+
+/// One answer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub name: Name,
+    pub ttl: u32,
+    pub data: RecordData,
+}
+
+/// A DNS message whose header has been read; questions and answers are read on demand.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    bytes: &'a [u8],
+    pub id: u16,
+    pub flags: u16,
+    pub question_count: u16,
+    pub answer_count: u16,
+}
+
+impl<'a> Message<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DnsError> {
+        let mut reader = Reader::new(bytes);
+        let (Some(id), Some(flags), Some(question_count), Some(answer_count)) =
+            (reader.u16(), reader.u16(), reader.u16(), reader.u16())
+        else {
+            return Err(DnsError::TruncatedHeader);
+        };
+        if bytes.len() < HEADER_LEN {
+            return Err(DnsError::TruncatedHeader);
+        }
+        Ok(Self {
+            bytes,
+            id,
+            flags,
+            question_count,
+            answer_count,
+        })
+    }
+
+    /// QR bit: this message is a response.
+    pub fn is_response(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0xf) as u8
+    }
+
+    pub fn rcode(&self) -> u8 {
+        (self.flags & 0xf) as u8
+    }
+
+    /// The questions, at most [`MAX_QUESTIONS`] of them.
+    pub fn questions(&self) -> Questions<'a> {
+        Questions {
+            reader: Reader::at(self.bytes, HEADER_LEN),
+            bytes: self.bytes,
+            left: usize::from(self.question_count).min(MAX_QUESTIONS),
+        }
+    }
+
+    /// The first question, the one every real client sends.
+    pub fn first_question(&self) -> Result<Option<Question>, DnsError> {
+        self.questions().next().transpose()
+    }
+
+    /// The answer records, at most [`MAX_ANSWERS`] of them. Fails if the questions before
+    /// them cannot be skipped.
+    pub fn answers(&self) -> Result<Records<'a>, DnsError> {
+        let mut reader = Reader::at(self.bytes, HEADER_LEN);
+        for _ in 0..self.question_count {
+            skip_name(&mut reader)?;
+            reader.skip(4).ok_or(DnsError::Truncated("question"))?;
+        }
+        Ok(Records {
+            reader,
+            bytes: self.bytes,
+            left: usize::from(self.answer_count).min(MAX_ANSWERS),
+        })
+    }
+}
+
+/// Iterator over questions; stops after the first error.
+pub struct Questions<'a> {
+    reader: Reader<'a>,
+    bytes: &'a [u8],
+    left: usize,
+}
+
+impl Iterator for Questions<'_> {
+    type Item = Result<Question, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let result = (|| {
+            let name = read_name(self.bytes, &mut self.reader)?;
+            let qtype = self.reader.u16().ok_or(DnsError::Truncated("question"))?;
+            self.reader.skip(2).ok_or(DnsError::Truncated("question"))?;
+            Ok(Question { name, qtype })
+        })();
+        if result.is_err() {
+            self.left = 0;
+        }
+        Some(result)
+    }
+}
+
+/// Iterator over answer records; stops after the first error.
+pub struct Records<'a> {
+    reader: Reader<'a>,
+    bytes: &'a [u8],
+    left: usize,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let result = self.read_record();
+        if result.is_err() {
+            self.left = 0;
+        }
+        Some(result)
+    }
+}
+
+impl Records<'_> {
+    fn read_record(&mut self) -> Result<Record, DnsError> {
+        let name = read_name(self.bytes, &mut self.reader)?;
+        let truncated = DnsError::Truncated("resource record");
+        let rtype = self.reader.u16().ok_or(truncated)?;
+        let _class = self.reader.u16().ok_or(truncated)?;
+        let ttl = self.reader.u32().ok_or(truncated)?;
+        let rdlength = usize::from(self.reader.u16().ok_or(truncated)?);
+        let rdata_start = self.reader.position();
+        let rdata = self.reader.take(rdlength).ok_or(truncated)?;
+        let data = match rtype {
+            TYPE_A => RecordData::A(Ipv4Addr::from(
+                *<&[u8; 4]>::try_from(rdata).map_err(|_| DnsError::BadRecordData)?,
+            )),
+            TYPE_AAAA => RecordData::Aaaa(Ipv6Addr::from(
+                *<&[u8; 16]>::try_from(rdata).map_err(|_| DnsError::BadRecordData)?,
+            )),
+            TYPE_CNAME => {
+                let mut target = Reader::at(self.bytes, rdata_start);
+                RecordData::Cname(read_name(self.bytes, &mut target)?)
+            }
+            other => RecordData::Other(other),
+        };
+        Ok(Record { name, ttl, data })
+    }
+}
+
+/// Takes one length-prefixed DNS message off the front of a TCP stream (RFC 1035 §4.2.2):
+/// the message and the number of stream bytes it used.
+pub fn split_tcp(stream: &[u8]) -> Scan<(&[u8], usize)> {
+    let Some((length, rest)) = stream.split_first_chunk::<2>() else {
+        return Scan::NeedMore;
+    };
+    let length = usize::from(u16::from_be_bytes(*length));
+    match rest.get(..length) {
+        Some(message) => Scan::Found((message, 2 + length)),
+        None => Scan::NeedMore,
+    }
+}
+
+/// Reads a possibly compressed name starting at the reader's position, leaving the reader
+/// just after the name's in-place bytes.
+fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, DnsError> {
+    let mut name = Name::empty();
+    let mut cursor = *reader;
+    let mut hops = 0;
+    let mut followed_pointer = false;
+    loop {
+        let label_start = cursor.position();
+        let length = cursor.u8().ok_or(DnsError::Truncated("name"))?;
+        match length & 0xc0 {
+            0x00 if length == 0 => break,
+            0x00 => {
+                let label = cursor
+                    .take(usize::from(length))
+                    .ok_or(DnsError::Truncated("label"))?;
+                if !name.push_label(label) {
+                    return Err(DnsError::BadName);
+                }
+            }
+            0xc0 => {
+                let low = cursor
+                    .u8()
+                    .ok_or(DnsError::Truncated("compression pointer"))?;
+                let target = usize::from(u16::from_be_bytes([length & 0x3f, low]));
+                if target >= label_start {
+                    return Err(DnsError::ForwardPointer);
+                }
+                hops += 1;
+                if hops > MAX_POINTER_HOPS {
+                    return Err(DnsError::TooManyPointers);
+                }
+                if !followed_pointer {
+                    *reader = cursor;
+                    followed_pointer = true;
+                }
+                cursor = Reader::at(bytes, target);
+            }
+            _ => return Err(DnsError::ReservedLabelType),
+        }
+    }
+    if !followed_pointer {
+        *reader = cursor;
+    }
+    Ok(name)
+}
+
+/// Skips a name without decoding it (for questions before the answer section).
+fn skip_name(reader: &mut Reader<'_>) -> Result<(), DnsError> {
+    for _ in 0..=MAX_POINTER_HOPS {
+        let length = reader.u8().ok_or(DnsError::Truncated("name"))?;
+        match length & 0xc0 {
+            0x00 if length == 0 => return Ok(()),
+            0x00 => reader
+                .skip(usize::from(length))
+                .ok_or(DnsError::Truncated("label"))?,
+            0xc0 => {
+                return reader
+                    .skip(1)
+                    .ok_or(DnsError::Truncated("compression pointer"))
+            }
+            _ => return Err(DnsError::ReservedLabelType),
+        }
+    }
+    Err(DnsError::BadName)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! HTTP/1.x request head (RFC 9112 §3, §5): the host a request is for.
+//!
+//! Takes the first bytes a client sent on a TCP connection; answers Found once the whole
+//! header section is there (so a second Host header cannot hide behind the first), NotThis
+//! when the bytes cannot start an HTTP/1.x request, NeedMore, or an [`HttpError`]. The host
+//! comes from the absolute-form or authority-form target when there is one (RFC 9112 §3.2.2,
+//! which tells servers to ignore Host then), otherwise from the Host header. Never panics.
+
+use super::{Name, Scan};
+
+/// Largest request head read. Most servers refuse heads over 8 KiB (nginx's default
+/// large_client_header_buffers is 8k per line); it bounds the bytes buffered per flow.
+pub const MAX_HEAD_LEN: usize = 8 * 1024;
+
+const METHODS: &[&[u8]] = &[
+    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+];
+
+/// What telestrip reads from a request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The host the request is for; `None` when there is none or it is an address literal.
+    pub host: Option<Name>,
+    /// Host header lines seen; more than one makes servers answer 400 (RFC 9112 §3.2).
+    pub host_headers: u8,
+    /// The name came from the request target rather than the Host header.
+    pub host_from_target: bool,
+}
+
+/// What is wrong with a request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("request head longer than {MAX_HEAD_LEN} bytes")]
+    TooLarge,
+    #[error("request line is not METHOD SP target SP HTTP/1.x")]
+    BadRequestLine,
+}
+
+/// Scans the first bytes of a client's TCP stream for an HTTP/1.x request head.
+pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
+    let method_len = match stream.iter().position(|&b| b == b' ') {
+        Some(len) => len,
+        None if METHODS.iter().any(|m| m.starts_with(stream)) && stream.len() < 8 => {
+            return Ok(Scan::NeedMore)
+        }
+        None => return Ok(Scan::NotThis),
+    };
+    let method = stream.get(..method_len).unwrap_or(&[]);
+    if !METHODS.contains(&method) {
+        return Ok(Scan::NotThis);
+    }
+    let Some(head_len) = find_head_end(stream) else {
+        return if stream.len() > MAX_HEAD_LEN {
+            Err(HttpError::TooLarge)
+        } else {
+            Ok(Scan::NeedMore)
+        };
+    };
+    if head_len > MAX_HEAD_LEN {
+        return Err(HttpError::TooLarge);
+    }
+    let head = stream.get(..head_len).unwrap_or(&[]);
+    let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
+    let request_line = lines.next().unwrap_or(&[]);
+    let mut parts = request_line.split(|&b| b == b' ');
+    let (_, Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::BadRequestLine);
+    };
+    if !version.starts_with(b"HTTP/1.") {
+        return Err(HttpError::BadRequestLine);
+    }
+    let mut request = Request {
+        host: None,
+        host_headers: 0,
+        host_from_target: false,
+    };
+    let target_authority = if method == b"CONNECT" {
+        Some(target)
+    } else {
+        absolute_form_authority(target)
+    };
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (field, value) = line.split_at(colon);
+        if field.eq_ignore_ascii_case(b"host") {
+            request.host_headers = request.host_headers.saturating_add(1);
+            if request.host_headers == 1 {
+                request.host = host_name(value.get(1..).unwrap_or(&[]));
+            }
+        }
+    }
+    if let Some(authority) = target_authority {
+        request.host = host_name(authority);
+        request.host_from_target = true;
+    }
+    Ok(Scan::Found(request))
+}
+
+/// Length of the head including the empty line; bare LF line ends are accepted, as most
+/// servers do (RFC 9112 §2.2).
+fn find_head_end(stream: &[u8]) -> Option<usize> {
+    let limit = stream.len().min(MAX_HEAD_LEN + 4);
+    let window = stream.get(..limit)?;
+    let mut previous_newline: Option<usize> = None;
+    for (index, &byte) in window.iter().enumerate() {
+        if byte != b'\n' {
+            continue;
+        }
+        if let Some(prev) = previous_newline {
+            let between = window.get(prev + 1..index).unwrap_or(&[]);
+            if between.is_empty() || between == b"\r" {
+                return Some(index + 1);
+            }
+        }
+        previous_newline = Some(index);
+    }
+    if stream.len() > limit {
+        Some(stream.len())
+    } else {
+        None
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// `http://host:port/path` → `host:port` (scheme compared case-insensitively).
+fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    let scheme_end = target.windows(3).position(|w| w == b"://")?;
+    let scheme = target.get(..scheme_end)?;
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+        return None;
+    }
+    let rest = target.get(scheme_end + 3..)?;
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = rest.get(..end)?;
+    // Drop userinfo (`user@host`), which RFC 9110 §4.2.4 deprecates but clients still send.
+    Some(match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => authority.get(at + 1..).unwrap_or(&[]),
+        None => authority,
+    })
+}
+
+/// A Host value (`name`, `name:port`, `[v6]:port`) as a name; `None` for address literals
+/// and values that are not host names.
+fn host_name(value: &[u8]) -> Option<Name> {
+    let value = value.trim_ascii();
+    if value.first() == Some(&b'[') {
+        return None;
+    }
+    let host = match value.iter().rposition(|&b| b == b':') {
+        Some(colon) if value.get(colon + 1..)?.iter().all(u8::is_ascii_digit) => {
+            value.get(..colon)?
+        }
+        Some(_) => return None,
+        None => value,
+    };
+    Name::from_bytes(host)
+}
+
+#[cfg(test)]
+mod tests;

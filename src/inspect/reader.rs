@@ -1,0 +1,70 @@
+//! A bounds-checked big-endian byte reader: every read returns `None` past the end.
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Self { bytes, pos }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        let value = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(value)
+    }
+
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        let bytes = self.take(2)?;
+        Some(u16::from_be_bytes(*bytes.first_chunk::<2>()?))
+    }
+
+    pub(crate) fn u24(&mut self) -> Option<u32> {
+        let bytes = self.take(3)?;
+        let [a, b, c] = *bytes.first_chunk::<3>()?;
+        Some(u32::from_be_bytes([0, a, b, c]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        let bytes = self.take(4)?;
+        Some(u32::from_be_bytes(*bytes.first_chunk::<4>()?))
+    }
+
+    pub(crate) fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(len)?;
+        let slice = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(slice)
+    }
+
+    pub(crate) fn skip(&mut self, len: usize) -> Option<()> {
+        self.take(len).map(|_| ())
+    }
+
+    /// A sub-reader over a length-prefixed vector (u8 length).
+    pub(crate) fn vec8(&mut self) -> Option<Reader<'a>> {
+        let len = usize::from(self.u8()?);
+        self.take(len).map(Reader::new)
+    }
+
+    /// A sub-reader over a length-prefixed vector (u16 length).
+    pub(crate) fn vec16(&mut self) -> Option<Reader<'a>> {
+        let len = usize::from(self.u16()?);
+        self.take(len).map(Reader::new)
+    }
+}

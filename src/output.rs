@@ -1,0 +1,290 @@
+//! Output of `telestrip pcap`: matched flows and a per-vendor/rule summary as a table, JSON
+//! or CSV.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::FlowEvent;
+
+/// Output format of `telestrip pcap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document: flows, summary, counters.
+    Json,
+    /// One line per matched flow, with a header line.
+    Csv,
+}
+
+/// Matches of one rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RuleSummary {
+    pub vendor: String,
+    pub rule: String,
+    pub action: String,
+    pub applied: String,
+    pub flows: u64,
+    /// Distinct names seen for this rule (at most [`MAX_NAMES_PER_RULE`] listed).
+    pub names: Vec<String>,
+}
+
+/// Names listed per rule in the summary; the count is always exact.
+pub const MAX_NAMES_PER_RULE: usize = 20;
+
+/// Groups events by vendor and rule, in that order.
+pub fn summarise(events: &[FlowEvent]) -> Vec<RuleSummary> {
+    let mut by_rule: BTreeMap<(String, String, String), RuleSummary> = BTreeMap::new();
+    for event in events {
+        let key = (
+            event.vendor.to_string(),
+            event.rule.to_string(),
+            event.applied.to_string(),
+        );
+        let summary = by_rule.entry(key).or_insert_with(|| RuleSummary {
+            vendor: event.vendor.to_string(),
+            rule: event.rule.to_string(),
+            action: event.action.to_string(),
+            applied: event.applied.to_string(),
+            flows: 0,
+            names: Vec::new(),
+        });
+        summary.flows += 1;
+        if let Some(name) = &event.name {
+            if !summary.names.contains(name) && summary.names.len() < MAX_NAMES_PER_RULE {
+                summary.names.push(name.clone());
+            }
+        }
+    }
+    by_rule.into_values().collect()
+}
+
+/// One matched flow as written out.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowRow {
+    pub time: String,
+    pub protocol: String,
+    pub client: String,
+    pub server: String,
+    pub name: String,
+    pub via: String,
+    pub rule: String,
+    pub vendor: String,
+    pub action: String,
+    pub applied: String,
+}
+
+impl FlowRow {
+    pub fn of(event: &FlowEvent) -> Self {
+        Self {
+            time: format_time(event.time),
+            protocol: event.protocol.to_string(),
+            client: endpoint(event.client, event.client_port),
+            server: endpoint(event.server, event.server_port),
+            name: event.name.clone().unwrap_or_default(),
+            via: event.via.to_string(),
+            rule: event.rule.to_string(),
+            vendor: event.vendor.to_string(),
+            action: event.action.to_string(),
+            applied: event.applied.to_string(),
+        }
+    }
+}
+
+/// `192.0.2.1:443`, `[2001:db8::1]:443`.
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// RFC 3339 UTC time with microseconds, from a capture timestamp.
+pub fn format_time(time: Duration) -> String {
+    let seconds = time.as_secs();
+    let days = (seconds / 86_400) as i64;
+    let (year, month, day) = civil_from_days(days);
+    let rest = seconds % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        time.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil_from_days.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes flows and summary as an aligned table.
+pub fn write_table(
+    out: &mut dyn Write,
+    events: &[FlowEvent],
+    summary: &[RuleSummary],
+) -> io::Result<()> {
+    let rows: Vec<FlowRow> = events.iter().map(FlowRow::of).collect();
+    if rows.is_empty() {
+        writeln!(out, "No flow matched a rule.")?;
+    } else {
+        let headers = [
+            "TIME", "PROTO", "CLIENT", "SERVER", "NAME", "VIA", "RULE", "VENDOR", "ACTION",
+        ];
+        let cells: Vec<[String; 9]> = rows
+            .iter()
+            .map(|r| {
+                let action = if r.action == r.applied {
+                    r.action.clone()
+                } else {
+                    format!("{} (dry run: {})", r.applied, r.action)
+                };
+                [
+                    r.time.clone(),
+                    r.protocol.clone(),
+                    r.client.clone(),
+                    r.server.clone(),
+                    if r.name.is_empty() {
+                        "-".into()
+                    } else {
+                        r.name.clone()
+                    },
+                    r.via.clone(),
+                    r.rule.clone(),
+                    r.vendor.clone(),
+                    action,
+                ]
+            })
+            .collect();
+        write_columns(out, &headers, &cells)?;
+    }
+    if !summary.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Summary by vendor and rule:")?;
+        let headers = ["VENDOR", "RULE", "ACTION", "FLOWS", "NAMES"];
+        let cells: Vec<[String; 5]> = summary
+            .iter()
+            .map(|s| {
+                let action = if s.action == s.applied {
+                    s.action.clone()
+                } else {
+                    format!("{} (dry run: {})", s.applied, s.action)
+                };
+                [
+                    s.vendor.clone(),
+                    s.rule.clone(),
+                    action,
+                    s.flows.to_string(),
+                    s.names.join(", "),
+                ]
+            })
+            .collect();
+        write_columns(out, &headers, &cells)?;
+    }
+    Ok(())
+}
+
+fn write_columns<const N: usize>(
+    out: &mut dyn Write,
+    headers: &[&str; N],
+    rows: &[[String; N]],
+) -> io::Result<()> {
+    let mut widths = headers.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text
+    };
+    writeln!(out, "{}", line(headers.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Writes flows as CSV (RFC 4180 quoting).
+pub fn write_csv(out: &mut dyn Write, events: &[FlowEvent]) -> io::Result<()> {
+    writeln!(
+        out,
+        "time,protocol,client,server,name,via,rule,vendor,action,applied"
+    )?;
+    for event in events {
+        let r = FlowRow::of(event);
+        let fields = [
+            &r.time,
+            &r.protocol,
+            &r.client,
+            &r.server,
+            &r.name,
+            &r.via,
+            &r.rule,
+            &r.vendor,
+            &r.action,
+            &r.applied,
+        ];
+        let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(out, "{}", quoted.join(","))?;
+    }
+    Ok(())
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_capture_time_as_rfc3339_utc() {
+        assert_eq!(
+            format_time(Duration::from_secs(0)),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            format_time(Duration::new(1_700_000_000, 123_456_000)),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            format_time(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn quotes_csv_fields_that_need_it() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}

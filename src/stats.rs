@@ -1,0 +1,118 @@
+//! [`Counters`]: what the engine counts, as plain atomics the packet threads bump without
+//! locks or label lookups. The metrics exporter and the CLI summary read them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How a flow's name was seen (the `via` of counters, events and the audit log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    Sni,
+    Http,
+    Dns,
+    Learned,
+    Cidr,
+}
+
+impl Via {
+    pub const ALL: [Via; 5] = [Via::Sni, Via::Http, Via::Dns, Via::Learned, Via::Cidr];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Sni => "sni",
+            Via::Http => "http",
+            Via::Dns => "dns",
+            Via::Learned => "learned",
+            Via::Cidr => "cidr",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Layers whose parse errors are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Link,
+    Network,
+    Transport,
+    Dns,
+    Tls,
+    Http,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 6] = [
+        Layer::Link,
+        Layer::Network,
+        Layer::Transport,
+        Layer::Dns,
+        Layer::Tls,
+        Layer::Http,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Link => "link",
+            Layer::Network => "network",
+            Layer::Transport => "transport",
+            Layer::Dns => "dns",
+            Layer::Tls => "tls",
+            Layer::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub packets_accepted: AtomicU64,
+    pub packets_dropped: AtomicU64,
+    pub packets_rejected: AtomicU64,
+    /// Frames that are not IP (ARP, LLDP, ...).
+    pub packets_not_ip: AtomicU64,
+    /// IP fragments, passed without inspection.
+    pub packets_fragmented: AtomicU64,
+    pub parse_errors: [AtomicU64; 6],
+    /// Flows (or DNS messages) whose name was seen, by how.
+    pub inspected: [AtomicU64; 5],
+    pub flows_new: AtomicU64,
+    /// Pending flows decided without a name because their first flight outgrew the stream cap.
+    pub stream_cap_hits: AtomicU64,
+    /// Pending flows decided without a name after too many client packets.
+    pub pending_limit_hits: AtomicU64,
+    pub dns_messages: AtomicU64,
+}
+
+impl Counters {
+    pub fn parse_error(&self, layer: Layer) {
+        if let Some(counter) = self.parse_errors.get(layer as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn inspected(&self, via: Via) {
+        if let Some(counter) = self.inspected.get(via as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn parse_errors_of(&self, layer: Layer) -> u64 {
+        self.parse_errors
+            .get(layer as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn inspected_of(&self, via: Via) -> u64 {
+        self.inspected
+            .get(via as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Shorthand for a relaxed increment.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

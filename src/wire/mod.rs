@@ -1,0 +1,255 @@
+//! Wire: turns one captured frame into a borrowed [`Packet`] view (addresses, ports, TCP
+//! flags and sequence number, payload) using `etherparse` slices.
+//!
+//! Takes the frame bytes and the capture's [`LinkType`]; returns a `Packet<'a>` that borrows
+//! the payload from the frame, or a small `Copy` [`WireError`] naming the layer that failed.
+//! Never panics on any input and never allocates.
+
+// Untrusted bytes flow through this module: no indexing, unwrap, expect or panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+use std::net::IpAddr;
+
+use etherparse::{err, EtherType, NetSlice, SlicedPacket, TransportSlice};
+
+/// How the frames of a capture start (libpcap LINKTYPE_* values, see
+/// <https://www.tcpdump.org/linktypes.html>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1), including 802.1Q and QinQ VLAN tags.
+    Ethernet,
+    /// LINKTYPE_RAW (101), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229): the frame is an IP packet.
+    RawIp,
+    /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1 (`tcpdump -i any`, older libpcap).
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2 (`tcpdump -i any`, libpcap ≥ 1.10).
+    LinuxSll2,
+    /// LINKTYPE_NULL (0): BSD loopback, a 4-byte address family in host byte order.
+    Null,
+}
+
+impl LinkType {
+    /// Maps a libpcap link-type number; `None` for link types telestrip does not read.
+    pub fn from_linktype(value: u32) -> Option<Self> {
+        match value {
+            0 => Some(Self::Null),
+            1 => Some(Self::Ethernet),
+            12 | 14 | 101 | 228 | 229 => Some(Self::RawIp),
+            113 => Some(Self::LinuxSll),
+            276 => Some(Self::LinuxSll2),
+            _ => None,
+        }
+    }
+}
+
+/// Transport protocol of a packet, as matched by rules' `protocols`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// Any other IP protocol number (ICMP, SCTP, ...); kept, never an error.
+    Other(u8),
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Other(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Other(n) => write!(f, "ip-proto-{n}"),
+        }
+    }
+}
+
+/// The TCP header fields the flow tracker needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub seq: u32,
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// A parsed packet: addresses and ports plus the transport payload, borrowed from the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: Protocol,
+    /// 0 for protocols without ports.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Set for TCP packets only.
+    pub tcp: Option<TcpInfo>,
+    /// Transport payload (empty for non-first IP fragments and portless protocols).
+    pub payload: &'a [u8],
+    /// The IP payload is a fragment: ports and payload are not available.
+    pub fragment: bool,
+}
+
+/// Which layer could not be parsed. Small and `Copy`: one counter per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("link layer: {0}")]
+    Link(&'static str),
+    #[error("network layer: {0}")]
+    Network(&'static str),
+    #[error("transport layer: {0}")]
+    Transport(&'static str),
+    /// Not IP (ARP, LLDP, ...): not an error of the packet, just nothing to inspect.
+    #[error("not an IP packet")]
+    NotIp,
+}
+
+impl WireError {
+    /// Label for the `layer` of parse-error counters.
+    pub fn layer(self) -> &'static str {
+        match self {
+            WireError::Link(_) => "link",
+            WireError::Network(_) => "network",
+            WireError::Transport(_) => "transport",
+            WireError::NotIp => "not_ip",
+        }
+    }
+}
+
+/// Linux cooked capture v2 header length (fixed, see libpcap `sll.h`).
+const SLL2_HEADER_LEN: usize = 20;
+
+/// Parses one frame of the given link type.
+pub fn parse(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireError> {
+    let sliced = match link {
+        LinkType::Ethernet => SlicedPacket::from_ethernet(frame),
+        LinkType::RawIp => SlicedPacket::from_ip(frame),
+        LinkType::LinuxSll => SlicedPacket::from_linux_sll(frame),
+        LinkType::LinuxSll2 => {
+            let (header, rest) = frame
+                .split_at_checked(SLL2_HEADER_LEN)
+                .ok_or(WireError::Link("truncated SLL2 header"))?;
+            let ether_type = header
+                .first_chunk::<2>()
+                .map(|b| u16::from_be_bytes(*b))
+                .ok_or(WireError::Link("truncated SLL2 header"))?;
+            SlicedPacket::from_ether_type(EtherType(ether_type), rest)
+        }
+        LinkType::Null => {
+            let (family, rest) = frame
+                .split_first_chunk::<4>()
+                .ok_or(WireError::Link("truncated loopback header"))?;
+            // Host byte order of the capturing machine: accept both.
+            let family = u32::from_le_bytes(*family).min(u32::from_be_bytes(*family));
+            match family {
+                2 | 10 | 24 | 28 | 30 => SlicedPacket::from_ip(rest),
+                _ => return Err(WireError::NotIp),
+            }
+        }
+    }
+    .map_err(map_slice_error)?;
+    packet_from_slices(&sliced)
+}
+
+fn packet_from_slices<'a>(sliced: &SlicedPacket<'a>) -> Result<Packet<'a>, WireError> {
+    let (src, dst, payload) = match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let header = ip.header();
+            (
+                IpAddr::V4(header.source_addr()),
+                IpAddr::V4(header.destination_addr()),
+                ip.payload(),
+            )
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let header = ip.header();
+            (
+                IpAddr::V6(header.source_addr()),
+                IpAddr::V6(header.destination_addr()),
+                ip.payload(),
+            )
+        }
+        Some(NetSlice::Arp(_)) | None => return Err(WireError::NotIp),
+    };
+    let mut packet = Packet {
+        src,
+        dst,
+        protocol: Protocol::Other(payload.ip_number.0),
+        src_port: 0,
+        dst_port: 0,
+        tcp: None,
+        payload: &[],
+        fragment: payload.fragmented,
+    };
+    match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            packet.protocol = Protocol::Tcp;
+            packet.src_port = tcp.source_port();
+            packet.dst_port = tcp.destination_port();
+            packet.tcp = Some(TcpInfo {
+                seq: tcp.sequence_number(),
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            });
+            packet.payload = tcp.payload();
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            packet.protocol = Protocol::Udp;
+            packet.src_port = udp.source_port();
+            packet.dst_port = udp.destination_port();
+            packet.payload = udp.payload();
+        }
+        Some(_) => {}
+        None => {
+            packet.protocol = match payload.ip_number.0 {
+                6 => Protocol::Tcp,
+                17 => Protocol::Udp,
+                other => Protocol::Other(other),
+            };
+        }
+    }
+    Ok(packet)
+}
+
+fn map_slice_error(error: err::packet::SliceError) -> WireError {
+    use err::packet::SliceError as E;
+    match error {
+        E::Len(len) => match len.layer {
+            err::Layer::Ethernet2Header
+            | err::Layer::VlanHeader
+            | err::Layer::LinuxSllHeader
+            | err::Layer::MacsecHeader => WireError::Link("truncated link header"),
+            err::Layer::TcpHeader | err::Layer::UdpHeader | err::Layer::UdpPayload => {
+                WireError::Transport("truncated transport header")
+            }
+            _ => WireError::Network("truncated IP packet"),
+        },
+        E::LinuxSll(_) => WireError::Link("bad Linux cooked capture header"),
+        E::Macsec(_) => WireError::Link("bad MACsec header"),
+        E::Ip(_) | E::Ipv4(_) => WireError::Network("bad IPv4 header"),
+        E::Ipv6(_) => WireError::Network("bad IPv6 header"),
+        E::Ipv4Exts(_) | E::Ipv6Exts(_) => WireError::Network("bad IP extension header"),
+        E::Tcp(_) => WireError::Transport("bad TCP header"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -735,6 +735,7 @@ fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
     match tls::scan_client_hello(bytes, scratch) {
         Ok(Scan::Found(hello)) => {
             return match hello.sni {
+                Some(sni) if sni.is_address_literal() => Seen::NoName,
                 Some(sni) if hello.ech => Seen::EchFacade(sni),
                 Some(sni) => Seen::Name(sni, Via::Sni),
                 None => Seen::NoName,
@@ -746,6 +747,7 @@ fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
     }
     match http::scan_request(bytes) {
         Ok(Scan::Found(request)) => match request.host {
+            Some(host) if host.is_address_literal() => Seen::NoName,
             Some(host) => Seen::Name(host, Via::Http),
             None => Seen::NoName,
         },

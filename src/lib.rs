@@ -22,6 +22,7 @@ pub mod output;
 pub mod rules;
 pub mod source;
 pub mod stats;
+pub mod testkit;
 pub mod wire;
 
 pub use engine::{Engine, EngineConfig, FlowEvent, PacketAction, Verdict, Worker};

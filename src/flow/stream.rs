@@ -164,8 +164,8 @@ mod tests {
     fn first_copy_wins_on_overlap() {
         let mut buf = StreamBuf::new(0);
         buf.insert(0, b"abcd");
-        buf.insert(2, b"XXXXef");
-        assert_eq!(buf.contiguous(), b"abcdef");
+        buf.insert(2, b"XXYYef");
+        assert_eq!(buf.contiguous(), b"abcdYYef");
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl Name {
         self.len == 0
     }
 
+    /// An IPv4 address literal (`192.0.2.1`), which clients put in Host headers and some
+    /// even in SNI: an address, not a name, so address rules and learned names apply.
+    pub fn is_address_literal(&self) -> bool {
+        self.as_str().parse::<std::net::Ipv4Addr>().is_ok()
+    }
+
     /// Appends one label (adding the dot). `false` when the name would grow past the cap or
     /// the label holds bytes that cannot be part of a host name.
     pub(crate) fn push_label(&mut self, label: &[u8]) -> bool {

@@ -1,0 +1,343 @@
+//! Builders for tests, benchmarks and fuzz seeds: Ethernet/VLAN/IPv4/IPv6 frames (with
+//! etherparse's `PacketBuilder`), TLS ClientHellos, DNS messages, HTTP requests, and a pcap
+//! writer. Not used by the product itself.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use etherparse::{PacketBuilder, VlanId};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::DataLink;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+/// TCP flags for [`Segment`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+pub const SYN: Flags = Flags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+pub const SYN_ACK: Flags = Flags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+pub const ACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+
+/// VLAN tagging of a built frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vlan {
+    None,
+    Single(u16),
+    Double(u16, u16),
+}
+
+/// One endpoint pair; builds frames in either direction.
+#[derive(Clone, Copy, Debug)]
+pub struct Hosts {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub vlan: Vlan,
+}
+
+impl Hosts {
+    pub fn new(client: &str, client_port: u16, server: &str, server_port: u16) -> Self {
+        Self {
+            client: client.parse().unwrap_or(IpAddr::from([192, 0, 2, 1])),
+            server: server.parse().unwrap_or(IpAddr::from([198, 51, 100, 1])),
+            client_port,
+            server_port,
+            vlan: Vlan::None,
+        }
+    }
+
+    pub fn with_vlan(mut self, vlan: Vlan) -> Self {
+        self.vlan = vlan;
+        self
+    }
+
+    /// A TCP segment from the client (`from_client`) or the server.
+    pub fn tcp(&self, from_client: bool, seq: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport) = self.oriented(from_client);
+        let ip = self.ip_step(src, dst, from_client);
+        let mut builder = ip.tcp(sport, dport, seq, 64_240);
+        if flags.syn {
+            builder = builder.syn();
+        }
+        if flags.ack {
+            builder = builder.ack(1);
+        }
+        if flags.fin {
+            builder = builder.fin();
+        }
+        if flags.rst {
+            builder = builder.rst();
+        }
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        let _ = builder.write(&mut frame, payload);
+        frame
+    }
+
+    /// A UDP datagram from the client or the server.
+    pub fn udp(&self, from_client: bool, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport) = self.oriented(from_client);
+        let builder = self.ip_step(src, dst, from_client).udp(sport, dport);
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        let _ = builder.write(&mut frame, payload);
+        frame
+    }
+
+    fn oriented(&self, from_client: bool) -> (IpAddr, IpAddr, u16, u16) {
+        if from_client {
+            (self.client, self.server, self.client_port, self.server_port)
+        } else {
+            (self.server, self.client, self.server_port, self.client_port)
+        }
+    }
+
+    fn ip_step(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        from_client: bool,
+    ) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        let (smac, dmac) = if from_client {
+            (CLIENT_MAC, SERVER_MAC)
+        } else {
+            (SERVER_MAC, CLIENT_MAC)
+        };
+        let eth = PacketBuilder::ethernet2(smac, dmac);
+        let vlan_id = |v: u16| VlanId::try_new(v & 0x0fff).unwrap_or(VlanId::ZERO);
+        macro_rules! ip {
+            ($step:expr) => {
+                match (src, dst) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => $step.ipv4(s.octets(), d.octets(), 64),
+                    (s, d) => $step.ipv6(v6(s), v6(d), 64),
+                }
+            };
+        }
+        match self.vlan {
+            Vlan::None => ip!(eth),
+            Vlan::Single(id) => ip!(eth.single_vlan(vlan_id(id))),
+            Vlan::Double(outer, inner) => ip!(eth.double_vlan(vlan_id(outer), vlan_id(inner))),
+        }
+    }
+}
+
+fn v6(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Options of a synthetic TLS ClientHello.
+#[derive(Clone, Debug, Default)]
+pub struct HelloOptions {
+    /// host_name entries of the server_name list (none: no server_name extension).
+    pub names: Vec<String>,
+    /// Add an encrypted_client_hello extension.
+    pub ech: bool,
+    /// Extra bytes of padding extension, to make large (post-quantum sized) hellos.
+    pub padding: usize,
+    /// Split the handshake message into records of at most this many bytes (0: one record).
+    pub record_size: usize,
+}
+
+/// A TLS 1.3-style ClientHello with one SNI, as TLS records.
+pub fn client_hello(sni: &str) -> Vec<u8> {
+    client_hello_with(&HelloOptions {
+        names: vec![sni.to_string()],
+        ..HelloOptions::default()
+    })
+}
+
+/// A ClientHello built to `options` (RFC 8446 §4.1.2 layout), as TLS records.
+pub fn client_hello_with(options: &HelloOptions) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0x03, 0x03]);
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x11; 32]);
+    body.extend_from_slice(&[0x00, 0x06, 0x13, 0x01, 0x13, 0x02, 0x13, 0x03]);
+    body.extend_from_slice(&[0x01, 0x00]);
+    let mut extensions = Vec::new();
+    // A GREASE extension first, as browsers send (RFC 8701).
+    extensions.extend_from_slice(&[0x0a, 0x0a, 0x00, 0x00]);
+    if !options.names.is_empty() {
+        let mut list = Vec::new();
+        for name in &options.names {
+            list.push(0);
+            list.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            list.extend_from_slice(name.as_bytes());
+        }
+        extensions.extend_from_slice(&[0x00, 0x00]);
+        extensions.extend_from_slice(&((list.len() + 2) as u16).to_be_bytes());
+        extensions.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        extensions.extend_from_slice(&list);
+    }
+    // supported_versions: TLS 1.3
+    extensions.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+    if options.ech {
+        extensions.extend_from_slice(&[0xfe, 0x0d, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00]);
+    }
+    if options.padding > 0 {
+        extensions.extend_from_slice(&[0x00, 0x15]);
+        extensions.extend_from_slice(&(options.padding as u16).to_be_bytes());
+        extensions.extend(std::iter::repeat_n(0u8, options.padding));
+    }
+    body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    body.extend_from_slice(&extensions);
+    let mut message = vec![1];
+    message.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    message.extend_from_slice(&body);
+    let record_size = if options.record_size == 0 {
+        message.len()
+    } else {
+        options.record_size
+    };
+    let mut records = Vec::new();
+    for chunk in message.chunks(record_size.max(1)) {
+        records.extend_from_slice(&[22, 3, 1]);
+        records.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        records.extend_from_slice(chunk);
+    }
+    records
+}
+
+/// A DNS query for `name` (RFC 1035 §4.1).
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut message = Vec::new();
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    push_name(&mut message, name);
+    message.extend_from_slice(&qtype.to_be_bytes());
+    message.extend_from_slice(&[0, 1]);
+    message
+}
+
+/// One answer of [`dns_response`].
+#[derive(Clone, Debug)]
+pub enum Answer {
+    A(&'static str, [u8; 4]),
+    Aaaa(&'static str, [u8; 16]),
+    Cname(&'static str, &'static str),
+}
+
+/// A response to `name` with the given answers (owner names compressed when they equal
+/// the question name), TTL 300.
+pub fn dns_response(id: u16, name: &str, qtype: u16, answers: &[Answer]) -> Vec<u8> {
+    let mut message = Vec::new();
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    message.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    message.extend_from_slice(&[0, 0, 0, 0]);
+    push_name(&mut message, name);
+    message.extend_from_slice(&qtype.to_be_bytes());
+    message.extend_from_slice(&[0, 1]);
+    for answer in answers {
+        let (owner, rtype, rdata): (&str, u16, Vec<u8>) = match answer {
+            Answer::A(owner, addr) => (owner, 1, addr.to_vec()),
+            Answer::Aaaa(owner, addr) => (owner, 28, addr.to_vec()),
+            Answer::Cname(owner, target) => {
+                let mut rdata = Vec::new();
+                push_name(&mut rdata, target);
+                (owner, 5, rdata)
+            }
+        };
+        if owner.eq_ignore_ascii_case(name) {
+            message.extend_from_slice(&[0xc0, 12]);
+        } else {
+            push_name(&mut message, owner);
+        }
+        message.extend_from_slice(&rtype.to_be_bytes());
+        message.extend_from_slice(&[0, 1, 0, 0, 1, 44]);
+        message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        message.extend_from_slice(&rdata);
+    }
+    message
+}
+
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// `GET / HTTP/1.1` with the given Host header.
+pub fn http_get(host: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: telestrip-test\r\nAccept: */*\r\n\r\n")
+        .into_bytes()
+}
+
+/// Frames of a whole TLS connection's start: handshake, then the ClientHello split into
+/// `segment` sized pieces (0: one segment), then one server reply.
+pub fn tls_flow(hosts: &Hosts, hello: &[u8], segment: usize) -> Vec<Vec<u8>> {
+    let mut frames = vec![
+        hosts.tcp(true, 1000, SYN, &[]),
+        hosts.tcp(false, 5000, SYN_ACK, &[]),
+        hosts.tcp(true, 1001, ACK, &[]),
+    ];
+    let size = if segment == 0 { hello.len() } else { segment };
+    let mut seq = 1001u32;
+    for chunk in hello.chunks(size.max(1)) {
+        frames.push(hosts.tcp(true, seq, ACK, chunk));
+        seq += chunk.len() as u32;
+    }
+    frames.push(hosts.tcp(false, 5001, ACK, b"\x16\x03\x03\x00\x02\x02\x00"));
+    frames.push(hosts.tcp(true, seq, ACK, b"\x17\x03\x03\x00\x05hello"));
+    frames
+}
+
+/// Writes Ethernet frames to a pcap file, one millisecond apart from `start`.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>], start: Duration) -> std::io::Result<()> {
+    write_pcap_linktype(path, frames, start, DataLink::ETHERNET)
+}
+
+/// Writes frames of the given link type to a pcap file.
+pub fn write_pcap_linktype(
+    path: &Path,
+    frames: &[Vec<u8>],
+    start: Duration,
+    link: DataLink,
+) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let header = PcapHeader {
+        datalink: link,
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(std::io::BufWriter::new(file), header)
+        .map_err(std::io::Error::other)?;
+    for (i, frame) in frames.iter().enumerate() {
+        let time = start + Duration::from_millis(i as u64);
+        writer
+            .write_packet(&PcapPacket::new(time, frame.len() as u32, frame))
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! End to end: the `telestrip pcap` binary over the real captures in tests/fixtures must find
+//! exactly the flows listed in tests/fixtures/expected.tsv, and count the names it read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[derive(Default, Debug)]
+struct Expected {
+    flows: Vec<Vec<String>>,
+    inspected: BTreeMap<String, u64>,
+}
+
+fn expectations() -> BTreeMap<String, Expected> {
+    let text = std::fs::read_to_string(fixtures().join("expected.tsv")).unwrap();
+    let mut all: BTreeMap<String, Expected> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let entry = all.entry(fields[0].to_string()).or_default();
+        match fields[1] {
+            "flow" => entry
+                .flows
+                .push(fields[2..].iter().map(|s| s.to_string()).collect()),
+            "inspected" => {
+                for pair in &fields[2..] {
+                    let (via, count) = pair.split_once('=').unwrap();
+                    entry
+                        .inspected
+                        .insert(via.to_string(), count.parse().unwrap());
+                }
+            }
+            other => panic!("unknown row kind {other}"),
+        }
+    }
+    all
+}
+
+fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_telestrip"))
+        .args(args)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    (output.status.code().unwrap(), json)
+}
+
+#[test]
+fn every_fixture_gives_exactly_the_expected_flows() {
+    let expectations = expectations();
+    let pcaps: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    assert!(pcaps.len() >= 11, "fixtures missing: {pcaps:?}");
+    for pcap in pcaps {
+        let stem = pcap.file_stem().unwrap().to_str().unwrap().to_string();
+        let expected = expectations
+            .get(&stem)
+            .unwrap_or_else(|| panic!("{stem} has no rows in expected.tsv"));
+        let (code, json) = run_json(&[
+            "pcap",
+            "--quiet",
+            "--format",
+            "json",
+            pcap.to_str().unwrap(),
+        ]);
+        let mut flows: Vec<Vec<String>> = json["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let name = f["name"].as_str().unwrap();
+                [
+                    f["server"].as_str().unwrap(),
+                    if name.is_empty() { "-" } else { name },
+                    f["via"].as_str().unwrap(),
+                    f["rule"].as_str().unwrap(),
+                    f["applied"].as_str().unwrap(),
+                ]
+                .map(str::to_string)
+                .to_vec()
+            })
+            .collect();
+        let mut wanted = expected.flows.clone();
+        flows.sort();
+        wanted.sort();
+        assert_eq!(flows, wanted, "{stem}: matched flows");
+        let inspected: BTreeMap<String, u64> = json["stats"]["inspected"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.as_u64() != Some(0))
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect();
+        assert_eq!(inspected, expected.inspected, "{stem}: names read");
+        let blocked = wanted.iter().any(|f| f[4] == "drop" || f[4] == "reject");
+        assert_eq!(code, if blocked { 1 } else { 0 }, "{stem}: exit code");
+        assert_eq!(
+            json["stats"]["parse_errors"]
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|v| v.as_u64() != Some(0))
+                .count(),
+            0,
+            "{stem}: parse errors"
+        );
+    }
+}
+
+#[test]
+fn dry_run_reports_blocking_rules_as_log() {
+    let pcap = fixtures().join("tls13-curl.pcap");
+    let (code, json) = run_json(&[
+        "pcap",
+        "-q",
+        "--dry-run",
+        "--format",
+        "json",
+        pcap.to_str().unwrap(),
+    ]);
+    let flow = &json["flows"][0];
+    assert_eq!(flow["action"], "drop");
+    assert_eq!(flow["applied"], "log");
+    assert_eq!(json["stats"]["packets_dropped"], 0);
+    // A blocking rule matched, which the exit code reports even in a dry run.
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn several_files_are_read_as_one_run() {
+    let a = fixtures().join("dns-udp-sll2.pcap");
+    let b = fixtures().join("learned.pcap");
+    let (_, json) = run_json(&[
+        "pcap",
+        "-q",
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(json["flows"].as_array().unwrap().len(), 6);
+    let summary = json["summary"].as_array().unwrap();
+    let diagtrack = summary
+        .iter()
+        .find(|s| s["rule"] == "ms-windows-diagtrack")
+        .unwrap();
+    assert_eq!(diagtrack["flows"], 3);
+}
+
+#[test]
+fn csv_and_table_carry_the_same_flows() {
+    let pcap = fixtures().join("http.pcap");
+    let csv = Command::new(env!("CARGO_BIN_EXE_telestrip"))
+        .args(["pcap", "-q", "--format", "csv", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,protocol,client,server,name,via,rule,vendor,action,applied"
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines[1]
+        .contains(",nexus.officeapps.live.com,http,ms-office-telemetry,microsoft,drop,drop"));
+    let table = Command::new(env!("CARGO_BIN_EXE_telestrip"))
+        .args(["pcap", "-q", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("browser.events.data.msn.com"));
+    assert!(table.contains("Summary by vendor and rule:"));
+    assert!(table.contains("ms-edge-diagnostics"));
+}

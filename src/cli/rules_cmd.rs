@@ -88,7 +88,7 @@ pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleErr
                         None => {
                             failures.push(rules::RuleError {
                                 file: file.name.clone(),
-                                line: file.line_of(case),
+                                line: file.line_of_test_case(&spec.id.0, case),
                                 column: None,
                                 message: format!(
                                     "rule {}: test case {case:?} is not a name or address",
@@ -114,7 +114,7 @@ pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleErr
                     };
                     failures.push(rules::RuleError {
                         file: file.name.clone(),
-                        line: file.line_of(case),
+                        line: file.line_of_test_case(&spec.id.0, case),
                         column: None,
                         message,
                     });

@@ -23,6 +23,23 @@ pub struct LoadedFile {
 }
 
 impl LoadedFile {
+    /// 1-based line of the test case `case` of rule `id`: the first line after the rule's
+    /// `tests:` that mentions it.
+    pub fn line_of_test_case(&self, id: &str, case: &str) -> Option<usize> {
+        let rule_line = self.line_of(&format!("id: {id}"))?;
+        let mut in_tests = false;
+        for (index, line) in self.text.lines().enumerate().skip(rule_line) {
+            if line.trim_start().starts_with("- id:") {
+                break;
+            }
+            in_tests |= line.trim_start().starts_with("tests:");
+            if in_tests && line.contains(case) {
+                return Some(index + 1);
+            }
+        }
+        Some(rule_line)
+    }
+
     /// 1-based line of the first line containing `needle`, for errors found after parsing.
     pub fn line_of(&self, needle: &str) -> Option<usize> {
         self.text

@@ -1,1 +1,352 @@
-fn main() {}
+//! Criterion benchmarks at each level of the pipeline, reported as elements (packets,
+//! names, lookups) per second: wire parsing, inspection, rule matching with 1,000 /
+//! 100,000 / 1,000,000 domains, the whole engine on packets of known flows, on new flows
+//! and on a mixed capture, and ruleset compilation (with bytes per domain printed).
+//!
+//! Run: `cargo bench --bench engine` (add a filter, e.g. `-- match/`, for one group).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use telestrip::engine::{Engine, EngineConfig};
+use telestrip::inspect::{dns, http, tls};
+use telestrip::rules::{load_sources, LoadedFile, RuleSet, Source};
+use telestrip::testkit::{
+    client_hello_with, dns_query, dns_response, http_get, Answer, HelloOptions, Hosts, ACK, SYN,
+};
+use telestrip::wire::{self, LinkType, Protocol};
+
+/// A rule file with `count` synthetic domains, half exact names and half `*.` suffixes,
+/// plus names that real traffic in the benchmarks uses.
+fn synthetic_rules(count: usize) -> Vec<LoadedFile> {
+    let mut text = String::with_capacity(count * 40);
+    text.push_str("vendor: bench\nrules:\n  - id: bench-many\n    action: drop\n    domains:\n");
+    for i in 0..count {
+        let name = synthetic_name(i);
+        if i % 2 == 0 {
+            text.push_str(&format!("      - {name}\n"));
+        } else {
+            text.push_str(&format!("      - \"*.{name}\"\n"));
+        }
+    }
+    text.push_str("  - id: bench-telemetry\n    action: drop\n    domains: [\"*.events.data.microsoft.com\"]\n");
+    load_sources(vec![Source {
+        name: "bench.yaml".into(),
+        text,
+    }])
+    .expect("bench rules")
+}
+
+/// Deterministic, realistic-looking names: 2-4 labels, 15-35 bytes.
+fn synthetic_name(i: usize) -> String {
+    let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let tlds = ["com", "net", "org", "io", "de", "co.uk"];
+    let tld = tlds[(h >> 8) as usize % tlds.len()];
+    match h % 3 {
+        0 => format!("t{i}.metrics-{:x}.{tld}", h >> 40),
+        1 => format!("ads{:x}.cdn{i}.{tld}", (h >> 20) & 0xffff),
+        _ => format!("host-{i}.{tld}"),
+    }
+}
+
+fn bench_wire(c: &mut Criterion) {
+    let hosts = Hosts::new("192.0.2.10", 40000, "198.51.100.20", 443);
+    let frame = hosts.tcp(true, 1, ACK, &[0u8; 1200]);
+    let mut group = c.benchmark_group("wire");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_ethernet_ipv4_tcp", |b| {
+        b.iter(|| wire::parse(LinkType::Ethernet, black_box(&frame)))
+    });
+    group.finish();
+}
+
+fn bench_inspect(c: &mut Criterion) {
+    let small = client_hello_with(&HelloOptions {
+        names: vec!["v10.events.data.microsoft.com".into()],
+        ..Default::default()
+    });
+    let large = client_hello_with(&HelloOptions {
+        names: vec!["v10.events.data.microsoft.com".into()],
+        padding: 1500,
+        record_size: 1000,
+        ech: true,
+    });
+    let query = dns_query(1, "v10.events.data.microsoft.com", 1);
+    let response = dns_response(
+        1,
+        "v10.events.data.microsoft.com",
+        1,
+        &[
+            Answer::Cname(
+                "v10.events.data.microsoft.com",
+                "onedscolprdweu01.westeurope.cloudapp.azure.com",
+            ),
+            Answer::A(
+                "onedscolprdweu01.westeurope.cloudapp.azure.com",
+                [20, 50, 80, 210],
+            ),
+        ],
+    );
+    let request = http_get("nexus.officeapps.live.com");
+    let mut scratch = Vec::new();
+    let mut group = c.benchmark_group("inspect");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("tls_sni_one_record", |b| {
+        b.iter(|| tls::scan_client_hello(black_box(&small), &mut scratch))
+    });
+    group.bench_function("tls_sni_two_records_1.8kB", |b| {
+        b.iter(|| tls::scan_client_hello(black_box(&large), &mut scratch))
+    });
+    group.bench_function("dns_query", |b| {
+        b.iter(|| dns::Message::parse(black_box(&query)).and_then(|m| m.first_question()))
+    });
+    group.bench_function("dns_response_answers", |b| {
+        b.iter(|| {
+            dns::Message::parse(black_box(&response)).and_then(|m| m.answers().map(|a| a.count()))
+        })
+    });
+    group.bench_function("http_host", |b| {
+        b.iter(|| http::scan_request(black_box(&request)))
+    });
+    group.finish();
+}
+
+fn bench_match(c: &mut Criterion) {
+    let mut group = c.benchmark_group("match");
+    for count in [1_000usize, 100_000, 1_000_000] {
+        let set = RuleSet::compile(&synthetic_rules(count)).expect("compile");
+        let stats = set.stats();
+        eprintln!(
+            "ruleset {count} domains: {} names, name table {} bytes = {:.1} bytes/domain",
+            stats.names,
+            stats.name_table_bytes,
+            stats.name_table_bytes as f64 / stats.names as f64
+        );
+        let hit = format!("a.b.{}", synthetic_name(count - 1));
+        let miss = "www.some-ordinary-site.example.com";
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{count}_domains/hit"), |b| {
+            b.iter(|| set.match_name(black_box(hit.as_bytes()), 443, Protocol::Tcp))
+        });
+        group.bench_function(format!("{count}_domains/miss"), |b| {
+            b.iter(|| set.match_name(black_box(miss.as_bytes()), 443, Protocol::Tcp))
+        });
+    }
+    group.finish();
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for count in [100_000usize, 1_000_000] {
+        let files = synthetic_rules(count);
+        let before = resident_bytes();
+        let set = RuleSet::compile(&files).expect("compile");
+        let after = resident_bytes();
+        eprintln!(
+            "compile {count} domains: resident memory grew {:.1} MB = {:.1} bytes/domain (name table {:.1} bytes/domain)",
+            (after.saturating_sub(before)) as f64 / 1e6,
+            after.saturating_sub(before) as f64 / count as f64,
+            set.stats().name_table_bytes as f64 / count as f64
+        );
+        drop(set);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(format!("{count}_domains"), |b| {
+            b.iter(|| RuleSet::compile(black_box(&files)))
+        });
+    }
+    group.finish();
+}
+
+/// Resident set size from /proc/self/statm (Linux), 0 elsewhere.
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let rules = synthetic_rules(100_000);
+    let mut group = c.benchmark_group("engine_100k_domains");
+
+    // Known flows: 1,000 decided flows, data packets round robin.
+    let engine = Engine::new(
+        RuleSet::compile(&rules).expect("compile"),
+        EngineConfig::default(),
+    );
+    let flows: Vec<Hosts> = (0..1000u16)
+        .map(|i| Hosts::new("192.0.2.10", 20000 + i, "198.51.100.20", 443))
+        .collect();
+    let mut worker = engine.worker();
+    let mut events = Vec::new();
+    for (i, hosts) in flows.iter().enumerate() {
+        let name = if i % 10 == 0 {
+            "v10.events.data.microsoft.com".to_string()
+        } else {
+            format!("www{i}.example.org")
+        };
+        let hello = client_hello_with(&HelloOptions {
+            names: vec![name],
+            ..Default::default()
+        });
+        worker.process(
+            LinkType::Ethernet,
+            &hosts.tcp(true, 1000, SYN, &[]),
+            Duration::ZERO,
+            &mut events,
+        );
+        worker.process(
+            LinkType::Ethernet,
+            &hosts.tcp(true, 1001, ACK, &hello),
+            Duration::ZERO,
+            &mut events,
+        );
+    }
+    let data: Vec<Vec<u8>> = flows
+        .iter()
+        .map(|h| h.tcp(true, 50_000, ACK, &[0u8; 1400]))
+        .collect();
+    group.throughput(Throughput::Elements(data.len() as u64));
+    group.bench_function("known_flows", |b| {
+        b.iter(|| {
+            for frame in &data {
+                black_box(worker.process(LinkType::Ethernet, frame, Duration::ZERO, &mut events));
+            }
+            events.clear();
+        })
+    });
+
+    // New flows: each packet a ClientHello opening a flow never seen before.
+    let new_flows: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| {
+            let hosts = Hosts::new(
+                &format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                40000,
+                "198.51.100.20",
+                443,
+            );
+            let name = if i % 10 == 0 {
+                "v10.events.data.microsoft.com".to_string()
+            } else {
+                format!("www{i}.example.org")
+            };
+            hosts.tcp(
+                true,
+                1001,
+                ACK,
+                &client_hello_with(&HelloOptions {
+                    names: vec![name],
+                    ..Default::default()
+                }),
+            )
+        })
+        .collect();
+    group.throughput(Throughput::Elements(new_flows.len() as u64));
+    group.bench_function("new_flows_client_hello", |b| {
+        b.iter_batched(
+            || {
+                Engine::new(
+                    RuleSet::compile(&rules).expect("compile"),
+                    EngineConfig::default(),
+                )
+            },
+            |engine| {
+                let mut worker = engine.worker();
+                let mut events = Vec::new();
+                for frame in &new_flows {
+                    black_box(worker.process(
+                        LinkType::Ethernet,
+                        frame,
+                        Duration::ZERO,
+                        &mut events,
+                    ));
+                }
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn bench_mixed(c: &mut Criterion) {
+    // A capture-like mix: per TLS flow a handshake, a ClientHello and 20 data packets; DNS
+    // query and response per flow; one HTTP flow in ten; 10% telemetry names.
+    let mut frames = Vec::new();
+    for i in 0..2_000u32 {
+        let client = format!("10.1.{}.{}", (i >> 8) & 255, i & 255);
+        let name = if i % 10 == 0 {
+            "v10.events.data.microsoft.com".to_string()
+        } else {
+            format!("www{i}.example.org")
+        };
+        let dns = Hosts::new(&client, 30000 + (i % 30000) as u16, "192.0.2.53", 53);
+        frames.push(dns.udp(true, &dns_query(i as u16, &name, 1)));
+        frames.push(dns.udp(
+            false,
+            &dns_response(
+                i as u16,
+                &name,
+                1,
+                &[Answer::A("x", [198, 51, 100, (i % 250) as u8])],
+            ),
+        ));
+        let port = if i % 10 == 5 { 80 } else { 443 };
+        let hosts = Hosts::new(&client, 40000, &format!("198.51.100.{}", i % 250), port);
+        frames.push(hosts.tcp(true, 1000, SYN, &[]));
+        frames.push(hosts.tcp(false, 9000, telestrip::testkit::SYN_ACK, &[]));
+        let first = if port == 80 {
+            http_get(&name)
+        } else {
+            client_hello_with(&HelloOptions {
+                names: vec![name],
+                ..Default::default()
+            })
+        };
+        frames.push(hosts.tcp(true, 1001, ACK, &first));
+        for k in 0..20u32 {
+            frames.push(hosts.tcp(false, 9001 + k * 1400, ACK, &[0u8; 1400]));
+        }
+    }
+    let rules = synthetic_rules(100_000);
+    let mut group = c.benchmark_group("engine_100k_domains");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("mixed_capture", |b| {
+        b.iter_batched(
+            || {
+                Engine::new(
+                    RuleSet::compile(&rules).expect("compile"),
+                    EngineConfig::default(),
+                )
+            },
+            |engine| {
+                let mut worker = engine.worker();
+                let mut events = Vec::new();
+                for frame in &frames {
+                    black_box(worker.process(
+                        LinkType::Ethernet,
+                        frame,
+                        Duration::ZERO,
+                        &mut events,
+                    ));
+                }
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench_wire, bench_inspect, bench_match, bench_compile, bench_engine, bench_mixed
+}
+criterion_main!(benches);

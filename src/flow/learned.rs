@@ -19,7 +19,7 @@ struct Learned {
 }
 
 pub struct LearnedNames {
-    map: DashMap<IpAddr, Learned>,
+    map: DashMap<IpAddr, Learned, foldhash::fast::RandomState>,
     len: AtomicUsize,
     max_entries: usize,
     /// Answers not learned because the table was full.
@@ -29,7 +29,7 @@ pub struct LearnedNames {
 impl LearnedNames {
     pub fn new(max_entries: usize) -> Self {
         Self {
-            map: DashMap::new(),
+            map: DashMap::default(),
             len: AtomicUsize::new(0),
             max_entries,
             refused: AtomicU64::new(0),

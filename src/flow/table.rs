@@ -93,8 +93,12 @@ impl Default for Timeouts {
 }
 
 /// The shared flow table.
+/// Flow keys come from the wire, but foldhash is seeded per process (RandomState), so a
+/// sender cannot aim for one bucket; SipHash would cost a third of a known-flow packet.
+type FlowHasher = foldhash::fast::RandomState;
+
 pub struct FlowTable {
-    map: DashMap<FlowKey, FlowState>,
+    map: DashMap<FlowKey, FlowState, FlowHasher>,
     len: AtomicUsize,
     max_flows: usize,
     timeouts: Timeouts,
@@ -110,7 +114,7 @@ const SWEEP_INTERVAL_SECONDS: u64 = 5;
 impl FlowTable {
     pub fn new(max_flows: usize, timeouts: Timeouts) -> Self {
         Self {
-            map: DashMap::with_capacity(max_flows.min(1 << 16)),
+            map: DashMap::with_capacity_and_hasher(max_flows.min(1 << 16), FlowHasher::default()),
             len: AtomicUsize::new(0),
             max_flows,
             timeouts,

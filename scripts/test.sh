@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole telestrip test suite. As root (CI) it first installs what the tests use on
+# a fresh Debian machine: the Rust toolchain if missing, and the real clients and servers of
+# the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends \
+        build-essential ca-certificates curl iproute2 iptables nftables tcpdump dnsmasq-base \
+        dnsutils openssl ethtool python3 chromium >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+cargo build --release --locked
+cargo test --release --locked
+# The benchmarks must keep compiling even though tests do not run them.
+cargo bench --locked --no-run

@@ -276,44 +276,8 @@ fn bench_engine(c: &mut Criterion) {
 }
 
 fn bench_mixed(c: &mut Criterion) {
-    // A capture-like mix: per TLS flow a handshake, a ClientHello and 20 data packets; DNS
-    // query and response per flow; one HTTP flow in ten; 10% telemetry names.
-    let mut frames = Vec::new();
-    for i in 0..2_000u32 {
-        let client = format!("10.1.{}.{}", (i >> 8) & 255, i & 255);
-        let name = if i % 10 == 0 {
-            "v10.events.data.microsoft.com".to_string()
-        } else {
-            format!("www{i}.example.org")
-        };
-        let dns = Hosts::new(&client, 30000 + (i % 30000) as u16, "192.0.2.53", 53);
-        frames.push(dns.udp(true, &dns_query(i as u16, &name, 1)));
-        frames.push(dns.udp(
-            false,
-            &dns_response(
-                i as u16,
-                &name,
-                1,
-                &[Answer::A("x", [198, 51, 100, (i % 250) as u8])],
-            ),
-        ));
-        let port = if i % 10 == 5 { 80 } else { 443 };
-        let hosts = Hosts::new(&client, 40000, &format!("198.51.100.{}", i % 250), port);
-        frames.push(hosts.tcp(true, 1000, SYN, &[]));
-        frames.push(hosts.tcp(false, 9000, telestrip::testkit::SYN_ACK, &[]));
-        let first = if port == 80 {
-            http_get(&name)
-        } else {
-            client_hello_with(&HelloOptions {
-                names: vec![name],
-                ..Default::default()
-            })
-        };
-        frames.push(hosts.tcp(true, 1001, ACK, &first));
-        for k in 0..20u32 {
-            frames.push(hosts.tcp(false, 9001 + k * 1400, ACK, &[0u8; 1400]));
-        }
-    }
+    // DNS, handshake, ClientHello or HTTP request, 20 data packets per session; 10% telemetry.
+    let frames = telestrip::testkit::mixed_capture(2_000);
     let rules = synthetic_rules(100_000);
     let mut group = c.benchmark_group("engine_100k_domains");
     group.throughput(Throughput::Elements(frames.len() as u64));

@@ -24,6 +24,7 @@
 )]
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,8 @@ impl Default for EngineConfig {
 /// State shared by every packet thread.
 pub struct Engine {
     rules: ArcSwap<RuleSet>,
+    /// Bumped by every swap, so workers notice a new ruleset with one relaxed load.
+    generation: AtomicU64,
     config: EngineConfig,
     flows: FlowTable,
     learned: LearnedNames,
@@ -145,6 +148,7 @@ impl Engine {
     pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
         Self {
             rules: ArcSwap::from_pointee(rules),
+            generation: AtomicU64::new(0),
             flows: FlowTable::new(config.max_flows, config.timeouts),
             learned: LearnedNames::new(config.max_learned),
             config,
@@ -156,6 +160,7 @@ impl Engine {
     /// decided keep their verdict.
     pub fn swap_rules(&self, rules: RuleSet) {
         self.rules.store(Arc::new(rules));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
@@ -176,9 +181,11 @@ impl Engine {
 
     /// A packet thread's handle: its own scratch buffers and ruleset snapshot.
     pub fn worker(&self) -> Worker<'_> {
+        let generation = self.generation.load(Ordering::Acquire);
         Worker {
             engine: self,
             rules: self.rules.load_full(),
+            generation,
             scratch: Vec::new(),
         }
     }
@@ -188,6 +195,7 @@ impl Engine {
 pub struct Worker<'e> {
     engine: &'e Engine,
     rules: Arc<RuleSet>,
+    generation: u64,
     scratch: Vec<u8>,
 }
 
@@ -214,11 +222,13 @@ struct Facts {
 }
 
 impl<'e> Worker<'e> {
-    /// Loads the current ruleset; call once per batch of packets, not per packet.
+    /// Picks up a swapped ruleset. Cheap enough to call per packet: one relaxed load
+    /// unless the rules changed.
     pub fn refresh_rules(&mut self) {
-        let current = self.engine.rules.load();
-        if !Arc::ptr_eq(&current, &self.rules) {
-            self.rules = arc_swap::Guard::into_inner(current);
+        let generation = self.engine.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.generation = generation;
+            self.rules = self.engine.rules.load_full();
         }
     }
 
@@ -534,6 +544,10 @@ impl<'e> Worker<'e> {
                     action =
                         self.dns_tcp_segment(flow, packet, tcp.seq, from_client, facts, events);
                 }
+                // A blocked message's retransmission is old data to the reassembler, so the
+                // block sticks to the connection (which cannot carry on past it anyway).
+                action = worse(action, flow.dns_sticky);
+                flow.dns_sticky = action;
             }
         }
         Verdict {

@@ -15,6 +15,8 @@
 //! `source`, `output` and `cli` are the edges.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod flow;
 pub mod inspect;

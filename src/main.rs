@@ -56,6 +56,19 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000, value_name = "N")]
         max_flows: usize,
     },
+    /// Run the inline gateway: judge packets from NFQUEUE (needs CAP_NET_ADMIN).
+    ///
+    /// Install the firewall rules first (deploy/iptables.sh or deploy/nftables.conf), with
+    /// the same queue numbers and mark field as the config. Matched flows are written to
+    /// stdout as JSON lines. SIGHUP reloads the rules (the old ones stay when the new ones
+    /// have errors); SIGTERM or SIGINT stops.
+    ///
+    /// Example: telestrip run --config /etc/telestrip/telestrip.yaml
+    Run {
+        /// Configuration file (see deploy/telestrip.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Work with rule files: check them, explain a match.
     Rules {
         #[command(subcommand)]
@@ -124,6 +137,16 @@ fn main() -> ExitCode {
             },
             &mut out,
         ),
+        Command::Run { config } => {
+            drop(out);
+            return match telestrip::daemon::run(&config) {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(error) => {
+                    eprintln!("telestrip: {error:#}");
+                    ExitCode::from(exit::ERROR)
+                }
+            };
+        }
         Command::Rules { command } => match command {
             RulesCommand::Check { dir } => cli::rules_check(dir.as_deref(), &mut out),
             RulesCommand::Explain {

@@ -45,6 +45,9 @@ pub struct FlowState {
     pub server_stream: Option<Box<StreamBuf>>,
     /// Hash of the last DNS name recorded, so retransmitted queries are recorded once.
     pub last_dns_event: u64,
+    /// DNS over TCP: the worst verdict given so far. A blocked message's retransmission is
+    /// old data to the reassembler, so the block has to stick to the connection.
+    pub dns_sticky: crate::engine::PacketAction,
 }
 
 impl FlowState {
@@ -59,6 +62,7 @@ impl FlowState {
             client_stream: None,
             server_stream: None,
             last_dns_event: 0,
+            dns_sticky: crate::engine::PacketAction::Accept,
         }
     }
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs (add) or removes (remove) the firewall rules telestrip needs, for IPv4 and IPv6:
+# undecided TCP and UDP flows go to NFQUEUE; the verdict comes back as a mark, which is saved
+# on the connection so the kernel handles the rest of the flow (accept, drop, or reject with
+# a TCP reset / ICMP unreachable) without queueing it again.
+#
+# Usage: iptables.sh add|remove [--queues 0 | 0:1] [--fail open|closed] [--mark-shift 4]
+#                               [--hook forward|output] [--iptables iptables|iptables-legacy]
+# The queues and mark shift must match telestrip.yaml. --hook forward filters routed
+# traffic (a gateway); --hook output filters the host's own traffic.
+set -euo pipefail
+
+action=${1:-}
+shift || true
+queues=0:1
+fail=open
+shift_bits=4
+hook=forward
+ipt=iptables
+while [ $# -gt 0 ]; do
+    case $1 in
+        --queues) queues=$2; shift 2 ;;
+        --fail) fail=$2; shift 2 ;;
+        --mark-shift) shift_bits=$2; shift 2 ;;
+        --hook) hook=$2; shift 2 ;;
+        --iptables) ipt=$2; shift 2 ;;
+        *) echo "iptables.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+case $action in add|remove) ;; *) sed -n '2,12p' "$0" >&2; exit 2 ;; esac
+case $fail in open|closed) ;; *) echo "iptables.sh: --fail must be open or closed" >&2; exit 2 ;; esac
+case $hook in forward) parent=FORWARD ;; output) parent=OUTPUT ;; *) echo "iptables.sh: --hook must be forward or output" >&2; exit 2 ;; esac
+ip6t=${ipt/iptables/ip6tables}
+
+hex() { printf '0x%x' $(( $1 << shift_bits )); }
+mask=$(hex 15)
+accept=$(hex 1); drop=$(hex 2); reject=$(hex 3); drop_packet=$(hex 6); reject_packet=$(hex 7)
+if [[ $queues == *:* ]]; then
+    queue_target=(-j NFQUEUE --queue-balance "$queues")
+else
+    queue_target=(-j NFQUEUE --queue-num "$queues")
+fi
+# With --queue-bypass the kernel accepts packets while no telestrip is bound (fail open).
+[ "$fail" = open ] && queue_target+=(--queue-bypass)
+
+rules() {
+    local t=$1
+    # Verdicts for one packet only (DNS messages).
+    $t -A TELESTRIP -m mark --mark "$drop_packet/$mask" -j DROP
+    $t -A TELESTRIP -m mark --mark "$reject_packet/$mask" -p tcp -j REJECT --reject-with tcp-reset
+    $t -A TELESTRIP -m mark --mark "$reject_packet/$mask" -j REJECT
+    # Final verdicts of a flow: remember them on the connection, then act.
+    for verdict in "$accept" "$drop" "$reject"; do
+        $t -A TELESTRIP -m mark --mark "$verdict/$mask" -j CONNMARK --save-mark --nfmask "$mask" --ctmask "$mask"
+    done
+    $t -A TELESTRIP -m mark --mark "$accept/$mask" -j ACCEPT
+    $t -A TELESTRIP -m mark --mark "$drop/$mask" -j DROP
+    $t -A TELESTRIP -m mark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
+    $t -A TELESTRIP -m mark --mark "$reject/$mask" -j REJECT
+    # Kernel fast path: the rest of a decided flow never reaches user space.
+    $t -A TELESTRIP -m connmark --mark "$accept/$mask" -j ACCEPT
+    $t -A TELESTRIP -m connmark --mark "$drop/$mask" -j DROP
+    $t -A TELESTRIP -m connmark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
+    $t -A TELESTRIP -m connmark --mark "$reject/$mask" -j DROP
+    # Everything else (new and undecided TCP/UDP flows, DNS) goes to telestrip.
+    $t -A TELESTRIP -p tcp "${queue_target[@]}"
+    $t -A TELESTRIP -p udp "${queue_target[@]}"
+}
+
+for t in "$ipt" "$ip6t"; do
+    if [ "$action" = add ]; then
+        $t -N TELESTRIP
+        rules "$t"
+        $t -I "$parent" 1 -j TELESTRIP
+    else
+        $t -D "$parent" -j TELESTRIP 2>/dev/null || true
+        $t -F TELESTRIP 2>/dev/null || true
+        $t -X TELESTRIP 2>/dev/null || true
+    fi
+done

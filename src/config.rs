@@ -1,0 +1,172 @@
+//! The daemon's configuration file (`telestrip run --config FILE`), YAML with every field
+//! documented in `deploy/telestrip.yaml`. Unknown fields are errors; errors name file, line
+//! and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What to do with traffic when telestrip cannot judge it (daemon down, queue full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Let traffic pass unfiltered: the network keeps working, telemetry may leak.
+    Open,
+    /// Drop traffic: nothing leaks, the network stops.
+    Closed,
+}
+
+/// Packet marks that carry a verdict from telestrip to the firewall rules in `deploy/`: a
+/// 4-bit code at bit `mark_shift` of the packet and connection mark, so other users of the
+/// mark keep their bits. Codes: 1 accept, 2 drop, 3 reject (saved on the connection);
+/// 6 drop and 7 reject this packet only (DNS messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks {
+    pub shift: u8,
+}
+
+impl Marks {
+    pub const ACCEPT: u32 = 1;
+    pub const DROP: u32 = 2;
+    pub const REJECT: u32 = 3;
+    pub const DROP_PACKET: u32 = 6;
+    pub const REJECT_PACKET: u32 = 7;
+
+    pub fn mask(self) -> u32 {
+        0xf << self.shift
+    }
+
+    pub fn mark(self, code: u32) -> u32 {
+        code << self.shift
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// NFQUEUE queue numbers, one packet thread each.
+    #[serde(default = "default_queues")]
+    pub queues: Vec<u16>,
+    /// Rule directory; absent: the rules bundled into the binary.
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// `false`: dry run, blocking rules only log.
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    #[serde(default = "default_fail")]
+    pub fail: FailMode,
+    /// Bit offset of telestrip's 4-bit field in the packet and connection mark.
+    #[serde(default = "default_mark_shift")]
+    pub mark_shift: u8,
+    /// Hard cap on tracked flows.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// Packets the kernel may hold for one queue before the fail mode applies.
+    #[serde(default = "default_queue_length")]
+    pub queue_length: u32,
+}
+
+fn default_mark_shift() -> u8 {
+    4
+}
+fn default_queues() -> Vec<u16> {
+    vec![0]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_fail() -> FailMode {
+    FailMode::Open
+}
+fn default_max_flows() -> usize {
+    1_000_000
+}
+fn default_queue_length() -> u32 {
+    4096
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        let config: Config = serde_yaml::from_str(&text).map_err(|e| {
+            let location = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            let message = e.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            anyhow::anyhow!("{}{location}: {message}", path.display())
+        })?;
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.queues.is_empty() {
+            return Err("queues: at least one queue is needed".into());
+        }
+        if self.mark_shift > 28 {
+            return Err(format!(
+                "mark_shift: {} leaves no room for 4 bits in a 32-bit mark",
+                self.mark_shift
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn marks(&self) -> Marks {
+        Marks {
+            shift: self.mark_shift,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_mapping() {
+        let config = parse("{}").unwrap();
+        assert_eq!(config.queues, [0]);
+        assert!(config.enforce);
+        assert_eq!(config.fail, FailMode::Open);
+        assert_eq!(config.marks().mask(), 0xf0);
+        assert_eq!(config.marks().mark(Marks::DROP), 0x20);
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/telestrip.yaml");
+        let config = Config::load(&example).unwrap();
+        assert_eq!(config.queues, [0, 1]);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let error = parse("queues: [0]\nfail: sometimes\n").unwrap_err();
+        assert!(error.contains("c.yaml:2:7"), "{error}");
+        let error = parse("queues: [0]\ncolour: red\n").unwrap_err();
+        assert!(
+            error.contains(":2:1") && error.contains("unknown field"),
+            "{error}"
+        );
+        let error = parse("mark_shift: 30\n").unwrap_err();
+        assert!(error.contains("no room"), "{error}");
+    }
+}

@@ -1,0 +1,135 @@
+//! `telestrip run`: the inline gateway. Loads the configuration and rules, binds one NFQUEUE
+//! queue per configured queue number with a packet thread each, writes every matched flow as
+//! a JSON line to stdout, reloads rules on SIGHUP (keeping the old ones when the new ones have
+//! errors) and stops on SIGTERM or SIGINT, printing its counters.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::load_rules;
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig, FlowEvent};
+use crate::output::FlowRow;
+use crate::source::nfqueue::{self, QueueSettings, QueueStats};
+
+/// Matched-flow events buffered between packet threads and the log writer; when full,
+/// events are dropped and counted, packets are never held up.
+const EVENT_CHANNEL_CAPACITY: usize = 8192;
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let (_, rules) = load_rules(config.rules.as_deref())
+        .map_err(|e| anyhow::anyhow!("the rules have errors, not starting:\n{e}"))?;
+    let source = config
+        .rules
+        .as_ref()
+        .map_or_else(|| "bundled rules".to_string(), |p| p.display().to_string());
+    eprintln!(
+        "telestrip: ruleset {} from {source}: {} rules, {} names, {} CIDRs",
+        rules.version(),
+        rules.stats().rules,
+        rules.stats().names,
+        rules.stats().cidrs
+    );
+    let engine = Arc::new(Engine::new(
+        rules,
+        EngineConfig {
+            enforce: config.enforce,
+            max_flows: config.max_flows,
+            ..EngineConfig::default()
+        },
+    ));
+    let mut queues = Vec::new();
+    for &number in &config.queues {
+        let settings = QueueSettings {
+            queue: number,
+            marks: config.marks(),
+            fail: config.fail,
+            max_length: config.queue_length,
+        };
+        let queue = nfqueue::open(&settings).with_context(|| {
+            format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
+        })?;
+        queues.push((queue, settings));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(QueueStats::default());
+    let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
+    let writer = std::thread::Builder::new()
+        .name("telestrip-log".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            for event in events_out {
+                let mut out = stdout.lock();
+                if serde_json::to_writer(&mut out, &FlowRow::of(&event)).is_ok() {
+                    let _ = writeln!(out);
+                    let _ = out.flush();
+                }
+            }
+        })?;
+    for (queue, settings) in queues {
+        let (engine, stats, stop, events_in) = (
+            Arc::clone(&engine),
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+            events_in.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("telestrip-q{}", settings.queue))
+            .spawn(move || nfqueue::run(&engine, queue, &settings, &events_in, &stats, &stop))?;
+    }
+    drop(events_in);
+    eprintln!(
+        "telestrip: filtering on NFQUEUE {:?}, {}, fail {:?}, mark field at bit {}",
+        config.queues,
+        if config.enforce {
+            "enforcing"
+        } else {
+            "dry run (log only)"
+        },
+        config.fail,
+        config.mark_shift
+    );
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            match load_rules(config.rules.as_deref()) {
+                Ok((_, rules)) => {
+                    eprintln!("telestrip: reloaded rules: ruleset {}", rules.version());
+                    engine.swap_rules(rules);
+                }
+                Err(errors) => eprintln!(
+                    "telestrip: reload failed, keeping ruleset {}:\n{errors}",
+                    engine.rules().version()
+                ),
+            }
+            continue;
+        }
+        break;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let counters = &engine.counters;
+    eprintln!(
+        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} events dropped, {} queue errors",
+        load(&stats.packets),
+        load(&stats.marked),
+        load(&counters.flows_new),
+        load(&counters.packets_accepted),
+        load(&counters.packets_dropped),
+        load(&counters.packets_rejected),
+        load(&stats.events_dropped),
+        load(&stats.errors),
+    );
+    // Packet threads may be blocked in recv; the process exit closes their sockets and the
+    // kernel applies the fail mode of the firewall rules.
+    drop(writer);
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Inline source: packets from NFQUEUE (`nfq` crate), verdicts back to the kernel.
+//!
+//! Every packet of an undecided flow comes up; the verdict goes back with a mark. For a flow
+//! whose verdict is final the packet is re-injected (`NF_REPEAT`) with the accept, drop or
+//! reject mark, and the firewall rules in `deploy/` copy that mark onto the connection and act
+//! on it, so the rest of the flow never leaves the kernel. Pending packets are accepted as
+//! they are. DNS is judged per message and never marked.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nfq::{Queue, Verdict as NfVerdict};
+
+use crate::config::{FailMode, Marks};
+use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
+use crate::stats::bump;
+use crate::wire::LinkType;
+
+/// Counters of one or more queue threads.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Packets received from the kernel.
+    pub packets: AtomicU64,
+    /// Packets re-injected with a final verdict mark (their flow leaves user space).
+    pub marked: AtomicU64,
+    /// Matched-flow events dropped because the log channel was full.
+    pub events_dropped: AtomicU64,
+    /// Errors receiving or sending verdicts.
+    pub errors: AtomicU64,
+}
+
+/// Settings of one queue thread.
+pub struct QueueSettings {
+    pub queue: u16,
+    pub marks: Marks,
+    pub fail: FailMode,
+    pub max_length: u32,
+}
+
+/// Opens and binds an NFQUEUE queue (needs CAP_NET_ADMIN).
+pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
+    let mut queue = Queue::open()?;
+    queue.bind(settings.queue)?;
+    queue.set_queue_max_len(settings.queue, settings.max_length)?;
+    // With fail-open the kernel accepts packets when the queue is full instead of dropping.
+    queue.set_fail_open(settings.queue, settings.fail == FailMode::Open)?;
+    // Large GSO packets come up whole; telestrip only reads headers and first flights.
+    queue.set_recv_gso(settings.queue, true)?;
+    Ok(queue)
+}
+
+/// Runs one queue until `stop` is set (checked between packets).
+pub fn run(
+    engine: &Engine,
+    mut queue: Queue,
+    settings: &QueueSettings,
+    events_out: &SyncSender<FlowEvent>,
+    stats: &QueueStats,
+    stop: &AtomicBool,
+) {
+    let mut worker = engine.worker();
+    let mut events = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let mut message = match queue.recv() {
+            Ok(message) => message,
+            Err(_) => {
+                bump(&stats.errors);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        bump(&stats.packets);
+        worker.refresh_rules();
+        let time = message
+            .get_timestamp()
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let verdict = worker.process(LinkType::RawIp, message.get_payload(), time, &mut events);
+        let code = match (verdict.flow, verdict.action) {
+            (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
+            (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
+            (FlowStatus::Decided, PacketAction::Reject) => Some(Marks::REJECT),
+            // Per-message (DNS) and untracked blocks concern this packet only.
+            (_, PacketAction::Drop) => Some(Marks::DROP_PACKET),
+            (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
+            (_, PacketAction::Accept) => None,
+        };
+        match code {
+            Some(code) => {
+                let marks = settings.marks;
+                message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
+                message.set_verdict(NfVerdict::Repeat);
+                if verdict.flow == FlowStatus::Decided {
+                    bump(&stats.marked);
+                }
+            }
+            None => message.set_verdict(NfVerdict::Accept),
+        }
+        if queue.verdict(message).is_err() {
+            bump(&stats.errors);
+        }
+        for event in events.drain(..) {
+            if events_out.try_send(event).is_err() {
+                bump(&stats.events_dropped);
+            }
+        }
+    }
+}

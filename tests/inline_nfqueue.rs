@@ -1,0 +1,323 @@
+//! The inline gateway for real: `telestrip run` on NFQUEUE in a gateway namespace with the
+//! firewall rules of deploy/iptables.sh, real servers behind it and real clients (curl, dig)
+//! in front of it. Needs root; see tests/common for the network.
+
+mod common;
+
+use common::{can_run, Lab, SERVER_V4, SERVER_V6};
+
+const ENFORCE: &str = "queues: [0]\nfail: open\n";
+const BODY: &str = "telestrip test server\n";
+
+fn new_lab() -> Option<Lab> {
+    if !can_run() {
+        return None;
+    }
+    let mut lab = Lab::new();
+    lab.start_servers();
+    Some(lab)
+}
+
+fn code(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn blocks_telemetry_and_passes_other_flows_over_ipv4_and_ipv6() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open");
+    for addr in [SERVER_V4, SERVER_V6] {
+        let allowed = lab.https("www.example.org", addr, "--tlsv1.3");
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout),
+            BODY,
+            "allowed TLS 1.3 via {addr}"
+        );
+        let allowed12 = lab.https("www.example.org", addr, "--tlsv1.2 --tls-max 1.2");
+        assert_eq!(
+            String::from_utf8_lossy(&allowed12.stdout),
+            BODY,
+            "allowed TLS 1.2 via {addr}"
+        );
+        // curl exit 28: timed out, the ClientHello and everything after it were dropped.
+        assert_eq!(
+            code(&lab.https("v10.events.data.microsoft.com", addr, "--tlsv1.3")),
+            28,
+            "TLS 1.3 via {addr}"
+        );
+        assert_eq!(
+            code(&lab.https(
+                "watson.telemetry.microsoft.com",
+                addr,
+                "--tlsv1.2 --tls-max 1.2"
+            )),
+            28,
+            "TLS 1.2 via {addr}"
+        );
+    }
+    let http_ok = lab.client(&format!(
+        "curl -s --max-time 3 -H 'Host: www.example.org' http://{SERVER_V4}/"
+    ));
+    assert_eq!(String::from_utf8_lossy(&http_ok.stdout), BODY);
+    let http_blocked = lab.client(&format!(
+        "curl -s --max-time 3 -H 'Host: nexus.officeapps.live.com' http://{SERVER_V4}/"
+    ));
+    assert_eq!(code(&http_blocked), 28);
+
+    let events = lab.events();
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["via"].as_str().unwrap().into(),
+                e["applied"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for name in [
+        "v10.events.data.microsoft.com",
+        "watson.telemetry.microsoft.com",
+    ] {
+        let count = seen
+            .iter()
+            .filter(|(n, via, a)| n == name && via == "sni" && a == "drop")
+            .count();
+        assert_eq!(
+            count, 2,
+            "{name} once over IPv4 and once over IPv6: {seen:?}"
+        );
+    }
+    assert!(seen
+        .iter()
+        .any(|(n, via, _)| n == "nexus.officeapps.live.com" && via == "http"));
+    assert!(events.iter().any(|e| e["server"] == "[fd78:2::2]:443"));
+    assert!(!seen.iter().any(|(n, _, _)| n == "www.example.org"));
+}
+
+#[test]
+fn client_hello_split_into_small_segments_is_blocked() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open");
+    // The server advertises an MSS of 88 bytes: the ClientHello crosses the gateway in ~7 segments.
+    common::sh(&format!(
+        "ip -n {} route replace 10.78.1.0/24 via 10.78.2.1 advmss 88",
+        lab.server
+    ));
+    assert_eq!(
+        code(&lab.https("eu-v10c.events.data.microsoft.com", SERVER_V4, "--tlsv1.3")),
+        28
+    );
+    let allowed = lab.https("www.example.org", SERVER_V4, "--tlsv1.3");
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout), BODY);
+    assert_eq!(lab.events().len(), 1);
+}
+
+#[test]
+fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open");
+    for transport in ["+notcp", "+tcp"] {
+        let allowed = lab.client(&format!(
+            "dig {transport} +time=2 +tries=1 +short @{SERVER_V4} www.example.org"
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout).trim(),
+            SERVER_V4,
+            "{transport}"
+        );
+        let blocked = lab.client(&format!(
+            "dig {transport} +time=2 +tries=1 +short @{SERVER_V4} v10.events.data.microsoft.com"
+        ));
+        let answered = String::from_utf8_lossy(&blocked.stdout)
+            .lines()
+            .any(|l| l.trim() == SERVER_V4);
+        assert!(!answered, "{transport}: answered");
+        // dig exits 9 when no reply came.
+        assert_eq!(code(&blocked), 9, "{transport}");
+    }
+    let dns_events = lab.events().iter().filter(|e| e["via"] == "dns").count();
+    assert_eq!(dns_events, 2);
+}
+
+#[test]
+fn large_download_is_byte_exact_and_stays_in_the_kernel() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open");
+    let size = 20_000_000;
+    let file = lab.dir.path().join("download");
+    let output = lab.client(&format!(
+        "curl -sk --max-time 20 --resolve www.example.org:443:{SERVER_V4} -o {} https://www.example.org/bytes/{size}",
+        file.display()
+    ));
+    assert!(
+        output.status.success(),
+        "download failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let pattern: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(256);
+    let expected: Vec<u8> = pattern.iter().copied().cycle().take(size).collect();
+    assert!(
+        bytes == expected,
+        "download is not byte-exact ({} bytes)",
+        bytes.len()
+    );
+
+    let log = lab.stop_daemon("TERM");
+    // The whole flow is >10,000 packets; only its first flight went to user space.
+    let queued: u64 = log
+        .split("telestrip: stopping. ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop line in: {log}"));
+    assert!(
+        queued <= 12,
+        "{queued} packets of one download reached user space:\n{log}"
+    );
+    assert!(queued >= 4, "{log}");
+}
+
+#[test]
+fn dry_run_lets_telemetry_pass_and_records_it() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip("queues: [0]\nenforce: false\n", "open");
+    let output = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), BODY);
+    let events = lab.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["action"], "drop");
+    assert_eq!(events[0]["applied"], "log");
+}
+
+#[test]
+fn reject_rule_resets_the_connection_instead_of_timing_out() {
+    let Some(mut lab) = new_lab() else { return };
+    let rules = lab.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("t.yaml"),
+        "vendor: test\nrules:\n  - id: reject-me\n    action: reject\n    domains: [reject.example]\n",
+    )
+    .unwrap();
+    lab.start_telestrip(
+        &format!("queues: [0]\nrules: {}\n", rules.display()),
+        "open",
+    );
+    let output = lab.https("reject.example", SERVER_V4, "");
+    // 35: TLS connect error, 56: failure receiving (reset); not 28, a timeout.
+    assert!(
+        [35, 56].contains(&code(&output)),
+        "curl exit {}",
+        code(&output)
+    );
+}
+
+#[test]
+fn killed_daemon_fails_open_or_closed_as_configured() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open");
+    lab.stop_daemon("KILL");
+    // Fail open: with no telestrip bound, the kernel lets new flows through unfiltered.
+    let output = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), BODY, "fail open");
+    drop(lab);
+
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip("queues: [0]\nfail: closed\n", "closed");
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("www.example.org", SERVER_V4, "").stdout),
+        BODY
+    );
+    lab.stop_daemon("KILL");
+    // Fail closed: nothing passes, not even allowed names.
+    assert_eq!(
+        code(&lab.https("www.example.org", SERVER_V4, "")),
+        28,
+        "fail closed"
+    );
+    // Restarted, it filters again.
+    lab.start_daemon("queues: [0]\nfail: closed\n");
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("www.example.org", SERVER_V4, "").stdout),
+        BODY
+    );
+}
+
+#[test]
+fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
+    let Some(mut lab) = new_lab() else { return };
+    let rules = lab.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let file = rules.join("t.yaml");
+    std::fs::write(
+        &file,
+        "vendor: test\nrules:\n  - id: first\n    action: drop\n    domains: [one.example]\n",
+    )
+    .unwrap();
+    lab.start_telestrip(
+        &format!("queues: [0]\nrules: {}\n", rules.display()),
+        "open",
+    );
+    assert_eq!(code(&lab.https("one.example", SERVER_V4, "")), 28);
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("two.example", SERVER_V4, "").stdout),
+        BODY
+    );
+
+    // A broken file: the reload fails and the old rules stay.
+    std::fs::write(
+        &file,
+        "vendor: test\nrules:\n  - id: first\n    action: explode\n",
+    )
+    .unwrap();
+    let pid = lab_daemon_pid(&lab);
+    common::sh(&format!("kill -HUP {pid}"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        code(&lab.https("one.example", SERVER_V4, "")),
+        28,
+        "old rules kept"
+    );
+
+    // A good file: the new rule takes effect for new flows.
+    std::fs::write(
+        &file,
+        "vendor: test\nrules:\n  - id: second\n    action: drop\n    domains: [two.example]\n",
+    )
+    .unwrap();
+    common::sh(&format!("kill -HUP {pid}"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        code(&lab.https("two.example", SERVER_V4, "")),
+        28,
+        "new rule applied"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("one.example", SERVER_V4, "").stdout),
+        BODY
+    );
+    let log = lab.stop_daemon("TERM");
+    assert!(log.contains("reload failed, keeping ruleset"), "{log}");
+    assert!(log.contains("t.yaml:4:13"), "{log}");
+    assert!(log.contains("reloaded rules"), "{log}");
+}
+
+fn lab_daemon_pid(lab: &Lab) -> u32 {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "pids", &lab.gateway])
+        .output()
+        .unwrap();
+    let pids: Vec<u32> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    *pids
+        .iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("telestrip"))
+        })
+        .expect("telestrip runs in the gateway")
+}

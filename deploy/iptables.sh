@@ -68,13 +68,13 @@ rules() {
 }
 
 for t in "$ipt" "$ip6t"; do
+    # Always start from nothing, so `add` can run again (service restarts).
+    $t -D "$parent" -j TELESTRIP 2>/dev/null || true
+    $t -F TELESTRIP 2>/dev/null || true
+    $t -X TELESTRIP 2>/dev/null || true
     if [ "$action" = add ]; then
         $t -N TELESTRIP
         rules "$t"
         $t -I "$parent" 1 -j TELESTRIP
-    else
-        $t -D "$parent" -j TELESTRIP 2>/dev/null || true
-        $t -F TELESTRIP 2>/dev/null || true
-        $t -X TELESTRIP 2>/dev/null || true
     fi
 done

@@ -10,7 +10,7 @@ if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl iproute2 iptables nftables tcpdump dnsmasq-base \
-        dnsutils openssl ethtool python3 chromium >/dev/null
+        dnsutils openssl ethtool python3 chromium systemd >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -1,0 +1,173 @@
+//! The files in deploy/ that admins install: they must load on a real kernel, agree with
+//! each other (queues, fail mode, mark field) and with the example config.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
+}
+
+fn in_netns(ns: &str, command: &str) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", command])
+        .output()
+        .unwrap()
+}
+
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Self {
+        let name = format!("{name}-{}", std::process::id());
+        common::sh(&format!("ip netns add {name}"));
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn example_config_unit_and_rules_agree() {
+    let config = telestrip::config::Config::load(&deploy("telestrip.yaml")).unwrap();
+    assert_eq!(config.queues, [0, 1]);
+    assert_eq!(config.mark_shift, 4);
+    assert_eq!(config.fail, telestrip::config::FailMode::Open);
+    let unit = std::fs::read_to_string(deploy("telestrip.service")).unwrap();
+    assert!(unit.contains("iptables.sh add --queues 0:1 --fail open --mark-shift 4"));
+    assert!(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW"));
+    let nft = std::fs::read_to_string(deploy("nftables.conf")).unwrap();
+    assert!(nft.contains("queue flags bypass,fanout to 0-1"));
+    assert!(nft.contains("meta mark & 0xf0 == 0x10"));
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if !common::can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(deploy("telestrip.service"))
+        .unwrap()
+        .replace("/usr/bin/telestrip", env!("CARGO_BIN_EXE_telestrip"))
+        .replace(
+            "/usr/lib/telestrip/iptables.sh",
+            deploy("iptables.sh").to_str().unwrap(),
+        );
+    let path = dir.path().join("telestrip.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn iptables_script_is_idempotent_with_nft_and_legacy_backends() {
+    if !common::can_run() {
+        return;
+    }
+    for backend in ["iptables", "iptables-legacy"] {
+        let ns = Netns::new("tsdep");
+        let script = deploy("iptables.sh");
+        for _ in 0..2 {
+            let add = in_netns(
+                &ns.0,
+                &format!(
+                    "bash {} add --queues 0:1 --fail closed --iptables {backend}",
+                    script.display()
+                ),
+            );
+            assert!(
+                add.status.success(),
+                "{backend}: {}",
+                String::from_utf8_lossy(&add.stderr)
+            );
+        }
+        for tool in [
+            backend.to_string(),
+            backend.replace("iptables", "ip6tables"),
+        ] {
+            let rules =
+                String::from_utf8(in_netns(&ns.0, &format!("{tool} -S TELESTRIP")).stdout).unwrap();
+            assert_eq!(
+                rules.lines().filter(|l| l.starts_with("-A")).count(),
+                16,
+                "{tool}:\n{rules}"
+            );
+            assert!(
+                rules.contains("--queue-balance 0:1") && !rules.contains("--queue-bypass"),
+                "{tool}:\n{rules}"
+            );
+            let forward =
+                String::from_utf8(in_netns(&ns.0, &format!("{tool} -S FORWARD")).stdout).unwrap();
+            assert_eq!(forward.matches("-j TELESTRIP").count(), 1, "{tool}");
+        }
+        let remove = in_netns(
+            &ns.0,
+            &format!("bash {} remove --iptables {backend}", script.display()),
+        );
+        assert!(remove.status.success());
+        assert!(
+            !in_netns(&ns.0, &format!("{backend} -S TELESTRIP"))
+                .status
+                .success(),
+            "{backend}: chain left"
+        );
+    }
+}
+
+#[test]
+fn nftables_ruleset_loads_except_where_the_kernel_lacks_queue() {
+    if !common::can_run() {
+        return;
+    }
+    let ns = Netns::new("tsnft");
+    let original = std::fs::read_to_string(deploy("nftables.conf")).unwrap();
+    // Everything but the queue statement must be accepted by this kernel.
+    let without_queue = original.replace("queue flags bypass,fanout to 0-1", "counter");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-queue.nft");
+    std::fs::write(&path, &without_queue).unwrap();
+    let output = in_netns(&ns.0, &format!("nft -f {}", path.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed =
+        String::from_utf8(in_netns(&ns.0, "nft list table inet telestrip").stdout).unwrap();
+    assert!(listed.contains("ct mark set"), "{listed}");
+    in_netns(&ns.0, "nft delete table inet telestrip");
+    // The real file: loads where the kernel has nft_queue; elsewhere only the queue rule fails.
+    let output = in_netns(
+        &ns.0,
+        &format!("nft -f {}", deploy("nftables.conf").display()),
+    );
+    if !output.status.success() {
+        let errors = String::from_utf8_lossy(&output.stderr);
+        let error_lines: Vec<&str> = errors.lines().filter(|l| l.contains("Error")).collect();
+        assert_eq!(error_lines.len(), 1, "{errors}");
+        assert!(
+            errors.contains("queue flags bypass,fanout to 0-1"),
+            "{errors}"
+        );
+        eprintln!(
+            "note: this kernel has no nft queue support; iptables.sh is the variant to use here"
+        );
+    }
+}

@@ -118,13 +118,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
     eprintln!(
-        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} events dropped, {} queue errors",
+        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent; {} events dropped, {} queue errors",
         load(&stats.packets),
         load(&stats.marked),
         load(&counters.flows_new),
         load(&counters.packets_accepted),
         load(&counters.packets_dropped),
         load(&counters.packets_rejected),
+        load(&stats.nxdomain_sent),
         load(&stats.events_dropped),
         load(&stats.errors),
     );

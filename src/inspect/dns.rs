@@ -222,6 +222,30 @@ impl Records<'_> {
     }
 }
 
+/// Writes into `out` an NXDOMAIN answer to `query` (RFC 1035 §4.1.1 RCODE 3): the query's id,
+/// opcode and RD bit, QR and RA set, its first question, no records. What a gateway sends
+/// back for a rejected query so the client fails at once instead of retrying.
+pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), DnsError> {
+    let message = Message::parse(query)?;
+    if message.is_response() || message.question_count == 0 {
+        return Err(DnsError::Truncated("question"));
+    }
+    let mut reader = Reader::at(query, HEADER_LEN);
+    skip_name(&mut reader)?;
+    reader.skip(4).ok_or(DnsError::Truncated("question"))?;
+    let question = query
+        .get(HEADER_LEN..reader.position())
+        .ok_or(DnsError::Truncated("question"))?;
+    // QR=1, opcode and RD from the query, RA=1, RCODE=3 (NXDOMAIN).
+    let flags = 0x8000 | (message.flags & 0x7900) | 0x0080 | 3;
+    out.clear();
+    out.extend_from_slice(&message.id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    Ok(())
+}
+
 /// Takes one length-prefixed DNS message off the front of a TCP stream (RFC 1035 §4.2.2):
 /// the message and the number of stream bytes it used.
 pub fn split_tcp(stream: &[u8]) -> Scan<(&[u8], usize)> {

@@ -14,6 +14,7 @@ use nfq::{Queue, Verdict as NfVerdict};
 
 use crate::config::{FailMode, Marks};
 use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
+use crate::source::inject::Injector;
 use crate::stats::bump;
 use crate::wire::LinkType;
 
@@ -26,8 +27,10 @@ pub struct QueueStats {
     pub marked: AtomicU64,
     /// Matched-flow events dropped because the log channel was full.
     pub events_dropped: AtomicU64,
-    /// Errors receiving or sending verdicts.
+    /// Errors receiving or sending verdicts, or injecting answers.
     pub errors: AtomicU64,
+    /// NXDOMAIN answers sent for rejected DNS queries.
+    pub nxdomain_sent: AtomicU64,
 }
 
 /// Settings of one queue thread.
@@ -61,6 +64,8 @@ pub fn run(
 ) {
     let mut worker = engine.worker();
     let mut events = Vec::new();
+    // Without CAP_NET_RAW rejected DNS queries get the firewall's ICMP error instead.
+    let mut injector = Injector::open().ok();
     while !stop.load(Ordering::Relaxed) {
         let mut message = match queue.recv() {
             Ok(message) => message,
@@ -78,6 +83,17 @@ pub fn run(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let verdict = worker.process(LinkType::RawIp, message.get_payload(), time, &mut events);
+        if verdict.action == PacketAction::Reject
+            && answer_rejected_dns(injector.as_mut(), message.get_payload(), stats)
+        {
+            // The client got its NXDOMAIN; the query itself goes no further.
+            message.set_verdict(NfVerdict::Drop);
+            if queue.verdict(message).is_err() {
+                bump(&stats.errors);
+            }
+            forward_events(&mut events, events_out, stats);
+            continue;
+        }
         let code = match (verdict.flow, verdict.action) {
             (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
             (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
@@ -101,10 +117,42 @@ pub fn run(
         if queue.verdict(message).is_err() {
             bump(&stats.errors);
         }
-        for event in events.drain(..) {
-            if events_out.try_send(event).is_err() {
-                bump(&stats.events_dropped);
-            }
+        forward_events(&mut events, events_out, stats);
+    }
+}
+
+fn forward_events(events: &mut Vec<FlowEvent>, out: &SyncSender<FlowEvent>, stats: &QueueStats) {
+    for event in events.drain(..) {
+        if out.try_send(event).is_err() {
+            bump(&stats.events_dropped);
+        }
+    }
+}
+
+/// For a rejected DNS query over UDP, sends the NXDOMAIN answer; false when the packet is
+/// not one (TCP, not DNS) or sending failed, so the firewall rules reject it instead.
+fn answer_rejected_dns(
+    injector: Option<&mut Injector>,
+    ip_packet: &[u8],
+    stats: &QueueStats,
+) -> bool {
+    let Some(injector) = injector else {
+        return false;
+    };
+    let Ok(packet) = crate::wire::parse(LinkType::RawIp, ip_packet) else {
+        return false;
+    };
+    if packet.protocol != crate::wire::Protocol::Udp || packet.dst_port != 53 {
+        return false;
+    }
+    match injector.answer_nxdomain(&packet) {
+        Ok(()) => {
+            bump(&stats.nxdomain_sent);
+            true
+        }
+        Err(_) => {
+            bump(&stats.errors);
+            false
         }
     }
 }

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Sets telestrip up on a fresh Debian machine and runs its main job on the bundled sample:
-# an offline audit of real captures (tests/fixtures/*.pcap) with the bundled rules.
-# Installs a C toolchain and Rust when they are missing (needs root or sudo for apt).
+# Sets telestrip up on a fresh Debian machine and runs its main job with the bundled rules:
+# an offline audit of real captures (tests/fixtures/*.pcap), then, as root, `telestrip demo`:
+# the inline gateway in network namespaces with real curl and dig traffic.
+# Installs a C toolchain, Rust and the demo's tools when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cc >/dev/null || ! command -v curl >/dev/null; then
+packages="build-essential curl ca-certificates"
+# The demo's network and clients (root only).
+[ "$(id -u)" = 0 ] && packages="$packages iproute2 iptables dnsutils dnsmasq-base openssl python3 procps"
+if ! command -v cc >/dev/null || ! command -v curl >/dev/null || \
+   { [ "$(id -u)" = 0 ] && ! { command -v dig && command -v dnsmasq && command -v iptables; } >/dev/null; }; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq build-essential curl ca-certificates >/dev/null
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
@@ -30,3 +36,10 @@ case $status in
     1) echo "Exit code 1: telemetry flows found (expected for these sample captures)." ;;
     *) echo "Exit code $status: an input could not be read."; exit "$status" ;;
 esac
+echo
+if [ "$(id -u)" = 0 ]; then
+    echo "== telestrip demo (inline gateway in network namespaces)"
+    ./target/release/telestrip demo
+else
+    echo "Run as root to see the inline gateway too: sudo ./target/release/telestrip demo"
+fi

@@ -17,9 +17,11 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod flow;
 pub mod inspect;
+pub mod lab;
 pub mod output;
 pub mod rules;
 pub mod source;

@@ -69,6 +69,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show telestrip working: a client, a gateway running telestrip and a server in network
+    /// namespaces, real curl and dig traffic to telemetry and ordinary names (needs root).
+    ///
+    /// Nothing leaves the machine: all addresses live in namespaces the demo creates and
+    /// removes. Needs iproute2, iptables, curl, dnsutils, dnsmasq-base, openssl and python3.
+    Demo,
     /// Work with rule files: check them, explain a match.
     Rules {
         #[command(subcommand)]
@@ -147,6 +153,11 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Demo => match telestrip::demo::run(&mut out) {
+            Ok(true) => Ok(exit::OK),
+            Ok(false) => Ok(exit::FOUND),
+            Err(error) => Err(CommandError::Usage(error)),
+        },
         Command::Rules { command } => match command {
             RulesCommand::Check { dir } => cli::rules_check(dir.as_deref(), &mut out),
             RulesCommand::Explain {

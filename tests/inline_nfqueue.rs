@@ -4,18 +4,14 @@
 
 mod common;
 
-use common::{can_run, Lab, SERVER_V4, SERVER_V6};
+use common::{SERVER_V4, SERVER_V6};
+use telestrip::lab::Lab;
 
 const ENFORCE: &str = "queues: [0]\nfail: open\n";
 const BODY: &str = "telestrip test server\n";
 
 fn new_lab() -> Option<Lab> {
-    if !can_run() {
-        return None;
-    }
-    let mut lab = Lab::new();
-    lab.start_servers();
-    Some(lab)
+    common::lab()
 }
 
 fn code(output: &std::process::Output) -> i32 {
@@ -25,7 +21,7 @@ fn code(output: &std::process::Output) -> i32 {
 #[test]
 fn blocks_telemetry_and_passes_other_flows_over_ipv4_and_ipv6() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip(ENFORCE, "open");
+    lab.start_telestrip(ENFORCE, "open").unwrap();
     for addr in [SERVER_V4, SERVER_V6] {
         let allowed = lab.https("www.example.org", addr, "--tlsv1.3");
         assert_eq!(
@@ -98,7 +94,7 @@ fn blocks_telemetry_and_passes_other_flows_over_ipv4_and_ipv6() {
 #[test]
 fn client_hello_split_into_small_segments_is_blocked() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip(ENFORCE, "open");
+    lab.start_telestrip(ENFORCE, "open").unwrap();
     // The server advertises an MSS of 88 bytes: the ClientHello crosses the gateway in ~7 segments.
     common::sh(&format!(
         "ip -n {} route replace 10.78.1.0/24 via 10.78.2.1 advmss 88",
@@ -116,7 +112,7 @@ fn client_hello_split_into_small_segments_is_blocked() {
 #[test]
 fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip(ENFORCE, "open");
+    lab.start_telestrip(ENFORCE, "open").unwrap();
     for transport in ["+notcp", "+tcp"] {
         let allowed = lab.client(&format!(
             "dig {transport} +time=2 +tries=1 +short @{SERVER_V4} www.example.org"
@@ -143,7 +139,7 @@ fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
 #[test]
 fn large_download_is_byte_exact_and_stays_in_the_kernel() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip(ENFORCE, "open");
+    lab.start_telestrip(ENFORCE, "open").unwrap();
     let size = 20_000_000;
     let file = lab.dir.path().join("download");
     let output = lab.client(&format!(
@@ -182,7 +178,8 @@ fn large_download_is_byte_exact_and_stays_in_the_kernel() {
 #[test]
 fn dry_run_lets_telemetry_pass_and_records_it() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip("queues: [0]\nenforce: false\n", "open");
+    lab.start_telestrip("queues: [0]\nenforce: false\n", "open")
+        .unwrap();
     let output = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
     assert_eq!(String::from_utf8_lossy(&output.stdout), BODY);
     let events = lab.events();
@@ -198,13 +195,14 @@ fn reject_rule_resets_the_connection_instead_of_timing_out() {
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(
         rules.join("t.yaml"),
-        "vendor: test\nrules:\n  - id: reject-me\n    action: reject\n    domains: [reject.example]\n",
+        "vendor: test\nrules:\n  - id: reject-me\n    action: reject\n    domains: [reject.example, v10.events.data.microsoft.com]\n",
     )
     .unwrap();
     lab.start_telestrip(
         &format!("queues: [0]\nrules: {}\n", rules.display()),
         "open",
-    );
+    )
+    .unwrap();
     let output = lab.https("reject.example", SERVER_V4, "");
     // 35: TLS connect error, 56: failure receiving (reset); not 28, a timeout.
     assert!(
@@ -212,12 +210,29 @@ fn reject_rule_resets_the_connection_instead_of_timing_out() {
         "curl exit {}",
         code(&output)
     );
+
+    // DNS: the server knows the name, but the client gets NXDOMAIN from the gateway at once.
+    for server in [SERVER_V4, SERVER_V6] {
+        let dig = lab.client(&format!(
+            "dig +time=3 +tries=1 @{server} v10.events.data.microsoft.com A"
+        ));
+        let text = String::from_utf8_lossy(&dig.stdout);
+        assert_eq!(code(&dig), 0, "{server}: {text}");
+        assert!(text.contains("status: NXDOMAIN"), "{server}: {text}");
+        assert!(!text.contains("ANSWER SECTION"), "{server}: {text}");
+    }
+    let allowed = lab.client(&format!(
+        "dig +time=3 +tries=1 +short @{SERVER_V4} www.example.org"
+    ));
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout).trim(), SERVER_V4);
+    let log = lab.stop_daemon("TERM");
+    assert!(log.contains("2 NXDOMAIN answers sent"), "{log}");
 }
 
 #[test]
 fn killed_daemon_fails_open_or_closed_as_configured() {
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip(ENFORCE, "open");
+    lab.start_telestrip(ENFORCE, "open").unwrap();
     lab.stop_daemon("KILL");
     // Fail open: with no telestrip bound, the kernel lets new flows through unfiltered.
     let output = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
@@ -225,7 +240,8 @@ fn killed_daemon_fails_open_or_closed_as_configured() {
     drop(lab);
 
     let Some(mut lab) = new_lab() else { return };
-    lab.start_telestrip("queues: [0]\nfail: closed\n", "closed");
+    lab.start_telestrip("queues: [0]\nfail: closed\n", "closed")
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&lab.https("www.example.org", SERVER_V4, "").stdout),
         BODY
@@ -238,7 +254,7 @@ fn killed_daemon_fails_open_or_closed_as_configured() {
         "fail closed"
     );
     // Restarted, it filters again.
-    lab.start_daemon("queues: [0]\nfail: closed\n");
+    lab.start_daemon("queues: [0]\nfail: closed\n").unwrap();
     assert_eq!(
         String::from_utf8_lossy(&lab.https("www.example.org", SERVER_V4, "").stdout),
         BODY
@@ -259,7 +275,8 @@ fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
     lab.start_telestrip(
         &format!("queues: [0]\nrules: {}\n", rules.display()),
         "open",
-    );
+    )
+    .unwrap();
     assert_eq!(code(&lab.https("one.example", SERVER_V4, "")), 28);
     assert_eq!(
         String::from_utf8_lossy(&lab.https("two.example", SERVER_V4, "").stdout),
@@ -305,19 +322,5 @@ fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
 }
 
 fn lab_daemon_pid(lab: &Lab) -> u32 {
-    let output = std::process::Command::new("ip")
-        .args(["netns", "pids", &lab.gateway])
-        .output()
-        .unwrap();
-    let pids: Vec<u32> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    *pids
-        .iter()
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.contains("telestrip"))
-        })
-        .expect("telestrip runs in the gateway")
+    lab.daemon_pid().expect("telestrip runs in the gateway")
 }

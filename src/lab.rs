@@ -1,0 +1,323 @@
+//! A test network of three namespaces, client — gateway — server, joined by veth pairs, with
+//! real servers on the server (HTTPS and HTTP from `tests/fixtures/servers.py`, dnsmasq) and
+//! telestrip inline on the gateway. Used by `telestrip demo` and the namespace tests.
+//! Addresses exist only inside the namespaces: client 10.78.1.2 / fd78:1::2, gateway
+//! 10.78.1.1 + 10.78.2.1 / fd78:1::1 + fd78:2::1, server 10.78.2.2 / fd78:2::2.
+//! Everything is removed when the [`Lab`] is dropped. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SERVER_V4: &str = "10.78.2.2";
+pub const SERVER_V6: &str = "fd78:2::2";
+
+/// The test servers, embedded so the demo works from the binary alone.
+const SERVERS_PY: &str = include_str!("../tests/fixtures/servers.py");
+/// The firewall script of deploy/, embedded for the same reason.
+const IPTABLES_SH: &str = include_str!("../deploy/iptables.sh");
+
+/// Programs the lab runs, with the Debian package of each.
+pub const TOOLS: [(&str, &str); 9] = [
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("curl", "curl"),
+    ("dig", "dnsutils"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("openssl", "openssl"),
+    ("python3", "python3"),
+    ("sysctl", "procps"),
+];
+
+/// What is missing to build a lab here: not root, or programs not installed.
+pub fn missing() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok();
+    if uid.is_none_or(|o| String::from_utf8_lossy(&o.stdout).trim() != "0") {
+        return Some("it needs root (network namespaces and firewall rules)".into());
+    }
+    let absent: Vec<(&str, &str)> = TOOLS
+        .iter()
+        .copied()
+        .filter(|(tool, _)| !installed(tool))
+        .collect();
+    if absent.is_empty() {
+        return None;
+    }
+    let mut packages: Vec<&str> = absent.iter().map(|(_, p)| *p).collect();
+    packages.dedup();
+    let tools: Vec<&str> = absent.iter().map(|(t, _)| *t).collect();
+    Some(format!(
+        "{} not installed; on Debian: apt-get install {}",
+        tools.join(", "),
+        packages.join(" ")
+    ))
+}
+
+pub fn installed(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct Lab {
+    pub client: String,
+    pub gateway: String,
+    pub server: String,
+    pub dir: tempfile::TempDir,
+    telestrip: PathBuf,
+    children: Vec<Child>,
+    daemon: Option<Child>,
+}
+
+impl Lab {
+    /// Builds the three namespaces; `telestrip` is the binary to run on the gateway.
+    pub fn new(telestrip: &Path) -> Result<Self, String> {
+        let id = format!(
+            "{}-{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            client: format!("tsl-c{id}"),
+            gateway: format!("tsl-g{id}"),
+            server: format!("tsl-s{id}"),
+            dir: tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?,
+            telestrip: telestrip.to_path_buf(),
+            children: Vec::new(),
+            daemon: None,
+        };
+        let (c, g, s) = (&lab.client, &lab.gateway, &lab.server);
+        for ns in [c, g, s] {
+            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+        }
+        sh(&format!(
+            "ip link add c0 netns {c} type veth peer name gc netns {g}"
+        ))?;
+        sh(&format!(
+            "ip link add s0 netns {s} type veth peer name gs netns {g}"
+        ))?;
+        for (ns, dev, v4, v6) in [
+            (c, "c0", "10.78.1.2/24", "fd78:1::2/64"),
+            (g, "gc", "10.78.1.1/24", "fd78:1::1/64"),
+            (g, "gs", "10.78.2.1/24", "fd78:2::1/64"),
+            (s, "s0", "10.78.2.2/24", "fd78:2::2/64"),
+        ] {
+            sh(&format!("ip -n {ns} addr add {v4} dev {dev} && ip -n {ns} addr add {v6} dev {dev} nodad && ip -n {ns} link set {dev} up"))?;
+        }
+        sh(&format!("ip -n {c} route add default via 10.78.1.1 && ip -n {c} -6 route add default via fd78:1::1"))?;
+        sh(&format!("ip -n {s} route add default via 10.78.2.1 && ip -n {s} -6 route add default via fd78:2::1"))?;
+        sh(&format!(
+            "ip netns exec {g} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
+        ))?;
+        Ok(lab)
+    }
+
+    /// Starts the HTTPS/HTTP servers and dnsmasq (which answers v10.events.data.microsoft.com
+    /// and www.example.org with the server's address) and waits until they answer.
+    pub fn start_servers(&mut self) -> Result<(), String> {
+        let dir = self.dir.path().to_path_buf();
+        std::fs::write(dir.join("servers.py"), SERVERS_PY).map_err(|e| e.to_string())?;
+        sh(&format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=telestrip-lab -keyout {0}/key.pem -out {0}/cert.pem 2>/dev/null",
+            dir.display()
+        ))?;
+        let web = self.spawn_in(
+            &self.server.clone(),
+            &format!(
+                "python3 {0}/servers.py --cert {0}/cert.pem --key {0}/key.pem --seconds 600",
+                dir.display()
+            ),
+        )?;
+        self.children.push(web);
+        let dns = self.spawn_in(&self.server.clone(), &format!(
+            "dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address={SERVER_V4} --listen-address={SERVER_V6} \
+             --address=/v10.events.data.microsoft.com/{SERVER_V4} --address=/v10.events.data.microsoft.com/{SERVER_V6} \
+             --address=/www.example.org/{SERVER_V4} --address=/www.example.org/{SERVER_V6} --log-facility=/dev/null"
+        ))?;
+        self.children.push(dns);
+        self.wait_for(|lab| {
+            lab.client_ok(&format!(
+                "curl -s -o /dev/null --max-time 1 http://{SERVER_V4}/"
+            ))
+        })?;
+        self.wait_for(|lab| {
+            lab.client_ok(&format!(
+                "dig +time=1 +tries=1 +short @{SERVER_V4} www.example.org | grep -q ."
+            ))
+        })
+    }
+
+    /// Installs the firewall rules of deploy/iptables.sh on the gateway and starts
+    /// `telestrip run` with `config`.
+    pub fn start_telestrip(&mut self, config: &str, fail: &str) -> Result<(), String> {
+        let script = self.dir.path().join("iptables.sh");
+        std::fs::write(&script, IPTABLES_SH).map_err(|e| e.to_string())?;
+        sh(&format!(
+            "ip netns exec {} bash {} add --queues 0 --fail {fail}",
+            self.gateway,
+            script.display()
+        ))?;
+        self.start_daemon(config)
+    }
+
+    /// Starts (or restarts) only the daemon.
+    pub fn start_daemon(&mut self, config: &str) -> Result<(), String> {
+        let path = self.dir.path().join("telestrip.yaml");
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let events = std::fs::File::create(self.events_path()).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(self.log_path()).map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.gateway])
+            .arg(&self.telestrip)
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(events)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting telestrip: {e}"))?;
+        self.daemon = Some(child);
+        let log = self.log_path();
+        self.wait_for(|_| {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("filtering on NFQUEUE"))
+        })
+    }
+
+    /// Stops the daemon with `signal` (TERM, KILL, ...) and returns its log.
+    pub fn stop_daemon(&mut self, signal: &str) -> String {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = sh(&format!("kill -{signal} {}", child.id()));
+            let _ = child.wait();
+        }
+        self.log()
+    }
+
+    /// Process id of the running daemon.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.path().join("events.jsonl")
+    }
+
+    /// Matched-flow events the daemon wrote so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.events_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Runs a shell command in the client namespace (20 s at most).
+    pub fn client(&self, command: &str) -> Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "timeout",
+                "20",
+                "sh",
+                "-c",
+                command,
+            ])
+            .output()
+            .unwrap_or_else(|e| Output {
+                status: std::process::ExitStatus::default(),
+                stdout: Vec::new(),
+                stderr: e.to_string().into_bytes(),
+            })
+    }
+
+    pub fn client_ok(&self, command: &str) -> bool {
+        self.client(command).status.success()
+    }
+
+    /// HTTPS GET of `name` at `addr` with curl (`--resolve`, so no DNS is involved).
+    pub fn https(&self, name: &str, addr: &str, extra: &str) -> Output {
+        let host = if addr.contains(':') {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
+        self.client(&format!(
+            "curl -sk --max-time 3 {extra} --resolve {name}:443:{host} https://{name}/"
+        ))
+    }
+
+    fn spawn_in(&self, ns: &str, command: &str) -> Result<Child, String> {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", &format!("exec {command}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{command}: {e}"))
+    }
+
+    fn wait_for(&self, ready: impl Fn(&Lab) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if ready(self) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the lab did not get ready within 15 s; telestrip log:\n{}",
+            self.log()
+        ))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- telestrip log:\n{}--- matched flows:\n{}---",
+                self.log(),
+                std::fs::read_to_string(self.events_path()).unwrap_or_default()
+            );
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.client, &self.gateway, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs a shell command; its stderr is the error.
+pub fn sh(command: &str) -> Result<(), String> {
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}

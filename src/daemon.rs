@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -22,6 +23,50 @@ use crate::source::nfqueue::{self, QueueSettings, QueueStats};
 /// Matched-flow events buffered between packet threads and the log writer; when full,
 /// events are dropped and counted, packets are never held up.
 const EVENT_CHANNEL_CAPACITY: usize = 8192;
+
+/// How long packets may wait in a queue with no packet handled before the watchdog acts.
+const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// Exit code when the watchdog finds a stuck packet thread (the service manager restarts).
+pub const EXIT_STUCK: i32 = 3;
+
+/// Watches the kernel's queues: reports packets the kernel dropped, and exits the process
+/// when packets wait while no packet thread makes progress, so systemd restarts telestrip
+/// (the fail mode of the firewall rules covers the gap).
+fn spawn_watchdog(queues: Vec<u16>, stats: Arc<QueueStats>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("telestrip-watchdog".into())
+        .spawn(move || {
+            let mut last_handled = stats.packets.load(Ordering::Relaxed);
+            let mut progress_at = Instant::now();
+            let mut dropped_reported = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let handled = stats.packets.load(Ordering::Relaxed);
+                if handled != last_handled {
+                    last_handled = handled;
+                    progress_at = Instant::now();
+                }
+                let kernel: Vec<_> = nfqueue::kernel_queues()
+                    .into_iter()
+                    .filter(|q| queues.contains(&q.queue))
+                    .collect();
+                let dropped: u64 = kernel.iter().map(|q| q.queue_dropped + q.user_dropped).sum();
+                if dropped > dropped_reported {
+                    eprintln!("telestrip: warning: the kernel dropped {} queued packets so far (queue full or socket buffer full); the fail mode applied to them", dropped);
+                    dropped_reported = dropped;
+                }
+                let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
+                if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
+                    eprintln!(
+                        "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
+                        STUCK_AFTER.as_secs()
+                    );
+                    std::process::exit(EXIT_STUCK);
+                }
+            }
+        })
+        .map(|_| ())
+}
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -61,6 +106,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(QueueStats::default());
+    spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())

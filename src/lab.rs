@@ -167,6 +167,15 @@ impl Lab {
 
     /// Starts (or restarts) only the daemon.
     pub fn start_daemon(&mut self, config: &str) -> Result<(), String> {
+        self.start_daemon_with_env(config, &[])
+    }
+
+    /// Starts the daemon with extra environment variables (fault injection in tests).
+    pub fn start_daemon_with_env(
+        &mut self,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<(), String> {
         let path = self.dir.path().join("telestrip.yaml");
         std::fs::write(&path, config).map_err(|e| e.to_string())?;
         let events = std::fs::File::create(self.events_path()).map_err(|e| e.to_string())?;
@@ -176,6 +185,7 @@ impl Lab {
             .arg(&self.telestrip)
             .args(["run", "--config"])
             .arg(&path)
+            .envs(env.iter().copied())
             .stdout(events)
             .stderr(log)
             .spawn()
@@ -194,6 +204,21 @@ impl Lab {
             let _ = child.wait();
         }
         self.log()
+    }
+
+    /// Waits for the daemon to exit by itself (up to `limit`); its exit code.
+    pub fn wait_daemon_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(child) = self.daemon.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.daemon = None;
+                    return status.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// Process id of the running daemon.

@@ -324,3 +324,96 @@ fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
 fn lab_daemon_pid(lab: &Lab) -> u32 {
     lab.daemon_pid().expect("telestrip runs in the gateway")
 }
+
+#[test]
+fn reloading_rules_during_traffic_loses_nothing() {
+    let Some(mut lab) = new_lab() else { return };
+    let rules = lab.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let file = rules.join("t.yaml");
+    let ruleset = |n: usize| {
+        format!("vendor: test\nrules:\n  - id: r{n}\n    action: drop\n    domains: [blocked{n}.example]\n")
+    };
+    std::fs::write(&file, ruleset(0)).unwrap();
+    lab.start_telestrip(
+        &format!("queues: [0]\nrules: {}\n", rules.display()),
+        "open",
+    )
+    .unwrap();
+    let pid = lab.daemon_pid().unwrap();
+    let download = lab.dir.path().join("download");
+    let size = 30_000_000;
+    let reloads = std::thread::scope(|scope| {
+        let downloader = scope.spawn(|| {
+            lab.client(&format!(
+                "curl -sk --limit-rate 10M --max-time 20 --resolve www.example.org:443:{SERVER_V4} -o {} https://www.example.org/bytes/{size}",
+                download.display()
+            ))
+        });
+        // Reload 100 times while the download and new connections run.
+        let mut reloads = 0;
+        for n in 1..=100 {
+            std::fs::write(&file, ruleset(n)).unwrap();
+            common::sh(&format!("kill -HUP {pid}"));
+            reloads += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            if n % 25 == 0 {
+                let ok = lab.https("www.example.org", SERVER_V4, "");
+                assert_eq!(
+                    String::from_utf8_lossy(&ok.stdout),
+                    BODY,
+                    "new flow during reload {n}"
+                );
+            }
+        }
+        let output = downloader.join().unwrap();
+        assert!(
+            output.status.success(),
+            "download failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        reloads
+    });
+    let bytes = std::fs::read(&download).unwrap();
+    let pattern: Vec<u8> = (0..=255u8).collect();
+    assert_eq!(bytes.len(), size);
+    assert!(
+        bytes
+            .iter()
+            .zip(pattern.iter().cycle())
+            .all(|(a, b)| a == b),
+        "download corrupted"
+    );
+    // The last rules took effect: their name is blocked, the first one's is not.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(code(&lab.https("blocked100.example", SERVER_V4, "")), 28);
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("blocked0.example", SERVER_V4, "").stdout),
+        BODY
+    );
+    let log = lab.stop_daemon("TERM");
+    assert!(log.matches("reloaded rules").count() >= 1, "{log}");
+    assert!(reloads == 100);
+    assert!(log.contains(" 0 queue errors"), "{log}");
+}
+
+#[test]
+fn watchdog_restarts_a_stuck_packet_thread_and_fail_open_keeps_traffic_moving() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    lab.stop_daemon("TERM");
+    // This daemon stops handling packets after 10 (fault injection).
+    lab.start_daemon_with_env(ENFORCE, &[("TELESTRIP_FAULT_STALL_AFTER_PACKETS", "10")])
+        .unwrap();
+    for _ in 0..4 {
+        let _ = lab.https("www.example.org", SERVER_V4, "--max-time 1");
+    }
+    let code = lab.wait_daemon_exit(std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(telestrip::daemon::EXIT_STUCK), "{}", lab.log());
+    assert!(lab.log().contains("watchdog: "), "{}", lab.log());
+    // With the daemon gone, fail open lets traffic through until it is restarted.
+    assert_eq!(
+        String::from_utf8_lossy(&lab.https("www.example.org", SERVER_V4, "").stdout),
+        BODY
+    );
+}

@@ -33,6 +33,37 @@ pub struct QueueStats {
     pub nxdomain_sent: AtomicU64,
 }
 
+/// One line of /proc/net/netfilter/nfnetlink_queue: what the kernel knows of a queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelQueue {
+    pub queue: u16,
+    /// Packets waiting for a verdict.
+    pub waiting: u64,
+    /// Packets dropped because the queue was full.
+    pub queue_dropped: u64,
+    /// Packets dropped because the netlink socket buffer was full.
+    pub user_dropped: u64,
+}
+
+/// The kernel's view of every bound queue in this network namespace.
+pub fn kernel_queues() -> Vec<KernelQueue> {
+    let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(KernelQueue {
+                queue: u16::try_from(*fields.first()?).ok()?,
+                waiting: *fields.get(2)?,
+                queue_dropped: *fields.get(5)?,
+                user_dropped: *fields.get(6)?,
+            })
+        })
+        .collect()
+}
+
 /// Settings of one queue thread.
 pub struct QueueSettings {
     pub queue: u16,
@@ -64,6 +95,10 @@ pub fn run(
 ) {
     let mut worker = engine.worker();
     let mut events = Vec::new();
+    // Fault injection for the watchdog test: stop handling packets after this many.
+    let stall_after: Option<u64> = std::env::var("TELESTRIP_FAULT_STALL_AFTER_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     // Without CAP_NET_RAW rejected DNS queries get the firewall's ICMP error instead.
     let mut injector = Injector::open().ok();
     while !stop.load(Ordering::Relaxed) {
@@ -76,6 +111,11 @@ pub fn run(
             }
         };
         bump(&stats.packets);
+        if stall_after.is_some_and(|n| stats.packets.load(Ordering::Relaxed) > n) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         worker.refresh_rules();
         let time = message
             .get_timestamp()

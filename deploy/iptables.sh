@@ -57,6 +57,9 @@ rules() {
     $t -A TELESTRIP -m mark --mark "$drop/$mask" -j DROP
     $t -A TELESTRIP -m mark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
     $t -A TELESTRIP -m mark --mark "$reject/$mask" -j REJECT
+    # A new TCP connection is always inspected, even when the kernel reopens the tracking
+    # entry of an earlier connection on the same ports (and with it that one's mark).
+    $t -A TELESTRIP -p tcp --syn "${queue_target[@]}"
     # Kernel fast path: the rest of a decided flow never reaches user space.
     $t -A TELESTRIP -m connmark --mark "$accept/$mask" -j ACCEPT
     $t -A TELESTRIP -m connmark --mark "$drop/$mask" -j DROP

@@ -297,6 +297,14 @@ impl<'e> Worker<'e> {
             return self.stateless(&packet, time, is_dns, events);
         };
         flow.last_seen = now;
+        if let Some(tcp) = packet.tcp {
+            // A bare SYN on a known 5-tuple opens a new connection (the client reused its
+            // port): it must be inspected afresh, never inherit the old verdict.
+            if tcp.syn && !tcp.ack && flow.phase != Phase::Pending {
+                bump(&engine.counters.flows_new);
+                *flow = FlowState::new(src_is_low, now);
+            }
+        }
         let from_client = src_is_low == flow.client_is_low;
         let facts = orient(&packet, from_client, time, now);
         match flow.phase {

@@ -165,6 +165,17 @@ impl Lab {
         self.start_daemon(config)
     }
 
+    /// Removes the firewall rules from the gateway (traffic is then forwarded unfiltered).
+    pub fn remove_firewall(&self) -> Result<(), String> {
+        let script = self.dir.path().join("iptables.sh");
+        std::fs::write(&script, IPTABLES_SH).map_err(|e| e.to_string())?;
+        sh(&format!(
+            "ip netns exec {} bash {} remove",
+            self.gateway,
+            script.display()
+        ))
+    }
+
     /// Starts (or restarts) only the daemon.
     pub fn start_daemon(&mut self, config: &str) -> Result<(), String> {
         self.start_daemon_with_env(config, &[])

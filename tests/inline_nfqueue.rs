@@ -417,3 +417,42 @@ fn watchdog_restarts_a_stuck_packet_thread_and_fail_open_keeps_traffic_moving() 
         BODY
     );
 }
+
+#[test]
+fn reusing_the_port_of_an_allowed_connection_does_not_skip_inspection() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    // An allowed TLS connection from port 45123 that the client aborts with a reset: the
+    // kernel keeps its connection-tracking entry (state CLOSE) and reopens it, mark and all,
+    // for the next SYN on the same ports.
+    let abort = format!(
+        "python3 -c \"import socket, ssl, struct\n\
+s = socket.socket()\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('10.78.1.2', 45123))\n\
+s.connect(('{SERVER_V4}', 443))\n\
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE\n\
+t = c.wrap_socket(s, server_hostname='www.example.org')\n\
+t.sendall(b'GET / HTTP/1.1\\\\r\\\\nHost: x\\\\r\\\\n\\\\r\\\\n'); t.recv(10)\n\
+t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+t.close()\""
+    );
+    let aborted = lab.client(&abort);
+    assert!(
+        aborted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&aborted.stderr)
+    );
+    let reused = lab.https(
+        "v10.events.data.microsoft.com",
+        SERVER_V4,
+        "--local-port 45123",
+    );
+    assert_eq!(code(&reused), 28, "telemetry on a reused port got through");
+    let names: Vec<_> = lab
+        .events()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(names, ["v10.events.data.microsoft.com"]);
+}

@@ -41,9 +41,27 @@ impl Marks {
     }
 }
 
+/// How packets reach telestrip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Inline: the firewall queues packets to telestrip, which decides their fate.
+    Nfqueue,
+    /// A copy of the traffic from capture interfaces: log only, optionally TCP resets.
+    Passive,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Passive mode: interfaces to capture on (mirror port, or the LAN side).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Passive mode: send a TCP RST to both ends of a flow whose rule blocks.
+    #[serde(default)]
+    pub passive_resets: bool,
     /// NFQUEUE queue numbers, one packet thread each.
     #[serde(default = "default_queues")]
     pub queues: Vec<u16>,
@@ -66,6 +84,9 @@ pub struct Config {
     pub queue_length: u32,
 }
 
+fn default_mode() -> Mode {
+    Mode::Nfqueue
+}
 fn default_mark_shift() -> u8 {
     4
 }
@@ -110,8 +131,11 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.queues.is_empty() {
+        if self.mode == Mode::Nfqueue && self.queues.is_empty() {
             return Err("queues: at least one queue is needed".into());
+        }
+        if self.mode == Mode::Passive && self.interfaces.is_empty() {
+            return Err("interfaces: passive mode needs at least one capture interface".into());
         }
         if self.mark_shift > 28 {
             return Err(format!(
@@ -164,6 +188,11 @@ mod tests {
         let error = parse("queues: [0]\ncolour: red\n").unwrap_err();
         assert!(
             error.contains(":2:1") && error.contains("unknown field"),
+            "{error}"
+        );
+        let error = parse("mode: passive\n").unwrap_err();
+        assert!(
+            error.contains("needs at least one capture interface"),
             "{error}"
         );
         let error = parse("mark_shift: 30\n").unwrap_err();

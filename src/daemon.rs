@@ -15,10 +15,11 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::load_rules;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::output::FlowRow;
 use crate::source::nfqueue::{self, QueueSettings, QueueStats};
+use crate::source::passive;
 
 /// Matched-flow events buffered between packet threads and the log writer; when full,
 /// events are dropped and counted, packets are never held up.
@@ -83,30 +84,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         rules.stats().names,
         rules.stats().cidrs
     );
+    let passive = config.mode == Mode::Passive;
+    // Passive mode blocks nothing unless it may send resets: its matches are logged as such.
+    let enforce = config.enforce && (!passive || config.passive_resets);
     let engine = Arc::new(Engine::new(
         rules,
         EngineConfig {
-            enforce: config.enforce,
+            enforce,
             max_flows: config.max_flows,
             ..EngineConfig::default()
         },
     ));
-    let mut queues = Vec::new();
-    for &number in &config.queues {
-        let settings = QueueSettings {
-            queue: number,
-            marks: config.marks(),
-            fail: config.fail,
-            max_length: config.queue_length,
-        };
-        let queue = nfqueue::open(&settings).with_context(|| {
-            format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
-        })?;
-        queues.push((queue, settings));
-    }
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(QueueStats::default());
-    spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())
@@ -120,29 +110,77 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 }
             }
         })?;
-    for (queue, settings) in queues {
-        let (engine, stats, stop, events_in) = (
-            Arc::clone(&engine),
-            Arc::clone(&stats),
-            Arc::clone(&stop),
-            events_in.clone(),
+    if passive {
+        let mut captures = Vec::new();
+        for interface in &config.interfaces {
+            captures.push(passive::open(interface).with_context(|| {
+                format!(
+                    "cannot capture on {interface} (needs CAP_NET_RAW and an existing interface)"
+                )
+            })?);
+        }
+        for capture in captures {
+            let (engine, stats, stop, events_in) = (
+                Arc::clone(&engine),
+                Arc::clone(&stats),
+                Arc::clone(&stop),
+                events_in.clone(),
+            );
+            let resets = config.passive_resets && config.enforce;
+            std::thread::Builder::new()
+                .name(format!("telestrip-{}", capture.interface))
+                .spawn(move || passive::run(&engine, capture, resets, &events_in, &stats, &stop))?;
+        }
+        eprintln!(
+            "telestrip: filtering passively on {:?}, {}",
+            config.interfaces,
+            if enforce {
+                "log and reset blocked TCP flows"
+            } else {
+                "log only"
+            }
         );
-        std::thread::Builder::new()
-            .name(format!("telestrip-q{}", settings.queue))
-            .spawn(move || nfqueue::run(&engine, queue, &settings, &events_in, &stats, &stop))?;
+    } else {
+        let mut queues = Vec::new();
+        for &number in &config.queues {
+            let settings = QueueSettings {
+                queue: number,
+                marks: config.marks(),
+                fail: config.fail,
+                max_length: config.queue_length,
+            };
+            let queue = nfqueue::open(&settings).with_context(|| {
+                format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
+            })?;
+            queues.push((queue, settings));
+        }
+        spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
+        for (queue, settings) in queues {
+            let (engine, stats, stop, events_in) = (
+                Arc::clone(&engine),
+                Arc::clone(&stats),
+                Arc::clone(&stop),
+                events_in.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("telestrip-q{}", settings.queue))
+                .spawn(move || {
+                    nfqueue::run(&engine, queue, &settings, &events_in, &stats, &stop)
+                })?;
+        }
+        eprintln!(
+            "telestrip: filtering on NFQUEUE {:?}, {}, fail {:?}, mark field at bit {}",
+            config.queues,
+            if config.enforce {
+                "enforcing"
+            } else {
+                "dry run (log only)"
+            },
+            config.fail,
+            config.mark_shift
+        );
     }
     drop(events_in);
-    eprintln!(
-        "telestrip: filtering on NFQUEUE {:?}, {}, fail {:?}, mark field at bit {}",
-        config.queues,
-        if config.enforce {
-            "enforcing"
-        } else {
-            "dry run (log only)"
-        },
-        config.fail,
-        config.mark_shift
-    );
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     for signal in signals.forever() {
         if signal == SIGHUP {
@@ -164,7 +202,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
     eprintln!(
-        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent; {} events dropped, {} queue errors",
+        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
         load(&stats.packets),
         load(&stats.marked),
         load(&counters.flows_new),
@@ -172,6 +210,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         load(&counters.packets_dropped),
         load(&counters.packets_rejected),
         load(&stats.nxdomain_sent),
+        load(&stats.resets_sent),
         load(&stats.events_dropped),
         load(&stats.errors),
     );

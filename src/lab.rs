@@ -204,7 +204,7 @@ impl Lab {
         self.daemon = Some(child);
         let log = self.log_path();
         self.wait_for(|_| {
-            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("filtering on NFQUEUE"))
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("telestrip: filtering"))
         })
     }
 

@@ -3,4 +3,5 @@
 
 pub mod inject;
 pub mod nfqueue;
+pub mod passive;
 pub mod pcap;

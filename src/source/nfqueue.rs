@@ -31,6 +31,8 @@ pub struct QueueStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
+    /// TCP resets sent in passive mode.
+    pub resets_sent: AtomicU64,
 }
 
 /// One line of /proc/net/netfilter/nfnetlink_queue: what the kernel knows of a queue.

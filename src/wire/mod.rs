@@ -83,6 +83,8 @@ impl std::fmt::Display for Protocol {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpInfo {
     pub seq: u32,
+    /// Acknowledgment number (meaningful when `ack` is set).
+    pub ack_number: u32,
     pub syn: bool,
     pub ack: bool,
     pub fin: bool,
@@ -204,6 +206,7 @@ fn packet_from_slices<'a>(sliced: &SlicedPacket<'a>) -> Result<Packet<'a>, WireE
             packet.dst_port = tcp.destination_port();
             packet.tcp = Some(TcpInfo {
                 seq: tcp.sequence_number(),
+                ack_number: tcp.acknowledgment_number(),
                 syn: tcp.syn(),
                 ack: tcp.ack(),
                 fin: tcp.fin(),

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use etherparse::PacketBuilder;
 use pnet_datalink::{Channel, DataLinkReceiver, DataLinkSender};
 
-use crate::engine::{Engine, FlowEvent};
+use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
 use crate::source::nfqueue::QueueStats;
 use crate::stats::bump;
 use crate::wire::{self, LinkType, Packet};
@@ -71,13 +71,16 @@ pub fn run(
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        worker.process(LinkType::Ethernet, &frame, time, &mut events);
-        for event in events.drain(..) {
-            if resets && event.applied.blocks() {
-                if let Some(sent) = send_resets(&mut capture, &frame, &event) {
-                    stats.resets_sent.fetch_add(sent, Ordering::Relaxed);
-                }
+        let verdict = worker.process(LinkType::Ethernet, &frame, time, &mut events);
+        // Every packet of a blocked flow triggers resets built from its own sequence numbers:
+        // endpoints accept only a RST at exactly the next expected sequence (RFC 5961 §3),
+        // and a flow keeps moving while the first resets are in flight.
+        if resets && verdict.flow == FlowStatus::Decided && verdict.action != PacketAction::Accept {
+            if let Some(sent) = send_resets(&mut capture, &frame) {
+                stats.resets_sent.fetch_add(sent, Ordering::Relaxed);
             }
+        }
+        for event in events.drain(..) {
             if events_out.try_send(event).is_err() {
                 bump(&stats.events_dropped);
             }
@@ -85,13 +88,13 @@ pub fn run(
     }
 }
 
-/// Sends a RST to the server (as the client) and to the client (as the server), using the
-/// sequence numbers of `frame`, the client's packet that decided the flow. Returns how many
-/// were sent.
-fn send_resets(capture: &mut Capture, frame: &[u8], event: &FlowEvent) -> Option<u64> {
+/// Sends a RST to each end of the TCP packet in `frame`: to its receiver as if from its
+/// sender, at the sequence number just after the packet, and to its sender as if from its
+/// receiver, at the packet's acknowledgment number. Returns how many were sent.
+fn send_resets(capture: &mut Capture, frame: &[u8]) -> Option<u64> {
     let packet: Packet<'_> = wire::parse(LinkType::Ethernet, frame).ok()?;
     let tcp = packet.tcp?;
-    if packet.src != event.client {
+    if tcp.rst {
         return None;
     }
     let (client_mac, server_mac) = match frame {

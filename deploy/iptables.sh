@@ -65,6 +65,9 @@ rules() {
     $t -A TELESTRIP -m connmark --mark "$drop/$mask" -j DROP
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -j DROP
+    # Replies of undecided TCP flows (SYN-ACK, server banners) carry no name telestrip needs;
+    # DNS replies do (learned addresses), so they still go up.
+    $t -A TELESTRIP -p tcp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
     # Everything else (new and undecided TCP/UDP flows, DNS) goes to telestrip.
     $t -A TELESTRIP -p tcp "${queue_target[@]}"
     $t -A TELESTRIP -p udp "${queue_target[@]}"

@@ -172,7 +172,8 @@ fn large_download_is_byte_exact_and_stays_in_the_kernel() {
         queued <= 12,
         "{queued} packets of one download reached user space:\n{log}"
     );
-    assert!(queued >= 4, "{log}");
+    // At least the SYN, the handshake ACK and the ClientHello.
+    assert!(queued >= 3, "{log}");
 }
 
 #[test]

@@ -3,16 +3,17 @@
 //! How a packet flows through the modules:
 //!
 //! ```text
-//!  source::pcap ──frame──► engine::Worker::process ──► Verdict (accept / drop / reject)
-//!                            │                          + FlowEvent when a rule matched
-//!                            ├─ wire      frame → Packet (addresses, ports, payload; etherparse)
-//!                            ├─ flow      FlowKey → FlowState (cached verdict, stream buffer)
-//!                            ├─ inspect   first flight → name (TLS SNI, HTTP Host, DNS)
-//!                            └─ rules     name / address → Hit (rule, vendor, action)
+//!  source::nfqueue (inline) ─┐
+//!  source::passive (capture) ├─frame─► engine::Worker::process ──► Verdict (accept/drop/reject)
+//!  source::pcap (files)     ─┘           │                         + FlowEvent when a rule matched
+//!                                        ├─ wire     frame → Packet (addresses, ports, payload)
+//!                                        ├─ flow     FlowKey → FlowState (cached verdict, streams)
+//!                                        ├─ inspect  first flight → name (TLS SNI, HTTP Host, DNS)
+//!                                        └─ rules    name / address → Hit (rule, vendor, action)
 //! ```
 //!
 //! `wire`, `flow`, `inspect`, `rules` and `engine` do no I/O and never panic on input;
-//! `source`, `output` and `cli` are the edges.
+//! `source`, `daemon`, `output`, `cli`, `demo` and `lab` are the edges.
 
 pub mod cli;
 pub mod config;

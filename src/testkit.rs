@@ -13,7 +13,7 @@ use pcap_file::DataLink;
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
-/// TCP flags for [`Segment`].
+/// TCP flags for [`Hosts::tcp`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags {
     pub syn: bool,

@@ -357,12 +357,14 @@ impl<'e> Worker<'e> {
             return pending;
         }
         flow.data_packets = flow.data_packets.saturating_add(1);
+        // Data in a SYN (TCP Fast Open, RFC 7413) starts after the SYN's own sequence number.
+        let data_seq = tcp.seq.wrapping_add(u32::from(tcp.syn));
         let seen = match flow.client_stream.as_mut() {
-            None if flow.client_isn.is_none_or(|isn| isn == tcp.seq) => {
+            None if flow.client_isn.is_none_or(|isn| isn == data_seq) => {
                 match self.scan_first_flight(packet.payload) {
                     Seen::NeedMore => {
-                        let mut stream = StreamBuf::new(tcp.seq);
-                        stream.insert(tcp.seq, packet.payload);
+                        let mut stream = StreamBuf::new(data_seq);
+                        stream.insert(data_seq, packet.payload);
                         flow.client_stream = Some(Box::new(stream));
                         Seen::NeedMore
                     }
@@ -371,9 +373,9 @@ impl<'e> Worker<'e> {
             }
             None => {
                 // Out of order: data after a hole at the start of the stream.
-                let base = flow.client_isn.unwrap_or(tcp.seq);
+                let base = flow.client_isn.unwrap_or(data_seq);
                 let mut stream = StreamBuf::new(base);
-                let inserted = stream.insert(tcp.seq, packet.payload);
+                let inserted = stream.insert(data_seq, packet.payload);
                 flow.client_stream = Some(Box::new(stream));
                 if inserted == Insert::OverCap {
                     bump(&self.engine.counters.stream_cap_hits);
@@ -381,7 +383,7 @@ impl<'e> Worker<'e> {
                 }
                 Seen::NeedMore
             }
-            Some(stream) => match stream.insert(tcp.seq, packet.payload) {
+            Some(stream) => match stream.insert(data_seq, packet.payload) {
                 Insert::OverCap => {
                     bump(&self.engine.counters.stream_cap_hits);
                     return self.decide(flow, None, facts, events);
@@ -549,8 +551,9 @@ impl<'e> Worker<'e> {
                     }
                 }
                 if !packet.payload.is_empty() {
+                    let data_seq = tcp.seq.wrapping_add(u32::from(tcp.syn));
                     action =
-                        self.dns_tcp_segment(flow, packet, tcp.seq, from_client, facts, events);
+                        self.dns_tcp_segment(flow, packet, data_seq, from_client, facts, events);
                 }
                 // A blocked message's retransmission is old data to the reassembler, so the
                 // block sticks to the connection (which cannot carry on past it anyway).

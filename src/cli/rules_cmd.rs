@@ -40,7 +40,7 @@ pub fn rules_check(dir: Option<&std::path::Path>, out: &mut dyn Write) -> Result
     }
     writeln!(
         out,
-        "{} files, {} rules, {} names, {} regexes, {} CIDRs; compiled in {:.1} ms; name table {} bytes ({:.1} bytes/name).",
+        "{} files, {} rules, {} names, {} regexes, {} CIDRs; read and compiled in {:.1} ms; name table {} bytes ({:.1} bytes/name).",
         stats.files,
         stats.rules,
         stats.names,

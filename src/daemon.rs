@@ -202,7 +202,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
     eprintln!(
-        "telestrip: stopping. {} packets from the kernel, {} flows handed back to the kernel with a verdict, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
+        "telestrip: stopping. {} packets from the kernel, {} flow verdicts handed to the kernel, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
         load(&stats.packets),
         load(&stats.marked),
         load(&counters.flows_new),

@@ -23,7 +23,8 @@ use crate::wire::LinkType;
 pub struct QueueStats {
     /// Packets received from the kernel.
     pub packets: AtomicU64,
-    /// Packets re-injected with a final verdict mark (their flow leaves user space).
+    /// Packets re-injected with a flow's final verdict mark (normally one per flow; more when
+    /// packets of the flow were already queued when the verdict fell).
     pub marked: AtomicU64,
     /// Matched-flow events dropped because the log channel was full.
     pub events_dropped: AtomicU64,
@@ -102,7 +103,13 @@ pub fn run(
         .ok()
         .and_then(|v| v.parse().ok());
     // Without CAP_NET_RAW rejected DNS queries get the firewall's ICMP error instead.
-    let mut injector = Injector::open().ok();
+    let mut injector = match Injector::open() {
+        Ok(injector) => Some(injector),
+        Err(error) => {
+            eprintln!("telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
+            None
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut message = match queue.recv() {
             Ok(message) => message,

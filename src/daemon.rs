@@ -98,6 +98,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(QueueStats::default());
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
+    let writer_stats = Arc::clone(&stats);
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())
         .spawn(move || {
@@ -108,6 +109,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                     let _ = writeln!(out);
                     let _ = out.flush();
                 }
+                writer_stats.events_written.fetch_add(1, Ordering::Relaxed);
             }
         })?;
     if passive {
@@ -199,6 +201,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         break;
     }
     stop.store(true, Ordering::Relaxed);
+    // Let the writer catch up, so no matched flow already handed over is lost at exit.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while stats.events_written.load(Ordering::Relaxed) < stats.events_sent.load(Ordering::Relaxed)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
     eprintln!(

@@ -34,6 +34,9 @@ pub struct QueueStats {
     pub nxdomain_sent: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,
+    /// Matched-flow events handed to the log writer, and written by it.
+    pub events_sent: AtomicU64,
+    pub events_written: AtomicU64,
 }
 
 /// One line of /proc/net/netfilter/nfnetlink_queue: what the kernel knows of a queue.
@@ -170,10 +173,15 @@ pub fn run(
     }
 }
 
-fn forward_events(events: &mut Vec<FlowEvent>, out: &SyncSender<FlowEvent>, stats: &QueueStats) {
+pub(crate) fn forward_events(
+    events: &mut Vec<FlowEvent>,
+    out: &SyncSender<FlowEvent>,
+    stats: &QueueStats,
+) {
     for event in events.drain(..) {
-        if out.try_send(event).is_err() {
-            bump(&stats.events_dropped);
+        match out.try_send(event) {
+            Ok(()) => bump(&stats.events_sent),
+            Err(_) => bump(&stats.events_dropped),
         }
     }
 }

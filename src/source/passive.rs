@@ -80,11 +80,7 @@ pub fn run(
                 stats.resets_sent.fetch_add(sent, Ordering::Relaxed);
             }
         }
-        for event in events.drain(..) {
-            if events_out.try_send(event).is_err() {
-                bump(&stats.events_dropped);
-            }
-        }
+        crate::source::nfqueue::forward_events(&mut events, events_out, stats);
     }
 }
 

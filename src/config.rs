@@ -112,17 +112,10 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
         let config: Config = serde_yaml::from_str(&text).map_err(|e| {
-            let location = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            let message = e.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            anyhow::anyhow!("{}{location}: {message}", path.display())
+            anyhow::anyhow!(
+                "{}",
+                crate::rules::yaml_error(&path.display().to_string(), &e)
+            )
         })?;
         config
             .check()

@@ -37,7 +37,7 @@ use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
 use crate::stats::{bump, Counters, Layer, Via};
-use crate::wire::{self, LinkType, Packet, Protocol, WireError};
+use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// What to do with one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -338,14 +338,7 @@ impl<'e> Worker<'e> {
             // UDP: nothing to wait for (QUIC Initial inspection is not built yet).
             return self.decide(flow, None, facts, events);
         };
-        if tcp.syn {
-            let next = tcp.seq.wrapping_add(1);
-            if from_client {
-                flow.client_isn = Some(next);
-            } else {
-                flow.server_isn = Some(next);
-            }
-        }
+        note_syn(flow, tcp, from_client);
         if packet.payload.is_empty() {
             return pending;
         }
@@ -357,11 +350,10 @@ impl<'e> Worker<'e> {
             return pending;
         }
         flow.data_packets = flow.data_packets.saturating_add(1);
-        // Data in a SYN (TCP Fast Open, RFC 7413) starts after the SYN's own sequence number.
-        let data_seq = tcp.seq.wrapping_add(u32::from(tcp.syn));
+        let data_seq = data_seq(tcp);
         let seen = match flow.client_stream.as_mut() {
             None if flow.client_isn.is_none_or(|isn| isn == data_seq) => {
-                match self.scan_first_flight(packet.payload) {
+                match scan_first_flight(packet.payload, &mut self.scratch) {
                     Seen::NeedMore => {
                         let mut stream = StreamBuf::new(data_seq);
                         stream.insert(data_seq, packet.payload);
@@ -425,13 +417,9 @@ impl<'e> Worker<'e> {
         }
     }
 
-    fn scan_first_flight(&mut self, bytes: &[u8]) -> Seen {
-        scan_first_flight(bytes, &mut self.scratch)
-    }
-
     /// Decides a flow by its own name if a rule matches it; `None` when none does.
     fn decide_by_name(
-        &mut self,
+        &self,
         flow: &mut FlowState,
         name: Name,
         via: Via,
@@ -446,33 +434,39 @@ impl<'e> Worker<'e> {
 
     /// Decides a flow: by its own name when it has one, else by a learned name, then CIDR.
     fn decide(
-        &mut self,
+        &self,
         flow: &mut FlowState,
         own_name: Option<(Name, Via)>,
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let rules = Arc::clone(&self.rules);
         if let Some((name, via)) = own_name {
             if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
                 return verdict;
             }
-        } else if let Some(Some((hit, learned))) =
-            self.engine.learned.with_name(facts.server, facts.now, |n| {
-                rules
-                    .match_name(n.as_bytes(), facts.server_port, facts.protocol)
-                    .map(|hit| (hit, n.to_string()))
-            })
+        } else if let Some(Some(verdict)) =
+            self.engine
+                .learned
+                .with_name(facts.server, facts.now, |learned| {
+                    let hit = self.rules.match_name(
+                        learned.as_bytes(),
+                        facts.server_port,
+                        facts.protocol,
+                    )?;
+                    Some(self.settle(flow, Some(hit), Some(learned), Via::Learned, facts, events))
+                })
         {
-            return self.settle(flow, Some(hit), Some(&learned), Via::Learned, facts, events);
+            return verdict;
         }
-        let hit = rules.match_addr(facts.server, facts.server_port, facts.protocol);
+        let hit = self
+            .rules
+            .match_addr(facts.server, facts.server_port, facts.protocol);
         self.settle(flow, hit, None, Via::Cidr, facts, events)
     }
 
     /// Caches the verdict for `hit` in the flow and records the match.
     fn settle(
-        &mut self,
+        &self,
         flow: &mut FlowState,
         hit: Option<Hit>,
         name: Option<&str>,
@@ -507,11 +501,7 @@ impl<'e> Worker<'e> {
         let Some(rule) = self.rules.rule(hit.rule) else {
             return PacketAction::Accept;
         };
-        let applied = if rule.action.blocks() && !self.engine.config.enforce {
-            Action::Log
-        } else {
-            rule.action
-        };
+        let applied = self.applied(rule.action);
         events.push(FlowEvent {
             time: facts.time,
             client: facts.client,
@@ -529,6 +519,23 @@ impl<'e> Worker<'e> {
         action_for(applied)
     }
 
+    /// What is done for a rule's action: the action itself, or `log` in dry run.
+    fn applied(&self, action: Action) -> Action {
+        if action.blocks() && !self.engine.config.enforce {
+            Action::Log
+        } else {
+            action
+        }
+    }
+
+    /// The packet action for a hit, without recording it.
+    fn action_of(&self, hit: Option<Hit>) -> PacketAction {
+        hit.and_then(|h| self.rules.rule(h.rule))
+            .map_or(PacketAction::Accept, |rule| {
+                action_for(self.applied(rule.action))
+            })
+    }
+
     /// A DNS packet (UDP or TCP): every message is judged on its own.
     fn dns_packet(
         &mut self,
@@ -542,18 +549,16 @@ impl<'e> Worker<'e> {
         match packet.tcp {
             None => action = self.dns_message(flow, packet.payload, from_client, facts, events),
             Some(tcp) => {
-                if tcp.syn {
-                    let next = tcp.seq.wrapping_add(1);
-                    if from_client {
-                        flow.client_isn = Some(next);
-                    } else {
-                        flow.server_isn = Some(next);
-                    }
-                }
+                note_syn(flow, tcp, from_client);
                 if !packet.payload.is_empty() {
-                    let data_seq = tcp.seq.wrapping_add(u32::from(tcp.syn));
-                    action =
-                        self.dns_tcp_segment(flow, packet, data_seq, from_client, facts, events);
+                    action = self.dns_tcp_segment(
+                        flow,
+                        packet,
+                        data_seq(tcp),
+                        from_client,
+                        facts,
+                        events,
+                    );
                 }
                 // A blocked message's retransmission is old data to the reassembler, so the
                 // block sticks to the connection (which cannot carry on past it anyway).
@@ -583,32 +588,22 @@ impl<'e> Worker<'e> {
         } else {
             flow.server_isn
         };
-        let slot = if from_client {
-            &mut flow.client_stream
-        } else {
-            &mut flow.server_stream
-        };
-        let mut stream = slot
+        // Taken out while its messages are judged (which needs the flow), put back after.
+        let mut stream = stream_slot(flow, from_client)
             .take()
             .unwrap_or_else(|| Box::new(StreamBuf::new(isn.unwrap_or(seq))));
+        let mut worst = PacketAction::Accept;
         if stream.insert(seq, packet.payload) == Insert::OverCap {
             // A message larger than the cap: this direction is no longer followed.
             bump(&self.engine.counters.stream_cap_hits);
-            *slot = Some(stream);
-            return PacketAction::Accept;
-        }
-        let mut worst = PacketAction::Accept;
-        while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
-            let action = self.dns_message(flow, message, from_client, facts, events);
-            worst = worse(worst, action);
-            stream.consume(used);
-        }
-        let slot = if from_client {
-            &mut flow.client_stream
         } else {
-            &mut flow.server_stream
-        };
-        *slot = Some(stream);
+            while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
+                let action = self.dns_message(flow, message, from_client, facts, events);
+                worst = worse(worst, action);
+                stream.consume(used);
+            }
+        }
+        *stream_slot(flow, from_client) = Some(stream);
         worst
     }
 
@@ -643,12 +638,7 @@ impl<'e> Worker<'e> {
                 .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
         if message.is_response() {
             self.learn(&message, question.name, hit, facts.now);
-            return match hit.and_then(|h| self.rules.rule(h.rule)) {
-                Some(rule) if rule.action.blocks() && self.engine.config.enforce => {
-                    action_for(rule.action)
-                }
-                _ => PacketAction::Accept,
-            };
+            return self.action_of(hit);
         }
         if !from_client {
             return PacketAction::Accept;
@@ -660,12 +650,7 @@ impl<'e> Worker<'e> {
         let tag = name_tag(&question.name);
         if flow.last_dns_event == tag {
             // A retransmitted query: same verdict, recorded once.
-            return match self.rules.rule(hit.rule) {
-                Some(rule) if rule.action.blocks() && self.engine.config.enforce => {
-                    action_for(rule.action)
-                }
-                _ => PacketAction::Accept,
-            };
+            return self.action_of(Some(hit));
         }
         flow.last_dns_event = tag;
         self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
@@ -733,7 +718,7 @@ impl<'e> Worker<'e> {
             let seen = if packet.payload.is_empty() || !from_client {
                 Seen::NeedMore
             } else {
-                self.scan_first_flight(packet.payload)
+                scan_first_flight(packet.payload, &mut self.scratch)
             };
             match seen {
                 Seen::Name(name, via) => {
@@ -795,6 +780,33 @@ fn src_is_client(packet: &Packet<'_>) -> bool {
         return packet.dst_port == 53;
     }
     !(packet.src_port < 1024 && packet.dst_port >= 1024)
+}
+
+/// The reassembly buffer of one direction of a flow.
+fn stream_slot(flow: &mut FlowState, from_client: bool) -> &mut Option<Box<StreamBuf>> {
+    if from_client {
+        &mut flow.client_stream
+    } else {
+        &mut flow.server_stream
+    }
+}
+
+/// Records the next sequence number of the side that sent a SYN (its ISN plus one).
+fn note_syn(flow: &mut FlowState, tcp: TcpInfo, from_client: bool) {
+    if tcp.syn {
+        let next = tcp.seq.wrapping_add(1);
+        if from_client {
+            flow.client_isn = Some(next);
+        } else {
+            flow.server_isn = Some(next);
+        }
+    }
+}
+
+/// Sequence number of a segment's first data byte: data in a SYN (TCP Fast Open, RFC 7413)
+/// starts after the SYN's own sequence number.
+fn data_seq(tcp: TcpInfo) -> u32 {
+    tcp.seq.wrapping_add(u32::from(tcp.syn))
 }
 
 fn orient(packet: &Packet<'_>, from_client: bool, time: Duration, now: u64) -> Facts {

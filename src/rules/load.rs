@@ -192,7 +192,8 @@ pub fn load_sources(sources: Vec<Source>) -> Result<Vec<LoadedFile>, RuleErrors>
     }
 }
 
-fn yaml_error(file: &str, error: &serde_yaml::Error) -> RuleError {
+/// A serde_yaml error as `file:line:column: message` (also used for the daemon's config).
+pub(crate) fn yaml_error(file: &str, error: &serde_yaml::Error) -> RuleError {
     let text = error.to_string();
     // serde_yaml appends " at line L column C"; the location goes in front instead.
     let message = match text.find(" at line ") {

@@ -32,6 +32,7 @@ use regex::RegexSet;
 use sha2::{Digest, Sha256};
 
 pub use domains::RuleIndex;
+pub(crate) use load::yaml_error;
 pub use load::{
     bundled_sources, load_dir, load_sources, LoadedFile, RuleError, RuleErrors, Source,
 };
@@ -258,23 +259,7 @@ impl RuleSet {
     /// protocol. Allow beats blocking; otherwise the most specific entry wins.
     pub fn match_name(&self, name: &[u8], port: u16, protocol: Protocol) -> Option<Hit> {
         let mut best = Best::default();
-        self.names.for_each_match(name, |rule, hit| {
-            let kind = match hit {
-                NameHit::Exact => MatchKind::Exact,
-                NameHit::Suffix(len) => MatchKind::Suffix(len),
-            };
-            self.consider(&mut best, rule, kind, port, protocol);
-        });
-        if let Some((set, rules)) = &self.regexes {
-            // RegexSet works on str; names only hold ASCII.
-            if let Ok(text) = std::str::from_utf8(name) {
-                for matched in set.matches(text).iter() {
-                    if let Some(&rule) = rules.get(matched) {
-                        self.consider(&mut best, rule, MatchKind::Regex, port, protocol);
-                    }
-                }
-            }
-        }
+        self.for_each_name_hit(name, |hit| self.consider(&mut best, hit, port, protocol));
         best.resolve()
     }
 
@@ -282,7 +267,11 @@ impl RuleSet {
     pub fn match_addr(&self, addr: IpAddr, port: u16, protocol: Protocol) -> Option<Hit> {
         let mut best = Best::default();
         self.cidrs.for_each_match(addr, |rule, prefix| {
-            self.consider(&mut best, rule, MatchKind::Cidr(prefix), port, protocol);
+            let hit = Hit {
+                rule,
+                kind: MatchKind::Cidr(prefix),
+            };
+            self.consider(&mut best, hit, port, protocol);
         });
         best.resolve()
     }
@@ -291,25 +280,31 @@ impl RuleSet {
     /// specific first: what `rules explain` shows.
     pub fn explain_name(&self, name: &[u8]) -> Vec<Hit> {
         let mut hits = Vec::new();
+        self.for_each_name_hit(name, |hit| hits.push(hit));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.kind.specificity()));
+        hits
+    }
+
+    /// Calls `visit` for every name entry (exact, suffix, regex) that matches `name`.
+    fn for_each_name_hit(&self, name: &[u8], mut visit: impl FnMut(Hit)) {
         self.names.for_each_match(name, |rule, hit| {
             let kind = match hit {
                 NameHit::Exact => MatchKind::Exact,
                 NameHit::Suffix(len) => MatchKind::Suffix(len),
             };
-            hits.push(Hit { rule, kind });
+            visit(Hit { rule, kind });
         });
+        // RegexSet works on str; names only hold ASCII.
         if let (Some((set, rules)), Ok(text)) = (&self.regexes, std::str::from_utf8(name)) {
             for matched in set.matches(text).iter() {
                 if let Some(&rule) = rules.get(matched) {
-                    hits.push(Hit {
+                    visit(Hit {
                         rule,
                         kind: MatchKind::Regex,
                     });
                 }
             }
         }
-        hits.sort_by_key(|h| std::cmp::Reverse(h.kind.specificity()));
-        hits
     }
 
     /// Every CIDR entry that contains `addr`, longest prefix first.
@@ -363,17 +358,10 @@ impl RuleSet {
         best.resolve()
     }
 
-    fn consider(
-        &self,
-        best: &mut Best,
-        rule: RuleIndex,
-        kind: MatchKind,
-        port: u16,
-        protocol: Protocol,
-    ) {
-        if let Some(compiled) = self.rules.get(rule as usize) {
+    fn consider(&self, best: &mut Best, hit: Hit, port: u16, protocol: Protocol) {
+        if let Some(compiled) = self.rules.get(hit.rule as usize) {
             if compiled.applies_to(port, protocol) {
-                best.offer(Hit { rule, kind }, compiled.action);
+                best.offer(hit, compiled.action);
             }
         }
     }

@@ -135,17 +135,6 @@ pub fn run(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let verdict = worker.process(LinkType::RawIp, message.get_payload(), time, &mut events);
-        if verdict.action == PacketAction::Reject
-            && answer_rejected_dns(injector.as_mut(), message.get_payload(), stats)
-        {
-            // The client got its NXDOMAIN; the query itself goes no further.
-            message.set_verdict(NfVerdict::Drop);
-            if queue.verdict(message).is_err() {
-                bump(&stats.errors);
-            }
-            forward_events(&mut events, events_out, stats);
-            continue;
-        }
         let code = match (verdict.flow, verdict.action) {
             (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
             (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
@@ -155,16 +144,20 @@ pub fn run(
             (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
             (_, PacketAction::Accept) => None,
         };
-        match code {
-            Some(code) => {
-                let marks = settings.marks;
-                message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
-                message.set_verdict(NfVerdict::Repeat);
-                if verdict.flow == FlowStatus::Decided {
-                    bump(&stats.marked);
-                }
+        if verdict.action == PacketAction::Reject
+            && answer_rejected_dns(injector.as_mut(), message.get_payload(), stats)
+        {
+            // The client got its NXDOMAIN; the query itself goes no further.
+            message.set_verdict(NfVerdict::Drop);
+        } else if let Some(code) = code {
+            let marks = settings.marks;
+            message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
+            message.set_verdict(NfVerdict::Repeat);
+            if verdict.flow == FlowStatus::Decided {
+                bump(&stats.marked);
             }
-            None => message.set_verdict(NfVerdict::Accept),
+        } else {
+            message.set_verdict(NfVerdict::Accept);
         }
         if queue.verdict(message).is_err() {
             bump(&stats.errors);

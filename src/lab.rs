@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub const SERVER_V4: &str = "10.78.2.2";
 pub const SERVER_V6: &str = "fd78:2::2";
+/// What the test servers answer to a plain GET (see tests/fixtures/servers.py).
+pub const BODY: &str = "telestrip test server\n";
 
 /// The test servers, embedded so the demo works from the binary alone.
 const SERVERS_PY: &str = include_str!("../tests/fixtures/servers.py");
@@ -155,22 +157,21 @@ impl Lab {
     /// Installs the firewall rules of deploy/iptables.sh on the gateway and starts
     /// `telestrip run` with `config`.
     pub fn start_telestrip(&mut self, config: &str, fail: &str) -> Result<(), String> {
-        let script = self.dir.path().join("iptables.sh");
-        std::fs::write(&script, IPTABLES_SH).map_err(|e| e.to_string())?;
-        sh(&format!(
-            "ip netns exec {} bash {} add --queues 0 --fail {fail}",
-            self.gateway,
-            script.display()
-        ))?;
+        self.firewall(&format!("add --queues 0 --fail {fail}"))?;
         self.start_daemon(config)
     }
 
     /// Removes the firewall rules from the gateway (traffic is then forwarded unfiltered).
     pub fn remove_firewall(&self) -> Result<(), String> {
+        self.firewall("remove")
+    }
+
+    /// Runs deploy/iptables.sh with `arguments` in the gateway.
+    fn firewall(&self, arguments: &str) -> Result<(), String> {
         let script = self.dir.path().join("iptables.sh");
         std::fs::write(&script, IPTABLES_SH).map_err(|e| e.to_string())?;
         sh(&format!(
-            "ip netns exec {} bash {} remove",
+            "ip netns exec {} bash {} {arguments}",
             self.gateway,
             script.display()
         ))

@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{SERVER_V4, SERVER_V6};
+use common::{BODY, SERVER_V4, SERVER_V6};
 use telestrip::lab::Lab;
 
 const ENFORCE: &str = "queues: [0]\nfail: open\n";
-const BODY: &str = "telestrip test server\n";
 
 fn new_lab() -> Option<Lab> {
     common::lab()

@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::SERVER_V4;
-
-const BODY: &str = "telestrip test server\n";
+use common::{BODY, SERVER_V4};
 
 #[test]
 fn passive_mode_logs_telemetry_without_touching_traffic() {

@@ -1,46 +1,13 @@
 //! End to end: the `telestrip pcap` binary over the real captures in tests/fixtures must find
 //! exactly the flows listed in tests/fixtures/expected.tsv, and count the names it read.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-#[derive(Default, Debug)]
-struct Expected {
-    flows: Vec<Vec<String>>,
-    inspected: BTreeMap<String, u64>,
-}
-
-fn expectations() -> BTreeMap<String, Expected> {
-    let text = std::fs::read_to_string(fixtures().join("expected.tsv")).unwrap();
-    let mut all: BTreeMap<String, Expected> = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let entry = all.entry(fields[0].to_string()).or_default();
-        match fields[1] {
-            "flow" => entry
-                .flows
-                .push(fields[2..].iter().map(|s| s.to_string()).collect()),
-            "inspected" => {
-                for pair in &fields[2..] {
-                    let (via, count) = pair.split_once('=').unwrap();
-                    entry
-                        .inspected
-                        .insert(via.to_string(), count.parse().unwrap());
-                }
-            }
-            other => panic!("unknown row kind {other}"),
-        }
-    }
-    all
-}
+use common::{expectations, fixtures, flow_rows};
 
 fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_telestrip"))
@@ -77,25 +44,8 @@ fn every_fixture_gives_exactly_the_expected_flows() {
             "json",
             pcap.to_str().unwrap(),
         ]);
-        let mut flows: Vec<Vec<String>> = json["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                let name = f["name"].as_str().unwrap();
-                [
-                    f["server"].as_str().unwrap(),
-                    if name.is_empty() { "-" } else { name },
-                    f["via"].as_str().unwrap(),
-                    f["rule"].as_str().unwrap(),
-                    f["applied"].as_str().unwrap(),
-                ]
-                .map(str::to_string)
-                .to_vec()
-            })
-            .collect();
+        let flows = flow_rows(&json);
         let mut wanted = expected.flows.clone();
-        flows.sort();
         wanted.sort();
         assert_eq!(flows, wanted, "{stem}: matched flows");
         let inspected: BTreeMap<String, u64> = json["stats"]["inspected"]

@@ -1,17 +1,27 @@
-//! Shared by the namespace tests: the lab from `telestrip::lab`, and the rule that these
-//! tests run in CI (as root, with every tool installed) and fail there if they cannot.
+//! Shared by the integration tests: the lab from `telestrip::lab`, the rule that namespace
+//! tests run in CI (as root, with every tool installed) and fail there if they cannot, and
+//! the expectations for the capture fixtures.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
 #[allow(unused_imports)]
-pub use telestrip::lab::{SERVER_V4, SERVER_V6};
+pub use telestrip::lab::{BODY, SERVER_V4, SERVER_V6};
 
 const EXTRA_TOOLS: [&str; 4] = ["iptables-legacy", "nft", "systemd-analyze", "ethtool"];
 
 /// Returns false (after saying why) when the tests cannot run outside CI; panics in CI.
 pub fn can_run() -> bool {
+    can_run_with(&[])
+}
+
+/// `can_run`, for a test that also needs the programs in `more`.
+pub fn can_run_with(more: &[&str]) -> bool {
     let missing = telestrip::lab::missing().or_else(|| {
         EXTRA_TOOLS
             .iter()
+            .chain(more)
             .find(|t| !telestrip::lab::installed(t))
             .map(|t| format!("{t} is not installed"))
     });
@@ -40,4 +50,66 @@ pub fn lab() -> Option<telestrip::lab::Lab> {
 
 pub fn sh(command: &str) {
     telestrip::lab::sh(command).unwrap();
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// What tests/fixtures/expected.tsv says of one capture.
+#[derive(Default, Debug)]
+pub struct Expected {
+    /// server, name, via, rule, applied action; one row per matched flow.
+    pub flows: Vec<Vec<String>>,
+    pub inspected: BTreeMap<String, u64>,
+}
+
+pub fn expectations() -> BTreeMap<String, Expected> {
+    let text = std::fs::read_to_string(fixtures().join("expected.tsv")).unwrap();
+    let mut all: BTreeMap<String, Expected> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let entry = all.entry(fields[0].to_string()).or_default();
+        match fields[1] {
+            "flow" => entry
+                .flows
+                .push(fields[2..].iter().map(|s| s.to_string()).collect()),
+            "inspected" => {
+                for pair in &fields[2..] {
+                    let (via, count) = pair.split_once('=').unwrap();
+                    entry
+                        .inspected
+                        .insert(via.to_string(), count.parse().unwrap());
+                }
+            }
+            other => panic!("unknown row kind {other}"),
+        }
+    }
+    all
+}
+
+/// The matched flows of `telestrip pcap --format json` output as expected.tsv rows, sorted.
+pub fn flow_rows(json: &serde_json::Value) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = json["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let name = f["name"].as_str().unwrap();
+            [
+                f["server"].as_str().unwrap(),
+                if name.is_empty() { "-" } else { name },
+                f["via"].as_str().unwrap(),
+                f["rule"].as_str().unwrap(),
+                f["applied"].as_str().unwrap(),
+            ]
+            .map(str::to_string)
+            .to_vec()
+        })
+        .collect();
+    rows.sort();
+    rows
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole telestrip test suite. As root (CI) it first installs what the tests use on
 # a fresh Debian machine: the Rust toolchain if missing, and the real clients and servers of
-# the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium).
+# the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium,
+# prometheus with promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl iproute2 iptables nftables tcpdump dnsmasq-base \
-        dnsutils openssl ethtool python3 chromium systemd >/dev/null
+        dnsutils openssl ethtool python3 chromium systemd prometheus >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -2,6 +2,7 @@
 //! documented in `deploy/telestrip.yaml`. Unknown fields are errors; errors name file, line
 //! and column.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -82,6 +83,30 @@ pub struct Config {
     /// Packets the kernel may hold for one queue before the fail mode applies.
     #[serde(default = "default_queue_length")]
     pub queue_length: u32,
+    /// Address of the control-plane HTTP server (`/metrics`, `/healthz`, `/readyz`, status
+    /// page at `/`); `null` turns it off.
+    #[serde(default = "default_listen")]
+    pub listen: Option<SocketAddr>,
+    /// The tamper-evident audit log; absent: matched flows only go to stdout.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// The `audit:` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The log file (JSON lines, hash-chained). Rotate it by moving it away (logrotate's
+    /// default `create` mode), never with `copytruncate`.
+    pub path: PathBuf,
+    /// File holding a secret (16 bytes or more): client addresses are then written as a
+    /// keyed hash, the same for the same client, so the log can be kept under data
+    /// protection rules.
+    #[serde(default)]
+    pub pseudonymize_key_file: Option<PathBuf>,
+    /// Seconds between heartbeat records, which show the filter ran without a gap.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_seconds: u64,
 }
 
 fn default_mode() -> Mode {
@@ -105,6 +130,15 @@ fn default_max_flows() -> usize {
 fn default_queue_length() -> u32 {
     4096
 }
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+}
+fn default_heartbeat() -> u64 {
+    60
+}
+
+/// Default port of the control-plane HTTP server.
+pub const DEFAULT_PORT: u16 = 9477;
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -129,6 +163,14 @@ impl Config {
         }
         if self.mode == Mode::Passive && self.interfaces.is_empty() {
             return Err("interfaces: passive mode needs at least one capture interface".into());
+        }
+        if let Some(audit) = &self.audit {
+            if !(1..=3600).contains(&audit.heartbeat_seconds) {
+                return Err(format!(
+                    "audit.heartbeat_seconds: {} is not between 1 and 3600",
+                    audit.heartbeat_seconds
+                ));
+            }
         }
         if self.mark_shift > 28 {
             return Err(format!(
@@ -165,6 +207,35 @@ mod tests {
         assert_eq!(config.fail, FailMode::Open);
         assert_eq!(config.marks().mask(), 0xf0);
         assert_eq!(config.marks().mark(Marks::DROP), 0x20);
+    }
+
+    #[test]
+    fn the_control_plane_listens_on_loopback_unless_told_otherwise() {
+        let config = parse("{}").unwrap();
+        assert_eq!(
+            config.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9477)))
+        );
+        assert_eq!(config.audit, None);
+        assert_eq!(parse("listen: null\n").unwrap().listen, None);
+        let config = parse("listen: \"[::1]:9100\"\naudit:\n  path: /tmp/a.jsonl\n").unwrap();
+        assert_eq!(config.listen, Some("[::1]:9100".parse().unwrap()));
+        let audit = config.audit.unwrap();
+        assert_eq!(audit.heartbeat_seconds, 60);
+        assert_eq!(audit.pseudonymize_key_file, None);
+    }
+
+    #[test]
+    fn bad_control_plane_settings_name_the_line() {
+        let error = parse("queues: [0]\nlisten: localhost\n").unwrap_err();
+        assert!(error.contains("c.yaml:2:9"), "{error}");
+        let error = parse("audit:\n  path: /tmp/a\n  pseudonymise: yes\n").unwrap_err();
+        assert!(
+            error.contains(":3:3") && error.contains("unknown field"),
+            "{error}"
+        );
+        let error = parse("audit:\n  path: /tmp/a\n  heartbeat_seconds: 0\n").unwrap_err();
+        assert!(error.contains("heartbeat_seconds"), "{error}");
     }
 
     #[test]

@@ -23,10 +23,17 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     writeln!(out, "Building the demo network: client 10.78.1.2 — gateway (telestrip) — server 10.78.2.2, IPv4 and IPv6, in network namespaces ...").map_err(|e| e.to_string())?;
     let mut lab = Lab::new(&telestrip)?;
     lab.start_servers()?;
-    lab.start_telestrip("queues: [0]\nfail: open\n", "open")?;
+    let audit = lab.dir.path().join("audit.jsonl");
+    lab.start_telestrip(
+        &format!(
+            "queues: [0]\nfail: open\nlisten: 127.0.0.1:9477\naudit:\n  path: {}\n",
+            audit.display()
+        ),
+        "open",
+    )?;
     writeln!(
         out,
-        "telestrip is running inline on the gateway with the bundled rules.\n"
+        "telestrip is running inline on the gateway with the bundled rules, an audit log and its status page.\n"
     )
     .map_err(|e| e.to_string())?;
 
@@ -62,6 +69,7 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         as_expected &= passed != step.telemetry;
         writeln!(out, "  {:<58} {verdict}", step.what).map_err(|e| e.to_string())?;
     }
+    let metrics = lab.gateway("curl -s --max-time 2 http://127.0.0.1:9477/metrics");
     let log = lab.stop_daemon("TERM");
     writeln!(
         out,
@@ -88,6 +96,42 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
             stop.trim_start_matches("telestrip: stopping. ")
         )
         .map_err(|e| e.to_string())?;
+    }
+    writeln!(
+        out,
+        "\nA few of the Prometheus metrics at http://127.0.0.1:9477/metrics (status page at /):"
+    )
+    .map_err(|e| e.to_string())?;
+    for line in String::from_utf8_lossy(&metrics.stdout)
+        .lines()
+        .filter(|l| {
+            (l.starts_with("telestrip_flows_total") && !l.ends_with(" 0"))
+                || l.starts_with("telestrip_packets_total")
+                || l.starts_with("telestrip_ruleset_info")
+        })
+    {
+        writeln!(out, "  {line}").map_err(|e| e.to_string())?;
+    }
+    writeln!(
+        out,
+        "\nThe audit log, checked and summarised as a compliance officer would (telestrip report {}):",
+        audit.display()
+    )
+    .map_err(|e| e.to_string())?;
+    match crate::report::build(
+        std::slice::from_ref(&audit),
+        crate::report::Period::default(),
+    ) {
+        Ok(report) => {
+            for line in crate::report::text(&report).lines().skip(2) {
+                writeln!(out, "  {line}").map_err(|e| e.to_string())?;
+            }
+            as_expected &= report.chain.verified;
+        }
+        Err(error) => {
+            writeln!(out, "  cannot read the audit log: {error}").map_err(|e| e.to_string())?;
+            as_expected = false;
+        }
     }
     writeln!(
         out,

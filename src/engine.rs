@@ -36,7 +36,7 @@ use crate::flow::{FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf}
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
-use crate::stats::{bump, Counters, Layer, Via};
+use crate::stats::{bump, Counters, FlowCounts, FlowSeries, Layer, Via};
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// What to do with one packet.
@@ -135,36 +135,48 @@ impl Default for EngineConfig {
 
 /// State shared by every packet thread.
 pub struct Engine {
-    rules: ArcSwap<RuleSet>,
+    active: ArcSwap<Active>,
     /// Bumped by every swap, so workers notice a new ruleset with one relaxed load.
     generation: AtomicU64,
     config: EngineConfig,
     flows: FlowTable,
     learned: LearnedNames,
     pub counters: Counters,
+    pub flow_counts: FlowCounts,
+}
+
+/// The installed ruleset with the flow counter of each of its rules, swapped as one.
+struct Active {
+    rules: Arc<RuleSet>,
+    /// Indexed by rule index: the counter of (vendor, rule, applied action).
+    hits: Arc<[Arc<AtomicU64>]>,
 }
 
 impl Engine {
     pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
+        let flow_counts = FlowCounts::default();
+        let active = Active::new(rules, &flow_counts, config.enforce);
         Self {
-            rules: ArcSwap::from_pointee(rules),
+            active: ArcSwap::from_pointee(active),
             generation: AtomicU64::new(0),
             flows: FlowTable::new(config.max_flows, config.timeouts),
             learned: LearnedNames::new(config.max_learned),
             config,
             counters: Counters::default(),
+            flow_counts,
         }
     }
 
     /// Replaces the ruleset; packet threads pick it up at their next batch. Flows already
     /// decided keep their verdict.
     pub fn swap_rules(&self, rules: RuleSet) {
-        self.rules.store(Arc::new(rules));
+        let active = Active::new(rules, &self.flow_counts, self.config.enforce);
+        self.active.store(Arc::new(active));
         self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.load_full()
+        Arc::clone(&self.active.load().rules)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -182,9 +194,11 @@ impl Engine {
     /// A packet thread's handle: its own scratch buffers and ruleset snapshot.
     pub fn worker(&self) -> Worker<'_> {
         let generation = self.generation.load(Ordering::Acquire);
+        let active = self.active.load();
         Worker {
             engine: self,
-            rules: self.rules.load_full(),
+            rules: Arc::clone(&active.rules),
+            hits: Arc::clone(&active.hits),
             generation,
             scratch: Vec::new(),
         }
@@ -195,6 +209,7 @@ impl Engine {
 pub struct Worker<'e> {
     engine: &'e Engine,
     rules: Arc<RuleSet>,
+    hits: Arc<[Arc<AtomicU64>]>,
     generation: u64,
     scratch: Vec<u8>,
 }
@@ -228,7 +243,9 @@ impl<'e> Worker<'e> {
         let generation = self.engine.generation.load(Ordering::Acquire);
         if generation != self.generation {
             self.generation = generation;
-            self.rules = self.engine.rules.load_full();
+            let active = self.engine.active.load();
+            self.rules = Arc::clone(&active.rules);
+            self.hits = Arc::clone(&active.hits);
         }
     }
 
@@ -502,6 +519,9 @@ impl<'e> Worker<'e> {
             return PacketAction::Accept;
         };
         let applied = self.applied(rule.action);
+        if let Some(hits) = self.hits.get(hit.rule as usize) {
+            bump(hits);
+        }
         events.push(FlowEvent {
             time: facts.time,
             client: facts.client,
@@ -521,11 +541,7 @@ impl<'e> Worker<'e> {
 
     /// What is done for a rule's action: the action itself, or `log` in dry run.
     fn applied(&self, action: Action) -> Action {
-        if action.blocks() && !self.engine.config.enforce {
-            Action::Log
-        } else {
-            action
-        }
+        applied_action(action, self.engine.config.enforce)
     }
 
     /// The packet action for a hit, without recording it.
@@ -859,3 +875,32 @@ fn name_tag(name: &Name) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// What is done for a rule's action: the action itself, or `log` for a blocking rule in dry run.
+fn applied_action(action: Action, enforce: bool) -> Action {
+    if action.blocks() && !enforce {
+        Action::Log
+    } else {
+        action
+    }
+}
+
+impl Active {
+    fn new(rules: RuleSet, counts: &FlowCounts, enforce: bool) -> Self {
+        let hits = rules
+            .rules()
+            .iter()
+            .map(|rule| {
+                counts.handle(FlowSeries {
+                    vendor: Arc::clone(&rule.vendor),
+                    rule: Arc::clone(&rule.id),
+                    action: applied_action(rule.action, enforce),
+                })
+            })
+            .collect();
+        Self {
+            rules: Arc::new(rules),
+            hits,
+        }
+    }
+}

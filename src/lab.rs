@@ -261,23 +261,19 @@ impl Lab {
 
     /// Runs a shell command in the client namespace (20 s at most).
     pub fn client(&self, command: &str) -> Output {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.client,
-                "timeout",
-                "20",
-                "sh",
-                "-c",
-                command,
-            ])
-            .output()
-            .unwrap_or_else(|e| Output {
-                status: std::process::ExitStatus::default(),
-                stdout: Vec::new(),
-                stderr: e.to_string().into_bytes(),
-            })
+        run_in(&self.client, command)
+    }
+
+    /// Runs a shell command in the gateway namespace (20 s at most).
+    pub fn gateway(&self, command: &str) -> Output {
+        run_in(&self.gateway, command)
+    }
+
+    /// Starts a long-running program in the gateway namespace; stopped with the lab.
+    pub fn spawn_in_gateway(&mut self, command: &str) -> Result<(), String> {
+        let child = self.spawn_in(&self.gateway.clone(), command)?;
+        self.children.push(child);
+        Ok(())
     }
 
     pub fn client_ok(&self, command: &str) -> bool {
@@ -344,6 +340,18 @@ impl Drop for Lab {
 }
 
 /// Runs a shell command; its stderr is the error.
+/// Runs a shell command in namespace `ns`, killed after 20 s.
+fn run_in(ns: &str, command: &str) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", "20", "sh", "-c", command])
+        .output()
+        .unwrap_or_else(|e| Output {
+            status: std::process::ExitStatus::default(),
+            stdout: Vec::new(),
+            stderr: e.to_string().into_bytes(),
+        })
+}
+
 pub fn sh(command: &str) -> Result<(), String> {
     let output = Command::new("sh")
         .args(["-c", command])

@@ -15,16 +15,21 @@
 //! `wire`, `flow`, `inspect`, `rules` and `engine` do no I/O and never panic on input;
 //! `source`, `daemon`, `output`, `cli`, `demo` and `lab` are the edges.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod flow;
+pub mod html;
 pub mod inspect;
 pub mod lab;
+pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod rules;
+pub mod server;
 pub mod source;
 pub mod stats;
 pub mod testkit;

@@ -55,6 +55,10 @@ enum Command {
         /// Hard cap on tracked flows.
         #[arg(long, default_value_t = 1_000_000, value_name = "N")]
         max_flows: usize,
+        /// Also write the run's Prometheus metrics to FILE (for node_exporter's textfile
+        /// collector); `-` prints them on stdout instead of the flow list.
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
     },
     /// Run the inline gateway: judge packets from NFQUEUE (needs CAP_NET_ADMIN).
     ///
@@ -80,6 +84,61 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Work with audit logs: verify their hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Summarise audit logs for a period: what was blocked per vendor and rule, whether the
+    /// filter ran the whole time, which rulesets were in force; as text, JSON or HTML.
+    ///
+    /// The chain is verified on the way; a broken chain is reported and the count stops
+    /// there. Exit code 0 when the chain is intact, 1 when it is broken, 2 on bad input.
+    ///
+    /// Example: telestrip report /var/log/telestrip/audit.jsonl.1 /var/log/telestrip/audit.jsonl
+    ///          --since 2026-11-01 --until 2026-12-01 --format html --output november.html
+    Report {
+        /// Audit log files, oldest first (rotated files before the current one).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Start of the period: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = parse_report_time)]
+        since: Option<std::time::SystemTime>,
+        /// End of the period (exclusive), same forms.
+        #[arg(long, value_parser = parse_report_time)]
+        until: Option<std::time::SystemTime>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Write the report to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that audit logs are complete and unaltered: every record's hash, and that each
+    /// record follows the one before (also across rotated files, given oldest first).
+    ///
+    /// Names the first line that was removed, inserted, reordered, edited or cut. Exit code
+    /// 0 when intact, 1 when not, 2 when a file cannot be read.
+    ///
+    /// Example: telestrip audit verify audit.jsonl.2 audit.jsonl.1 audit.jsonl
+    Verify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+fn parse_report_time(text: &str) -> Result<std::time::SystemTime, String> {
+    telestrip::report::parse_time(text)
 }
 
 #[derive(Subcommand)]
@@ -132,6 +191,7 @@ fn main() -> ExitCode {
             dry_run,
             quiet,
             max_flows,
+            metrics,
         } => cli::run_pcap(
             &PcapOptions {
                 files,
@@ -140,6 +200,7 @@ fn main() -> ExitCode {
                 dry_run,
                 progress: !quiet,
                 max_flows,
+                metrics,
             },
             &mut out,
         ),
@@ -158,6 +219,26 @@ fn main() -> ExitCode {
             Ok(false) => Ok(exit::FOUND),
             Err(error) => Err(CommandError::Usage(error)),
         },
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => cli::audit_verify(&files, &mut out),
+        Command::Report {
+            files,
+            since,
+            until,
+            format,
+            output,
+        } => cli::report(
+            &files,
+            telestrip::report::Period { since, until },
+            match format {
+                ReportFormat::Text => cli::ReportFormat::Text,
+                ReportFormat::Json => cli::ReportFormat::Json,
+                ReportFormat::Html => cli::ReportFormat::Html,
+            },
+            output.as_deref(),
+            &mut out,
+        ),
         Command::Rules { command } => match command {
             RulesCommand::Check { dir } => cli::rules_check(dir.as_deref(), &mut out),
             RulesCommand::Explain {
@@ -177,6 +258,10 @@ fn main() -> ExitCode {
         },
     };
     let _ = out.flush();
+    finish(result)
+}
+
+fn finish(result: Result<u8, CommandError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

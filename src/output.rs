@@ -105,31 +105,7 @@ pub fn endpoint(addr: IpAddr, port: u16) -> String {
 
 /// RFC 3339 UTC time with microseconds, from a capture timestamp.
 pub fn format_time(time: Duration) -> String {
-    let seconds = time.as_secs();
-    let days = (seconds / 86_400) as i64;
-    let (year, month, day) = civil_from_days(days);
-    let rest = seconds % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        time.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil_from_days.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + time).to_string()
 }
 
 /// Writes flows and summary as an aligned table.

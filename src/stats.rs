@@ -1,7 +1,11 @@
 //! [`Counters`]: what the engine counts, as plain atomics the packet threads bump without
 //! locks or label lookups. The metrics exporter and the CLI summary read them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::rules::Action;
 
 /// How a flow's name was seen (the `via` of counters, events and the audit log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,4 +119,36 @@ impl Counters {
 /// Shorthand for a relaxed increment.
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One series of `telestrip_flows_total`: what was done with flows matched by one rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowSeries {
+    pub vendor: Arc<str>,
+    pub rule: Arc<str>,
+    /// What was done: the rule's action, or `log` for a blocking rule in dry run.
+    pub action: Action,
+}
+
+/// Matched flows per rule, kept across rule reloads so the counters only ever grow. Packet
+/// threads bump handles resolved once when a ruleset is installed, never by label.
+#[derive(Debug, Default)]
+pub struct FlowCounts {
+    series: Mutex<BTreeMap<FlowSeries, Arc<AtomicU64>>>,
+}
+
+impl FlowCounts {
+    /// The counter of `series`, created at zero the first time.
+    pub fn handle(&self, series: FlowSeries) -> Arc<AtomicU64> {
+        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(series).or_default())
+    }
+
+    /// Every series with its current count, sorted by vendor, rule and action.
+    pub fn snapshot(&self) -> Vec<(FlowSeries, u64)> {
+        let map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(series, count)| (series.clone(), count.load(Ordering::Relaxed)))
+            .collect()
+    }
 }

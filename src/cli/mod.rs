@@ -1,11 +1,13 @@
 //! The commands behind the CLI: each takes parsed options, does its job, and returns the
 //! process exit code or a [`CommandError`] that `main` prints.
 
+mod audit_cmd;
 mod pcap;
 mod rules_cmd;
 
 use std::path::Path;
 
+pub use audit_cmd::{audit_verify, report, ReportFormat};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};
 

@@ -1,7 +1,7 @@
 //! `telestrip pcap`: runs the engine over capture files and reports matched flows.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{exit, load_rules, CommandError};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
+use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
 use crate::stats::{Layer, Via};
@@ -21,6 +22,8 @@ pub struct PcapOptions {
     pub dry_run: bool,
     pub progress: bool,
     pub max_flows: usize,
+    /// Write Prometheus metrics of the run here (`-`: stdout, instead of the flow list).
+    pub metrics: Option<PathBuf>,
 }
 
 /// What reading all files produced.
@@ -58,7 +61,19 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
     let summary = output::summarise(&run.events);
     let counters = &engine.counters;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let metrics_to_stdout = options.metrics.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &options.metrics {
+        let text = metrics_text(&engine, !options.dry_run);
+        if metrics_to_stdout {
+            out.write_all(text.as_bytes())?;
+        } else {
+            std::fs::write(path, text).map_err(|e| {
+                CommandError::Usage(format!("cannot write metrics to {}: {e}", path.display()))
+            })?;
+        }
+    }
     match options.format {
+        _ if metrics_to_stdout => {}
         Format::Table => {
             output::write_table(out, &run.events, &summary)?;
             writeln!(out)?;
@@ -159,6 +174,23 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
     } else {
         exit::OK
     })
+}
+
+/// The run's counters in the Prometheus text format (for node_exporter's textfile collector,
+/// or to compare an offline audit with a live gateway's metrics).
+fn metrics_text(engine: &Engine, enforce: bool) -> String {
+    let run = RunInfo {
+        mode: "pcap",
+        fail: "none",
+        enforce,
+    };
+    match Metrics::new(&run) {
+        Ok(metrics) => {
+            metrics.set_ruleset(&engine.rules());
+            metrics.render(|m| m.update_engine(engine))
+        }
+        Err(error) => format!("# metrics unavailable: {error}\n"),
+    }
 }
 
 fn read_files(engine: &Engine, options: &PcapOptions) -> Run {

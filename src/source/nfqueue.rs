@@ -8,9 +8,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nfq::{Queue, Verdict as NfVerdict};
+use prometheus::Histogram;
 
 use crate::config::{FailMode, Marks};
 use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
@@ -98,6 +99,7 @@ pub fn run(
     events_out: &SyncSender<FlowEvent>,
     stats: &QueueStats,
     stop: &AtomicBool,
+    latency: &Histogram,
 ) {
     let mut worker = engine.worker();
     let mut events = Vec::new();
@@ -122,6 +124,7 @@ pub fn run(
                 continue;
             }
         };
+        let received = Instant::now();
         bump(&stats.packets);
         if stall_after.is_some_and(|n| stats.packets.load(Ordering::Relaxed) > n) {
             loop {
@@ -162,6 +165,7 @@ pub fn run(
         if queue.verdict(message).is_err() {
             bump(&stats.errors);
         }
+        latency.observe(received.elapsed().as_secs_f64());
         forward_events(&mut events, events_out, stats);
     }
 }

@@ -25,16 +25,98 @@ pub fn can_run_with(more: &[&str]) -> bool {
             .find(|t| !telestrip::lab::installed(t))
             .map(|t| format!("{t} is not installed"))
     });
-    match missing {
-        None => true,
-        Some(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("namespace tests must run in CI, but {reason}")
-        }
-        Some(reason) => {
-            eprintln!("namespace test NOT RUN: {reason} (it runs in CI as root)");
-            false
-        }
+    missing.is_none_or(not_run)
+}
+
+/// For tests that need programs but no namespaces: true when all of `tools` are installed;
+/// panics in CI when one is not.
+pub fn have_tools(tools: &[&str]) -> bool {
+    tools
+        .iter()
+        .find(|t| !telestrip::lab::installed(t))
+        .is_none_or(|t| not_run(format!("{t} is not installed")))
+}
+
+/// Says why a test does not run here; in CI that is a failure, never a skip.
+fn not_run(reason: String) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("this test must run in CI, but {reason}")
     }
+    eprintln!("test NOT RUN: {reason} (it runs in CI)");
+    false
+}
+
+/// Headless Chromium as the machine's probe runs it (no sandbox as root, no background
+/// connections), in namespace `netns` when given. Retried once: its first start on a fresh
+/// machine sometimes fails.
+pub fn chromium(netns: Option<&str>, args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let mut last = None;
+    for _ in 0..2 {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "timeout", "60", "chromium"]);
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new("timeout");
+                c.args(["60", "chromium"]);
+                c
+            }
+        };
+        let output = command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .output()
+            .unwrap();
+        if output.status.success() {
+            return output;
+        }
+        last = Some(output);
+    }
+    last.unwrap()
+}
+
+/// The page at `url` as Chromium rendered it (DOM after load) and a screenshot of it kept at
+/// `target/test-artifacts/<name>.png` for people to look at.
+pub fn render_page(netns: Option<&str>, url: &str, name: &str) -> String {
+    let dom = chromium(netns, &["--dump-dom", url]);
+    assert!(
+        dom.status.success(),
+        "chromium could not load {url}: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&png);
+    let shot = chromium(
+        netns,
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1100,1300",
+            url,
+        ],
+    );
+    assert!(
+        shot.status.success() && png.exists(),
+        "no screenshot of {url}: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    eprintln!("screenshot of {url}: {}", png.display());
+    String::from_utf8_lossy(&dom.stdout).into_owned()
 }
 
 /// A lab with servers running.

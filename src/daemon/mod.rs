@@ -3,21 +3,24 @@
 //! a JSON line to stdout, reloads rules on SIGHUP (keeping the old ones when the new ones have
 //! errors) and stops on SIGTERM or SIGINT, printing its counters.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{channel, sync_channel};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+mod writer;
+
+use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
 use crate::cli::load_rules;
-use crate::config::{Config, Mode};
+use crate::config::{Config, FailMode, Mode};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
-use crate::output::FlowRow;
+use crate::metrics::{Metrics, RunInfo};
+use crate::server::{self, ControlPlane, ReloadStatus};
 use crate::source::nfqueue::{self, QueueSettings, QueueStats};
 use crate::source::passive;
 
@@ -95,23 +98,87 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
     ));
-    let stop = Arc::new(AtomicBool::new(false));
+    let run_info = RunInfo {
+        mode: if passive { "passive" } else { "nfqueue" },
+        fail: match config.fail {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        },
+        enforce,
+    };
     let stats = Arc::new(QueueStats::default());
+    let audit_stats = Arc::new(AuditStats::default());
+    let (audit, pseudonymizer, heartbeat) = match &config.audit {
+        Some(audit) => {
+            let writer = AuditWriter::open(&audit.path)
+                .with_context(|| format!("cannot open the audit log {}", audit.path.display()))?;
+            let pseudonymizer = audit
+                .pseudonymize_key_file
+                .as_deref()
+                .map(Pseudonymizer::from_file)
+                .transpose()?;
+            let (seq, _) = writer.head();
+            eprintln!(
+                "telestrip: audit log {} (chain continues after record {seq}){}",
+                audit.path.display(),
+                if pseudonymizer.is_some() {
+                    ", client addresses pseudonymised"
+                } else {
+                    ""
+                }
+            );
+            (
+                Some(writer),
+                pseudonymizer,
+                Duration::from_secs(audit.heartbeat_seconds),
+            )
+        }
+        None => (None, None, Duration::from_secs(60)),
+    };
+    let discarded_bytes = audit.as_ref().map_or(0, AuditWriter::discarded_bytes);
+    let metrics = Metrics::new(&run_info)?;
+    let control = Arc::new(ControlPlane::new(
+        Arc::clone(&engine),
+        metrics,
+        Arc::clone(&stats),
+        if passive {
+            Vec::new()
+        } else {
+            config.queues.clone()
+        },
+        config.audit.as_ref().map(|_| Arc::clone(&audit_stats)),
+        run_info.clone(),
+    ));
+    if let Some(listen) = config.listen {
+        let bound = server::spawn(listen, Arc::clone(&control))?;
+        eprintln!("telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics");
+    }
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
-    let writer_stats = Arc::clone(&stats);
+    let (control_in, control_out) = channel::<writer::Control>();
+    let setup = writer::WriterSetup {
+        audit,
+        pseudonymizer,
+        heartbeat,
+        engine: Arc::clone(&engine),
+        queue_stats: Arc::clone(&stats),
+        audit_stats,
+    };
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())
-        .spawn(move || {
-            let stdout = std::io::stdout();
-            for event in events_out {
-                let mut out = stdout.lock();
-                if serde_json::to_writer(&mut out, &FlowRow::of(&event)).is_ok() {
-                    let _ = writeln!(out);
-                    let _ = out.flush();
-                }
-                writer_stats.events_written.fetch_add(1, Ordering::Relaxed);
-            }
-        })?;
+        .spawn(move || writer::run(setup, events_out, control_out))?;
+    let rules = engine.rules();
+    let _ = control_in.send(writer::Control::Record(Box::new(AuditEvent::Start {
+        telestrip: env!("CARGO_PKG_VERSION").to_string(),
+        ruleset: rules.version().to_string(),
+        sha256: rules.sha256().to_string(),
+        rules: rules.stats().rules,
+        mode: run_info.mode.to_string(),
+        enforce,
+        fail: run_info.fail.to_string(),
+        heartbeat_seconds: heartbeat.as_secs(),
+        discarded_bytes,
+    })));
+    let stop = Arc::new(AtomicBool::new(false));
     if passive {
         let mut captures = Vec::new();
         for interface in &config.interfaces {
@@ -164,10 +231,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 Arc::clone(&stop),
                 events_in.clone(),
             );
+            let latency = control.metrics.verdict_latency.clone();
             std::thread::Builder::new()
                 .name(format!("telestrip-q{}", settings.queue))
                 .spawn(move || {
-                    nfqueue::run(&engine, queue, &settings, &events_in, &stats, &stop)
+                    nfqueue::run(
+                        &engine, queue, &settings, &events_in, &stats, &stop, &latency,
+                    )
                 })?;
         }
         eprintln!(
@@ -183,29 +253,20 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     drop(events_in);
+    control.ready.store(true, Ordering::Relaxed);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     for signal in signals.forever() {
         if signal == SIGHUP {
-            match load_rules(config.rules.as_deref()) {
-                Ok((_, rules)) => {
-                    eprintln!("telestrip: reloaded rules: ruleset {}", rules.version());
-                    engine.swap_rules(rules);
-                }
-                Err(errors) => eprintln!(
-                    "telestrip: reload failed, keeping ruleset {}:\n{errors}",
-                    engine.rules().version()
-                ),
-            }
+            reload(&config, &engine, &control, &control_in);
             continue;
         }
         break;
     }
     stop.store(true, Ordering::Relaxed);
-    // Let the writer catch up, so no matched flow already handed over is lost at exit.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while stats.events_written.load(Ordering::Relaxed) < stats.events_sent.load(Ordering::Relaxed)
-        && Instant::now() < deadline
-    {
+    // The writer writes every matched flow handed to it, then the stop record.
+    let _ = control_in.send(writer::Control::Stop);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !writer.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -225,6 +286,44 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     // Packet threads may be blocked in recv; the process exit closes their sockets and the
     // kernel applies the fail mode of the firewall rules.
-    drop(writer);
     Ok(())
+}
+
+/// Reloads the rules (SIGHUP): compiled off the packet path, swapped in one step; on any
+/// error the old ruleset stays. Logged, counted, shown on the status page and audited.
+fn reload(
+    config: &Config,
+    engine: &Engine,
+    control: &ControlPlane,
+    audit: &std::sync::mpsc::Sender<writer::Control>,
+) {
+    let (ok, message, error) = match load_rules(config.rules.as_deref()) {
+        Ok((_, rules)) => {
+            eprintln!("telestrip: reloaded rules: ruleset {}", rules.version());
+            control.metrics.reloaded(Ok(&rules));
+            engine.swap_rules(rules);
+            (true, format!("ruleset {}", engine.rules().version()), None)
+        }
+        Err(errors) => {
+            eprintln!(
+                "telestrip: reload failed, keeping ruleset {}:\n{errors}",
+                engine.rules().version()
+            );
+            control.metrics.reloaded(Err(()));
+            let text = errors.to_string();
+            (false, text.clone(), Some(text))
+        }
+    };
+    control.record_reload(ReloadStatus {
+        time: SystemTime::now(),
+        ok,
+        message,
+    });
+    let rules = engine.rules();
+    let _ = audit.send(writer::Control::Record(Box::new(AuditEvent::Reload {
+        ok,
+        ruleset: rules.version().to_string(),
+        sha256: rules.sha256().to_string(),
+        error,
+    })));
 }

@@ -1,0 +1,94 @@
+//! `telestrip audit verify` and `telestrip report`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{exit, CommandError};
+use crate::audit;
+use crate::report::{self, Period};
+
+pub fn audit_verify(files: &[PathBuf], out: &mut dyn Write) -> Result<u8, CommandError> {
+    let found = match audit::verify(files, |_| {}) {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("telestrip: {error}");
+            return Ok(exit::ERROR);
+        }
+    };
+    match &found.broken {
+        None => {
+            let (first, last) = (found.first.as_ref(), found.last.as_ref());
+            writeln!(
+                out,
+                "VERIFIED: {} records ({} to {}) in {} file(s), unaltered and in order.",
+                found.records,
+                first.map_or(0, |f| f.0),
+                last.map_or(0, |l| l.0),
+                files.len()
+            )?;
+            if let Some((seq, hash)) = last {
+                writeln!(out, "Head: record {seq} {hash}")?;
+            }
+        }
+        Some(broken) => {
+            writeln!(out, "BROKEN: {broken}")?;
+            writeln!(out, "{} records before it are intact.", found.records)?;
+        }
+    }
+    for warning in &found.warnings {
+        writeln!(out, "note: {warning}")?;
+    }
+    Ok(if found.ok() { exit::OK } else { exit::FOUND })
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+pub fn report(
+    files: &[PathBuf],
+    period: Period,
+    format: ReportFormat,
+    output: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<u8, CommandError> {
+    if let (Some(since), Some(until)) = (period.since, period.until) {
+        if until <= since {
+            return Err(CommandError::Usage("--until must be after --since".into()));
+        }
+    }
+    let report = match report::build(files, period) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("telestrip: {error}");
+            return Ok(exit::ERROR);
+        }
+    };
+    let text = match format {
+        ReportFormat::Text => report::text(&report),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(std::io::Error::from)? + "\n"
+        }
+        ReportFormat::Html => report::html(&report),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| {
+                CommandError::Usage(format!("cannot write {}: {e}", path.display()))
+            })?;
+            eprintln!("telestrip: report written to {}", path.display());
+        }
+        None => out.write_all(text.as_bytes())?,
+    }
+    if let Some(broken) = &report.chain.broken {
+        eprintln!("telestrip: the audit chain is broken at {broken}");
+    }
+    Ok(if report.chain.verified {
+        exit::OK
+    } else {
+        exit::FOUND
+    })
+}

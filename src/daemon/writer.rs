@@ -1,0 +1,177 @@
+//! The log writer thread: every matched flow as a JSON line on stdout and, when configured,
+//! a record in the audit log, plus the daemon's own records (start, reload, heartbeat, stop).
+//! Packet threads hand events over through a bounded channel and never wait for it.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
+use crate::engine::{Engine, FlowEvent};
+use crate::output::FlowRow;
+use crate::source::nfqueue::QueueStats;
+
+/// Records taken from the channel before they are written in one go.
+const BATCH: usize = 4096;
+/// How often the writer looks for control records when no flow arrives.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the writer needs besides its channels.
+pub struct WriterSetup {
+    pub audit: Option<AuditWriter>,
+    pub pseudonymizer: Option<Pseudonymizer>,
+    pub heartbeat: Duration,
+    pub engine: Arc<Engine>,
+    pub queue_stats: Arc<QueueStats>,
+    pub audit_stats: Arc<AuditStats>,
+}
+
+/// A record from the control plane; `Stop` is the last one the writer handles.
+pub enum Control {
+    Record(Box<AuditEvent>),
+    Stop,
+}
+
+/// Runs until a [`Control::Stop`] arrives (writing every flow handed over before it, then
+/// the stop record) or both channels close.
+pub fn run(mut setup: WriterSetup, flows: Receiver<FlowEvent>, control: Receiver<Control>) {
+    let mut next_heartbeat = Instant::now() + setup.heartbeat;
+    let mut stopping = false;
+    while !stopping {
+        let mut batch = Vec::new();
+        match flows.recv_timeout(TICK) {
+            Ok(event) => batch.push(event),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => stopping = true,
+        }
+        batch.extend(flows.try_iter().take(BATCH));
+        let now = SystemTime::now();
+        setup.write_flows(&batch, now);
+        for message in control.try_iter() {
+            match message {
+                Control::Record(event) => setup.append(now, *event),
+                Control::Stop => stopping = true,
+            }
+        }
+        if stopping {
+            let rest: Vec<FlowEvent> = flows.try_iter().collect();
+            setup.write_flows(&rest, now);
+            let event = setup.stop_record();
+            setup.append(now, event);
+        }
+        let heartbeat = !stopping && Instant::now() >= next_heartbeat;
+        if heartbeat {
+            next_heartbeat = Instant::now() + setup.heartbeat;
+            let event = setup.heartbeat_record();
+            setup.append(now, event);
+        }
+        setup.commit();
+        if heartbeat {
+            setup.sync();
+        }
+    }
+    setup.sync();
+}
+
+impl WriterSetup {
+    /// Writes matched flows to stdout and stages their audit records.
+    fn write_flows(&mut self, batch: &[FlowEvent], now: SystemTime) {
+        if batch.is_empty() {
+            return;
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for event in batch {
+            if serde_json::to_writer(&mut out, &FlowRow::of(event)).is_ok() {
+                let _ = writeln!(out);
+            }
+            if let Some(audit) = self.audit.as_mut() {
+                audit.append(now, AuditEvent::flow(event, self.pseudonymizer.as_ref()));
+            }
+        }
+        let _ = out.flush();
+        self.queue_stats
+            .events_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    fn append(&mut self, time: SystemTime, event: AuditEvent) {
+        if let Some(audit) = self.audit.as_mut() {
+            audit.append(time, event);
+        }
+    }
+
+    fn commit(&mut self) {
+        let Some(audit) = self.audit.as_mut() else {
+            return;
+        };
+        let stats = &self.audit_stats;
+        match audit.commit() {
+            Ok(0) => {}
+            Ok(written) => {
+                stats.written.fetch_add(written, Ordering::Relaxed);
+                let mut last = stats.last_error.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(error) = last.take() {
+                    eprintln!("telestrip: the audit log is writable again (last error: {error})");
+                }
+            }
+            Err((lost, error)) => {
+                stats.failed.fetch_add(lost, Ordering::Relaxed);
+                let mut last = stats.last_error.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_none() {
+                    eprintln!("telestrip: cannot write the audit log: {error}; {lost} records lost, packets keep flowing");
+                }
+                *last = Some(error.to_string());
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(audit) = self.audit.as_mut() {
+            if audit.sync().is_ok() {
+                let (seq, hash) = audit.head();
+                if seq > 0 {
+                    // A second, independent copy of the head: the journal.
+                    eprintln!("telestrip: audit chain head: record {seq} {hash}");
+                }
+            }
+        }
+    }
+
+    fn counters(&self) -> (String, u64, u64) {
+        (
+            self.engine.rules().version().to_string(),
+            self.engine
+                .counters
+                .packets_accepted
+                .load(Ordering::Relaxed)
+                + self.engine.counters.packets_dropped.load(Ordering::Relaxed)
+                + self
+                    .engine
+                    .counters
+                    .packets_rejected
+                    .load(Ordering::Relaxed),
+            self.queue_stats.events_dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    fn heartbeat_record(&self) -> AuditEvent {
+        let (ruleset, packets, events_dropped) = self.counters();
+        AuditEvent::Heartbeat {
+            ruleset,
+            packets,
+            events_dropped,
+        }
+    }
+
+    fn stop_record(&self) -> AuditEvent {
+        let (ruleset, packets, events_dropped) = self.counters();
+        AuditEvent::Stop {
+            ruleset,
+            packets,
+            events_dropped,
+        }
+    }
+}

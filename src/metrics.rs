@@ -1,0 +1,404 @@
+//! Prometheus metrics: the metric set of the design, rendered in the text exposition format
+//! for `/metrics` and `telestrip pcap --metrics`.
+//!
+//! Packet threads never touch this module: they bump plain atomics (`stats::Counters`, the
+//! per-rule handles of `stats::FlowCounts`, `QueueStats`), and a scrape copies those into
+//! the registry. Only the verdict latency histogram is observed on the packet path, through
+//! a handle resolved once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::audit::AuditStats;
+use crate::engine::Engine;
+use crate::rules::RuleSet;
+use crate::source::nfqueue::{KernelQueue, QueueStats};
+use crate::stats::{Layer, Via};
+
+/// Buckets of the verdict latency histogram, in seconds: NFQUEUE round trips are tens of
+/// microseconds, a stuck thread shows up in the last buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 100e-3,
+];
+
+/// How the daemon runs, shown as `telestrip_config_info` and `telestrip_enforcing`.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub mode: &'static str,
+    pub fail: &'static str,
+    pub enforce: bool,
+}
+
+/// Every metric telestrip exports, registered in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    packets: IntCounterVec,
+    packets_uninspected: IntCounterVec,
+    flows: IntCounterVec,
+    inspected: IntCounterVec,
+    parse_errors: IntCounterVec,
+    undecided: IntCounterVec,
+    dns_messages: IntCounter,
+    flow_table_entries: IntGauge,
+    flow_table_capacity: IntGauge,
+    flow_table_evictions: IntCounter,
+    flow_table_full: IntCounter,
+    learned_addresses: IntGauge,
+    ruleset_info: IntGaugeVec,
+    ruleset_rules: IntGauge,
+    ruleset_names: IntGauge,
+    reloads: IntCounterVec,
+    last_reload_success: IntGauge,
+    /// Time from a packet's arrival in user space to its verdict.
+    pub verdict_latency: Histogram,
+    queue_packets: IntCounter,
+    queue_errors: IntCounter,
+    queue_kernel_dropped: IntCounterVec,
+    queue_waiting: IntGaugeVec,
+    injected: IntCounterVec,
+    events: IntCounterVec,
+    audit_records: IntCounterVec,
+    /// Serialises scrapes: each copies the atomics into the registry, then encodes.
+    scrape: Mutex<()>,
+}
+
+/// Counter that follows a monotonic source value (never goes down, even if the source did).
+fn follow(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter.inc_by(value - current);
+    }
+}
+
+fn gauge(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    pub fn new(run: &RunInfo) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let gauge_of = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
+        let verdict_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "telestrip_verdict_latency_seconds",
+                "Time from a queued packet's arrival in telestrip to its verdict.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(verdict_latency.clone()))?;
+        let metrics = Metrics {
+            packets: counter_vec(
+                "telestrip_packets_total",
+                "Packets judged, by verdict.",
+                &["verdict"],
+            )?,
+            packets_uninspected: counter_vec(
+                "telestrip_packets_uninspected_total",
+                "Packets passed without inspection: not IP, or IP fragments.",
+                &["reason"],
+            )?,
+            flows: counter_vec(
+                "telestrip_flows_total",
+                "Flows (and DNS messages) matched by a rule, by what was done: the rule's action, or log for a blocking rule in dry run.",
+                &["vendor", "rule", "action"],
+            )?,
+            inspected: counter_vec(
+                "telestrip_inspected_flows_total",
+                "Flows and DNS messages whose name was seen, by how.",
+                &["via"],
+            )?,
+            parse_errors: counter_vec(
+                "telestrip_parse_errors_total",
+                "Malformed packets or messages, by layer.",
+                &["layer"],
+            )?,
+            undecided: counter_vec(
+                "telestrip_flows_decided_without_name_total",
+                "Flows decided without a name because their first flight was too long or had too many packets.",
+                &["reason"],
+            )?,
+            dns_messages: counter("telestrip_dns_messages_total", "DNS messages inspected.")?,
+            flow_table_entries: gauge_of(
+                "telestrip_flow_table_entries",
+                "Flows tracked now.",
+            )?,
+            flow_table_capacity: gauge_of(
+                "telestrip_flow_table_capacity",
+                "Configured maximum of tracked flows.",
+            )?,
+            flow_table_evictions: counter(
+                "telestrip_flow_table_evictions_total",
+                "Flows removed from the table after their idle timeout.",
+            )?,
+            flow_table_full: counter(
+                "telestrip_flow_table_full_total",
+                "New flows not tracked because the table was full (judged packet by packet).",
+            )?,
+            learned_addresses: gauge_of(
+                "telestrip_learned_addresses",
+                "Addresses learned from DNS answers for matched names.",
+            )?,
+            ruleset_info: gauge_vec(
+                "telestrip_ruleset_info",
+                "The ruleset in force (value 1).",
+                &["version", "sha256"],
+            )?,
+            ruleset_rules: gauge_of("telestrip_ruleset_rules", "Rules in the ruleset in force.")?,
+            ruleset_names: gauge_of(
+                "telestrip_ruleset_names",
+                "Domain entries in the ruleset in force.",
+            )?,
+            reloads: counter_vec(
+                "telestrip_rules_reload_total",
+                "Rule reloads, by result (failure keeps the previous ruleset).",
+                &["result"],
+            )?,
+            last_reload_success: gauge_of(
+                "telestrip_rules_last_reload_successful",
+                "1 when the last reload succeeded (or none happened yet), 0 when it failed.",
+            )?,
+            verdict_latency,
+            queue_packets: counter(
+                "telestrip_nfqueue_packets_total",
+                "Packets received from NFQUEUE.",
+            )?,
+            queue_errors: counter(
+                "telestrip_nfqueue_errors_total",
+                "Errors receiving packets or sending verdicts.",
+            )?,
+            queue_kernel_dropped: counter_vec(
+                "telestrip_nfqueue_kernel_dropped_total",
+                "Packets the kernel could not queue to telestrip (the fail mode applied), by queue and reason.",
+                &["queue", "reason"],
+            )?,
+            queue_waiting: gauge_vec(
+                "telestrip_nfqueue_waiting_packets",
+                "Packets waiting in the kernel for a verdict, by queue.",
+                &["queue"],
+            )?,
+            injected: counter_vec(
+                "telestrip_injected_packets_total",
+                "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries, TCP resets in passive mode.",
+                &["kind"],
+            )?,
+            events: counter_vec(
+                "telestrip_match_events_total",
+                "Matched-flow events for the log writer: handed over, or dropped because the writer fell behind.",
+                &["result"],
+            )?,
+            audit_records: counter_vec(
+                "telestrip_audit_records_total",
+                "Audit log records, by result.",
+                &["result"],
+            )?,
+            scrape: Mutex::new(()),
+            registry: registry.clone(),
+        };
+        let build = gauge_vec(
+            "telestrip_build_info",
+            "telestrip's version (value 1).",
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let config = gauge_vec(
+            "telestrip_config_info",
+            "How telestrip runs (value 1).",
+            &["mode", "fail", "enforce"],
+        )?;
+        config
+            .with_label_values(&[
+                run.mode,
+                run.fail,
+                if run.enforce { "true" } else { "false" },
+            ])
+            .set(1);
+        let enforcing = gauge_of(
+            "telestrip_enforcing",
+            "1 when blocking rules block, 0 in dry run (blocking rules only log).",
+        )?;
+        enforcing.set(i64::from(run.enforce));
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        // Series that alerts and dashboards query exist from the start, at zero.
+        for verdict in ["accept", "drop", "reject"] {
+            metrics.packets.with_label_values(&[verdict]);
+        }
+        for result in ["success", "failure"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        for result in ["sent", "dropped"] {
+            metrics.events.with_label_values(&[result]);
+        }
+        for result in ["written", "failed"] {
+            metrics.audit_records.with_label_values(&[result]);
+        }
+        metrics.last_reload_success.set(1);
+        Ok(metrics)
+    }
+
+    /// Shows `rules` as the ruleset in force.
+    pub fn set_ruleset(&self, rules: &RuleSet) {
+        self.ruleset_info.reset();
+        self.ruleset_info
+            .with_label_values(&[rules.version(), rules.sha256()])
+            .set(1);
+        self.ruleset_rules.set(gauge(rules.stats().rules));
+        self.ruleset_names.set(gauge(rules.stats().names));
+    }
+
+    /// Counts a reload; on success `rules` is the new ruleset in force.
+    pub fn reloaded(&self, result: Result<&RuleSet, ()>) {
+        match result {
+            Ok(rules) => {
+                self.reloads.with_label_values(&["success"]).inc();
+                self.last_reload_success.set(1);
+                self.set_ruleset(rules);
+            }
+            Err(()) => {
+                self.reloads.with_label_values(&["failure"]).inc();
+                self.last_reload_success.set(0);
+            }
+        }
+    }
+
+    /// Copies the engine's counters into the registry.
+    pub fn update_engine(&self, engine: &Engine) {
+        let c = &engine.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        for (verdict, value) in [
+            ("accept", load(&c.packets_accepted)),
+            ("drop", load(&c.packets_dropped)),
+            ("reject", load(&c.packets_rejected)),
+        ] {
+            follow(&self.packets.with_label_values(&[verdict]), value);
+        }
+        for (reason, value) in [
+            ("not_ip", load(&c.packets_not_ip)),
+            ("fragment", load(&c.packets_fragmented)),
+        ] {
+            follow(
+                &self.packets_uninspected.with_label_values(&[reason]),
+                value,
+            );
+        }
+        for via in Via::ALL {
+            follow(
+                &self.inspected.with_label_values(&[via.as_str()]),
+                c.inspected_of(via),
+            );
+        }
+        for layer in Layer::ALL {
+            follow(
+                &self.parse_errors.with_label_values(&[layer.as_str()]),
+                c.parse_errors_of(layer),
+            );
+        }
+        for (reason, value) in [
+            ("stream_cap", load(&c.stream_cap_hits)),
+            ("packet_limit", load(&c.pending_limit_hits)),
+        ] {
+            follow(&self.undecided.with_label_values(&[reason]), value);
+        }
+        follow(&self.dns_messages, load(&c.dns_messages));
+        for (series, count) in engine.flow_counts.snapshot() {
+            let labels = [&*series.vendor, &*series.rule, series.action.as_str()];
+            follow(&self.flows.with_label_values(&labels), count);
+        }
+        let flows = engine.flows();
+        self.flow_table_entries.set(gauge(flows.len()));
+        self.flow_table_capacity.set(gauge(flows.max_flows()));
+        follow(&self.flow_table_evictions, load(&flows.expired));
+        follow(&self.flow_table_full, load(&flows.refused));
+        self.learned_addresses.set(gauge(engine.learned().len()));
+    }
+
+    /// Copies the packet threads' counters and the kernel's queue counters into the registry.
+    pub fn update_queues(&self, stats: &QueueStats, kernel: &[KernelQueue]) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        follow(&self.queue_packets, load(&stats.packets));
+        follow(&self.queue_errors, load(&stats.errors));
+        follow(
+            &self.injected.with_label_values(&["nxdomain"]),
+            load(&stats.nxdomain_sent),
+        );
+        follow(
+            &self.injected.with_label_values(&["tcp_reset"]),
+            load(&stats.resets_sent),
+        );
+        follow(
+            &self.events.with_label_values(&["sent"]),
+            load(&stats.events_sent),
+        );
+        follow(
+            &self.events.with_label_values(&["dropped"]),
+            load(&stats.events_dropped),
+        );
+        for queue in kernel {
+            let number = queue.queue.to_string();
+            follow(
+                &self
+                    .queue_kernel_dropped
+                    .with_label_values(&[&number, "queue_full"]),
+                queue.queue_dropped,
+            );
+            follow(
+                &self
+                    .queue_kernel_dropped
+                    .with_label_values(&[&number, "socket_full"]),
+                queue.user_dropped,
+            );
+            self.queue_waiting
+                .with_label_values(&[&number])
+                .set(i64::try_from(queue.waiting).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn update_audit(&self, stats: &AuditStats) {
+        follow(
+            &self.audit_records.with_label_values(&["written"]),
+            stats.written.load(Ordering::Relaxed),
+        );
+        follow(
+            &self.audit_records.with_label_values(&["failed"]),
+            stats.failed.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Runs `update` (copying counters in) and encodes every metric in the text format.
+    pub fn render(&self, update: impl FnOnce(&Self)) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        update(self);
+        let mut out = Vec::new();
+        // Encoding a gathered registry into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,599 @@
+//! `telestrip report`: what a compliance officer files for a period. Reads audit logs
+//! (verifying their chain), and says per vendor and rule what was blocked, only logged or
+//! allowed, when it was first and last seen, which rulesets were in force, and whether the
+//! filter ran the whole time; as text, JSON or a standalone HTML page.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::audit::{self, AuditEvent, Record};
+use crate::html::{bar_chart, escape, STYLE};
+use crate::output::format_time;
+
+/// Parses `2026-11-01` (midnight UTC) or an RFC 3339 time.
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
+        .map_err(|e| format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time: {e}"))
+}
+
+fn time_text(time: SystemTime) -> String {
+    format_time(
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// The period a report covers; open ends take the log's first or last record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Period {
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+}
+
+impl Period {
+    fn contains(&self, time: SystemTime) -> bool {
+        self.since.is_none_or(|s| time >= s) && self.until.is_none_or(|u| time < u)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub since: String,
+    pub until: String,
+    pub generated: String,
+    pub files: Vec<String>,
+    pub chain: Chain,
+    pub vendors: Vec<VendorTotals>,
+    pub rules: Vec<RuleRow>,
+    pub rulesets: Vec<RulesetPeriod>,
+    pub runs: Vec<Run>,
+    /// Share of the period the filter was running (0 to 1), from its runs.
+    pub coverage: f64,
+    /// Matched flows the daemon could not write (its writer fell behind): not in the rows.
+    pub events_dropped: u64,
+    /// Blocked flows per day of the period (UTC dates).
+    pub blocked_per_day: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Chain {
+    pub verified: bool,
+    pub records: u64,
+    pub first_record: Option<u64>,
+    pub last_record: Option<u64>,
+    /// The hash of the last valid record: compare it with the head the daemon logged.
+    pub head: Option<String>,
+    pub broken: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct VendorTotals {
+    pub vendor: String,
+    pub blocked: u64,
+    pub logged: u64,
+    pub allowed: u64,
+}
+
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct RuleRow {
+    pub vendor: String,
+    pub rule: String,
+    pub blocked: u64,
+    pub logged: u64,
+    pub allowed: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct RulesetPeriod {
+    pub ruleset: String,
+    pub sha256: String,
+    pub from: String,
+    pub until: String,
+}
+
+/// One run of the daemon, from its start record to its stop record (or its last record).
+#[derive(Debug, Serialize, Clone)]
+pub struct Run {
+    pub started: String,
+    pub ended: String,
+    /// True with a stop record; false: killed, crashed, or still running.
+    pub stopped_cleanly: bool,
+    pub enforce: bool,
+    pub fail: String,
+    /// Silences longer than two heartbeats within the run.
+    pub silences: Vec<String>,
+}
+
+/// Accumulates records into a report.
+struct Builder {
+    period: Period,
+    rules: BTreeMap<(String, String), RuleRow>,
+    rulesets: Vec<RulesetPeriod>,
+    runs: Vec<RunState>,
+    per_day: BTreeMap<String, u64>,
+    first: Option<SystemTime>,
+    last: Option<SystemTime>,
+}
+
+struct RunState {
+    started: SystemTime,
+    last: SystemTime,
+    stopped: bool,
+    enforce: bool,
+    fail: String,
+    heartbeat: Duration,
+    events_dropped: u64,
+    silences: Vec<(SystemTime, SystemTime)>,
+}
+
+impl Builder {
+    fn new(period: Period) -> Self {
+        Self {
+            period,
+            rules: BTreeMap::new(),
+            rulesets: Vec::new(),
+            runs: Vec::new(),
+            per_day: BTreeMap::new(),
+            first: None,
+            last: None,
+        }
+    }
+
+    fn ruleset_from(&mut self, ruleset: &str, sha256: &str, time: &str) {
+        if let Some(open) = self.rulesets.last_mut() {
+            if open.sha256 == sha256 {
+                return;
+            }
+            open.until = time.to_string();
+        }
+        self.rulesets.push(RulesetPeriod {
+            ruleset: ruleset.to_string(),
+            sha256: sha256.to_string(),
+            from: time.to_string(),
+            until: String::new(),
+        });
+    }
+
+    fn add(&mut self, record: &Record) {
+        let Ok(time) = humantime::parse_rfc3339(&record.time) else {
+            return;
+        };
+        // Runs and rulesets are followed over the whole log, so the state at the start of
+        // the period is known; flows count only inside it.
+        match &record.event {
+            AuditEvent::Start {
+                ruleset,
+                sha256,
+                enforce,
+                fail,
+                heartbeat_seconds,
+                ..
+            } => {
+                self.runs.push(RunState {
+                    started: time,
+                    last: time,
+                    stopped: false,
+                    enforce: *enforce,
+                    fail: fail.clone(),
+                    heartbeat: Duration::from_secs((*heartbeat_seconds).max(1)),
+                    events_dropped: 0,
+                    silences: Vec::new(),
+                });
+                self.ruleset_from(ruleset, sha256, &record.time);
+            }
+            AuditEvent::Reload {
+                ok: true,
+                ruleset,
+                sha256,
+                ..
+            } => self.ruleset_from(ruleset, sha256, &record.time),
+            AuditEvent::Heartbeat { events_dropped, .. } => {
+                if let Some(run) = self.runs.last_mut() {
+                    run.events_dropped = *events_dropped;
+                }
+            }
+            AuditEvent::Stop { events_dropped, .. } => {
+                if let Some(run) = self.runs.last_mut() {
+                    run.events_dropped = *events_dropped;
+                    run.stopped = true;
+                }
+            }
+            AuditEvent::Reload { .. } => {}
+            AuditEvent::Flow {
+                rule,
+                vendor,
+                action,
+                ..
+            } if self.period.contains(time) => {
+                let row = self
+                    .rules
+                    .entry((vendor.clone(), rule.clone()))
+                    .or_insert_with(|| RuleRow {
+                        vendor: vendor.clone(),
+                        rule: rule.clone(),
+                        first_seen: record.time.clone(),
+                        ..RuleRow::default()
+                    });
+                row.last_seen = record.time.clone();
+                match action.as_str() {
+                    "drop" | "reject" => {
+                        row.blocked += 1;
+                        let day = record.time.get(..10).unwrap_or_default().to_string();
+                        *self.per_day.entry(day).or_default() += 1;
+                    }
+                    "log" => row.logged += 1,
+                    _ => row.allowed += 1,
+                }
+            }
+            AuditEvent::Flow { .. } => {}
+        }
+        if let Some(run) = self.runs.last_mut() {
+            if time.duration_since(run.last).unwrap_or_default() > run.heartbeat * 2 {
+                run.silences.push((run.last, time));
+            }
+            run.last = time;
+        }
+        self.first.get_or_insert(time);
+        self.last = Some(time);
+    }
+
+    fn finish(mut self, files: &[PathBuf], verification: &audit::Verification) -> Report {
+        let since = self
+            .period
+            .since
+            .or(self.first)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let until = self.period.until.or(self.last).unwrap_or(since);
+        let clip = |t: SystemTime| t.clamp(since, until.max(since));
+        let covered: Duration = self
+            .runs
+            .iter()
+            .map(|run| {
+                let up = clip(run.last)
+                    .duration_since(clip(run.started))
+                    .unwrap_or_default();
+                let silent: Duration = run
+                    .silences
+                    .iter()
+                    .map(|(a, b)| clip(*b).duration_since(clip(*a)).unwrap_or_default())
+                    .sum();
+                up.saturating_sub(silent)
+            })
+            .sum();
+        let length = until.duration_since(since).unwrap_or_default();
+        let coverage = if length.is_zero() {
+            if self.runs.is_empty() {
+                0.0
+            } else {
+                1.0
+            }
+        } else {
+            (covered.as_secs_f64() / length.as_secs_f64()).min(1.0)
+        };
+        if let Some(open) = self.rulesets.last_mut() {
+            open.until = self.last.map(time_text).unwrap_or_default();
+        }
+        let in_period = |r: &RulesetPeriod| {
+            let from = humantime::parse_rfc3339(&r.from).unwrap_or(since);
+            let to = humantime::parse_rfc3339(&r.until).unwrap_or(until);
+            to >= since && from < until
+        };
+        self.rulesets.retain(in_period);
+        let mut vendors: BTreeMap<String, VendorTotals> = BTreeMap::new();
+        for row in self.rules.values() {
+            let v = vendors
+                .entry(row.vendor.clone())
+                .or_insert_with(|| VendorTotals {
+                    vendor: row.vendor.clone(),
+                    ..VendorTotals::default()
+                });
+            v.blocked += row.blocked;
+            v.logged += row.logged;
+            v.allowed += row.allowed;
+        }
+        let runs = self
+            .runs
+            .iter()
+            .filter(|run| run.last >= since && run.started < until)
+            .map(|run| Run {
+                started: time_text(run.started),
+                ended: time_text(run.last),
+                stopped_cleanly: run.stopped,
+                enforce: run.enforce,
+                fail: run.fail.clone(),
+                silences: run
+                    .silences
+                    .iter()
+                    .map(|(a, b)| format!("{} to {}", time_text(*a), time_text(*b)))
+                    .collect(),
+            })
+            .collect();
+        Report {
+            since: time_text(since),
+            until: time_text(until),
+            generated: time_text(SystemTime::now()),
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            chain: Chain {
+                verified: verification.ok(),
+                records: verification.records,
+                first_record: verification.first.as_ref().map(|f| f.0),
+                last_record: verification.last.as_ref().map(|l| l.0),
+                head: verification.last.as_ref().map(|l| l.1.clone()),
+                broken: verification.broken.as_ref().map(ToString::to_string),
+                warnings: verification.warnings.clone(),
+            },
+            vendors: vendors.into_values().collect(),
+            rules: self.rules.into_values().collect(),
+            rulesets: self.rulesets,
+            runs,
+            coverage,
+            events_dropped: self.runs.iter().map(|r| r.events_dropped).sum(),
+            blocked_per_day: self.per_day.into_iter().collect(),
+        }
+    }
+}
+
+/// Builds the report for `period` from audit logs given oldest first.
+pub fn build(files: &[PathBuf], period: Period) -> std::io::Result<Report> {
+    let mut builder = Builder::new(period);
+    let verification = audit::verify(files, |record| builder.add(record))?;
+    Ok(builder.finish(files, &verification))
+}
+
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "telestrip report: {} to {}",
+        report.since, report.until
+    );
+    let _ = writeln!(out, "Audit logs: {}", report.files.join(", "));
+    let chain = &report.chain;
+    if chain.verified {
+        let _ = writeln!(
+            out,
+            "Audit chain: VERIFIED, {} records ({} to {}), head {}",
+            chain.records,
+            chain.first_record.unwrap_or(0),
+            chain.last_record.unwrap_or(0),
+            chain.head.as_deref().unwrap_or("-")
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Audit chain: BROKEN at {}; the report covers only the {} records before it",
+            chain.broken.as_deref().unwrap_or("?"),
+            chain.records
+        );
+    }
+    for warning in &chain.warnings {
+        let _ = writeln!(out, "  note: {warning}");
+    }
+    let _ = writeln!(
+        out,
+        "Filter running: {:.1}% of the period, {} run(s)",
+        report.coverage * 100.0,
+        report.runs.len()
+    );
+    for run in &report.runs {
+        let _ = writeln!(
+            out,
+            "  {} to {}: {}, fail {}, {}",
+            run.started,
+            run.ended,
+            if run.enforce {
+                "enforcing"
+            } else {
+                "DRY RUN (only logged)"
+            },
+            run.fail,
+            if run.stopped_cleanly {
+                "stopped cleanly"
+            } else {
+                "no stop record (killed, crashed or still running)"
+            }
+        );
+        for silence in &run.silences {
+            let _ = writeln!(out, "    silent (no record, no heartbeat): {silence}");
+        }
+    }
+    let _ = writeln!(out, "Rulesets in force:");
+    for r in &report.rulesets {
+        let _ = writeln!(
+            out,
+            "  {} (sha256 {}) from {} to {}",
+            r.ruleset, r.sha256, r.from, r.until
+        );
+    }
+    if report.events_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: {} matched flows were not written (the writer fell behind); they are not counted below",
+            report.events_dropped
+        );
+    }
+    if report.rules.is_empty() {
+        let _ = writeln!(out, "No flow matched a rule in this period.");
+        return out;
+    }
+    let _ = writeln!(out, "\nPer vendor:");
+    let _ = writeln!(
+        out,
+        "  {:<20} {:>9} {:>9} {:>9}",
+        "VENDOR", "BLOCKED", "LOGGED", "ALLOWED"
+    );
+    for v in &report.vendors {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>9} {:>9} {:>9}",
+            v.vendor, v.blocked, v.logged, v.allowed
+        );
+    }
+    let _ = writeln!(out, "\nPer rule:");
+    let width = report
+        .rules
+        .iter()
+        .map(|r| r.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "  {:<12} {:<width$} {:>9} {:>9} {:>9}  {:<27}  LAST SEEN",
+        "VENDOR", "RULE", "BLOCKED", "LOGGED", "ALLOWED", "FIRST SEEN"
+    );
+    for r in &report.rules {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<width$} {:>9} {:>9} {:>9}  {:<27}  {}",
+            r.vendor, r.rule, r.blocked, r.logged, r.allowed, r.first_seen, r.last_seen
+        );
+    }
+    out
+}
+
+pub fn html(report: &Report) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>telestrip report {} to {}</title><style>{STYLE}</style></head><body>",
+        escape(&report.since),
+        escape(&report.until)
+    );
+    let _ = write!(
+        h,
+        "<h1>Telemetry filtering report</h1><p>Period: <b>{}</b> to <b>{}</b>. Generated {} by telestrip {}.</p>",
+        escape(&report.since),
+        escape(&report.until),
+        escape(&report.generated),
+        env!("CARGO_PKG_VERSION")
+    );
+    let chain = &report.chain;
+    if chain.verified {
+        let _ = write!(
+            h,
+            "<p><span id=\"chain\" class=\"badge ok\">Audit chain verified</span> {} records ({} to {}); head <code>{}</code></p>",
+            chain.records,
+            chain.first_record.unwrap_or(0),
+            chain.last_record.unwrap_or(0),
+            escape(chain.head.as_deref().unwrap_or("-"))
+        );
+    } else {
+        let _ = write!(
+            h,
+            "<p><span id=\"chain\" class=\"badge bad\">Audit chain BROKEN</span> at {}; only the {} records before it are counted.</p>",
+            escape(chain.broken.as_deref().unwrap_or("?")),
+            chain.records
+        );
+    }
+    for warning in &chain.warnings {
+        let _ = write!(h, "<p class=\"warn\">Note: {}</p>", escape(warning));
+    }
+    let _ = write!(
+        h,
+        "<p class=\"small\">Audit logs: {}</p>",
+        escape(&report.files.join(", "))
+    );
+    let class = if report.coverage >= 0.999 {
+        "ok"
+    } else {
+        "warn"
+    };
+    let _ = write!(
+        h,
+        "<h2>Was the filter running?</h2><p><span id=\"coverage\" class=\"badge {class}\">{:.1}% of the period</span></p><table><tr><th>From</th><th>To</th><th>Mode</th><th>Fail</th><th>End</th></tr>",
+        report.coverage * 100.0
+    );
+    for run in &report.runs {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&run.started),
+            escape(&run.ended),
+            if run.enforce {
+                "enforcing"
+            } else {
+                "<span class=\"bad\">dry run</span>"
+            },
+            escape(&run.fail),
+            if run.stopped_cleanly {
+                "stopped cleanly"
+            } else {
+                "<span class=\"warn\">no stop record</span>"
+            }
+        );
+        for silence in &run.silences {
+            let _ = write!(
+                h,
+                "<tr><td colspan=\"5\" class=\"warn\">silent: {}</td></tr>",
+                escape(silence)
+            );
+        }
+    }
+    h.push_str("</table><h2>Rulesets in force</h2><table><tr><th>Ruleset</th><th>SHA-256</th><th>From</th><th>To</th></tr>");
+    for r in &report.rulesets {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(&r.ruleset),
+            escape(&r.sha256),
+            escape(&r.from),
+            escape(&r.until)
+        );
+    }
+    h.push_str("</table>");
+    if report.events_dropped > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"bad\">{} matched flows were not written (the writer fell behind); they are not counted below.</p>",
+            report.events_dropped
+        );
+    }
+    h.push_str("<h2>Telemetry per vendor</h2><table id=\"vendors\"><tr><th>Vendor</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed by exception</th></tr>");
+    for v in &report.vendors {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&v.vendor),
+            v.blocked,
+            v.logged,
+            v.allowed
+        );
+    }
+    h.push_str("</table>");
+    if !report.blocked_per_day.is_empty() {
+        h.push_str("<h2>Blocked flows per day</h2>");
+        h.push_str(&bar_chart("Blocked flows per day", &report.blocked_per_day));
+    }
+    h.push_str("<h2>Per rule</h2><table id=\"rules\"><tr><th>Vendor</th><th>Rule</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed</th><th>First seen</th><th>Last seen</th></tr>");
+    for r in &report.rules {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.vendor),
+            escape(&r.rule),
+            r.blocked,
+            r.logged,
+            r.allowed,
+            escape(&r.first_seen),
+            escape(&r.last_seen)
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+use std::path::Path;
+
+use super::*;
+use crate::audit::AuditWriter;
+
+const DAY: u64 = 86_400;
+/// 2026-11-01T00:00:00Z.
+const NOV_1: u64 = 1_793_491_200;
+
+fn at(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOV_1 + seconds)
+}
+
+fn start(ruleset: &str, enforce: bool) -> AuditEvent {
+    AuditEvent::Start {
+        telestrip: "0.1.0".into(),
+        ruleset: ruleset.into(),
+        sha256: format!("sha-{ruleset}"),
+        rules: 3,
+        mode: "nfqueue".into(),
+        enforce,
+        fail: "open".into(),
+        heartbeat_seconds: 60,
+        discarded_bytes: 0,
+    }
+}
+
+fn flow(vendor: &str, rule: &str, action: &str) -> AuditEvent {
+    AuditEvent::Flow {
+        rule: rule.into(),
+        vendor: vendor.into(),
+        action: action.into(),
+        rule_action: "drop".into(),
+        name: Some("t.example".into()),
+        via: "sni".into(),
+        protocol: "tcp".into(),
+        client: "10.0.0.2".into(),
+        client_port: 40_000,
+        server: "192.0.2.1".into(),
+        server_port: 443,
+    }
+}
+
+fn heartbeats(writer: &mut AuditWriter, from: u64, to: u64) {
+    for t in (from..to).step_by(60) {
+        writer.append(
+            at(t),
+            AuditEvent::Heartbeat {
+                ruleset: "r".into(),
+                packets: 0,
+                events_dropped: 0,
+            },
+        );
+    }
+}
+
+fn stop(writer: &mut AuditWriter, time: u64, events_dropped: u64) {
+    writer.append(
+        at(time),
+        AuditEvent::Stop {
+            ruleset: "r".into(),
+            packets: 0,
+            events_dropped,
+        },
+    );
+}
+
+/// Two days: day 1 two runs with a restart gap of an hour, a reload, flows on both days.
+fn write_log(path: &Path) {
+    let mut w = AuditWriter::open(path).unwrap();
+    w.append(at(0), start("v1", true));
+    w.append(at(10), flow("microsoft", "ms-diagtrack", "drop"));
+    w.append(at(20), flow("microsoft", "ms-diagtrack", "drop"));
+    w.append(at(30), flow("microsoft", "ms-allowed", "allow"));
+    heartbeats(&mut w, 60, 3600);
+    w.append(
+        at(3600),
+        AuditEvent::Reload {
+            ok: true,
+            ruleset: "v2".into(),
+            sha256: "sha-v2".into(),
+            error: None,
+        },
+    );
+    w.append(
+        at(3601),
+        AuditEvent::Reload {
+            ok: false,
+            ruleset: "v2".into(),
+            sha256: "sha-v2".into(),
+            error: Some("x.yaml:3:1: bad".into()),
+        },
+    );
+    w.append(at(3700), flow("google", "g-metrics", "reject"));
+    stop(&mut w, 3800, 0);
+    // Down for an hour, then a dry-run day.
+    w.append(at(7400), start("v2", false));
+    heartbeats(&mut w, 7460, DAY + 100);
+    w.append(at(DAY + 100), flow("google", "g-metrics", "log"));
+    stop(&mut w, DAY + 200, 4);
+    w.commit().unwrap();
+}
+
+fn report_of(period: Period) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path);
+    build(&[path], period).unwrap()
+}
+
+#[test]
+fn counts_per_rule_and_vendor_over_the_whole_log() {
+    let report = report_of(Period::default());
+    assert!(report.chain.verified, "{:?}", report.chain.broken);
+    let rows: Vec<(&str, &str, u64, u64, u64)> = report
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.vendor.as_str(),
+                r.rule.as_str(),
+                r.blocked,
+                r.logged,
+                r.allowed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("google", "g-metrics", 1, 1, 0),
+            ("microsoft", "ms-allowed", 0, 0, 1),
+            ("microsoft", "ms-diagtrack", 2, 0, 0),
+        ]
+    );
+    let diagtrack = &report.rules[2];
+    assert_eq!(diagtrack.first_seen, "2026-11-01T00:00:10.000000Z");
+    assert_eq!(diagtrack.last_seen, "2026-11-01T00:00:20.000000Z");
+    assert_eq!(report.vendors.len(), 2);
+    assert_eq!(report.events_dropped, 4);
+    assert_eq!(report.blocked_per_day, [("2026-11-01".to_string(), 3)]);
+}
+
+#[test]
+fn a_period_counts_only_its_flows_but_knows_the_state_at_its_start() {
+    let report = report_of(Period {
+        since: Some(at(DAY)),
+        until: Some(at(2 * DAY)),
+    });
+    assert_eq!(report.rules.len(), 1);
+    assert_eq!((report.rules[0].blocked, report.rules[0].logged), (0, 1));
+    // The ruleset loaded the day before was in force during the period.
+    assert_eq!(report.rulesets.len(), 1);
+    assert_eq!(report.rulesets[0].ruleset, "v2");
+    assert_eq!(report.runs.len(), 1);
+    assert!(!report.runs[0].enforce);
+}
+
+#[test]
+fn runs_rulesets_and_downtime_are_reported() {
+    let report = report_of(Period::default());
+    let sets: Vec<&str> = report.rulesets.iter().map(|r| r.ruleset.as_str()).collect();
+    // The failed reload changed nothing; the restart kept v2.
+    assert_eq!(sets, ["v1", "v2"]);
+    assert_eq!(report.rulesets[0].until, "2026-11-01T01:00:00.000000Z");
+    assert_eq!(report.runs.len(), 2);
+    assert!(report.runs.iter().all(|r| r.stopped_cleanly));
+    // Down from 3800 s to 7400 s of a log lasting DAY + 200 s.
+    let expected = 1.0 - 3600.0 / (DAY + 200) as f64;
+    assert!(
+        (report.coverage - expected).abs() < 1e-3,
+        "{}",
+        report.coverage
+    );
+    let text = text(&report);
+    assert!(text.contains("DRY RUN"), "{text}");
+    assert!(
+        text.contains("WARNING: 4 matched flows were not written"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_silence_inside_a_run_is_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    w.append(at(0), start("v1", true));
+    heartbeats(&mut w, 60, 600);
+    // Ten minutes without a heartbeat: the daemon was hung or the records were removed.
+    heartbeats(&mut w, 1200, 1800);
+    stop(&mut w, 1800, 0);
+    w.commit().unwrap();
+    let report = build(&[path], Period::default()).unwrap();
+    assert_eq!(report.runs[0].silences.len(), 1);
+    assert!(report.coverage < 0.7, "{}", report.coverage);
+}
+
+#[test]
+fn a_broken_chain_is_reported_and_stops_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path);
+    let text_of_log = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text_of_log.lines().collect();
+    lines.remove(2);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let report = build(&[path], Period::default()).unwrap();
+    assert!(!report.chain.verified);
+    assert!(report.chain.broken.as_deref().unwrap().contains(":3:"));
+    assert_eq!(report.rules.iter().map(|r| r.blocked).sum::<u64>(), 1);
+    assert!(html(&report).contains("Audit chain BROKEN"));
+}
+
+#[test]
+fn the_html_page_is_standalone_and_escapes_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    w.append(at(0), start("v1", true));
+    w.append(at(1), flow("<b>evil</b>", "r1", "drop"));
+    stop(&mut w, 2, 0);
+    w.commit().unwrap();
+    let page = html(&build(&[path], Period::default()).unwrap());
+    assert!(page.contains("&lt;b&gt;evil&lt;/b&gt;"));
+    assert!(!page.contains("<b>evil</b>"));
+    assert!(!page.contains("<script") && !page.contains("src=\"http"));
+    assert!(page.contains("Audit chain verified"));
+}
+
+#[test]
+fn dates_and_times_parse() {
+    assert_eq!(parse_time("2026-11-01").unwrap(), at(0));
+    assert_eq!(parse_time("2026-11-01T00:01:00Z").unwrap(), at(60));
+    let error = parse_time("yesterday").unwrap_err();
+    assert!(error.contains("2026-11-01"), "{error}");
+}

@@ -1,0 +1,246 @@
+//! The status page: is the filter running, with which ruleset, in which mode, and what did
+//! it stop per vendor over the last hour and day.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::{tally, unix_seconds, ControlPlane};
+use crate::html::{bar_chart, escape, STYLE};
+use crate::output::format_time;
+
+/// What the page shows, also served as `/status.json`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: String,
+    pub ruleset: String,
+    pub ruleset_sha256: String,
+    pub rules: usize,
+    pub mode: String,
+    pub enforce: bool,
+    pub fail: String,
+    pub started: String,
+    pub uptime_seconds: u64,
+    pub last_reload: Option<Reload>,
+    pub audit_problem: Option<String>,
+    pub vendors: Vec<VendorRow>,
+    /// Blocked flows (all vendors) per hour, oldest first; the last is the current hour.
+    pub blocked_per_hour: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reload {
+    pub time: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VendorRow {
+    pub vendor: String,
+    pub blocked_last_hour: u64,
+    pub blocked_last_day: u64,
+    pub logged_last_day: u64,
+    pub blocked_since_start: u64,
+}
+
+impl Status {
+    pub fn of(control: &ControlPlane, now: SystemTime) -> Self {
+        let rules = control.engine.rules();
+        let now_s = unix_seconds(now);
+        let current = tally(&control.engine);
+        let history = control.history.lock().unwrap_or_else(|e| e.into_inner());
+        let hour_ago = history.at(now_s.saturating_sub(3600));
+        let day_ago = history.at(now_s.saturating_sub(86_400));
+        let vendors = current
+            .iter()
+            .map(|(vendor, now)| {
+                let then = |at: &BTreeMap<String, super::Tally>| {
+                    at.get(vendor).copied().unwrap_or_default()
+                };
+                VendorRow {
+                    vendor: vendor.clone(),
+                    blocked_last_hour: now.blocked - then(&hour_ago).blocked.min(now.blocked),
+                    blocked_last_day: now.blocked - then(&day_ago).blocked.min(now.blocked),
+                    logged_last_day: now.logged - then(&day_ago).logged.min(now.logged),
+                    blocked_since_start: now.blocked,
+                }
+            })
+            .collect();
+        let total =
+            |at: &BTreeMap<String, super::Tally>| at.values().map(|t| t.blocked).sum::<u64>();
+        let mut blocked_per_hour = Vec::with_capacity(24);
+        let mut later = total(&current);
+        for hours_back in 0..24u64 {
+            let start = now_s.saturating_sub((hours_back + 1) * 3600);
+            let earlier = total(&history.at(start));
+            let label = if hours_back == 0 {
+                "now".to_string()
+            } else {
+                format!("-{hours_back}h")
+            };
+            blocked_per_hour.push((label, later.saturating_sub(earlier)));
+            later = earlier;
+        }
+        blocked_per_hour.reverse();
+        let reload = control
+            .reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ruleset: rules.version().to_string(),
+            ruleset_sha256: rules.sha256().to_string(),
+            rules: rules.stats().rules,
+            mode: control.run.mode.to_string(),
+            enforce: control.run.enforce,
+            fail: control.run.fail.to_string(),
+            started: format_time(
+                control
+                    .started
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
+            uptime_seconds: now
+                .duration_since(control.started)
+                .unwrap_or_default()
+                .as_secs(),
+            last_reload: reload.map(|r| Reload {
+                time: format_time(
+                    r.time
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                ),
+                ok: r.ok,
+                message: r.message,
+            }),
+            audit_problem: control.problem(),
+            vendors,
+            blocked_per_hour,
+        }
+    }
+}
+
+/// "3 d 4 h", "2 h 5 min", "42 s".
+pub fn duration_text(seconds: u64) -> String {
+    match seconds {
+        s if s >= 86_400 => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{s} s"),
+    }
+}
+
+pub fn page(status: &Status) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"30\"><title>telestrip status</title><style>{STYLE}</style></head><body><h1>telestrip</h1>"
+    );
+    let (class, state) = if status.enforce {
+        ("ok", "Enforcing: telemetry flows are blocked")
+    } else {
+        (
+            "warn",
+            "Dry run: telemetry flows are only logged, not blocked",
+        )
+    };
+    let _ = write!(
+        html,
+        "<p><span id=\"state\" class=\"badge {class}\">{state}</span>"
+    );
+    if let Some(problem) = &status.audit_problem {
+        let _ = write!(
+            html,
+            " <span id=\"problem\" class=\"badge bad\">{}</span>",
+            escape(problem)
+        );
+    }
+    html.push_str("</p><table id=\"facts\">");
+    let reload = status.last_reload.as_ref().map_or_else(
+        || "none since start".to_string(),
+        |r| {
+            format!(
+                "<span class=\"{}\">{} at {}</span>: {}",
+                if r.ok { "ok" } else { "bad" },
+                if r.ok {
+                    "succeeded"
+                } else {
+                    "FAILED, previous ruleset kept"
+                },
+                escape(&r.time),
+                escape(&r.message)
+            )
+        },
+    );
+    for (key, value) in [
+        (
+            "Ruleset",
+            format!(
+                "<code id=\"ruleset\">{}</code> ({} rules)",
+                escape(&status.ruleset),
+                status.rules
+            ),
+        ),
+        (
+            "Ruleset SHA-256",
+            format!("<code>{}</code>", escape(&status.ruleset_sha256)),
+        ),
+        ("Mode", escape(&status.mode)),
+        (
+            "If telestrip fails",
+            if status.fail == "open" {
+                "traffic passes unfiltered (fail open)".into()
+            } else {
+                "traffic is dropped (fail closed)".into()
+            },
+        ),
+        (
+            "Running since",
+            format!(
+                "{} ({})",
+                escape(&status.started),
+                duration_text(status.uptime_seconds)
+            ),
+        ),
+        ("Last rule reload", reload),
+        ("telestrip", escape(&status.version)),
+    ] {
+        let _ = write!(html, "<tr><th>{key}</th><td>{value}</td></tr>");
+    }
+    html.push_str("</table><h2>Telemetry flows per vendor</h2>");
+    if status.vendors.is_empty() {
+        html.push_str("<p id=\"vendors\">No flow has matched a rule since the start.</p>");
+    } else {
+        html.push_str("<table id=\"vendors\"><tr><th>Vendor</th><th class=\"n\">Blocked, last hour</th><th class=\"n\">Blocked, last 24 h</th><th class=\"n\">Only logged, last 24 h</th><th class=\"n\">Blocked since start</th></tr>");
+        for row in &status.vendors {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&row.vendor),
+                row.blocked_last_hour,
+                row.blocked_last_day,
+                row.logged_last_day,
+                row.blocked_since_start
+            );
+        }
+        html.push_str("</table>");
+    }
+    if status.uptime_seconds < 86_400 {
+        let _ = write!(
+            html,
+            "<p class=\"warn\">Running for {}: the windows cover only that time.</p>",
+            duration_text(status.uptime_seconds)
+        );
+    }
+    html.push_str("<h2>Blocked flows per hour, last 24 hours</h2>");
+    html.push_str(&bar_chart(
+        "Blocked flows per hour",
+        &status.blocked_per_hour,
+    ));
+    html.push_str("<p>For Prometheus: <a href=\"/metrics\">/metrics</a>. Health: <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>. As JSON: <a href=\"/status.json\">/status.json</a>.</p></body></html>\n");
+    html
+}

@@ -1,0 +1,446 @@
+//! The compliance officer's evidence, checked with real parts: Prometheus's own promtool on
+//! what telestrip exports and ships, a real Prometheus server scraping the real daemon on a
+//! namespace gateway while real clients send telemetry through it, the audit log's chain
+//! against tampering through the CLI, and the status page and HTML report as headless
+//! Chromium renders them (screenshots in target/test-artifacts/).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{have_tools, render_page, BODY, SERVER_V4};
+use telestrip::audit::{AuditEvent, AuditWriter};
+
+fn telestrip() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_telestrip"))
+}
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `telestrip pcap --metrics -` over a fixture with telemetry in it.
+fn offline_metrics() -> String {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls13-curl.pcap");
+    let output = telestrip()
+        .args(["pcap", "-q", "--metrics", "-"])
+        .arg(fixture)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn offline_metrics_follow_prometheus_conventions() {
+    let metrics = offline_metrics();
+    assert!(
+        metrics.contains(
+            "telestrip_flows_total{action=\"drop\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("telestrip_inspected_flows_total{via=\"sni\"} 2"));
+    if !have_tools(&["promtool"]) {
+        return;
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(output.status.success(), "promtool: {}", text(&output));
+}
+
+#[test]
+fn shipped_prometheus_config_and_alerts_pass_promtool_and_their_tests() {
+    if !have_tools(&["promtool"]) {
+        return;
+    }
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "telestrip-alerts.yml"],
+        vec!["test", "rules", "telestrip-alerts_test.yml"],
+    ] {
+        let output = Command::new("promtool")
+            .args(&args)
+            .current_dir(deploy("prometheus"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}",
+            text(&output)
+        );
+    }
+}
+
+/// Every `telestrip_*` name in `text`, without histogram suffixes.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(found) = text[i..].find("telestrip_") {
+        let start = i + found;
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_'))
+            .map_or(text.len(), |p| start + p);
+        let name = &text[start..end];
+        let name = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_count"))
+            .or_else(|| name.strip_suffix("_sum"))
+            .unwrap_or(name);
+        names.insert(name.to_string());
+        i = end;
+    }
+    names
+}
+
+/// Metrics with one series per NFQUEUE queue: only a daemon with bound queues has them
+/// (the namespace test checks that it does).
+const INLINE_ONLY: [&str; 2] = [
+    "telestrip_nfqueue_kernel_dropped_total",
+    "telestrip_nfqueue_waiting_packets",
+];
+
+#[test]
+fn dashboard_and_alerts_only_use_metrics_telestrip_exports() {
+    let mut exported = metric_names(&offline_metrics());
+    exported.extend(INLINE_ONLY.iter().map(ToString::to_string));
+    let dashboard = std::fs::read_to_string(deploy("grafana/telestrip-compliance.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(json["panels"].as_array().unwrap().len() >= 8);
+    let alerts = std::fs::read_to_string(deploy("prometheus/telestrip-alerts.yml")).unwrap();
+    for (file, used) in [("dashboard", &dashboard), ("alerts", &alerts)] {
+        let unknown: Vec<_> = metric_names(used)
+            .into_iter()
+            .filter(|n| n != "telestrip_compliance" && !exported.contains(n))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics that do not exist: {unknown:?}"
+        );
+    }
+}
+
+fn flow(port: u16) -> AuditEvent {
+    AuditEvent::Flow {
+        rule: "ms-windows-diagtrack".into(),
+        vendor: "microsoft".into(),
+        action: "drop".into(),
+        rule_action: "drop".into(),
+        name: Some("v10.events.data.microsoft.com".into()),
+        via: "sni".into(),
+        protocol: "tcp".into(),
+        client: "10.0.0.2".into(),
+        client_port: port,
+        server: "192.0.2.1".into(),
+        server_port: 443,
+    }
+}
+
+fn start_record() -> AuditEvent {
+    AuditEvent::Start {
+        telestrip: "0.1.0".into(),
+        ruleset: "abc".into(),
+        sha256: "abc".into(),
+        rules: 15,
+        mode: "nfqueue".into(),
+        enforce: true,
+        fail: "open".into(),
+        heartbeat_seconds: 60,
+        discarded_bytes: 0,
+    }
+}
+
+fn write_log(path: &Path, flows: u16) {
+    let mut writer = AuditWriter::open(path).unwrap();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_491_200);
+    writer.append(start, start_record());
+    for i in 0..flows {
+        writer.append(
+            start + Duration::from_secs(u64::from(i) + 1),
+            flow(40_000 + i),
+        );
+    }
+    writer.append(
+        start + Duration::from_secs(100),
+        AuditEvent::Stop {
+            ruleset: "abc".into(),
+            packets: 10,
+            events_dropped: 0,
+        },
+    );
+    writer.commit().unwrap();
+}
+
+#[test]
+fn audit_verify_names_the_first_tampered_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, 4);
+    let intact = telestrip()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(intact.status.code(), Some(0), "{}", text(&intact));
+    assert!(
+        text(&intact).contains("VERIFIED: 6 records (1 to 6)"),
+        "{}",
+        text(&intact)
+    );
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let removed = [&lines[..2], &lines[3..]].concat().join("\n") + "\n";
+    let edited = original.replacen("40001", "40009", 1);
+    let swapped = [lines[0], lines[2], lines[1], lines[3], lines[4], lines[5]].join("\n") + "\n";
+    let truncated = original[..original.len() - 40].to_string();
+    for (case, content, line) in [
+        ("line removed", removed, 3),
+        ("line edited", edited, 3),
+        ("lines swapped", swapped, 2),
+        ("file truncated", truncated, 6),
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let output = telestrip()
+            .args(["audit", "verify"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{case}: {}", text(&output));
+        let expected = format!("BROKEN: {}:{line}:", path.display());
+        assert!(
+            text(&output).contains(&expected),
+            "{case}: {}",
+            text(&output)
+        );
+    }
+    let missing = telestrip()
+        .args(["audit", "verify", "/nonexistent/audit.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("/nonexistent/audit.jsonl"));
+}
+
+#[test]
+fn the_html_report_shows_the_evidence_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    write_log(&log, 3);
+    let page = dir.path().join("report.html");
+    let output = telestrip()
+        .args([
+            "report",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-02",
+            "--format",
+            "html",
+            "-o",
+        ])
+        .arg(&page)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let text_report = telestrip().arg("report").arg(&log).output().unwrap();
+    let shown = text(&text_report);
+    assert!(
+        shown.contains("Audit chain: VERIFIED, 5 records"),
+        "{shown}"
+    );
+    assert!(shown.contains("ms-windows-diagtrack"), "{shown}");
+    if !have_tools(&["chromium"]) {
+        return;
+    }
+    let dom = render_page(None, &format!("file://{}", page.display()), "report");
+    assert!(dom.contains("Audit chain verified"), "{dom}");
+    assert!(
+        dom.contains("<td>microsoft</td><td class=\"n\">3</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("2026-11-01T00:00:00.000000Z"));
+}
+
+/// Scrape target and Prometheus inside the gateway namespace, one-second scrapes.
+const PROMETHEUS_YML: &str = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: telestrip\n    static_configs:\n      - targets: ['127.0.0.1:9477']\n";
+
+/// Asks the Prometheus in the gateway for `query`; the first value, if any.
+fn prometheus_value(lab: &telestrip::lab::Lab, query: &str) -> Option<f64> {
+    let output = lab.gateway(&format!(
+        "curl -s --max-time 2 -G http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={query}'"
+    ));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Waits (up to 20 s) until Prometheus has `query` at `expected`; the last value seen.
+fn wait_for_value(lab: &telestrip::lab::Lab, query: &str, expected: f64) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = prometheus_value(lab, query);
+        if last == Some(expected) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    last
+}
+
+#[test]
+fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
+    if !common::can_run_with(&["prometheus", "chromium"]) {
+        return;
+    }
+    let Some(mut lab) = common::lab() else { return };
+    let dir = lab.dir.path().to_path_buf();
+    let audit = dir.join("audit.jsonl");
+    let key = dir.join("audit.key");
+    std::fs::write(&key, "a lab secret of more than 16 bytes\n").unwrap();
+    lab.start_telestrip(
+        &format!(
+            "queues: [0]\nfail: open\nlisten: 127.0.0.1:9477\naudit:\n  path: {}\n  pseudonymize_key_file: {}\n  heartbeat_seconds: 1\n",
+            audit.display(),
+            key.display()
+        ),
+        "open",
+    )
+    .unwrap();
+    std::fs::write(dir.join("prometheus.yml"), PROMETHEUS_YML).unwrap();
+    lab.spawn_in_gateway(&format!(
+        "prometheus --config.file={0}/prometheus.yml --storage.tsdb.path={0}/tsdb --web.listen-address=127.0.0.1:9090 --log.level=warn",
+        dir.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        wait_for_value(&lab, "up{job=\"telestrip\"}", 1.0),
+        Some(1.0),
+        "Prometheus never scraped telestrip"
+    );
+    // Telemetry: 3 TLS connections and 2 DNS queries, in parallel (each waits for its
+    // timeout); ordinary traffic: 2 HTTPS downloads that must work.
+    let blocked = lab.client(&format!(
+        "for i in 1 2 3; do curl -sk --max-time 2 --resolve v10.events.data.microsoft.com:443:{SERVER_V4} https://v10.events.data.microsoft.com/ & done; \
+         for i in 1 2; do dig +time=1 +tries=1 @{SERVER_V4} v10.events.data.microsoft.com & done; wait"
+    ));
+    assert!(blocked.status.success() || blocked.status.code().is_some());
+    for _ in 0..2 {
+        let allowed = lab.https("www.example.org", SERVER_V4, "");
+        assert_eq!(String::from_utf8_lossy(&allowed.stdout), BODY);
+    }
+    let query = "sum(telestrip_flows_total{rule=\"ms-windows-diagtrack\",action=\"drop\"})";
+    assert_eq!(wait_for_value(&lab, query, 5.0), Some(5.0), "{}", lab.log());
+    assert_eq!(
+        wait_for_value(&lab, "telestrip_inspected_flows_total{via=\"sni\"}", 5.0),
+        Some(5.0),
+        "3 blocked + 2 allowed TLS flows"
+    );
+    assert_eq!(
+        prometheus_value(&lab, "telestrip_inspected_flows_total{via=\"dns\"}"),
+        Some(2.0)
+    );
+    assert_eq!(prometheus_value(&lab, "telestrip_enforcing"), Some(1.0));
+    let version = lab.gateway("curl -s http://127.0.0.1:9477/status.json");
+    let status: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
+    let ruleset = status["ruleset"].as_str().unwrap().to_string();
+    assert_eq!(
+        prometheus_value(
+            &lab,
+            &format!("telestrip_ruleset_info{{version=\"{ruleset}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        prometheus_value(&lab, "histogram_count(telestrip_verdict_latency_seconds)")
+            .or_else(|| prometheus_value(&lab, "telestrip_verdict_latency_seconds_count"))
+            .map(|n| n > 0.0),
+        Some(true)
+    );
+    let page = render_page(Some(&lab.gateway), "http://127.0.0.1:9477/", "status-page");
+    assert!(page.contains("Enforcing"), "{page}");
+    assert!(page.contains(&ruleset));
+    assert!(
+        page.contains("<td>microsoft</td><td class=\"n\">5</td><td class=\"n\">5</td>"),
+        "{page}"
+    );
+    let live = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    let live_names = metric_names(&String::from_utf8_lossy(&live.stdout));
+    for name in INLINE_ONLY {
+        assert!(
+            live_names.contains(name),
+            "{name} missing from the daemon's /metrics"
+        );
+    }
+    assert!(lab
+        .gateway("curl -sf http://127.0.0.1:9477/healthz")
+        .status
+        .success());
+    assert!(lab
+        .gateway("curl -sf http://127.0.0.1:9477/readyz")
+        .status
+        .success());
+    // The control plane is not reachable from the client side of the gateway.
+    assert!(!lab.client_ok("curl -s --max-time 1 http://10.78.1.1:9477/metrics"));
+    lab.stop_daemon("TERM");
+    let verify = telestrip()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert_eq!(kinds.last(), Some(&"stop"));
+    assert!(kinds.contains(&"heartbeat"));
+    let flows: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "flow").collect();
+    assert_eq!(flows.len(), 5, "{log}");
+    // Pseudonymised: the same client, one keyed hash; its address is nowhere in the log.
+    let clients: BTreeSet<&str> = flows.iter().filter_map(|f| f["client"].as_str()).collect();
+    assert_eq!(clients.len(), 1);
+    assert!(clients.iter().all(|c| c.starts_with("p:")));
+    assert!(!log.contains("10.78.1.2"));
+    let report = telestrip().arg("report").arg(&audit).output().unwrap();
+    let shown = text(&report);
+    assert!(shown.contains("Audit chain: VERIFIED"), "{shown}");
+    assert!(shown.contains("stopped cleanly"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("ms-windows-diagtrack") && l.split_whitespace().nth(2) == Some("5")),
+        "{shown}"
+    );
+}

@@ -93,7 +93,8 @@ enum Command {
     /// filter ran the whole time, which rulesets were in force; as text, JSON or HTML.
     ///
     /// The chain is verified on the way; a broken chain is reported and the count stops
-    /// there. Exit code 0 when the chain is intact, 1 when it is broken, 2 on bad input.
+    /// there. Exit code 0 when the chain is intact (and, with --prometheus, the gateway's
+    /// counters agree with the log), 1 when not, 2 on bad input.
     ///
     /// Example: telestrip report /var/log/telestrip/audit.jsonl.1 /var/log/telestrip/audit.jsonl
     ///          --since 2026-11-01 --until 2026-12-01 --format html --output november.html
@@ -112,6 +113,18 @@ enum Command {
         /// Write the report to FILE instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also ask this Prometheus server (http://host:9090) what the gateway's counters say
+        /// for the period, and show where they differ from the audit log.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// PromQL label matchers choosing the gateway's series, e.g. 'gateway="gw-1"'.
+        #[arg(
+            long,
+            value_name = "MATCHERS",
+            default_value = "",
+            requires = "prometheus"
+        )]
+        prometheus_selector: String,
     },
 }
 
@@ -228,9 +241,14 @@ fn main() -> ExitCode {
             until,
             format,
             output,
+            prometheus,
+            prometheus_selector,
         } => cli::report(
             &files,
             telestrip::report::Period { since, until },
+            prometheus
+                .as_deref()
+                .map(|url| (url, prometheus_selector.as_str())),
             match format {
                 ReportFormat::Text => cli::ReportFormat::Text,
                 ReportFormat::Json => cli::ReportFormat::Json,

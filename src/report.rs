@@ -10,6 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+mod prometheus;
+
+pub use prometheus::{CheckRow, PrometheusCheck};
+
 use crate::audit::{self, AuditEvent, Record};
 use crate::html::{bar_chart, escape, STYLE};
 use crate::output::format_time;
@@ -62,6 +66,10 @@ pub struct Report {
     pub events_dropped: u64,
     /// Blocked flows per day of the period (UTC dates).
     pub blocked_per_day: Vec<(String, u64)>,
+    /// The gateway's own counters for the period, when a Prometheus server was given.
+    pub prometheus: Option<PrometheusCheck>,
+    #[serde(skip)]
+    period: (SystemTime, SystemTime),
 }
 
 #[derive(Debug, Serialize)]
@@ -341,8 +349,65 @@ impl Builder {
             coverage,
             events_dropped: self.runs.iter().map(|r| r.events_dropped).sum(),
             blocked_per_day: self.per_day.into_iter().collect(),
+            prometheus: None,
+            period: (since, until),
         }
     }
+}
+
+/// Adds the cross-check with the Prometheus server at `url` (counters matching `selector`).
+pub fn check_prometheus(report: &mut Report, url: &str, selector: &str) {
+    let (since, until) = report.period;
+    let mut check = PrometheusCheck {
+        url: url.to_string(),
+        selector: selector.to_string(),
+        approximate: false,
+        rows: Vec::new(),
+        error: None,
+    };
+    match prometheus::counts(url, selector, since, until) {
+        Ok((counts, approximate)) => {
+            check.approximate = approximate;
+            let mut keys: Vec<(String, String)> = counts.keys().cloned().collect();
+            keys.extend(
+                report
+                    .rules
+                    .iter()
+                    .map(|r| (r.vendor.clone(), r.rule.clone())),
+            );
+            keys.sort();
+            keys.dedup();
+            for (vendor, rule) in keys {
+                let audit = report
+                    .rules
+                    .iter()
+                    .find(|r| r.vendor == vendor && r.rule == rule);
+                let counted = counts
+                    .get(&(vendor.clone(), rule.clone()))
+                    .copied()
+                    .unwrap_or_default();
+                let row = CheckRow {
+                    audit_blocked: audit.map_or(0, |r| r.blocked),
+                    prometheus_blocked: counted[0],
+                    audit_logged: audit.map_or(0, |r| r.logged),
+                    prometheus_logged: counted[1],
+                    vendor,
+                    rule,
+                };
+                // Rules that matched nothing either way are noise.
+                if row.audit_blocked
+                    + row.prometheus_blocked
+                    + row.audit_logged
+                    + row.prometheus_logged
+                    > 0
+                {
+                    check.rows.push(row);
+                }
+            }
+        }
+        Err(error) => check.error = Some(error),
+    }
+    report.prometheus = Some(check);
 }
 
 /// Builds the report for `period` from audit logs given oldest first.
@@ -423,6 +488,42 @@ pub fn text(report: &Report) -> String {
             "WARNING: {} matched flows were not written (the writer fell behind); they are not counted below",
             report.events_dropped
         );
+    }
+    if let Some(check) = &report.prometheus {
+        let _ = writeln!(out, "\nCross-check with Prometheus at {}:", check.url);
+        match &check.error {
+            Some(error) => {
+                let _ = writeln!(out, "  not possible: {error}");
+            }
+            None => {
+                if check.approximate {
+                    let _ = writeln!(out, "  (approximate: telestrip restarted in the period, Prometheus extrapolates)");
+                }
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:<28} {:>13} {:>13} {:>12} {:>12}  AGREE",
+                    "VENDOR",
+                    "RULE",
+                    "AUDIT BLOCKED",
+                    "PROM BLOCKED",
+                    "AUDIT LOGGED",
+                    "PROM LOGGED"
+                );
+                for row in &check.rows {
+                    let _ = writeln!(
+                        out,
+                        "  {:<12} {:<28} {:>13} {:>13} {:>12} {:>12}  {}",
+                        row.vendor,
+                        row.rule,
+                        row.audit_blocked,
+                        row.prometheus_blocked,
+                        row.audit_logged,
+                        row.prometheus_logged,
+                        if row.agrees() { "yes" } else { "NO" }
+                    );
+                }
+            }
+        }
     }
     if report.rules.is_empty() {
         let _ = writeln!(out, "No flow matched a rule in this period.");
@@ -591,7 +692,33 @@ pub fn html(report: &Report) -> String {
             escape(&r.last_seen)
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    if let Some(check) = &report.prometheus {
+        let _ = write!(
+            h,
+            "<h2>Cross-check with the gateway's counters (Prometheus)</h2><p>{}</p>",
+            escape(&check.url)
+        );
+        match &check.error {
+            Some(error) => {
+                let _ = write!(h, "<p class=\"bad\">Not possible: {}</p>", escape(error));
+            }
+            None => {
+                h.push_str("<table id=\"prometheus\"><tr><th>Vendor</th><th>Rule</th><th class=\"n\">Blocked (audit)</th><th class=\"n\">Blocked (Prometheus)</th><th class=\"n\">Logged (audit)</th><th class=\"n\">Logged (Prometheus)</th><th>Agree</th></tr>");
+                for row in &check.rows {
+                    let _ = write!(
+                        h,
+                        "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td></tr>",
+                        escape(&row.vendor), escape(&row.rule), row.audit_blocked, row.prometheus_blocked, row.audit_logged, row.prometheus_logged,
+                        if row.agrees() { "ok" } else { "bad" },
+                        if row.agrees() { "yes" } else { "NO" }
+                    );
+                }
+                h.push_str("</table>");
+            }
+        }
+    }
+    h.push_str("</body></html>\n");
     h
 }
 

@@ -433,8 +433,14 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     assert_eq!(clients.len(), 1);
     assert!(clients.iter().all(|c| c.starts_with("p:")));
     assert!(!log.contains("10.78.1.2"));
-    let report = telestrip().arg("report").arg(&audit).output().unwrap();
+    // The report, cross-checked with what Prometheus stored of the gateway's counters.
+    let report = lab.gateway(&format!(
+        "{} report --prometheus http://127.0.0.1:9090 {}",
+        env!("CARGO_BIN_EXE_telestrip"),
+        audit.display()
+    ));
     let shown = text(&report);
+    assert_eq!(report.status.code(), Some(0), "{shown}");
     assert!(shown.contains("Audit chain: VERIFIED"), "{shown}");
     assert!(shown.contains("stopped cleanly"), "{shown}");
     assert!(
@@ -443,4 +449,41 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
             .any(|l| l.contains("ms-windows-diagtrack") && l.split_whitespace().nth(2) == Some("5")),
         "{shown}"
     );
+    let cross_check: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("Cross-check with Prometheus"))
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.contains("ms-windows-diagtrack"))
+        .collect();
+    assert_eq!(cross_check.len(), 1, "{shown}");
+    let columns: Vec<&str> = cross_check[0].split_whitespace().collect();
+    assert_eq!(columns[2..], ["5", "5", "0", "0", "yes"], "{shown}");
+
+    // Rotated while stopped, restarted: the chain goes on in the new file.
+    let rotated = dir.join("audit.jsonl.1");
+    std::fs::rename(&audit, &rotated).unwrap();
+    lab.start_daemon(&std::fs::read_to_string(dir.join("telestrip.yaml")).unwrap())
+        .unwrap();
+    assert_eq!(
+        common::code(&lab.https("v10.events.data.microsoft.com", SERVER_V4, "")),
+        28
+    );
+    lab.stop_daemon("TERM");
+    let verify = telestrip()
+        .args(["audit", "verify"])
+        .arg(&rotated)
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    assert!(text(&verify).contains("in 2 file(s)"), "{}", text(&verify));
+    let resumed = std::fs::read_to_string(&audit).unwrap();
+    let first: serde_json::Value = serde_json::from_str(resumed.lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "start");
+    assert_eq!(
+        first["seq"],
+        log.lines().count() + 1,
+        "the numbering goes on"
+    );
+    assert!(resumed.contains("\"kind\":\"flow\""), "{resumed}");
 }

@@ -51,6 +51,7 @@ pub enum ReportFormat {
 pub fn report(
     files: &[PathBuf],
     period: Period,
+    prometheus: Option<(&str, &str)>,
     format: ReportFormat,
     output: Option<&Path>,
     out: &mut dyn Write,
@@ -60,13 +61,16 @@ pub fn report(
             return Err(CommandError::Usage("--until must be after --since".into()));
         }
     }
-    let report = match report::build(files, period) {
+    let mut report = match report::build(files, period) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("telestrip: {error}");
             return Ok(exit::ERROR);
         }
     };
+    if let Some((url, selector)) = prometheus {
+        report::check_prometheus(&mut report, url, selector);
+    }
     let text = match format {
         ReportFormat::Text => report::text(&report),
         ReportFormat::Json => {
@@ -86,7 +90,14 @@ pub fn report(
     if let Some(broken) = &report.chain.broken {
         eprintln!("telestrip: the audit chain is broken at {broken}");
     }
-    Ok(if report.chain.verified {
+    let disagree = report
+        .prometheus
+        .as_ref()
+        .is_some_and(|check| check.error.is_some() || check.rows.iter().any(|row| !row.agrees()));
+    if disagree {
+        eprintln!("telestrip: the audit log and the gateway's counters in Prometheus do not agree (or Prometheus could not be asked)");
+    }
+    Ok(if report.chain.verified && !disagree {
         exit::OK
     } else {
         exit::FOUND

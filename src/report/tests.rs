@@ -235,3 +235,16 @@ fn dates_and_times_parse() {
     let error = parse_time("yesterday").unwrap_err();
     assert!(error.contains("2026-11-01"), "{error}");
 }
+
+#[test]
+fn an_unreachable_prometheus_is_said_not_silently_skipped() {
+    let mut report = report_of(Period::default());
+    check_prometheus(&mut report, "http://127.0.0.1:1", "");
+    let check = report.prometheus.as_ref().unwrap();
+    assert!(
+        check.error.as_deref().unwrap().contains("127.0.0.1:1"),
+        "{check:?}"
+    );
+    assert!(text(&report)
+        .contains("Cross-check with Prometheus at http://127.0.0.1:1:\n  not possible:"));
+}

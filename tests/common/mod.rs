@@ -195,3 +195,8 @@ pub fn flow_rows(json: &serde_json::Value) -> Vec<Vec<String>> {
     rows.sort();
     rows
 }
+
+/// Exit code of a finished command (-1 when killed by a signal).
+pub fn code(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}

@@ -487,3 +487,66 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     );
     assert!(resumed.contains("\"kind\":\"flow\""), "{resumed}");
 }
+
+#[test]
+fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
+    let Some(mut lab) = common::lab() else { return };
+    let dir = lab.dir.path().to_path_buf();
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("acme.yaml"),
+        "vendor: acme\nrules:\n  - id: acme-flood\n    action: reject\n    domains: [\"*.flood.example\"]\n",
+    )
+    .unwrap();
+    let audit = dir.join("audit.jsonl");
+    lab.start_telestrip(
+        &format!(
+            "queues: [0]\nrules: {}\nlisten: null\naudit:\n  path: {}\n",
+            rules.display(),
+            audit.display()
+        ),
+        "open",
+    )
+    .unwrap();
+    const QUERIES: usize = 400;
+    let batch = dir.join("queries.txt");
+    let names: Vec<String> = (0..QUERIES)
+        .map(|i| format!("q{i}.flood.example"))
+        .collect();
+    std::fs::write(&batch, names.join("\n") + "\n").unwrap();
+    // Rejected queries get the gateway's NXDOMAIN at once, so the burst takes well under a
+    // second; the daemon is stopped the moment it ends.
+    let burst = lab.client(&format!(
+        "dig +tries=1 +time=1 @{SERVER_V4} -f {} | grep -c 'status: NXDOMAIN'",
+        batch.display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&burst.stdout).trim(),
+        QUERIES.to_string(),
+        "every query got its NXDOMAIN"
+    );
+    lab.stop_daemon("TERM");
+    let stdout_events = lab
+        .events()
+        .iter()
+        .filter(|e| e["rule"] == "acme-flood")
+        .count();
+    assert_eq!(stdout_events, QUERIES);
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flows = records.iter().filter(|r| r["kind"] == "flow").count();
+    assert_eq!(flows, QUERIES);
+    let stop = records.last().unwrap();
+    assert_eq!(stop["kind"], "stop");
+    assert_eq!(stop["events_dropped"], 0);
+    let verify = telestrip()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}

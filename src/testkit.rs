@@ -7,6 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use etherparse::{PacketBuilder, VlanId};
+
+use crate::audit::AuditEvent;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 
@@ -389,4 +391,36 @@ fn dns_response_to(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
     message.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
     message.extend_from_slice(&addr);
     message
+}
+
+/// An audit record of a matched TLS flow from 10.0.0.2:`client_port` to 192.0.2.1:443.
+pub fn audit_flow(vendor: &str, rule: &str, action: &str, client_port: u16) -> AuditEvent {
+    AuditEvent::Flow {
+        rule: rule.into(),
+        vendor: vendor.into(),
+        action: action.into(),
+        rule_action: "drop".into(),
+        name: Some("v10.events.data.microsoft.com".into()),
+        via: "sni".into(),
+        protocol: "tcp".into(),
+        client: "10.0.0.2".into(),
+        client_port,
+        server: "192.0.2.1".into(),
+        server_port: 443,
+    }
+}
+
+/// The start record of an enforcing, fail-open daemon with a 60 s heartbeat.
+pub fn audit_start(ruleset: &str, enforce: bool) -> AuditEvent {
+    AuditEvent::Start {
+        telestrip: "0.1.0".into(),
+        ruleset: ruleset.into(),
+        sha256: format!("sha-{ruleset}"),
+        rules: 3,
+        mode: "nfqueue".into(),
+        enforce,
+        fail: "open".into(),
+        heartbeat_seconds: 60,
+        discarded_bytes: 0,
+    }
 }

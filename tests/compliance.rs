@@ -13,9 +13,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{have_tools, render_page, BODY, SERVER_V4};
 use telestrip::audit::{AuditEvent, AuditWriter};
+use telestrip::testkit::{audit_flow, audit_start};
 
 fn telestrip() -> Command {
     Command::new(env!("CARGO_BIN_EXE_telestrip"))
+}
+
+/// `telestrip audit verify FILES...`.
+fn audit_verify(files: &[&Path]) -> Output {
+    telestrip()
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .unwrap()
 }
 
 fn deploy(path: &str) -> PathBuf {
@@ -148,44 +158,14 @@ fn dashboard_and_alerts_only_use_metrics_telestrip_exports() {
     }
 }
 
-fn flow(port: u16) -> AuditEvent {
-    AuditEvent::Flow {
-        rule: "ms-windows-diagtrack".into(),
-        vendor: "microsoft".into(),
-        action: "drop".into(),
-        rule_action: "drop".into(),
-        name: Some("v10.events.data.microsoft.com".into()),
-        via: "sni".into(),
-        protocol: "tcp".into(),
-        client: "10.0.0.2".into(),
-        client_port: port,
-        server: "192.0.2.1".into(),
-        server_port: 443,
-    }
-}
-
-fn start_record() -> AuditEvent {
-    AuditEvent::Start {
-        telestrip: "0.1.0".into(),
-        ruleset: "abc".into(),
-        sha256: "abc".into(),
-        rules: 15,
-        mode: "nfqueue".into(),
-        enforce: true,
-        fail: "open".into(),
-        heartbeat_seconds: 60,
-        discarded_bytes: 0,
-    }
-}
-
 fn write_log(path: &Path, flows: u16) {
     let mut writer = AuditWriter::open(path).unwrap();
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_491_200);
-    writer.append(start, start_record());
+    writer.append(start, audit_start("abc", true));
     for i in 0..flows {
         writer.append(
             start + Duration::from_secs(u64::from(i) + 1),
-            flow(40_000 + i),
+            audit_flow("microsoft", "ms-windows-diagtrack", "drop", 40_000 + i),
         );
     }
     writer.append(
@@ -204,11 +184,7 @@ fn audit_verify_names_the_first_tampered_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     write_log(&path, 4);
-    let intact = telestrip()
-        .args(["audit", "verify"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let intact = audit_verify(&[&path]);
     assert_eq!(intact.status.code(), Some(0), "{}", text(&intact));
     assert!(
         text(&intact).contains("VERIFIED: 6 records (1 to 6)"),
@@ -228,11 +204,7 @@ fn audit_verify_names_the_first_tampered_line() {
         ("file truncated", truncated, 6),
     ] {
         std::fs::write(&path, content).unwrap();
-        let output = telestrip()
-            .args(["audit", "verify"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let output = audit_verify(&[&path]);
         assert_eq!(output.status.code(), Some(1), "{case}: {}", text(&output));
         let expected = format!("BROKEN: {}:{line}:", path.display());
         assert!(
@@ -411,11 +383,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     // The control plane is not reachable from the client side of the gateway.
     assert!(!lab.client_ok("curl -s --max-time 1 http://10.78.1.1:9477/metrics"));
     lab.stop_daemon("TERM");
-    let verify = telestrip()
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
+    let verify = audit_verify(&[&audit]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     let log = std::fs::read_to_string(&audit).unwrap();
     let records: Vec<serde_json::Value> = log
@@ -469,12 +437,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
         28
     );
     lab.stop_daemon("TERM");
-    let verify = telestrip()
-        .args(["audit", "verify"])
-        .arg(&rotated)
-        .arg(&audit)
-        .output()
-        .unwrap();
+    let verify = audit_verify(&[&rotated, &audit]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     assert!(text(&verify).contains("in 2 file(s)"), "{}", text(&verify));
     let resumed = std::fs::read_to_string(&audit).unwrap();
@@ -543,10 +506,6 @@ fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
     let stop = records.last().unwrap();
     assert_eq!(stop["kind"], "stop");
     assert_eq!(stop["events_dropped"], 0);
-    let verify = telestrip()
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
+    let verify = audit_verify(&[&audit]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }

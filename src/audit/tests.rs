@@ -3,21 +3,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::testkit::audit_flow;
 
 fn flow(n: u16) -> AuditEvent {
-    AuditEvent::Flow {
-        rule: "ms-diagtrack".into(),
-        vendor: "microsoft".into(),
-        action: "drop".into(),
-        rule_action: "drop".into(),
-        name: Some("v10.events.data.microsoft.com".into()),
-        via: "sni".into(),
-        protocol: "tcp".into(),
-        client: "10.0.0.2".into(),
-        client_port: 40_000 + n,
-        server: "192.0.2.1".into(),
-        server_port: 443,
-    }
+    audit_flow("microsoft", "ms-diagtrack", "drop", 40_000 + n)
 }
 
 fn at(seconds: u64) -> SystemTime {

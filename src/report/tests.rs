@@ -2,6 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::audit::AuditWriter;
+use crate::testkit::{audit_flow, audit_start};
 
 const DAY: u64 = 86_400;
 /// 2026-11-01T00:00:00Z.
@@ -11,34 +12,8 @@ fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(NOV_1 + seconds)
 }
 
-fn start(ruleset: &str, enforce: bool) -> AuditEvent {
-    AuditEvent::Start {
-        telestrip: "0.1.0".into(),
-        ruleset: ruleset.into(),
-        sha256: format!("sha-{ruleset}"),
-        rules: 3,
-        mode: "nfqueue".into(),
-        enforce,
-        fail: "open".into(),
-        heartbeat_seconds: 60,
-        discarded_bytes: 0,
-    }
-}
-
 fn flow(vendor: &str, rule: &str, action: &str) -> AuditEvent {
-    AuditEvent::Flow {
-        rule: rule.into(),
-        vendor: vendor.into(),
-        action: action.into(),
-        rule_action: "drop".into(),
-        name: Some("t.example".into()),
-        via: "sni".into(),
-        protocol: "tcp".into(),
-        client: "10.0.0.2".into(),
-        client_port: 40_000,
-        server: "192.0.2.1".into(),
-        server_port: 443,
-    }
+    audit_flow(vendor, rule, action, 40_000)
 }
 
 fn heartbeats(writer: &mut AuditWriter, from: u64, to: u64) {
@@ -68,7 +43,7 @@ fn stop(writer: &mut AuditWriter, time: u64, events_dropped: u64) {
 /// Two days: day 1 two runs with a restart gap of an hour, a reload, flows on both days.
 fn write_log(path: &Path) {
     let mut w = AuditWriter::open(path).unwrap();
-    w.append(at(0), start("v1", true));
+    w.append(at(0), audit_start("v1", true));
     w.append(at(10), flow("microsoft", "ms-diagtrack", "drop"));
     w.append(at(20), flow("microsoft", "ms-diagtrack", "drop"));
     w.append(at(30), flow("microsoft", "ms-allowed", "allow"));
@@ -94,7 +69,7 @@ fn write_log(path: &Path) {
     w.append(at(3700), flow("google", "g-metrics", "reject"));
     stop(&mut w, 3800, 0);
     // Down for an hour, then a dry-run day.
-    w.append(at(7400), start("v2", false));
+    w.append(at(7400), audit_start("v2", false));
     heartbeats(&mut w, 7460, DAY + 100);
     w.append(at(DAY + 100), flow("google", "g-metrics", "log"));
     stop(&mut w, DAY + 200, 4);
@@ -185,7 +160,7 @@ fn a_silence_inside_a_run_is_downtime() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let mut w = AuditWriter::open(&path).unwrap();
-    w.append(at(0), start("v1", true));
+    w.append(at(0), audit_start("v1", true));
     heartbeats(&mut w, 60, 600);
     // Ten minutes without a heartbeat: the daemon was hung or the records were removed.
     heartbeats(&mut w, 1200, 1800);
@@ -217,7 +192,7 @@ fn the_html_page_is_standalone_and_escapes_names() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let mut w = AuditWriter::open(&path).unwrap();
-    w.append(at(0), start("v1", true));
+    w.append(at(0), audit_start("v1", true));
     w.append(at(1), flow("<b>evil</b>", "r1", "drop"));
     stop(&mut w, 2, 0);
     w.commit().unwrap();

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,8 +34,8 @@ pub enum Control {
     Stop,
 }
 
-/// Runs until a [`Control::Stop`] arrives (writing every flow handed over before it, then
-/// the stop record) or both channels close.
+/// Runs until a [`Control::Stop`] arrives or the daemon's side of the control channel is
+/// gone; then writes every flow handed over before, and the stop record.
 pub fn run(mut setup: WriterSetup, flows: Receiver<FlowEvent>, control: Receiver<Control>) {
     let mut next_heartbeat = Instant::now() + setup.heartbeat;
     let mut stopping = false;
@@ -44,15 +44,21 @@ pub fn run(mut setup: WriterSetup, flows: Receiver<FlowEvent>, control: Receiver
         match flows.recv_timeout(TICK) {
             Ok(event) => batch.push(event),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => stopping = true,
+            // Packet threads gone (capture error): keep writing control records until the
+            // daemon says stop, so the log never claims a stop that did not happen.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
         }
         batch.extend(flows.try_iter().take(BATCH));
         let now = SystemTime::now();
         setup.write_flows(&batch, now);
-        for message in control.try_iter() {
-            match message {
-                Control::Record(event) => setup.append(now, *event),
-                Control::Stop => stopping = true,
+        loop {
+            match control.try_recv() {
+                Ok(Control::Record(event)) => setup.append(now, *event),
+                Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                    stopping = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
             }
         }
         if stopping {

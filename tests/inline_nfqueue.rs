@@ -456,3 +456,52 @@ t.close()\""
         .collect();
     assert_eq!(names, ["v10.events.data.microsoft.com"]);
 }
+
+#[test]
+fn a_large_upload_through_an_allowed_flow_is_byte_exact() {
+    let Some(mut lab) = new_lab() else { return };
+    // Jumbo frames: the client's first flight (10 segments) is one 89 KB GSO packet.
+    for (ns, dev) in [
+        (&lab.client, "c0"),
+        (&lab.gateway, "gc"),
+        (&lab.gateway, "gs"),
+        (&lab.server, "s0"),
+    ] {
+        common::sh(&format!("ip -n {ns} link set {dev} mtu 9000"));
+    }
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    let file = lab.dir.path().join("upload.bin");
+    // 8 MiB the client sends right behind its request headers, over jumbo frames.
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let expected = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&data);
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for host in ["www.example.org", "nexus.officeapps.live.com"] {
+        let upload = lab.client(&format!(
+            "curl -s --max-time {} -H 'Expect:' -H 'Host: {host}' --data-binary @{} http://{SERVER_V4}/upload",
+            if host == "www.example.org" { 10 } else { 3 },
+            file.display()
+        ));
+        if host == "www.example.org" {
+            assert_eq!(
+                String::from_utf8_lossy(&upload.stdout).trim(),
+                expected,
+                "upload to an allowed name; curl exit {}; telestrip log:\n{}",
+                code(&upload),
+                lab.log()
+            );
+        } else {
+            assert_eq!(code(&upload), 28, "upload to a telemetry name");
+        }
+    }
+    let log = lab.stop_daemon("TERM");
+    assert!(log.contains(" 0 queue errors"), "{log}");
+}

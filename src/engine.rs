@@ -34,7 +34,7 @@ use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
 use crate::inspect::dns::{self, Message, RecordData};
-use crate::inspect::{http, tls, Name, Scan};
+use crate::inspect::{http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
 use crate::stats::{bump, Counters, FlowCounts, FlowSeries, Layer, Via};
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
@@ -218,7 +218,7 @@ pub struct Worker<'e> {
 enum Seen {
     Name(Name, Via),
     /// A ClientHello with ECH whose outer SNI is only the public facade.
-    EchFacade(Name),
+    EchFacade(Name, Via),
     NoName,
     NeedMore,
     Malformed(Layer),
@@ -352,8 +352,7 @@ impl<'e> Worker<'e> {
             flow: FlowStatus::Pending,
         };
         let Some(tcp) = packet.tcp else {
-            // UDP: nothing to wait for (QUIC Initial inspection is not built yet).
-            return self.decide(flow, None, facts, events);
+            return self.udp_pending(flow, packet, from_client, facts, events);
         };
         note_syn(flow, tcp, from_client);
         if packet.payload.is_empty() {
@@ -408,14 +407,84 @@ impl<'e> Worker<'e> {
                 }
             },
         };
+        self.conclude(flow, seen, facts, events)
+    }
+
+    /// A UDP packet of an undecided flow. A QUIC client's Initial packets are decrypted and
+    /// their CRYPTO frames reassembled (in any order, across datagrams) until the ClientHello
+    /// is complete; any other first packet decides the flow without a name of its own.
+    fn udp_pending(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let pending = Verdict {
+            action: PacketAction::Accept,
+            flow: FlowStatus::Pending,
+        };
+        let quic_started = flow.client_stream.is_some();
+        if !from_client {
+            // The server's Initial may come before the client's hello is complete.
+            return if quic_started {
+                pending
+            } else {
+                self.decide(flow, None, facts, events)
+            };
+        }
+        if !quic_started && quic::client_initial_version(packet.payload).is_none() {
+            return self.decide(flow, None, facts, events);
+        }
+        flow.data_packets = flow.data_packets.saturating_add(1);
+        let stream = flow
+            .client_stream
+            .get_or_insert_with(|| Box::new(StreamBuf::new(0)));
+        let mut over_cap = false;
+        let read = quic::read_client_initials(packet.payload, &mut self.scratch, |offset, data| {
+            let inserted =
+                u32::try_from(offset).map_or(Insert::OverCap, |at| stream.insert(at, data));
+            over_cap |= inserted == Insert::OverCap;
+        });
+        let seen = if over_cap {
+            bump(&self.engine.counters.stream_cap_hits);
+            Seen::NoName
+        } else {
+            match (read, tls::scan_handshake(stream.contiguous())) {
+                // A first packet that does not decrypt is not QUIC as telestrip knows it;
+                // a later one (a retransmission under new keys, junk) is skipped.
+                (Err(_), _) if !quic_started => Seen::Malformed(Layer::Quic),
+                (_, Ok(Scan::Found(hello))) => hello_seen(hello, Via::Quic),
+                (_, Ok(Scan::NeedMore)) => Seen::NeedMore,
+                (_, Ok(Scan::NotThis)) => Seen::NoName,
+                (_, Err(_)) => Seen::Malformed(Layer::Quic),
+            }
+        };
+        self.conclude(flow, seen, facts, events)
+    }
+
+    /// Decides a pending flow from what its first flight showed, or keeps it pending (up to
+    /// the configured number of client packets).
+    fn conclude(
+        &mut self,
+        flow: &mut FlowState,
+        seen: Seen,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let pending = Verdict {
+            action: PacketAction::Accept,
+            flow: FlowStatus::Pending,
+        };
         match seen {
             Seen::Name(name, via) => {
                 self.engine.counters.inspected(via);
                 self.decide(flow, Some((name, via)), facts, events)
             }
-            Seen::EchFacade(name) => {
-                self.engine.counters.inspected(Via::Sni);
-                let verdict = self.decide_by_name(flow, name, Via::Sni, facts, events);
+            Seen::EchFacade(name, via) => {
+                self.engine.counters.inspected(via);
+                let verdict = self.decide_by_name(flow, name, via, facts, events);
                 match verdict {
                     Some(verdict) => verdict,
                     None => self.decide(flow, None, facts, events),
@@ -757,16 +826,19 @@ impl<'e> Worker<'e> {
 }
 
 /// Tries TLS, then HTTP, on the start of a client's stream.
+/// What a ClientHello says of the flow's name.
+fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
+    match hello.sni {
+        Some(sni) if sni.is_address_literal() => Seen::NoName,
+        Some(sni) if hello.ech => Seen::EchFacade(sni, via),
+        Some(sni) => Seen::Name(sni, via),
+        None => Seen::NoName,
+    }
+}
+
 fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
     match tls::scan_client_hello(bytes, scratch) {
-        Ok(Scan::Found(hello)) => {
-            return match hello.sni {
-                Some(sni) if sni.is_address_literal() => Seen::NoName,
-                Some(sni) if hello.ech => Seen::EchFacade(sni),
-                Some(sni) => Seen::Name(sni, Via::Sni),
-                None => Seen::NoName,
-            }
-        }
+        Ok(Scan::Found(hello)) => return hello_seen(hello, Via::Sni),
         Ok(Scan::NeedMore) => return Seen::NeedMore,
         Ok(Scan::NotThis) => {}
         Err(_) => return Seen::Malformed(Layer::Tls),

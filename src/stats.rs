@@ -11,6 +11,8 @@ use crate::rules::Action;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Via {
     Sni,
+    /// The SNI of a QUIC Initial's ClientHello.
+    Quic,
     Http,
     Dns,
     Learned,
@@ -18,11 +20,19 @@ pub enum Via {
 }
 
 impl Via {
-    pub const ALL: [Via; 5] = [Via::Sni, Via::Http, Via::Dns, Via::Learned, Via::Cidr];
+    pub const ALL: [Via; 6] = [
+        Via::Sni,
+        Via::Quic,
+        Via::Http,
+        Via::Dns,
+        Via::Learned,
+        Via::Cidr,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Sni => "sni",
+            Via::Quic => "quic",
             Via::Http => "http",
             Via::Dns => "dns",
             Via::Learned => "learned",
@@ -45,16 +55,18 @@ pub enum Layer {
     Transport,
     Dns,
     Tls,
+    Quic,
     Http,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 6] = [
+    pub const ALL: [Layer; 7] = [
         Layer::Link,
         Layer::Network,
         Layer::Transport,
         Layer::Dns,
         Layer::Tls,
+        Layer::Quic,
         Layer::Http,
     ];
 
@@ -65,6 +77,7 @@ impl Layer {
             Layer::Transport => "transport",
             Layer::Dns => "dns",
             Layer::Tls => "tls",
+            Layer::Quic => "quic",
             Layer::Http => "http",
         }
     }
@@ -79,9 +92,9 @@ pub struct Counters {
     pub packets_not_ip: AtomicU64,
     /// IP fragments, passed without inspection.
     pub packets_fragmented: AtomicU64,
-    pub parse_errors: [AtomicU64; 6],
+    pub parse_errors: [AtomicU64; Layer::ALL.len()],
     /// Flows (or DNS messages) whose name was seen, by how.
-    pub inspected: [AtomicU64; 5],
+    pub inspected: [AtomicU64; Via::ALL.len()],
     pub flows_new: AtomicU64,
     /// Pending flows decided without a name because their first flight outgrew the stream cap.
     pub stream_cap_hits: AtomicU64,

@@ -424,3 +424,53 @@ pub fn audit_start(ruleset: &str, enforce: bool) -> AuditEvent {
         discarded_bytes: 0,
     }
 }
+
+/// A ClientHello as a bare handshake message, as QUIC carries it (no TLS record header).
+pub fn handshake_client_hello(sni: &str, padding: usize) -> Vec<u8> {
+    let records = client_hello_with(&HelloOptions {
+        names: vec![sni.to_string()],
+        padding,
+        ..HelloOptions::default()
+    });
+    records.get(5..).unwrap_or_default().to_vec()
+}
+
+/// The datagrams of a QUIC client's first flight carrying `hello`: its CRYPTO data cut into
+/// frames of at most `frame_size` bytes, `frames_per_packet` frames per Initial packet, one
+/// Initial per datagram, frames within a packet in the order `order` gives (indexes into
+/// the frame list; empty: in order). Each datagram is padded to 1,200 bytes.
+pub fn quic_first_flight(
+    version: u32,
+    hello: &[u8],
+    frame_size: usize,
+    frames_per_packet: usize,
+    order: &[usize],
+) -> Vec<Vec<u8>> {
+    let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    let frames: Vec<Vec<u8>> = hello
+        .chunks(frame_size.max(1))
+        .enumerate()
+        .map(|(i, chunk)| crate::inspect::quic::crypto_frame((i * frame_size.max(1)) as u64, chunk))
+        .collect();
+    let ordered: Vec<&Vec<u8>> = if order.is_empty() {
+        frames.iter().collect()
+    } else {
+        order.iter().filter_map(|&i| frames.get(i)).collect()
+    };
+    ordered
+        .chunks(frames_per_packet.max(1))
+        .enumerate()
+        .map(|(pn, group)| {
+            let payload: Vec<u8> = group.iter().flat_map(|f| f.iter().copied()).collect();
+            crate::inspect::quic::protect_client_initial(
+                version,
+                &dcid,
+                &[1, 2, 3, 4],
+                pn as u32,
+                &payload,
+                1200,
+            )
+            .unwrap_or_default()
+        })
+        .collect()
+}

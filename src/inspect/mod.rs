@@ -1,5 +1,5 @@
 //! Inspect: pure functions from bytes to names. DNS questions and answers, TLS ClientHello
-//! SNI, HTTP/1.x Host.
+//! SNI (over TCP, and in QUIC Initial packets), HTTP/1.x Host.
 //!
 //! Every parser keeps four outcomes apart: a name was found ([`Scan::Found`]), the bytes are
 //! not this protocol ([`Scan::NotThis`]), more bytes are needed ([`Scan::NeedMore`]), or the
@@ -20,6 +20,7 @@
 pub mod dns;
 pub mod http;
 pub mod name;
+pub mod quic;
 mod reader;
 pub mod tls;
 

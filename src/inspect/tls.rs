@@ -32,7 +32,7 @@ pub struct ClientHello {
     pub sni_count: u8,
     /// The encrypted_client_hello extension is present (real or GREASE ECH).
     pub ech: bool,
-    /// Number of TLS records the message was spread over.
+    /// Number of TLS records the message was spread over (0 in QUIC, which has none).
     pub records: u16,
 }
 
@@ -104,6 +104,19 @@ pub fn scan_client_hello(
         if available < length {
             return need_more(stream, scratch);
         }
+    }
+}
+
+/// Scans bare handshake messages (no record layer), as QUIC carries them in CRYPTO frames
+/// (RFC 9001 §4): the ClientHello must be the first message.
+pub fn scan_handshake(bytes: &[u8]) -> Result<Scan<ClientHello>, TlsError> {
+    match bytes.first() {
+        None => Ok(Scan::NeedMore),
+        Some(&kind) if kind != HANDSHAKE_CLIENT_HELLO => Ok(Scan::NotThis),
+        Some(_) => match complete_message(bytes)? {
+            Some(message) => parse_message(message, 0),
+            None => Ok(Scan::NeedMore),
+        },
     }
 }
 

@@ -1,0 +1,468 @@
+//! QUIC Initial packets (RFC 9000 §17.2.2), versions 1 and 2 (RFC 9369): the client's first
+//! flight, protected with keys anyone can derive from the packet's Destination Connection ID
+//! (RFC 9001 §5.2). [`read_client_initials`] removes header protection, decrypts every
+//! Initial packet coalesced in a datagram and hands over the CRYPTO frames (offset and
+//! bytes); the caller reassembles them, in any order and across datagrams, into the TLS
+//! ClientHello ([`super::tls::scan_handshake`]).
+//!
+//! The cryptography is `ring`'s (HKDF, AES-128-GCM, AES header protection); this module
+//! only lays out the labels and bytes. Never panics; every length is checked.
+
+use ring::aead::quic::{HeaderProtectionKey, AES_128};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+use ring::hkdf::{KeyType, Prk, Salt, HKDF_SHA256};
+
+use super::reader::Reader;
+
+pub const VERSION_1: u32 = 0x0000_0001;
+pub const VERSION_2: u32 = 0x6b33_43cf;
+/// Connection IDs are at most 20 bytes in versions 1 and 2 (RFC 9000 §17.2).
+pub const MAX_CID_LEN: usize = 20;
+/// Clients pad datagrams with Initial packets to at least 1,200 bytes (RFC 9000 §14.1);
+/// smaller ones are not a client's first flight.
+pub const MIN_INITIAL_DATAGRAM: usize = 1200;
+
+const SALT_V1: [u8; 20] = [
+    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad,
+    0xcc, 0xbb, 0x7f, 0x0a,
+];
+const SALT_V2: [u8; 20] = [
+    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb,
+    0xf9, 0xbd, 0x2e, 0xd9,
+];
+const TAG_LEN: usize = 16;
+const SAMPLE_LEN: usize = 16;
+
+/// What is wrong with a datagram that looked like a client's QUIC Initial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuicError {
+    #[error("packet ends inside {0}")]
+    Truncated(&'static str),
+    #[error("connection ID longer than 20 bytes")]
+    ConnectionIdTooLong,
+    #[error("Initial packet does not decrypt (not a client Initial, or altered)")]
+    Decrypt,
+    #[error("frame not allowed or malformed in an Initial packet")]
+    BadFrame,
+}
+
+/// The version of a client's Initial packet at the start of `datagram`, or `None` when the
+/// datagram is not one (short header, other packet type, unknown version, too small).
+pub fn client_initial_version(datagram: &[u8]) -> Option<u32> {
+    if datagram.len() < MIN_INITIAL_DATAGRAM {
+        return None;
+    }
+    let mut reader = Reader::new(datagram);
+    let first = reader.u8()?;
+    let version = reader.u32()?;
+    (first & 0x80 != 0 && packet_type(first, version) == Some(PacketType::Initial))
+        .then_some(version)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PacketType {
+    Initial,
+    ZeroRtt,
+    Handshake,
+    Retry,
+}
+
+/// The long-header packet type; the bits mean different types in version 2.
+fn packet_type(first: u8, version: u32) -> Option<PacketType> {
+    let bits = (first >> 4) & 0x3;
+    let types = match version {
+        VERSION_1 => [
+            PacketType::Initial,
+            PacketType::ZeroRtt,
+            PacketType::Handshake,
+            PacketType::Retry,
+        ],
+        VERSION_2 => [
+            PacketType::Retry,
+            PacketType::Initial,
+            PacketType::ZeroRtt,
+            PacketType::Handshake,
+        ],
+        _ => return None,
+    };
+    types.get(usize::from(bits)).copied()
+}
+
+/// A variable-length integer (RFC 9000 §16).
+fn varint(reader: &mut Reader<'_>) -> Option<u64> {
+    let first = reader.u8()?;
+    let extra = (1usize << (first >> 6)) - 1;
+    let mut value = u64::from(first & 0x3f);
+    for _ in 0..extra {
+        value = (value << 8) | u64::from(reader.u8()?);
+    }
+    Some(value)
+}
+
+/// HKDF-Expand-Label output length for ring.
+struct Len(usize);
+
+impl KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-Expand-Label(secret, label, "", len) of TLS 1.3 (RFC 8446 §7.1).
+fn expand_label(secret: &Prk, label: &[u8], out: &mut [u8]) -> Result<(), QuicError> {
+    let length = u16::try_from(out.len()).map_err(|_| QuicError::Decrypt)?;
+    let full_len = u8::try_from(6 + label.len()).map_err(|_| QuicError::Decrypt)?;
+    let length_bytes = length.to_be_bytes();
+    let info: [&[u8]; 5] = [&length_bytes, &[full_len], b"tls13 ", label, &[0]];
+    secret
+        .expand(&info, Len(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .map_err(|_| QuicError::Decrypt)
+}
+
+/// The client's Initial keys for one Destination Connection ID.
+pub struct InitialKeys {
+    aead: LessSafeKey,
+    iv: [u8; 12],
+    header: HeaderProtectionKey,
+}
+
+/// Raw key material, exposed for the RFC test vectors.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyMaterial {
+    pub key: [u8; 16],
+    pub iv: [u8; 12],
+    pub hp: [u8; 16],
+}
+
+/// RFC 9001 §5.2 (labels "quic key", "quic iv", "quic hp") and RFC 9369 §3.3.
+pub fn client_key_material(version: u32, dcid: &[u8]) -> Result<KeyMaterial, QuicError> {
+    let (salt, labels): (&[u8], [&[u8]; 3]) = match version {
+        VERSION_1 => (&SALT_V1, [b"quic key", b"quic iv", b"quic hp"]),
+        VERSION_2 => (&SALT_V2, [b"quicv2 key", b"quicv2 iv", b"quicv2 hp"]),
+        _ => return Err(QuicError::Decrypt),
+    };
+    let initial = Salt::new(HKDF_SHA256, salt).extract(dcid);
+    let mut client_secret = [0u8; 32];
+    expand_label(&initial, b"client in", &mut client_secret)?;
+    let client = Prk::new_less_safe(HKDF_SHA256, &client_secret);
+    let mut material = KeyMaterial {
+        key: [0; 16],
+        iv: [0; 12],
+        hp: [0; 16],
+    };
+    let [key_label, iv_label, hp_label] = labels;
+    expand_label(&client, key_label, &mut material.key)?;
+    expand_label(&client, iv_label, &mut material.iv)?;
+    expand_label(&client, hp_label, &mut material.hp)?;
+    Ok(material)
+}
+
+impl InitialKeys {
+    pub fn client(version: u32, dcid: &[u8]) -> Result<Self, QuicError> {
+        let material = client_key_material(version, dcid)?;
+        let aead = UnboundKey::new(&AES_128_GCM, &material.key).map_err(|_| QuicError::Decrypt)?;
+        let header =
+            HeaderProtectionKey::new(&AES_128, &material.hp).map_err(|_| QuicError::Decrypt)?;
+        Ok(Self {
+            aead: LessSafeKey::new(aead),
+            iv: material.iv,
+            header,
+        })
+    }
+}
+
+/// What one datagram held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Datagram {
+    /// Client Initial packets decrypted.
+    pub initials: u16,
+    /// CRYPTO frames handed over.
+    pub crypto_frames: u16,
+}
+
+/// Decrypts the client Initial packets coalesced in `datagram` and calls `crypto(offset,
+/// bytes)` for each CRYPTO frame, in packet order. Other long-header packets (0-RTT,
+/// Handshake) are skipped; a short-header packet ends the datagram. `scratch` holds one
+/// packet's plaintext at a time.
+pub fn read_client_initials(
+    datagram: &[u8],
+    scratch: &mut Vec<u8>,
+    mut crypto: impl FnMut(u64, &[u8]),
+) -> Result<Datagram, QuicError> {
+    let mut seen = Datagram::default();
+    let mut rest = datagram;
+    while let Some(&first) = rest.first() {
+        if first & 0x80 == 0 {
+            break;
+        }
+        let (packet_len, initial) = packet_bounds(rest)?;
+        let packet = rest
+            .get(..packet_len)
+            .ok_or(QuicError::Truncated("packet"))?;
+        if let Some(initial) = initial {
+            decrypt_initial(packet, &initial, scratch)?;
+            seen.initials = seen.initials.saturating_add(1);
+            seen.crypto_frames = seen
+                .crypto_frames
+                .saturating_add(read_frames(scratch, &mut crypto)?);
+        }
+        rest = rest.get(packet_len..).unwrap_or(&[]);
+    }
+    Ok(seen)
+}
+
+/// Where an Initial's packet number starts, and what its keys derive from.
+struct InitialHeader {
+    version: u32,
+    dcid_start: usize,
+    dcid_len: usize,
+    pn_offset: usize,
+}
+
+/// The length of the long-header packet at the start of `bytes`, and for an Initial its
+/// layout. Retry and Version Negotiation fill the rest of the datagram.
+fn packet_bounds(bytes: &[u8]) -> Result<(usize, Option<InitialHeader>), QuicError> {
+    let mut reader = Reader::new(bytes);
+    let first = reader.u8().ok_or(QuicError::Truncated("header"))?;
+    let version = reader.u32().ok_or(QuicError::Truncated("version"))?;
+    let Some(kind) = packet_type(first, version) else {
+        // Version Negotiation (version 0) or an unknown version: nothing to read.
+        return Ok((bytes.len(), None));
+    };
+    let dcid_len = usize::from(reader.u8().ok_or(QuicError::Truncated("connection ID"))?);
+    if dcid_len > MAX_CID_LEN {
+        return Err(QuicError::ConnectionIdTooLong);
+    }
+    let dcid_start = reader.position();
+    reader
+        .skip(dcid_len)
+        .ok_or(QuicError::Truncated("connection ID"))?;
+    let scid_len = usize::from(reader.u8().ok_or(QuicError::Truncated("connection ID"))?);
+    if scid_len > MAX_CID_LEN {
+        return Err(QuicError::ConnectionIdTooLong);
+    }
+    reader
+        .skip(scid_len)
+        .ok_or(QuicError::Truncated("connection ID"))?;
+    if kind == PacketType::Retry {
+        return Ok((bytes.len(), None));
+    }
+    if kind == PacketType::Initial {
+        let token_len = varint(&mut reader).ok_or(QuicError::Truncated("token"))?;
+        reader
+            .skip(usize::try_from(token_len).map_err(|_| QuicError::Truncated("token"))?)
+            .ok_or(QuicError::Truncated("token"))?;
+    }
+    let length = varint(&mut reader).ok_or(QuicError::Truncated("length"))?;
+    let pn_offset = reader.position();
+    let total = usize::try_from(length)
+        .ok()
+        .and_then(|l| pn_offset.checked_add(l))
+        .filter(|&end| end <= bytes.len())
+        .ok_or(QuicError::Truncated("payload"))?;
+    let initial = (kind == PacketType::Initial).then_some(InitialHeader {
+        version,
+        dcid_start,
+        dcid_len,
+        pn_offset,
+    });
+    Ok((total, initial))
+}
+
+/// Removes header protection and decrypts one Initial packet into `plaintext`.
+fn decrypt_initial(
+    packet: &[u8],
+    header: &InitialHeader,
+    plaintext: &mut Vec<u8>,
+) -> Result<(), QuicError> {
+    let dcid = packet
+        .get(header.dcid_start..header.dcid_start + header.dcid_len)
+        .ok_or(QuicError::Truncated("connection ID"))?;
+    let keys = InitialKeys::client(header.version, dcid)?;
+    let sample_start = header.pn_offset + 4;
+    let sample = packet
+        .get(sample_start..sample_start + SAMPLE_LEN)
+        .ok_or(QuicError::Truncated("header protection sample"))?;
+    let mask = keys
+        .header
+        .new_mask(sample)
+        .map_err(|_| QuicError::Decrypt)?;
+    let [mask0, pn_mask @ ..] = mask;
+    let first = packet.first().ok_or(QuicError::Truncated("header"))? ^ (mask0 & 0x0f);
+    let pn_len = usize::from(first & 0x03) + 1;
+    let header_len = header.pn_offset + pn_len;
+    if packet.len() < header_len + TAG_LEN {
+        return Err(QuicError::Truncated("payload"));
+    }
+    plaintext.clear();
+    plaintext.extend_from_slice(packet);
+    let mut packet_number = 0u64;
+    if let Some(b) = plaintext.first_mut() {
+        *b = first;
+    }
+    for (i, m) in pn_mask.iter().take(pn_len).enumerate() {
+        if let Some(b) = plaintext.get_mut(header.pn_offset + i) {
+            *b ^= m;
+            packet_number = (packet_number << 8) | u64::from(*b);
+        }
+    }
+    let mut nonce = keys.iv;
+    for (n, p) in nonce.iter_mut().skip(4).zip(packet_number.to_be_bytes()) {
+        *n ^= p;
+    }
+    let (aad, payload) = plaintext
+        .split_at_mut_checked(header_len)
+        .ok_or(QuicError::Truncated("payload"))?;
+    let opened = keys
+        .aead
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&*aad),
+            payload,
+        )
+        .map_err(|_| QuicError::Decrypt)?
+        .len();
+    plaintext.copy_within(header_len..header_len + opened, 0);
+    plaintext.truncate(opened);
+    Ok(())
+}
+
+/// Builds a protected client Initial packet (the inverse of [`read_client_initials`]), for
+/// tests, benchmarks and the capture generator: `frames` is the plaintext payload, padded
+/// with PADDING frames so that the packet is `pad_to` bytes long at least.
+pub fn protect_client_initial(
+    version: u32,
+    dcid: &[u8],
+    scid: &[u8],
+    packet_number: u32,
+    frames: &[u8],
+    pad_to: usize,
+) -> Result<Vec<u8>, QuicError> {
+    let keys = InitialKeys::client(version, dcid)?;
+    let type_bits: u8 = if version == VERSION_2 { 0b01 } else { 0b00 };
+    // 4-byte packet numbers, 2-byte length field.
+    let header_len = 1 + 4 + 1 + dcid.len() + 1 + scid.len() + 1 + 2 + 4;
+    let mut payload = frames.to_vec();
+    let wanted = pad_to.saturating_sub(header_len + TAG_LEN);
+    if payload.len() < wanted {
+        payload.resize(wanted, 0);
+    }
+    let length = payload.len() + TAG_LEN + 4;
+    if length > 0x3fff || dcid.len() > MAX_CID_LEN || scid.len() > MAX_CID_LEN {
+        return Err(QuicError::Truncated("payload"));
+    }
+    let mut packet = Vec::with_capacity(header_len + length);
+    packet.push(0xc0 | (type_bits << 4) | 0x03);
+    packet.extend_from_slice(&version.to_be_bytes());
+    packet.push(dcid.len() as u8);
+    packet.extend_from_slice(dcid);
+    packet.push(scid.len() as u8);
+    packet.extend_from_slice(scid);
+    packet.push(0); // no token
+    packet.extend_from_slice(&(0x4000 | length as u16).to_be_bytes());
+    let pn_offset = packet.len();
+    packet.extend_from_slice(&packet_number.to_be_bytes());
+    let mut nonce = keys.iv;
+    for (n, p) in nonce
+        .iter_mut()
+        .skip(4)
+        .zip(u64::from(packet_number).to_be_bytes())
+    {
+        *n ^= p;
+    }
+    let tag = keys
+        .aead
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&packet[..]),
+            &mut payload,
+        )
+        .map_err(|_| QuicError::Decrypt)?;
+    packet.extend_from_slice(&payload);
+    packet.extend_from_slice(tag.as_ref());
+    let sample = packet
+        .get(pn_offset + 4..pn_offset + 4 + SAMPLE_LEN)
+        .ok_or(QuicError::Truncated("header protection sample"))?;
+    let [mask0, pn_mask @ ..] = keys
+        .header
+        .new_mask(sample)
+        .map_err(|_| QuicError::Decrypt)?;
+    if let Some(first) = packet.first_mut() {
+        *first ^= mask0 & 0x0f;
+    }
+    for (i, m) in pn_mask.iter().enumerate() {
+        if let Some(b) = packet.get_mut(pn_offset + i) {
+            *b ^= m;
+        }
+    }
+    Ok(packet)
+}
+
+/// A CRYPTO frame carrying `data` at `offset`.
+pub fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x06];
+    put_varint(&mut frame, offset);
+    put_varint(&mut frame, data.len() as u64);
+    frame.extend_from_slice(data);
+    frame
+}
+
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    if value < 1 << 6 {
+        out.push(value as u8);
+    } else if value < 1 << 14 {
+        out.extend_from_slice(&(0x4000 | value as u16).to_be_bytes());
+    } else if value < 1 << 30 {
+        out.extend_from_slice(&(0x8000_0000 | value as u32).to_be_bytes());
+    } else {
+        out.extend_from_slice(&(0xc000_0000_0000_0000 | value).to_be_bytes());
+    }
+}
+
+/// Walks the frames of a decrypted Initial; returns how many CRYPTO frames it handed over.
+fn read_frames(plaintext: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<u16, QuicError> {
+    let mut reader = Reader::new(plaintext);
+    let mut frames = 0u16;
+    while reader.remaining() > 0 {
+        let kind = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+        match kind {
+            // PADDING, PING
+            0x00 | 0x01 => {}
+            // ACK, ACK with ECN counts
+            0x02 | 0x03 => {
+                let _largest = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let _delay = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let ranges = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let _first = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                for _ in 0..ranges.min(reader.remaining() as u64) {
+                    varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                }
+                if kind == 0x03 {
+                    for _ in 0..3 {
+                        varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    }
+                }
+            }
+            // CRYPTO
+            0x06 => {
+                let offset = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let len = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let data = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| reader.take(len))
+                    .ok_or(QuicError::BadFrame)?;
+                crypto(offset, data);
+                frames = frames.saturating_add(1);
+            }
+            // CONNECTION_CLOSE: the client gives up; nothing more to read.
+            0x1c => break,
+            _ => return Err(QuicError::BadFrame),
+        }
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests;

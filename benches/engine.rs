@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use telestrip::engine::{Engine, EngineConfig};
-use telestrip::inspect::{dns, http, tls};
+use telestrip::inspect::{dns, http, quic, tls};
 use telestrip::rules::{load_sources, LoadedFile, RuleSet, Source};
 use telestrip::testkit::{
     client_hello_with, dns_query, dns_response, http_get, Answer, HelloOptions, Hosts, ACK, SYN,
@@ -108,6 +108,19 @@ fn bench_inspect(c: &mut Criterion) {
     });
     group.bench_function("http_host", |b| {
         b.iter(|| http::scan_request(black_box(&request)))
+    });
+    // One 1,200-byte QUIC v1 Initial: key derivation, header protection, AES-GCM, frames.
+    let hello = telestrip::testkit::handshake_client_hello("v10.events.data.microsoft.com", 0);
+    let initial =
+        telestrip::testkit::quic_first_flight(quic::VERSION_1, &hello, 4096, 1, &[]).remove(0);
+    group.bench_function("quic_initial_decrypt_and_sni", |b| {
+        b.iter(|| {
+            let mut crypto = Vec::new();
+            let _ = quic::read_client_initials(black_box(&initial), &mut scratch, |_, data| {
+                crypto.extend_from_slice(data)
+            });
+            tls::scan_handshake(&crypto)
+        })
     });
     group.finish();
 }

@@ -17,6 +17,13 @@ if ! command -v cc >/dev/null || ! command -v curl >/dev/null || \
     # shellcheck disable=SC2086
     $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi
+# The demo's QUIC server and client (aioquic from PyPI; Debian's own python3 needs pip
+# and --break-system-packages for that).
+if [ "$(id -u)" = 0 ] && ! python3 -c 'import aioquic' 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    python3 -m pip install --quiet aioquic 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages aioquic
+fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     # shellcheck disable=SC1091

@@ -2,7 +2,7 @@
 # Runs the whole telestrip test suite. As root (CI) it first installs what the tests use on
 # a fresh Debian machine: the Rust toolchain if missing, and the real clients and servers of
 # the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium,
-# prometheus with promtool).
+# prometheus with promtool), and aioquic from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,13 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus >/dev/null
+    # The QUIC server and client of the fixtures and namespace tests.
+    # Debian's own python3 needs python3-pip and --break-system-packages for that.
+    if ! python3 -c 'import aioquic' 2>/dev/null; then
+        python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+        python3 -m pip install --quiet aioquic 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages aioquic
+    fi
 fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -45,14 +45,23 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         };
         format!("curl -sk --max-time 3 {extra} --resolve {name}:443:{host} https://{name}/")
     };
+    let quic_py = lab.dir.path().join("quic.py");
+    let quic = |name: &str| {
+        format!(
+            "python3 {} get {name} {SERVER_V4} --timeout 2",
+            quic_py.display()
+        )
+    };
     let steps = [
         Step { what: "HTTPS (TLS 1.3) to v10.events.data.microsoft.com".into(), command: curl("v10.events.data.microsoft.com", SERVER_V4, "--tlsv1.3"), telemetry: true },
         Step { what: "HTTPS (TLS 1.2) to watson.telemetry.microsoft.com".into(), command: curl("watson.telemetry.microsoft.com", SERVER_V4, "--tlsv1.2 --tls-max 1.2"), telemetry: true },
         Step { what: "HTTPS over IPv6 to v10c.events.data.microsoft.com".into(), command: curl("v10c.events.data.microsoft.com", SERVER_V6, ""), telemetry: true },
         Step { what: "HTTP to nexus.officeapps.live.com".into(), command: format!("curl -s --max-time 3 -H 'Host: nexus.officeapps.live.com' http://{SERVER_V4}/"), telemetry: true },
+        Step { what: "HTTP/3 (QUIC) to v10.events.data.microsoft.com".into(), command: quic("v10.events.data.microsoft.com"), telemetry: true },
         Step { what: "DNS query for v10.events.data.microsoft.com".into(), command: format!("dig +time=2 +tries=1 +short @{SERVER_V4} v10.events.data.microsoft.com | grep -qx {SERVER_V4}"), telemetry: true },
         Step { what: "HTTPS (TLS 1.3) to www.example.org".into(), command: curl("www.example.org", SERVER_V4, "--tlsv1.3"), telemetry: false },
         Step { what: "HTTPS to learn.microsoft.com (an explicit allow rule)".into(), command: curl("learn.microsoft.com", SERVER_V4, ""), telemetry: false },
+        Step { what: "HTTP/3 (QUIC) to www.example.org".into(), command: quic("www.example.org"), telemetry: false },
         Step { what: "HTTPS over IPv6 to www.example.org".into(), command: curl("www.example.org", SERVER_V6, ""), telemetry: false },
         Step { what: "DNS query for www.example.org".into(), command: format!("dig +time=2 +tries=1 +short @{SERVER_V4} www.example.org | grep -qx {SERVER_V4}"), telemetry: false },
     ];

@@ -36,7 +36,10 @@ use crate::flow::{FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf}
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
-use crate::stats::{bump, Counters, FlowCounts, FlowSeries, Layer, Via};
+use crate::stats::{bump, Bypass, Counters, FlowCounts, FlowSeries, Layer, Via};
+
+/// Rule category of DNS-over-HTTPS/TLS/QUIC resolver endpoints (counted as a bypass).
+pub const DOH_CATEGORY: &str = "doh";
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// What to do with one packet.
@@ -484,6 +487,7 @@ impl<'e> Worker<'e> {
             }
             Seen::EchFacade(name, via) => {
                 self.engine.counters.inspected(via);
+                self.engine.counters.bypass(Bypass::Ech);
                 let verdict = self.decide_by_name(flow, name, via, facts, events);
                 match verdict {
                     Some(verdict) => verdict,
@@ -590,6 +594,17 @@ impl<'e> Worker<'e> {
         let applied = self.applied(rule.action);
         if let Some(hits) = self.hits.get(hit.rule as usize) {
             bump(hits);
+        }
+        if rule.action.blocks() {
+            let counters = &self.engine.counters;
+            match via {
+                Via::Quic => counters.bypass(Bypass::Quic),
+                Via::Learned => counters.bypass(Bypass::LearnedAddress),
+                _ => {}
+            }
+            if rule.category.as_deref() == Some(DOH_CATEGORY) {
+                counters.bypass(Bypass::Doh);
+            }
         }
         events.push(FlowEvent {
             time: facts.time,
@@ -738,6 +753,11 @@ impl<'e> Worker<'e> {
             return self.action_of(Some(hit));
         }
         flow.last_dns_event = tag;
+        if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
+            && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
+        {
+            self.engine.counters.bypass(Bypass::Svcb);
+        }
         self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
     }
 
@@ -778,6 +798,16 @@ impl<'e> Worker<'e> {
                         self.engine
                             .learned
                             .learn(IpAddr::V6(v6), name.as_str(), record.ttl, now);
+                    }
+                }
+                // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup.
+                RecordData::Svcb(hints) => {
+                    if let Some(name) = &attributed {
+                        for addr in hints.addresses() {
+                            self.engine
+                                .learned
+                                .learn(addr, name.as_str(), record.ttl, now);
+                        }
                     }
                 }
                 _ => {}

@@ -17,6 +17,8 @@ pub const BODY: &str = "telestrip test server\n";
 
 /// The test servers, embedded so the demo works from the binary alone.
 const SERVERS_PY: &str = include_str!("../tests/fixtures/servers.py");
+/// The QUIC (HTTP/3) server and client, embedded likewise.
+const QUIC_PY: &str = include_str!("../tests/fixtures/quic.py");
 /// The firewall script of deploy/, embedded for the same reason.
 const IPTABLES_SH: &str = include_str!("../deploy/iptables.sh");
 
@@ -45,7 +47,13 @@ pub fn missing() -> Option<String> {
         .filter(|(tool, _)| !installed(tool))
         .collect();
     if absent.is_empty() {
-        return None;
+        let aioquic = Command::new("python3")
+            .args(["-c", "import aioquic"])
+            .status()
+            .is_ok_and(|s| s.success());
+        return (!aioquic).then(|| {
+            "aioquic (the QUIC server) is not installed; pip install aioquic".to_string()
+        });
     }
     let mut packages: Vec<&str> = absent.iter().map(|(_, p)| *p).collect();
     packages.dedup();
@@ -119,11 +127,12 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Starts the HTTPS/HTTP servers and dnsmasq (which answers v10.events.data.microsoft.com
+    /// Starts the HTTPS/HTTP servers, the QUIC server (UDP 443) and dnsmasq (which answers v10.events.data.microsoft.com
     /// and www.example.org with the server's address) and waits until they answer.
     pub fn start_servers(&mut self) -> Result<(), String> {
         let dir = self.dir.path().to_path_buf();
         std::fs::write(dir.join("servers.py"), SERVERS_PY).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("quic.py"), QUIC_PY).map_err(|e| e.to_string())?;
         sh(&format!(
             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=telestrip-lab -keyout {0}/key.pem -out {0}/cert.pem 2>/dev/null",
             dir.display()
@@ -136,6 +145,14 @@ impl Lab {
             ),
         )?;
         self.children.push(web);
+        let quic = self.spawn_in(
+            &self.server.clone(),
+            &format!(
+                "python3 {0}/quic.py serve --cert {0}/cert.pem --key {0}/key.pem --seconds 600",
+                dir.display()
+            ),
+        )?;
+        self.children.push(quic);
         let dns = self.spawn_in(&self.server.clone(), &format!(
             "dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address={SERVER_V4} --listen-address={SERVER_V6} \
              --address=/v10.events.data.microsoft.com/{SERVER_V4} --address=/v10.events.data.microsoft.com/{SERVER_V6} \
@@ -151,7 +168,8 @@ impl Lab {
             lab.client_ok(&format!(
                 "dig +time=1 +tries=1 +short @{SERVER_V4} www.example.org | grep -q ."
             ))
-        })
+        })?;
+        self.wait_for(|lab| lab.quic("www.example.org", SERVER_V4, "").status.success())
     }
 
     /// Installs the firewall rules of deploy/iptables.sh on the gateway and starts
@@ -289,6 +307,15 @@ impl Lab {
         };
         self.client(&format!(
             "curl -sk --max-time 3 {extra} --resolve {name}:443:{host} https://{name}/"
+        ))
+    }
+
+    /// An HTTP/3 GET of `name` at `addr` with aioquic (`quic.py get`, no DNS involved):
+    /// exit 0 with the body, or 28 when the connection did not complete in 2 s.
+    pub fn quic(&self, name: &str, addr: &str, extra: &str) -> Output {
+        self.client(&format!(
+            "python3 {}/quic.py get {name} {addr} --timeout 2 {extra}",
+            self.dir.path().display()
         ))
     }
 

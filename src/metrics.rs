@@ -18,7 +18,7 @@ use crate::audit::AuditStats;
 use crate::engine::Engine;
 use crate::rules::RuleSet;
 use crate::source::nfqueue::{KernelQueue, QueueStats};
-use crate::stats::{Layer, Via};
+use crate::stats::{Bypass, Layer, Via};
 
 /// Buckets of the verdict latency histogram, in seconds: NFQUEUE round trips are tens of
 /// microseconds, a stuck thread shows up in the last buckets.
@@ -44,6 +44,7 @@ pub struct Metrics {
     parse_errors: IntCounterVec,
     undecided: IntCounterVec,
     dns_messages: IntCounter,
+    bypass: IntCounterVec,
     flow_table_entries: IntGauge,
     flow_table_capacity: IntGauge,
     flow_table_evictions: IntCounter,
@@ -142,6 +143,11 @@ impl Metrics {
                 &["reason"],
             )?,
             dns_messages: counter("telestrip_dns_messages_total", "DNS messages inspected.")?,
+            bypass: counter_vec(
+                "telestrip_bypass_attempts_total",
+                "Attempts to get around name-based filtering, by kind: telemetry over QUIC, ClientHellos with ECH, DoH resolvers, SVCB/HTTPS queries for blocked names, blocked flows known only by a learned address.",
+                &["kind"],
+            )?,
             flow_table_entries: gauge_of(
                 "telestrip_flow_table_entries",
                 "Flows tracked now.",
@@ -325,6 +331,12 @@ impl Metrics {
             follow(&self.undecided.with_label_values(&[reason]), value);
         }
         follow(&self.dns_messages, load(&c.dns_messages));
+        for kind in Bypass::ALL {
+            follow(
+                &self.bypass.with_label_values(&[kind.as_str()]),
+                c.bypass_of(kind),
+            );
+        }
         for (series, count) in engine.flow_counts.snapshot() {
             let labels = [&*series.vendor, &*series.rule, series.action.as_str()];
             follow(&self.flows.with_label_values(&labels), count);

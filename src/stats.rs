@@ -47,6 +47,43 @@ impl std::fmt::Display for Via {
     }
 }
 
+/// Ways around a name-based filter that telestrip sees and counts, so a dashboard shows
+/// attempts to get around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bypass {
+    /// Telemetry over QUIC instead of TCP (a blocking rule matched a QUIC Initial).
+    Quic,
+    /// A ClientHello with an encrypted_client_hello extension (real or GREASE): its SNI
+    /// is only the public name.
+    Ech,
+    /// A flow to a DNS-over-HTTPS/TLS/QUIC resolver (a blocking rule of category `doh`).
+    Doh,
+    /// An SVCB/HTTPS query for a blocked name (address hints and ECH keys).
+    Svcb,
+    /// A flow without a name of its own blocked through an address learned from DNS.
+    LearnedAddress,
+}
+
+impl Bypass {
+    pub const ALL: [Bypass; 5] = [
+        Bypass::Quic,
+        Bypass::Ech,
+        Bypass::Doh,
+        Bypass::Svcb,
+        Bypass::LearnedAddress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bypass::Quic => "quic",
+            Bypass::Ech => "ech",
+            Bypass::Doh => "doh",
+            Bypass::Svcb => "svcb",
+            Bypass::LearnedAddress => "learned_address",
+        }
+    }
+}
+
 /// Layers whose parse errors are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
@@ -101,6 +138,7 @@ pub struct Counters {
     /// Pending flows decided without a name after too many client packets.
     pub pending_limit_hits: AtomicU64,
     pub dns_messages: AtomicU64,
+    pub bypass: [AtomicU64; Bypass::ALL.len()],
 }
 
 impl Counters {
@@ -114,6 +152,18 @@ impl Counters {
         if let Some(counter) = self.inspected.get(via as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn bypass(&self, kind: Bypass) {
+        if let Some(counter) = self.bypass.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn bypass_of(&self, kind: Bypass) -> u64 {
+        self.bypass
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn parse_errors_of(&self, layer: Layer) -> u64 {

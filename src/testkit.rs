@@ -243,6 +243,8 @@ pub enum Answer {
     A(&'static str, [u8; 4]),
     Aaaa(&'static str, [u8; 16]),
     Cname(&'static str, &'static str),
+    /// An HTTPS record (priority 1, target ".") with ipv4hint, ipv6hint and, if set, ech.
+    Https(&'static str, [u8; 4], [u8; 16], bool),
 }
 
 /// A response to `name` with the given answers (owner names compressed when they equal
@@ -264,6 +266,19 @@ pub fn dns_response(id: u16, name: &str, qtype: u16, answers: &[Answer]) -> Vec<
                 let mut rdata = Vec::new();
                 push_name(&mut rdata, target);
                 (owner, 5, rdata)
+            }
+            Answer::Https(owner, v4, v6, ech) => {
+                // Priority 1, target "."; alpn h3,h2 (key 1), then the hints.
+                let mut rdata = vec![0, 1, 0];
+                rdata.extend_from_slice(&[0, 1, 0, 6, 2, b'h', b'3', 2, b'h', b'2']);
+                rdata.extend_from_slice(&[0, 4, 0, 4]);
+                rdata.extend_from_slice(v4);
+                if *ech {
+                    rdata.extend_from_slice(&[0, 5, 0, 3, 0xfe, 0x0d, 0x00]);
+                }
+                rdata.extend_from_slice(&[0, 6, 0, 16]);
+                rdata.extend_from_slice(v6);
+                (owner, 65, rdata)
             }
         };
         if owner.eq_ignore_ascii_case(name) {

@@ -28,10 +28,15 @@ fn demo_blocks_telemetry_and_passes_the_rest() {
     );
     assert_eq!(
         text.matches("BLOCKED  (as it should be)").count(),
-        5,
+        6,
         "{text}"
     );
-    assert_eq!(text.matches("passed   (as it should)").count(), 4, "{text}");
+    assert_eq!(text.matches("passed   (as it should)").count(), 5, "{text}");
+    assert!(
+        text.contains("via quic rule ms-windows-diagtrack"),
+        "{text}"
+    );
+    assert!(text.contains("Audit chain: VERIFIED"), "{text}");
     assert!(text.contains("rule ms-windows-diagtrack"), "{text}");
     assert!(text.contains("Counters: "), "{text}");
     let after = Command::new("ip")

@@ -505,3 +505,34 @@ fn a_large_upload_through_an_allowed_flow_is_byte_exact() {
     let log = lab.stop_daemon("TERM");
     assert!(log.contains(" 0 queue errors"), "{log}");
 }
+
+#[test]
+fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    for (addr, extra) in [
+        (SERVER_V4, "--version 1"),
+        (SERVER_V4, "--version 2"),
+        (SERVER_V4, "--large-hello"),
+        (SERVER_V6, "--version 2 --large-hello"),
+    ] {
+        let allowed = lab.quic("www.example.org", addr, extra);
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout),
+            BODY,
+            "QUIC to an allowed name via {addr} {extra}: {}",
+            String::from_utf8_lossy(&allowed.stderr)
+        );
+        let blocked = lab.quic("v10.events.data.microsoft.com", addr, extra);
+        assert_eq!(code(&blocked), 28, "QUIC telemetry via {addr} {extra}");
+    }
+    let quic_events: Vec<_> = lab
+        .events()
+        .into_iter()
+        .filter(|e| e["via"] == "quic")
+        .collect();
+    assert_eq!(quic_events.len(), 4, "{quic_events:?}");
+    assert!(quic_events
+        .iter()
+        .all(|e| e["name"] == "v10.events.data.microsoft.com" && e["applied"] == "drop"));
+}

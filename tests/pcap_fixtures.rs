@@ -136,3 +136,36 @@ fn csv_and_table_carry_the_same_flows() {
     assert!(table.contains("Summary by vendor and rule:"));
     assert!(table.contains("ms-edge-diagnostics"));
 }
+
+/// Client datagrams to UDP port `port` that left their flow pending (the ClientHello was not
+/// complete yet), through the library's engine with the bundled rules.
+fn pending_quic_datagrams(fixture: &str, port: u16) -> usize {
+    use telestrip::engine::{Engine, EngineConfig, FlowStatus};
+    let (_, rules) = telestrip::cli::load_rules(None).unwrap();
+    let engine = Engine::new(rules, EngineConfig::default());
+    let mut worker = engine.worker();
+    let mut events = Vec::new();
+    let path = fixtures().join(format!("{fixture}.pcap"));
+    let mut reader = telestrip::source::pcap::CaptureReader::open(&path).unwrap();
+    let mut pending = 0;
+    while let Some(frame) = reader.next_frame() {
+        let frame = frame.unwrap();
+        let verdict = worker.process(frame.link, frame.data, frame.time, &mut events);
+        let packet = telestrip::wire::parse(frame.link, frame.data).unwrap();
+        if packet.protocol == telestrip::wire::Protocol::Udp
+            && packet.dst_port == port
+            && verdict.flow == FlowStatus::Pending
+        {
+            pending += 1;
+        }
+    }
+    pending
+}
+
+#[test]
+fn large_quic_hellos_from_real_clients_span_two_datagrams() {
+    // Chromium's post-quantum ClientHello, in both of its connection attempts.
+    assert_eq!(pending_quic_datagrams("chromium-quic", 443), 2);
+    // aioquic's padded ClientHello over IPv4 and IPv6; its ordinary ones fit one datagram.
+    assert_eq!(pending_quic_datagrams("quic-aioquic", 443), 2);
+}

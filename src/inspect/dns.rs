@@ -60,7 +60,76 @@ pub enum RecordData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(Name),
+    /// An SVCB or HTTPS record: its address hints and whether it offers ECH.
+    Svcb(SvcbHints),
     Other(u16),
+}
+
+/// Address hints kept per SVCB/HTTPS record; more are ignored (real records have 1-4).
+pub const MAX_HINTS: usize = 4;
+
+/// What telestrip reads from SVCB/HTTPS record data (RFC 9460 §2.2, §7.3): the ipv4hint and
+/// ipv6hint addresses a client may connect to without an A/AAAA lookup, and whether the
+/// record carries an `ech` parameter (keys for encrypted ClientHellos).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SvcbHints {
+    pub v4: [Option<Ipv4Addr>; MAX_HINTS],
+    pub v6: [Option<Ipv6Addr>; MAX_HINTS],
+    pub ech: bool,
+}
+
+impl SvcbHints {
+    /// Every hinted address.
+    pub fn addresses(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        self.v4
+            .iter()
+            .flatten()
+            .map(|a| std::net::IpAddr::V4(*a))
+            .chain(self.v6.iter().flatten().map(|a| std::net::IpAddr::V6(*a)))
+    }
+}
+
+const SVC_PARAM_ECH: u16 = 5;
+const SVC_PARAM_IPV4HINT: u16 = 4;
+const SVC_PARAM_IPV6HINT: u16 = 6;
+
+/// Reads SVCB/HTTPS record data: priority, an uncompressed target name, then parameters.
+fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
+    let bad = DnsError::BadRecordData;
+    let mut reader = Reader::new(rdata);
+    reader.skip(2).ok_or(bad)?;
+    // TargetName: labels without compression (RFC 9460 §2.2).
+    loop {
+        let len = reader.u8().ok_or(bad)?;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return Err(bad);
+        }
+        reader.skip(usize::from(len)).ok_or(bad)?;
+    }
+    let mut hints = SvcbHints::default();
+    while reader.remaining() > 0 {
+        let key = reader.u16().ok_or(bad)?;
+        let value = reader.vec16().ok_or(bad)?;
+        let bytes = value.rest();
+        match key {
+            SVC_PARAM_IPV4HINT => {
+                for (slot, chunk) in hints.v4.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *slot = <[u8; 4]>::try_from(chunk).ok().map(Ipv4Addr::from);
+                }
+            }
+            SVC_PARAM_IPV6HINT => {
+                for (slot, chunk) in hints.v6.iter_mut().zip(bytes.chunks_exact(16)) {
+                    *slot = <[u8; 16]>::try_from(chunk).ok().map(Ipv6Addr::from);
+                }
+            }
+            SVC_PARAM_ECH => hints.ech = true,
+            _ => {}
+        }
+    }
+    Ok(hints)
 }
 
 /// One answer record.
@@ -216,6 +285,7 @@ impl Records<'_> {
                 let mut target = Reader::at(self.bytes, rdata_start);
                 RecordData::Cname(read_name(self.bytes, &mut target)?)
             }
+            TYPE_SVCB | TYPE_HTTPS => RecordData::Svcb(read_svcb(rdata)?),
             other => RecordData::Other(other),
         };
         Ok(Record { name, ttl, data })

@@ -67,4 +67,9 @@ impl<'a> Reader<'a> {
         let len = usize::from(self.u16()?);
         self.take(len).map(Reader::new)
     }
+
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or(&[])
+    }
 }

@@ -218,7 +218,7 @@ fn rules_check_reports_counts_and_failing_tests() {
     let ok = telestrip(&["rules", "check"]);
     assert_eq!(ok.status.code(), Some(0));
     let out = text(&ok.stdout);
-    assert!(out.contains("1 files, 15 rules"), "{out}");
+    assert!(out.contains("2 files, 18 rules"), "{out}");
     assert!(out.contains("0 failed"), "{out}");
 
     let dir = tempfile::tempdir().unwrap();

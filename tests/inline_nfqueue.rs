@@ -536,3 +536,22 @@ fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
         .iter()
         .all(|e| e["name"] == "v10.events.data.microsoft.com" && e["applied"] == "drop"));
 }
+
+#[test]
+fn firefox_doh_canary_gets_nxdomain_from_the_gateway() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    // dnsmasq, forwarding nothing, answers REFUSED; the gateway's NXDOMAIN comes first and
+    // tells Firefox that the network wants no DoH.
+    let canary = lab.client(&format!(
+        "dig +time=2 +tries=1 @{SERVER_V4} use-application-dns.net A | grep -c 'status: NXDOMAIN'"
+    ));
+    assert_eq!(String::from_utf8_lossy(&canary.stdout).trim(), "1");
+    let events = lab.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["rule"] == "doh-firefox-canary" && e["applied"] == "reject"),
+        "{events:?}"
+    );
+}

@@ -102,10 +102,13 @@ impl std::error::Error for RuleErrors {}
 
 /// The rule files shipped inside the binary (the `rules/` directory at build time).
 pub fn bundled_sources() -> Vec<Source> {
-    [(
-        "rules/microsoft.yaml",
-        include_str!("../../rules/microsoft.yaml"),
-    )]
+    [
+        ("rules/doh.yaml", include_str!("../../rules/doh.yaml")),
+        (
+            "rules/microsoft.yaml",
+            include_str!("../../rules/microsoft.yaml"),
+        ),
+    ]
     .into_iter()
     .map(|(name, text)| Source {
         name: name.to_string(),

@@ -56,6 +56,8 @@ impl Status {
         let day_ago = history.at(now_s.saturating_sub(86_400));
         let vendors = current
             .iter()
+            // Vendors whose rules never matched since the start are no news.
+            .filter(|(_, now)| now.blocked + now.logged > 0)
             .map(|(vendor, now)| {
                 let then = |at: &BTreeMap<String, super::Tally>| {
                     at.get(vendor).copied().unwrap_or_default()

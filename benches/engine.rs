@@ -71,6 +71,7 @@ fn bench_inspect(c: &mut Criterion) {
         padding: 1500,
         record_size: 1000,
         ech: true,
+        ech_config_id: 0,
     });
     let query = dns_query(1, "v10.events.data.microsoft.com", 1);
     let response = dns_response(

@@ -90,6 +90,9 @@ pub struct Config {
     /// The tamper-evident audit log; absent: matched flows only go to stdout.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Flows with real ECH (hidden true name): allow, log or drop.
+    #[serde(default)]
+    pub ech: crate::engine::EchPolicy,
 }
 
 /// The `audit:` section.
@@ -233,6 +236,15 @@ mod tests {
         assert!(
             error.contains(":3:3") && error.contains("unknown field"),
             "{error}"
+        );
+        let error = parse("ech: block\n").unwrap_err();
+        assert!(
+            error.contains("c.yaml:1:6") && error.contains("allow"),
+            "{error}"
+        );
+        assert_eq!(
+            parse("ech: drop\n").unwrap().ech,
+            crate::engine::EchPolicy::Drop
         );
         let error = parse("audit:\n  path: /tmp/a\n  heartbeat_seconds: 0\n").unwrap_err();
         assert!(error.contains("heartbeat_seconds"), "{error}");

@@ -32,7 +32,10 @@ use arc_swap::ArcSwap;
 
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
-use crate::flow::{FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
+use crate::flow::{EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
+
+/// ECH configurations remembered from HTTPS records.
+const ECH_CONFIGS_KEPT: usize = 65_536;
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
@@ -122,7 +125,27 @@ pub struct EngineConfig {
     pub max_learned: usize,
     /// Client data packets inspected before a flow with no name is decided without one.
     pub max_pending_packets: u16,
+    /// What to do with flows that use real ECH (their true name is encrypted).
+    pub ech_policy: EchPolicy,
 }
+
+/// Policy for flows with real ECH (an ECH extension whose config_id the server announced
+/// in DNS for the outer name): the name inside is hidden, only the public name shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EchPolicy {
+    /// Judge the flow by its public name, learned address and CIDR rules only.
+    #[default]
+    Allow,
+    /// The same, and record every such flow (rule `ech-policy`, vendor `telestrip`).
+    Log,
+    /// Block such flows: clients fall back to a ClientHello without ECH.
+    Drop,
+}
+
+/// Rule id and vendor under which the ECH policy records flows.
+pub const ECH_POLICY_RULE: &str = "ech-policy";
+pub const ECH_POLICY_VENDOR: &str = "telestrip";
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -132,6 +155,7 @@ impl Default for EngineConfig {
             timeouts: Timeouts::default(),
             max_learned: 262_144,
             max_pending_packets: 16,
+            ech_policy: EchPolicy::Allow,
         }
     }
 }
@@ -144,8 +168,13 @@ pub struct Engine {
     config: EngineConfig,
     flows: FlowTable,
     learned: LearnedNames,
+    ech_configs: EchConfigs,
     pub counters: Counters,
     pub flow_counts: FlowCounts,
+    /// Flows recorded by the ECH policy, and the names its events carry.
+    ech_policy_hits: Arc<AtomicU64>,
+    ech_rule: Arc<str>,
+    ech_vendor: Arc<str>,
 }
 
 /// The installed ruleset with the flow counter of each of its rules, swapped as one.
@@ -159,11 +188,22 @@ impl Engine {
     pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
         let flow_counts = FlowCounts::default();
         let active = Active::new(rules, &flow_counts, config.enforce);
+        let ech_rule: Arc<str> = ECH_POLICY_RULE.into();
+        let ech_vendor: Arc<str> = ECH_POLICY_VENDOR.into();
+        let ech_policy_hits = flow_counts.handle(FlowSeries {
+            vendor: Arc::clone(&ech_vendor),
+            rule: Arc::clone(&ech_rule),
+            action: applied_action(config.ech_policy.action(), config.enforce),
+        });
         Self {
             active: ArcSwap::from_pointee(active),
             generation: AtomicU64::new(0),
             flows: FlowTable::new(config.max_flows, config.timeouts),
             learned: LearnedNames::new(config.max_learned),
+            ech_configs: EchConfigs::new(ECH_CONFIGS_KEPT),
+            ech_policy_hits,
+            ech_rule,
+            ech_vendor,
             config,
             counters: Counters::default(),
             flow_counts,
@@ -221,7 +261,7 @@ pub struct Worker<'e> {
 enum Seen {
     Name(Name, Via),
     /// A ClientHello with ECH whose outer SNI is only the public facade.
-    EchFacade(Name, Via),
+    EchFacade(Name, Via, Option<u8>),
     NoName,
     NeedMore,
     Malformed(Layer),
@@ -485,13 +525,47 @@ impl<'e> Worker<'e> {
                 self.engine.counters.inspected(via);
                 self.decide(flow, Some((name, via)), facts, events)
             }
-            Seen::EchFacade(name, via) => {
-                self.engine.counters.inspected(via);
-                self.engine.counters.bypass(Bypass::Ech);
-                let verdict = self.decide_by_name(flow, name, via, facts, events);
-                match verdict {
-                    Some(verdict) => verdict,
-                    None => self.decide(flow, None, facts, events),
+            Seen::EchFacade(name, via, config_id) => {
+                let counters = &self.engine.counters;
+                counters.inspected(via);
+                let real = config_id.is_some_and(|id| {
+                    self.engine
+                        .ech_configs
+                        .contains(name_tag(&name), id, facts.now)
+                });
+                if real {
+                    counters.bypass(Bypass::Ech);
+                    bump(&counters.ech_real);
+                } else {
+                    bump(&counters.ech_grease);
+                }
+                if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+                    return verdict;
+                }
+                match self.engine.config.ech_policy {
+                    EchPolicy::Drop if real => {
+                        let applied = self.applied(Action::Drop);
+                        self.record_ech_policy(name, via, facts, applied, events);
+                        let verdict = action_for(applied);
+                        flow.phase = Phase::Decided(Decision {
+                            verdict,
+                            rule: None,
+                        });
+                        flow.release_streams();
+                        Verdict {
+                            action: verdict,
+                            flow: FlowStatus::Decided,
+                        }
+                    }
+                    EchPolicy::Log if real => {
+                        let recorded = events.len();
+                        let verdict = self.decide(flow, None, facts, events);
+                        if events.len() == recorded && verdict.action == PacketAction::Accept {
+                            self.record_ech_policy(name, via, facts, Action::Log, events);
+                        }
+                        verdict
+                    }
+                    _ => self.decide(flow, None, facts, events),
                 }
             }
             Seen::NoName => self.decide(flow, None, facts, events),
@@ -621,6 +695,32 @@ impl<'e> Worker<'e> {
             applied,
         });
         action_for(applied)
+    }
+
+    /// Records a flow with real ECH that the ECH policy logs or blocks.
+    fn record_ech_policy(
+        &self,
+        name: Name,
+        via: Via,
+        facts: Facts,
+        applied: Action,
+        events: &mut Vec<FlowEvent>,
+    ) {
+        bump(&self.engine.ech_policy_hits);
+        events.push(FlowEvent {
+            time: facts.time,
+            client: facts.client,
+            client_port: facts.client_port,
+            server: facts.server,
+            server_port: facts.server_port,
+            protocol: facts.protocol,
+            name: Some(name.as_str().to_string()),
+            via,
+            rule: Arc::clone(&self.engine.ech_rule),
+            vendor: Arc::clone(&self.engine.ech_vendor),
+            action: self.engine.config.ech_policy.action(),
+            applied,
+        });
     }
 
     /// What is done for a rule's action: the action itself, or `log` in dry run.
@@ -800,8 +900,17 @@ impl<'e> Worker<'e> {
                             .learn(IpAddr::V6(v6), name.as_str(), record.ttl, now);
                     }
                 }
-                // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup.
+                // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup;
+                // the ECH configuration of every name is kept to recognise real ECH.
                 RecordData::Svcb(hints) => {
+                    if let Some((config_id, public_name)) = hints.ech_config {
+                        self.engine.ech_configs.learn(
+                            name_tag(&public_name),
+                            config_id,
+                            record.ttl,
+                            now,
+                        );
+                    }
                     if let Some(name) = &attributed {
                         for addr in hints.addresses() {
                             self.engine
@@ -860,7 +969,7 @@ impl<'e> Worker<'e> {
 fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     match hello.sni {
         Some(sni) if sni.is_address_literal() => Seen::NoName,
-        Some(sni) if hello.ech => Seen::EchFacade(sni, via),
+        Some(sni) if hello.ech => Seen::EchFacade(sni, via, hello.ech_config_id),
         Some(sni) => Seen::Name(sni, via),
         None => Seen::NoName,
     }
@@ -1003,6 +1112,17 @@ impl Active {
         Self {
             rules: Arc::new(rules),
             hits,
+        }
+    }
+}
+
+impl EchPolicy {
+    /// The action the policy stands for in events and counters.
+    pub fn action(self) -> Action {
+        match self {
+            EchPolicy::Allow => Action::Allow,
+            EchPolicy::Log => Action::Log,
+            EchPolicy::Drop => Action::Drop,
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct Metrics {
     undecided: IntCounterVec,
     dns_messages: IntCounter,
     bypass: IntCounterVec,
+    ech: IntCounterVec,
     flow_table_entries: IntGauge,
     flow_table_capacity: IntGauge,
     flow_table_evictions: IntCounter,
@@ -143,6 +144,11 @@ impl Metrics {
                 &["reason"],
             )?,
             dns_messages: counter("telestrip_dns_messages_total", "DNS messages inspected.")?,
+            ech: counter_vec(
+                "telestrip_ech_flows_total",
+                "ClientHellos with an ECH extension: real (a config the server announced in DNS) or GREASE (browsers send it on every connection).",
+                &["kind"],
+            )?,
             bypass: counter_vec(
                 "telestrip_bypass_attempts_total",
                 "Attempts to get around name-based filtering, by kind: telemetry over QUIC, ClientHellos with ECH, DoH resolvers, SVCB/HTTPS queries for blocked names, blocked flows known only by a learned address.",
@@ -331,6 +337,11 @@ impl Metrics {
             follow(&self.undecided.with_label_values(&[reason]), value);
         }
         follow(&self.dns_messages, load(&c.dns_messages));
+        follow(&self.ech.with_label_values(&["real"]), load(&c.ech_real));
+        follow(
+            &self.ech.with_label_values(&["grease"]),
+            load(&c.ech_grease),
+        );
         for kind in Bypass::ALL {
             follow(
                 &self.bypass.with_label_values(&[kind.as_str()]),

@@ -139,6 +139,10 @@ pub struct Counters {
     pub pending_limit_hits: AtomicU64,
     pub dns_messages: AtomicU64,
     pub bypass: [AtomicU64; Bypass::ALL.len()],
+    /// ClientHellos with ECH whose config_id the server announced in DNS (real ECH), and
+    /// with any other (GREASE ECH, sent by browsers on every connection).
+    pub ech_real: AtomicU64,
+    pub ech_grease: AtomicU64,
 }
 
 impl Counters {

@@ -159,6 +159,9 @@ pub struct HelloOptions {
     pub names: Vec<String>,
     /// Add an encrypted_client_hello extension.
     pub ech: bool,
+    /// config_id of the outer ECH extension (the HTTPS record's ECHConfig for real ECH,
+    /// random for GREASE).
+    pub ech_config_id: u8,
     /// Extra bytes of padding extension, to make large (post-quantum sized) hellos.
     pub padding: usize,
     /// Split the handshake message into records of at most this many bytes (0: one record).
@@ -200,7 +203,24 @@ pub fn client_hello_with(options: &HelloOptions) -> Vec<u8> {
     // supported_versions: TLS 1.3
     extensions.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
     if options.ech {
-        extensions.extend_from_slice(&[0xfe, 0x0d, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00]);
+        // Outer ECHClientHello: type 0, HKDF-SHA256 / AES-128-GCM, config_id, a 32-byte enc
+        // and a 16-byte payload.
+        let mut ech = vec![
+            0x00,
+            0x00,
+            0x01,
+            0x00,
+            0x01,
+            options.ech_config_id,
+            0x00,
+            0x20,
+        ];
+        ech.extend_from_slice(&[0x11; 32]);
+        ech.extend_from_slice(&[0x00, 0x10]);
+        ech.extend_from_slice(&[0x22; 16]);
+        extensions.extend_from_slice(&[0xfe, 0x0d]);
+        extensions.extend_from_slice(&(ech.len() as u16).to_be_bytes());
+        extensions.extend_from_slice(&ech);
     }
     if options.padding > 0 {
         extensions.extend_from_slice(&[0x00, 0x15]);
@@ -247,6 +267,27 @@ pub enum Answer {
     Https(&'static str, [u8; 4], [u8; 16], bool),
 }
 
+/// config_id and public name of the ECH configuration in [`Answer::Https`] records.
+pub const ECH_CONFIG_ID: u8 = 0x42;
+pub const ECH_PUBLIC_NAME: &str = "public.cdn.example";
+
+/// An ECHConfigList with one ECHConfig (draft-ietf-tls-esni §4): X25519 key, HKDF-SHA256 and
+/// AES-128-GCM, `public_name`.
+pub fn ech_config_list(config_id: u8, public_name: &str) -> Vec<u8> {
+    let mut contents = vec![config_id, 0x00, 0x20, 0x00, 0x20];
+    contents.extend_from_slice(&[0x33; 32]);
+    contents.extend_from_slice(&[0x00, 0x04, 0x00, 0x01, 0x00, 0x01, 0x00]);
+    contents.push(public_name.len() as u8);
+    contents.extend_from_slice(public_name.as_bytes());
+    contents.extend_from_slice(&[0x00, 0x00]);
+    let mut config = vec![0xfe, 0x0d];
+    config.extend_from_slice(&(contents.len() as u16).to_be_bytes());
+    config.extend_from_slice(&contents);
+    let mut list = (config.len() as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&config);
+    list
+}
+
 /// A response to `name` with the given answers (owner names compressed when they equal
 /// the question name), TTL 300.
 pub fn dns_response(id: u16, name: &str, qtype: u16, answers: &[Answer]) -> Vec<u8> {
@@ -274,7 +315,10 @@ pub fn dns_response(id: u16, name: &str, qtype: u16, answers: &[Answer]) -> Vec<
                 rdata.extend_from_slice(&[0, 4, 0, 4]);
                 rdata.extend_from_slice(v4);
                 if *ech {
-                    rdata.extend_from_slice(&[0, 5, 0, 3, 0xfe, 0x0d, 0x00]);
+                    let list = ech_config_list(ECH_CONFIG_ID, ECH_PUBLIC_NAME);
+                    rdata.extend_from_slice(&[0, 5]);
+                    rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
+                    rdata.extend_from_slice(&list);
                 }
                 rdata.extend_from_slice(&[0, 6, 0, 16]);
                 rdata.extend_from_slice(v6);

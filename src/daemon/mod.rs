@@ -95,6 +95,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         EngineConfig {
             enforce,
             max_flows: config.max_flows,
+            ech_policy: config.ech,
             ..EngineConfig::default()
         },
     ));

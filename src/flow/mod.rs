@@ -16,11 +16,13 @@
     )
 )]
 
+pub mod ech;
 pub mod key;
 pub mod learned;
 pub mod stream;
 pub mod table;
 
+pub use ech::EchConfigs;
 pub use key::FlowKey;
 pub use learned::LearnedNames;
 pub use stream::{Insert, StreamBuf};

@@ -76,6 +76,9 @@ pub struct SvcbHints {
     pub v4: [Option<Ipv4Addr>; MAX_HINTS],
     pub v6: [Option<Ipv6Addr>; MAX_HINTS],
     pub ech: bool,
+    /// The first ECHConfig of the `ech` parameter: its config_id and public name (the SNI
+    /// real ECH ClientHellos show outside).
+    pub ech_config: Option<(u8, Name)>,
 }
 
 impl SvcbHints {
@@ -92,6 +95,25 @@ impl SvcbHints {
 const SVC_PARAM_ECH: u16 = 5;
 const SVC_PARAM_IPV4HINT: u16 = 4;
 const SVC_PARAM_IPV6HINT: u16 = 6;
+
+/// The first ECHConfig (version 0xfe0d) of an ECHConfigList (draft-ietf-tls-esni §4):
+/// config_id and public_name. `None` when it is malformed or of another version.
+fn read_ech_config(list: &[u8]) -> Option<(u8, Name)> {
+    let mut reader = Reader::new(list);
+    let mut configs = reader.vec16()?;
+    let version = configs.u16()?;
+    let mut contents = configs.vec16()?;
+    if version != 0xfe0d {
+        return None;
+    }
+    let config_id = contents.u8()?;
+    contents.skip(2)?; // kem_id
+    contents.vec16()?; // public_key
+    contents.vec16()?; // cipher_suites
+    contents.skip(1)?; // maximum_name_length
+    let public_name = contents.vec8()?.rest();
+    Some((config_id, Name::from_bytes(public_name)?))
+}
 
 /// Reads SVCB/HTTPS record data: priority, an uncompressed target name, then parameters.
 fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
@@ -125,7 +147,10 @@ fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
                     *slot = <[u8; 16]>::try_from(chunk).ok().map(Ipv6Addr::from);
                 }
             }
-            SVC_PARAM_ECH => hints.ech = true,
+            SVC_PARAM_ECH => {
+                hints.ech = true;
+                hints.ech_config = read_ech_config(bytes);
+            }
             _ => {}
         }
     }

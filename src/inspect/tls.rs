@@ -32,6 +32,9 @@ pub struct ClientHello {
     pub sni_count: u8,
     /// The encrypted_client_hello extension is present (real or GREASE ECH).
     pub ech: bool,
+    /// config_id of an outer ECH extension: real ECH uses one from the server's HTTPS
+    /// record, GREASE ECH a random one.
+    pub ech_config_id: Option<u8>,
     /// Number of TLS records the message was spread over (0 in QUIC, which has none).
     pub records: u16,
 }
@@ -177,6 +180,7 @@ fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<Clien
         sni: None,
         sni_count: 0,
         ech: false,
+        ech_config_id: None,
         records,
     };
     reader.skip(2 + 32).ok_or(TlsError::Truncated("random"))?;
@@ -201,7 +205,14 @@ fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<Clien
                 seen_server_name = true;
                 read_server_name(data, &mut hello)?;
             }
-            EXTENSION_ECH => hello.ech = true,
+            EXTENSION_ECH => {
+                hello.ech = true;
+                // ECHClientHello (draft-ietf-tls-esni §5): type 0 (outer), cipher suite, id.
+                let mut ech = data;
+                if ech.u8() == Some(0) && ech.skip(4).is_some() {
+                    hello.ech_config_id = ech.u8();
+                }
+            }
             _ => {}
         }
     }

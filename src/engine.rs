@@ -34,6 +34,9 @@ use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
 
+/// The UDP port QUIC uses; other UDP flows are decided on their first datagram.
+const QUIC_PORT: u16 = 443;
+
 /// ECH configurations remembered from HTTPS records.
 const ECH_CONFIGS_KEPT: usize = 65_536;
 use crate::inspect::dns::{self, Message, RecordData};
@@ -478,6 +481,15 @@ impl<'e> Worker<'e> {
             };
         }
         if !quic_started && quic::client_initial_version(packet.payload).is_none() {
+            // UDP 443 is QUIC's port: a datagram of junk sent first must not get the flow
+            // waved through before its Initial, so such flows wait a few packets for one.
+            if facts.server_port == QUIC_PORT {
+                flow.data_packets = flow.data_packets.saturating_add(1);
+                if flow.data_packets < self.engine.config.max_pending_packets {
+                    return pending;
+                }
+                bump(&self.engine.counters.pending_limit_hits);
+            }
             return self.decide(flow, None, facts, events);
         }
         flow.data_packets = flow.data_packets.saturating_add(1);
@@ -494,11 +506,14 @@ impl<'e> Worker<'e> {
             bump(&self.engine.counters.stream_cap_hits);
             Seen::NoName
         } else {
-            match (read, tls::scan_handshake(stream.contiguous())) {
-                // A first packet that does not decrypt is not QUIC as telestrip knows it;
-                // a later one (a retransmission under new keys, junk) is skipped.
-                (Err(_), _) if !quic_started => Seen::Malformed(Layer::Quic),
+            let bytes = stream.contiguous();
+            match (read, tls::scan_handshake(bytes)) {
+                // Whatever follows a complete ClientHello in the datagram (junk coalesced
+                // behind it, which the server ignores too) cannot hide it.
                 (_, Ok(Scan::Found(hello))) => hello_seen(hello, Via::Quic),
+                // A first datagram of which nothing decrypts is not QUIC as telestrip knows
+                // it; a later one (a retransmission under new keys, junk) is skipped.
+                (Err(_), _) if !quic_started && bytes.is_empty() => Seen::Malformed(Layer::Quic),
                 (_, Ok(Scan::NeedMore)) => Seen::NeedMore,
                 (_, Ok(Scan::NotThis)) => Seen::NoName,
                 (_, Err(_)) => Seen::Malformed(Layer::Quic),

@@ -64,8 +64,10 @@ enum Command {
     ///
     /// Install the firewall rules first (deploy/iptables.sh or deploy/nftables.conf), with
     /// the same queue numbers and mark field as the config. Matched flows are written to
-    /// stdout as JSON lines. SIGHUP reloads the rules (the old ones stay when the new ones
-    /// have errors); SIGTERM or SIGINT stops.
+    /// stdout as JSON lines and, with `audit:` in the config, to the hash-chained audit log.
+    /// Metrics, health and a status page are served on `listen:` (127.0.0.1:9477 by
+    /// default). SIGHUP reloads the rules (the old ones stay when the new ones have errors);
+    /// SIGTERM or SIGINT stops after writing every matched flow handed over.
     ///
     /// Example: telestrip run --config /etc/telestrip/telestrip.yaml
     Run {

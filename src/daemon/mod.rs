@@ -1,7 +1,8 @@
 //! `telestrip run`: the inline gateway. Loads the configuration and rules, binds one NFQUEUE
-//! queue per configured queue number with a packet thread each, writes every matched flow as
-//! a JSON line to stdout, reloads rules on SIGHUP (keeping the old ones when the new ones have
-//! errors) and stops on SIGTERM or SIGINT, printing its counters.
+//! queue per configured queue number with a packet thread each (or captures passively),
+//! starts the control-plane server and the log writer (JSON lines on stdout, the audit log),
+//! reloads rules on SIGHUP (keeping the old ones when the new ones have errors) and stops on
+//! SIGTERM or SIGINT, printing its counters.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -93,6 +93,11 @@ impl Verdict {
         action: PacketAction::Accept,
         flow: FlowStatus::Untracked,
     };
+    /// Accepted while the flow waits for more of its first flight.
+    const PENDING: Verdict = Verdict {
+        action: PacketAction::Accept,
+        flow: FlowStatus::Pending,
+    };
 }
 
 /// A flow (or DNS query) that matched a rule: what reports and the audit log record.
@@ -393,23 +398,19 @@ impl<'e> Worker<'e> {
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let pending = Verdict {
-            action: PacketAction::Accept,
-            flow: FlowStatus::Pending,
-        };
         let Some(tcp) = packet.tcp else {
             return self.udp_pending(flow, packet, from_client, facts, events);
         };
         note_syn(flow, tcp, from_client);
         if packet.payload.is_empty() {
-            return pending;
+            return Verdict::PENDING;
         }
         if !from_client {
             // The server spoke first (SMTP, SSH, FTP...): no ClientHello or request to read.
             if flow.client_stream.is_none() {
                 return self.decide(flow, None, facts, events);
             }
-            return pending;
+            return Verdict::PENDING;
         }
         flow.data_packets = flow.data_packets.saturating_add(1);
         let data_seq = data_seq(tcp);
@@ -467,15 +468,11 @@ impl<'e> Worker<'e> {
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let pending = Verdict {
-            action: PacketAction::Accept,
-            flow: FlowStatus::Pending,
-        };
         let quic_started = flow.client_stream.is_some();
         if !from_client {
             // The server's Initial may come before the client's hello is complete.
             return if quic_started {
-                pending
+                Verdict::PENDING
             } else {
                 self.decide(flow, None, facts, events)
             };
@@ -486,7 +483,7 @@ impl<'e> Worker<'e> {
             if facts.server_port == QUIC_PORT {
                 flow.data_packets = flow.data_packets.saturating_add(1);
                 if flow.data_packets < self.engine.config.max_pending_packets {
-                    return pending;
+                    return Verdict::PENDING;
                 }
                 bump(&self.engine.counters.pending_limit_hits);
             }
@@ -531,10 +528,6 @@ impl<'e> Worker<'e> {
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let pending = Verdict {
-            action: PacketAction::Accept,
-            flow: FlowStatus::Pending,
-        };
         match seen {
             Seen::Name(name, via) => {
                 self.engine.counters.inspected(via);
@@ -592,7 +585,7 @@ impl<'e> Worker<'e> {
                 bump(&self.engine.counters.pending_limit_hits);
                 self.decide(flow, None, facts, events)
             }
-            Seen::NeedMore => pending,
+            Seen::NeedMore => Verdict::PENDING,
         }
     }
 

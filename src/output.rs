@@ -103,9 +103,25 @@ pub fn endpoint(addr: IpAddr, port: u16) -> String {
     }
 }
 
-/// RFC 3339 UTC time with microseconds, from a capture timestamp.
+/// First second humantime cannot write (year 10000).
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// RFC 3339 UTC time with microseconds, from a capture timestamp. A damaged capture can
+/// claim a time past year 9999, which RFC 3339 cannot express: that one is written as
+/// `unix:SECONDS.MICROS`.
 pub fn format_time(time: Duration) -> String {
+    if time.as_secs() >= YEAR_10000 {
+        return format!("unix:{}.{:06}", time.as_secs(), time.subsec_micros());
+    }
     humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + time).to_string()
+}
+
+/// [`format_time`] of a clock reading (times before 1970 are written as 1970).
+pub fn format_system_time(time: std::time::SystemTime) -> String {
+    format_time(
+        time.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }
 
 /// Writes flows and summary as an aligned table.
@@ -254,6 +270,14 @@ mod tests {
         assert_eq!(
             format_time(Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            format_time(Duration::from_secs(YEAR_10000 - 1)),
+            "9999-12-31T23:59:59.000000Z"
+        );
+        assert_eq!(
+            format_time(Duration::new(u64::MAX, 5_000)),
+            format!("unix:{}.000005", u64::MAX)
         );
     }
 

@@ -67,6 +67,41 @@ fn reads_pcapng_with_nanosecond_timestamps() {
 }
 
 #[test]
+fn a_capture_time_beyond_year_9999_is_shown_not_fatal() {
+    // pcapng with one-second ticks (if_tsresol 0) lets a damaged file claim any time.
+    let dir = tempfile::tempdir().unwrap();
+    let file = path(&dir, "far.pcapng");
+    let mut writer = PcapNgWriter::new(std::fs::File::create(&file).unwrap()).unwrap();
+    writer
+        .write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![InterfaceDescriptionOption::IfTsResol(0)],
+        })
+        .unwrap();
+    for frame in telemetry_frames() {
+        writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                // Raw ticks: 10^15 seconds after 1970.
+                timestamp: Duration::from_nanos(1_000_000_000_000_000),
+                original_len: frame.len() as u32,
+                data: Cow::Borrowed(&frame),
+                options: vec![],
+            })
+            .unwrap();
+    }
+    drop(writer);
+    let output = telestrip(&["pcap", "-q", "--format", "csv", &file]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let csv = text(&output.stdout);
+    assert!(
+        csv.contains("unix:1000000000000000.000000,tcp,192.0.2.10:40000"),
+        "{csv}"
+    );
+}
+
+#[test]
 fn reads_raw_ip_and_vlan_captures() {
     let dir = tempfile::tempdir().unwrap();
     let raw = path(&dir, "raw.pcap");

@@ -18,14 +18,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::FlowEvent;
-use crate::output::format_time;
+use crate::output::format_system_time;
 
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -302,7 +302,7 @@ impl AuditWriter {
     pub fn append(&mut self, time: SystemTime, event: AuditEvent) {
         let record = Record {
             seq: self.seq + 1,
-            time: format_time(time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)),
+            time: format_system_time(time),
             event,
             prev: std::mem::take(&mut self.head),
         };

@@ -16,7 +16,7 @@ pub use prometheus::{CheckRow, PrometheusCheck};
 
 use crate::audit::{self, AuditEvent, Record};
 use crate::html::{bar_chart, escape, STYLE};
-use crate::output::format_time;
+use crate::output::format_system_time;
 
 /// Parses `2026-11-01` (midnight UTC) or an RFC 3339 time.
 pub fn parse_time(text: &str) -> Result<SystemTime, String> {
@@ -27,13 +27,6 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
     };
     humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
         .map_err(|e| format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time: {e}"))
-}
-
-fn time_text(time: SystemTime) -> String {
-    format_time(
-        time.duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
 }
 
 /// The period a report covers; open ends take the log's first or last record.
@@ -291,7 +284,7 @@ impl Builder {
             (covered.as_secs_f64() / length.as_secs_f64()).min(1.0)
         };
         if let Some(open) = self.rulesets.last_mut() {
-            open.until = self.last.map(time_text).unwrap_or_default();
+            open.until = self.last.map(format_system_time).unwrap_or_default();
         }
         let in_period = |r: &RulesetPeriod| {
             let from = humantime::parse_rfc3339(&r.from).unwrap_or(since);
@@ -316,22 +309,24 @@ impl Builder {
             .iter()
             .filter(|run| run.last >= since && run.started < until)
             .map(|run| Run {
-                started: time_text(run.started),
-                ended: time_text(run.last),
+                started: format_system_time(run.started),
+                ended: format_system_time(run.last),
                 stopped_cleanly: run.stopped,
                 enforce: run.enforce,
                 fail: run.fail.clone(),
                 silences: run
                     .silences
                     .iter()
-                    .map(|(a, b)| format!("{} to {}", time_text(*a), time_text(*b)))
+                    .map(|(a, b)| {
+                        format!("{} to {}", format_system_time(*a), format_system_time(*b))
+                    })
                     .collect(),
             })
             .collect();
         Report {
-            since: time_text(since),
-            until: time_text(until),
-            generated: time_text(SystemTime::now()),
+            since: format_system_time(since),
+            until: format_system_time(until),
+            generated: format_system_time(SystemTime::now()),
             files: files.iter().map(|f| f.display().to_string()).collect(),
             chain: Chain {
                 verified: verification.ok(),

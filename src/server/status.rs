@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{tally, unix_seconds, ControlPlane};
 use crate::html::{bar_chart, escape, STYLE};
-use crate::output::format_time;
+use crate::output::format_system_time;
 
 /// What the page shows, also served as `/status.json`.
 #[derive(Debug, Serialize)]
@@ -100,22 +100,13 @@ impl Status {
             mode: control.run.mode.to_string(),
             enforce: control.run.enforce,
             fail: control.run.fail.to_string(),
-            started: format_time(
-                control
-                    .started
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default(),
-            ),
+            started: format_system_time(control.started),
             uptime_seconds: now
                 .duration_since(control.started)
                 .unwrap_or_default()
                 .as_secs(),
             last_reload: reload.map(|r| Reload {
-                time: format_time(
-                    r.time
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default(),
-                ),
+                time: format_system_time(r.time),
                 ok: r.ok,
                 message: r.message,
             }),

@@ -33,20 +33,20 @@ use arc_swap::ArcSwap;
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
+use crate::inspect::dns::{self, Message, RecordData};
+use crate::inspect::{http, quic, tls, Name, Scan};
+use crate::rules::{Action, Hit, RuleIndex, RuleSet};
+use crate::stats::{bump, Bypass, Counters, FlowCounts, FlowSeries, Layer, Via};
+use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// The UDP port QUIC uses; other UDP flows are decided on their first datagram.
 const QUIC_PORT: u16 = 443;
 
 /// ECH configurations remembered from HTTPS records.
 const ECH_CONFIGS_KEPT: usize = 65_536;
-use crate::inspect::dns::{self, Message, RecordData};
-use crate::inspect::{http, quic, tls, Name, Scan};
-use crate::rules::{Action, Hit, RuleSet};
-use crate::stats::{bump, Bypass, Counters, FlowCounts, FlowSeries, Layer, Via};
 
 /// Rule category of DNS-over-HTTPS/TLS/QUIC resolver endpoints (counted as a bypass).
 pub const DOH_CATEGORY: &str = "doh";
-use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// What to do with one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -554,16 +554,7 @@ impl<'e> Worker<'e> {
                     EchPolicy::Drop if real => {
                         let applied = self.applied(Action::Drop);
                         self.record_ech_policy(name, via, facts, applied, events);
-                        let verdict = action_for(applied);
-                        flow.phase = Phase::Decided(Decision {
-                            verdict,
-                            rule: None,
-                        });
-                        flow.release_streams();
-                        Verdict {
-                            action: verdict,
-                            flow: FlowStatus::Decided,
-                        }
+                        decided(flow, action_for(applied), None)
                     }
                     EchPolicy::Log if real => {
                         let recorded = events.len();
@@ -650,15 +641,7 @@ impl<'e> Worker<'e> {
             Some(hit) => self.record(hit, name, via, facts, events),
             None => PacketAction::Accept,
         };
-        flow.phase = Phase::Decided(Decision {
-            verdict,
-            rule: hit.map(|h| h.rule),
-        });
-        flow.release_streams();
-        Verdict {
-            action: verdict,
-            flow: FlowStatus::Decided,
-        }
+        decided(flow, verdict, hit.map(|h| h.rule))
     }
 
     /// Records a match and returns what to do with the packet.
@@ -688,20 +671,7 @@ impl<'e> Worker<'e> {
                 counters.bypass(Bypass::Doh);
             }
         }
-        events.push(FlowEvent {
-            time: facts.time,
-            client: facts.client,
-            client_port: facts.client_port,
-            server: facts.server,
-            server_port: facts.server_port,
-            protocol: facts.protocol,
-            name: name.map(str::to_string),
-            via,
-            rule: Arc::clone(&rule.id),
-            vendor: Arc::clone(&rule.vendor),
-            action: rule.action,
-            applied,
-        });
+        events.push(facts.event(name, via, &rule.id, &rule.vendor, rule.action, applied));
         action_for(applied)
     }
 
@@ -715,20 +685,15 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
     ) {
         bump(&self.engine.ech_policy_hits);
-        events.push(FlowEvent {
-            time: facts.time,
-            client: facts.client,
-            client_port: facts.client_port,
-            server: facts.server,
-            server_port: facts.server_port,
-            protocol: facts.protocol,
-            name: Some(name.as_str().to_string()),
+        let engine = self.engine;
+        events.push(facts.event(
+            Some(name.as_str()),
             via,
-            rule: Arc::clone(&self.engine.ech_rule),
-            vendor: Arc::clone(&self.engine.ech_vendor),
-            action: self.engine.config.ech_policy.action(),
+            &engine.ech_rule,
+            &engine.ech_vendor,
+            engine.config.ech_policy.action(),
             applied,
-        });
+        ));
     }
 
     /// What is done for a rule's action: the action itself, or `log` in dry run.
@@ -972,7 +937,6 @@ impl<'e> Worker<'e> {
     }
 }
 
-/// Tries TLS, then HTTP, on the start of a client's stream.
 /// What a ClientHello says of the flow's name.
 fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     match hello.sni {
@@ -983,6 +947,7 @@ fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     }
 }
 
+/// Tries TLS, then HTTP, on the start of a client's stream.
 fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
     match tls::scan_client_hello(bytes, scratch) {
         Ok(Scan::Found(hello)) => return hello_seen(hello, Via::Sni),
@@ -1017,6 +982,16 @@ fn src_is_client(packet: &Packet<'_>) -> bool {
     !(packet.src_port < 1024 && packet.dst_port >= 1024)
 }
 
+/// Caches a flow's final verdict (and the rule behind it) and frees its buffers.
+fn decided(flow: &mut FlowState, verdict: PacketAction, rule: Option<RuleIndex>) -> Verdict {
+    flow.phase = Phase::Decided(Decision { verdict, rule });
+    flow.release_streams();
+    Verdict {
+        action: verdict,
+        flow: FlowStatus::Decided,
+    }
+}
+
 /// The reassembly buffer of one direction of a flow.
 fn stream_slot(flow: &mut FlowState, from_client: bool) -> &mut Option<Box<StreamBuf>> {
     if from_client {
@@ -1042,6 +1017,34 @@ fn note_syn(flow: &mut FlowState, tcp: TcpInfo, from_client: bool) {
 /// starts after the SYN's own sequence number.
 fn data_seq(tcp: TcpInfo) -> u32 {
     tcp.seq.wrapping_add(u32::from(tcp.syn))
+}
+
+impl Facts {
+    /// The event of a match on this flow.
+    fn event(
+        &self,
+        name: Option<&str>,
+        via: Via,
+        rule: &Arc<str>,
+        vendor: &Arc<str>,
+        action: Action,
+        applied: Action,
+    ) -> FlowEvent {
+        FlowEvent {
+            time: self.time,
+            client: self.client,
+            client_port: self.client_port,
+            server: self.server,
+            server_port: self.server_port,
+            protocol: self.protocol,
+            name: name.map(str::to_string),
+            via,
+            rule: Arc::clone(rule),
+            vendor: Arc::clone(vendor),
+            action,
+            applied,
+        }
+    }
 }
 
 fn orient(packet: &Packet<'_>, from_client: bool, time: Duration, now: u64) -> Facts {

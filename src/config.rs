@@ -69,6 +69,10 @@ pub struct Config {
     /// Rule directory; absent: the rules bundled into the binary.
     #[serde(default)]
     pub rules: Option<PathBuf>,
+    /// How often (milliseconds) to look for changed rule files and reload them; 0: only on
+    /// SIGHUP.
+    #[serde(default = "default_rules_poll_ms")]
+    pub rules_poll_ms: u64,
     /// `false`: dry run, blocking rules only log.
     #[serde(default = "default_true")]
     pub enforce: bool,
@@ -135,6 +139,9 @@ fn default_queue_length() -> u32 {
 }
 fn default_listen() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+}
+fn default_rules_poll_ms() -> u64 {
+    1000
 }
 fn default_heartbeat() -> u64 {
     60

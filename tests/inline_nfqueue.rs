@@ -316,7 +316,10 @@ fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
         BODY
     );
     let log = lab.stop_daemon("TERM");
-    assert!(log.contains("reload failed, keeping ruleset"), "{log}");
+    assert!(
+        log.contains("reload failed (SIGHUP), keeping ruleset"),
+        "{log}"
+    );
     assert!(log.contains("t.yaml:4:13"), "{log}");
     assert!(log.contains("reloaded rules"), "{log}");
 }
@@ -325,54 +328,127 @@ fn lab_daemon_pid(lab: &Lab) -> u32 {
     lab.daemon_pid().expect("telestrip runs in the gateway")
 }
 
+/// Sends DNS queries for www.example.org one after another, each from a new socket (so each
+/// is a new flow that the gateway queues and judges), until `stop` exists; prints how many
+/// were sent and answered.
+const DNS_LOSS_PROBE: &str = r#"
+import os, socket, struct, sys, time
+server, stop = sys.argv[1], sys.argv[2]
+query = struct.pack(">HHHHHH", 0, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(l)]) + l for l in b"www.example.org".split(b".")) + b"\0" + struct.pack(">HH", 1, 1)
+sent = answered = 0
+deadline = time.time() + 90
+while not os.path.exists(stop) and time.time() < deadline:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    ident = sent % 65536
+    s.sendto(struct.pack(">H", ident) + query[2:], (server, 53))
+    sent += 1
+    try:
+        while True:
+            reply = s.recv(512)
+            if reply[:2] == struct.pack(">H", ident):
+                answered += 1
+                break
+    except socket.timeout:
+        print("lost query", sent, file=sys.stderr)
+    s.close()
+    time.sleep(0.005)
+print(sent, answered)
+"#;
+
 #[test]
-fn reloading_rules_during_traffic_loses_nothing() {
+fn reloading_rules_100_times_during_traffic_loses_nothing_and_each_rule_takes_effect() {
     let Some(mut lab) = new_lab() else { return };
     let rules = lab.dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     let file = rules.join("t.yaml");
     let ruleset = |n: usize| {
-        format!("vendor: test\nrules:\n  - id: r{n}\n    action: drop\n    domains: [blocked{n}.example]\n")
+        format!("vendor: test\nrules:\n  - id: r{n}\n    action: reject\n    domains: [blocked{n}.example]\n")
+    };
+    // Rules are replaced the way tools do it: written beside, renamed into place.
+    let replace_rules = |n: usize| {
+        let temp = rules.join(".t.yaml.tmp");
+        std::fs::write(&temp, ruleset(n)).unwrap();
+        std::fs::rename(&temp, &file).unwrap();
     };
     std::fs::write(&file, ruleset(0)).unwrap();
     lab.start_telestrip(
-        &format!("queues: [0]\nrules: {}\n", rules.display()),
+        &format!(
+            "queues: [0]\nrules: {}\nrules_poll_ms: 100\n",
+            rules.display()
+        ),
         "open",
     )
     .unwrap();
     let pid = lab.daemon_pid().unwrap();
     let download = lab.dir.path().join("download");
+    let probe = lab.dir.path().join("dns_probe.py");
+    std::fs::write(&probe, DNS_LOSS_PROBE).unwrap();
+    let stop = lab.dir.path().join("stop-probe");
     let size = 30_000_000;
-    let reloads = std::thread::scope(|scope| {
+    let dns_status = |name: &str| {
+        let out = lab.client(&format!(
+            "dig +time=2 +tries=1 @{SERVER_V4} {name} | grep -o 'status: [A-Z]*'"
+        ));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let reloads_seen = |lab: &Lab| lab.log().matches("telestrip: reloaded rules").count();
+    let (probe_output, by_signal, by_file) = std::thread::scope(|scope| {
         let downloader = scope.spawn(|| {
             lab.client(&format!(
-                "curl -sk --limit-rate 10M --max-time 20 --resolve www.example.org:443:{SERVER_V4} -o {} https://www.example.org/bytes/{size}",
+                "curl -sk --limit-rate 2M --max-time 80 --resolve www.example.org:443:{SERVER_V4} -o {} https://www.example.org/bytes/{size}",
                 download.display()
             ))
         });
-        // Reload 100 times while the download and new connections run.
-        let mut reloads = 0;
+        let prober = scope.spawn(|| {
+            lab.client(&format!(
+                "python3 {} {SERVER_V4} {}",
+                probe.display(),
+                stop.display()
+            ))
+        });
+        let (mut by_signal, mut by_file) = (0, 0);
         for n in 1..=100 {
-            std::fs::write(&file, ruleset(n)).unwrap();
-            common::sh(&format!("kill -HUP {pid}"));
-            reloads += 1;
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            if n % 25 == 0 {
-                let ok = lab.https("www.example.org", SERVER_V4, "");
-                assert_eq!(
-                    String::from_utf8_lossy(&ok.stdout),
-                    BODY,
-                    "new flow during reload {n}"
-                );
+            let before = reloads_seen(&lab);
+            // Odd swaps by SIGHUP, even ones by the file watcher.
+            replace_rules(n);
+            if n % 2 == 1 {
+                common::sh(&format!("kill -HUP {pid}"));
+                by_signal += 1;
+            } else {
+                by_file += 1;
             }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while reloads_seen(&lab) <= before {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reload {n} not seen:\n{}",
+                    lab.log()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // The new rule took effect at once, the old one is gone.
+            assert_eq!(
+                dns_status(&format!("blocked{n}.example")),
+                "status: NXDOMAIN",
+                "swap {n}"
+            );
+            assert_eq!(
+                dns_status(&format!("blocked{}.example", n - 1)),
+                "status: REFUSED",
+                "swap {n}: dnsmasq itself answers names it does not know with REFUSED"
+            );
         }
+        std::fs::write(&stop, "").unwrap();
+        let probe_output = prober.join().unwrap();
         let output = downloader.join().unwrap();
         assert!(
             output.status.success(),
             "download failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        reloads
+        (probe_output, by_signal, by_file)
     });
     let bytes = std::fs::read(&download).unwrap();
     let pattern: Vec<u8> = (0..=255u8).collect();
@@ -384,16 +460,40 @@ fn reloading_rules_during_traffic_loses_nothing() {
             .all(|(a, b)| a == b),
         "download corrupted"
     );
-    // The last rules took effect: their name is blocked, the first one's is not.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(code(&lab.https("blocked100.example", SERVER_V4, "")), 28);
+    // Every DNS query of the allowed name, each a new flow judged in user space during the
+    // swaps, was answered.
+    let counts = String::from_utf8_lossy(&probe_output.stdout);
+    eprintln!("DNS probe (sent, answered): {counts}");
+    let numbers: Vec<u64> = counts
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
     assert_eq!(
-        String::from_utf8_lossy(&lab.https("blocked0.example", SERVER_V4, "").stdout),
-        BODY
+        numbers.len(),
+        2,
+        "probe: {counts} {}",
+        String::from_utf8_lossy(&probe_output.stderr)
     );
+    assert!(numbers[0] >= 100, "too few probe queries: {counts}");
+    assert_eq!(
+        numbers[0],
+        numbers[1],
+        "queries lost: {}",
+        String::from_utf8_lossy(&probe_output.stderr)
+    );
+    assert_eq!((by_signal, by_file), (50, 50));
     let log = lab.stop_daemon("TERM");
-    assert!(log.matches("reloaded rules").count() >= 1, "{log}");
-    assert!(reloads == 100);
+    // A watcher look can catch a file just before its SIGHUP arrives: at least one reload
+    // per swap, by the expected way.
+    assert!(
+        log.matches("reloaded rules (SIGHUP)").count() >= 50,
+        "{log}"
+    );
+    assert!(
+        log.matches("reloaded rules (changed files)").count() >= 50,
+        "{log}"
+    );
+    assert!(!log.contains("reload failed"), "{log}");
     assert!(log.contains(" 0 queue errors"), "{log}");
 }
 

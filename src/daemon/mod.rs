@@ -1,7 +1,8 @@
 //! `telestrip run`: the inline gateway. Loads the configuration and rules, binds one NFQUEUE
 //! queue per configured queue number with a packet thread each (or captures passively),
 //! starts the control-plane server and the log writer (JSON lines on stdout, the audit log),
-//! reloads rules on SIGHUP (keeping the old ones when the new ones have errors) and stops on
+//! reloads rules on SIGHUP and when the rule files change (keeping the old ones when the new
+//! ones have errors) and stops on
 //! SIGTERM or SIGINT, printing its counters.
 
 use std::path::Path;
@@ -257,12 +258,27 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     drop(events_in);
     control.ready.store(true, Ordering::Relaxed);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    for signal in signals.forever() {
-        if signal == SIGHUP {
-            reload(&config, &engine, &control, &control_in);
-            continue;
+    let mut watcher = config
+        .rules
+        .as_deref()
+        .filter(|_| config.rules_poll_ms > 0)
+        .map(|dir| RulesWatcher::new(dir, Duration::from_millis(config.rules_poll_ms)));
+    'running: loop {
+        for signal in signals.pending() {
+            if signal != SIGHUP {
+                break 'running;
+            }
+            if let Some(watcher) = &mut watcher {
+                watcher.loaded_now();
+            }
+            reload(&config, &engine, &control, &control_in, "SIGHUP");
         }
-        break;
+        if let Some(watcher) = &mut watcher {
+            if watcher.changed_and_settled() {
+                reload(&config, &engine, &control, &control_in, "changed files");
+            }
+        }
+        std::thread::sleep(SIGNAL_POLL);
     }
     stop.store(true, Ordering::Relaxed);
     // The writer writes every matched flow handed to it, then the stop record.
@@ -291,24 +307,104 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the rules (SIGHUP): compiled off the packet path, swapped in one step; on any
-/// error the old ruleset stays. Logged, counted, shown on the status page and audited.
+/// How often the main thread looks at signals (and the rules watcher's clock).
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Notices changed rule files by their size, modification time and inode (which catches
+/// editors and tools that replace files by renaming), and reports a change once the files
+/// have stopped changing for one interval, so a file being written is not loaded half-done.
+struct RulesWatcher {
+    path: std::path::PathBuf,
+    interval: Duration,
+    next_look: Instant,
+    /// What the rules looked like when last loaded (or tried).
+    loaded: Vec<FileStamp>,
+    /// What they looked like at the previous look.
+    previous: Vec<FileStamp>,
+}
+
+type FileStamp = (std::path::PathBuf, u64, Option<SystemTime>, u64);
+
+impl RulesWatcher {
+    fn new(path: &Path, interval: Duration) -> Self {
+        let now = stamps(path);
+        Self {
+            path: path.to_path_buf(),
+            interval,
+            next_look: Instant::now() + interval,
+            loaded: now.clone(),
+            previous: now,
+        }
+    }
+
+    /// The rules were just loaded (SIGHUP): a change seen so far is handled.
+    fn loaded_now(&mut self) {
+        self.loaded = stamps(&self.path);
+        self.previous = self.loaded.clone();
+    }
+
+    /// True once per settled change: the files differ from the loaded ones and are the same
+    /// as one interval ago.
+    fn changed_and_settled(&mut self) -> bool {
+        if Instant::now() < self.next_look {
+            return false;
+        }
+        self.next_look = Instant::now() + self.interval;
+        let now = stamps(&self.path);
+        let settled = now == self.previous && now != self.loaded;
+        self.previous = now;
+        if settled {
+            self.loaded = self.previous.clone();
+        }
+        settled
+    }
+}
+
+/// The rule files' stamps, sorted by path; a directory that cannot be read gives none.
+fn stamps(path: &Path) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let files: Vec<std::path::PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
+        Err(_) => vec![path.to_path_buf()],
+    };
+    let mut stamps: Vec<FileStamp> = files
+        .into_iter()
+        .filter_map(|file| {
+            let meta = std::fs::metadata(&file).ok()?;
+            Some((file, meta.len(), meta.modified().ok(), meta.ino()))
+        })
+        .collect();
+    stamps.sort();
+    stamps
+}
+
+/// Reloads the rules (SIGHUP or changed files): compiled off the packet path, swapped in one
+/// step; on any error the old ruleset stays. Logged, counted, shown on the status page and
+/// audited.
 fn reload(
     config: &Config,
     engine: &Engine,
     control: &ControlPlane,
     audit: &std::sync::mpsc::Sender<writer::Control>,
+    why: &str,
 ) {
     let (ok, message, error) = match load_rules(config.rules.as_deref()) {
         Ok((_, rules)) => {
-            eprintln!("telestrip: reloaded rules: ruleset {}", rules.version());
+            eprintln!(
+                "telestrip: reloaded rules ({why}): ruleset {}",
+                rules.version()
+            );
             control.metrics.reloaded(Ok(&rules));
             engine.swap_rules(rules);
             (true, format!("ruleset {}", engine.rules().version()), None)
         }
         Err(errors) => {
             eprintln!(
-                "telestrip: reload failed, keeping ruleset {}:\n{errors}",
+                "telestrip: reload failed ({why}), keeping ruleset {}:\n{errors}",
                 engine.rules().version()
             );
             control.metrics.reloaded(Err(()));

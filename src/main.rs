@@ -81,7 +81,7 @@ enum Command {
     /// Nothing leaves the machine: all addresses live in namespaces the demo creates and
     /// removes. Needs iproute2, iptables, curl, dnsutils, dnsmasq-base, openssl and python3.
     Demo,
-    /// Work with rule files: check them, explain a match.
+    /// Work with rule files: check, test, explain, diff, import.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
@@ -158,14 +158,102 @@ fn parse_report_time(text: &str) -> Result<std::time::SystemTime, String> {
 
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Validate and compile rules, run every rule's tests, print counts and timing.
+    /// Validate, compile and lint rules, run every rule's tests, print counts and timing.
     ///
-    /// Errors name file, line and column. Exit code 0 when everything is valid and every
-    /// test passes, 1 otherwise.
+    /// Errors and warnings name file and line. Lint warnings: an entry listed twice or
+    /// already covered by a `*.` suffix, allow/block conflicts (the allow rule wins), public
+    /// suffixes such as `*.co.uk` and address blocks wider than /8 (IPv6 /16), regexes that
+    /// never match, are slow or could be exact names, rules without references. Exit code 0
+    /// when the rules are valid and every test passes, 1 otherwise (also on warnings with
+    /// --strict).
+    ///
+    /// Example (CI of a rule repository): telestrip rules check rules/ --strict
     Check {
         /// Rule directory (or single file); default: the bundled rules.
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run every rule's `match`/`no_match` test cases, and optionally check captures
+    /// against the matches they should give.
+    ///
+    /// The expectations file has one `NAME RULE` pair per line (`#` comments); RULE `-`
+    /// means the name must not match. Every name matched in the captures must be listed.
+    /// Exit code 0 when everything passes, 1 otherwise.
+    ///
+    /// Example: telestrip rules test rules/ --pcap office.pcapng --expect office.expect
+    Test {
+        /// Rule directory (or single file); default: the bundled rules.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Capture files to run through the rules (pcap or pcapng).
+        #[arg(long = "pcap", value_name = "FILE", requires = "expect")]
+        pcaps: Vec<PathBuf>,
+        /// Expected matches for the captures.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+    },
+    /// Show what changing the rules from OLD to NEW would newly block, unblock or decide
+    /// by another rule: every entry and test case of both is judged by both.
+    ///
+    /// Exit code 0 when nothing changes, 1 when something does.
+    ///
+    /// Example: git worktree add /tmp/old HEAD~1 && telestrip rules diff /tmp/old/rules rules/
+    Diff {
+        /// The rules as they are (directory or file).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The rules as they would be.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
+    /// Turn blocklists into a rule file: hosts files, AdBlock-style lists, plain domain lists,
+    /// dnsmasq `address=` lines, address/CIDR lists.
+    ///
+    /// Each list becomes one rule (AdBlock exceptions `@@` and `$denyallow` an extra allow
+    /// rule) with a `source:` naming the list, the import date and the list's SHA-256. Lines
+    /// that cannot be imported (cosmetic rules, browser-only modifiers such as $third-party,
+    /// URL paths, redirects to real addresses, local names, bad names) are reported per
+    /// reason with their line numbers, never dropped silently. The output is loaded back and
+    /// compiled before it is written; with --output it replaces the file in one step, so a
+    /// daemon watching the directory never sees half of it.
+    ///
+    /// Example: telestrip rules import spy.txt --format hosts --vendor microsoft
+    ///          --source https://github.com/crazy-max/WindowsSpyBlocker --output rules/wsb.yaml
+    Import {
+        /// List files, each imported as one rule.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The lists' format; detected from the lines when not given.
+        #[arg(long, value_enum)]
+        format: Option<telestrip::rules::import::ListFormat>,
+        /// Vendor of the written file (a-z, 0-9, '-', '_', '.').
+        #[arg(long)]
+        vendor: String,
+        /// Rule id (one list only); default: VENDOR-FILESTEM.
+        #[arg(long)]
+        id: Option<String>,
+        /// Action of the imported rule.
+        #[arg(long, value_parser = parse_action, default_value = "drop")]
+        action: telestrip::rules::Action,
+        /// Category of the imported rule.
+        #[arg(long, default_value = "telemetry")]
+        category: String,
+        /// Where the list comes from (its URL), recorded in the rule; default: the file path.
+        #[arg(long, value_name = "URL")]
+        source: Option<String>,
+        /// Also block every name below each listed name (for `hosts` and `domains` lists,
+        /// which list exact names; AdBlock `||` and dnsmasq entries always cover names below).
+        #[arg(long)]
+        subdomains: bool,
+        /// Import date recorded in the rule (YYYY-MM-DD); default: today (UTC).
+        #[arg(long)]
+        date: Option<String>,
+        /// Write the rule file here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Say which rule matches a name or address and why, or why none does.
     ///
@@ -184,6 +272,16 @@ enum RulesCommand {
         #[arg(long, value_parser = parse_protocol)]
         protocol: Option<Protocol>,
     },
+}
+
+fn parse_action(text: &str) -> Result<telestrip::rules::Action, String> {
+    match text {
+        "drop" => Ok(telestrip::rules::Action::Drop),
+        "reject" => Ok(telestrip::rules::Action::Reject),
+        "log" => Ok(telestrip::rules::Action::Log),
+        "allow" => Ok(telestrip::rules::Action::Allow),
+        _ => Err(format!("{text:?} is not drop, reject, log or allow")),
+    }
 }
 
 fn parse_protocol(text: &str) -> Result<Protocol, String> {
@@ -260,7 +358,45 @@ fn main() -> ExitCode {
             &mut out,
         ),
         Command::Rules { command } => match command {
-            RulesCommand::Check { dir } => cli::rules_check(dir.as_deref(), &mut out),
+            RulesCommand::Check { dir, strict } => {
+                cli::rules_check(dir.as_deref(), strict, &mut out)
+            }
+            RulesCommand::Test { dir, pcaps, expect } => cli::rules_test(
+                &cli::RulesTestOptions {
+                    rules: dir,
+                    pcaps,
+                    expect,
+                },
+                &mut out,
+            ),
+            RulesCommand::Diff { old, new } => cli::rules_diff(&old, &new, &mut out),
+            RulesCommand::Import {
+                files,
+                format,
+                vendor,
+                id,
+                action,
+                category,
+                source,
+                subdomains,
+                date,
+                output,
+            } => cli::rules_import(
+                &cli::ImportArgs {
+                    files,
+                    format,
+                    vendor,
+                    id,
+                    action,
+                    category,
+                    source,
+                    subdomains,
+                    date,
+                    output,
+                },
+                &mut out,
+                &mut std::io::stderr(),
+            ),
             RulesCommand::Explain {
                 query,
                 rules,

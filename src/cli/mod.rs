@@ -2,14 +2,20 @@
 //! process exit code or a [`CommandError`] that `main` prints.
 
 mod audit_cmd;
+mod import_cmd;
 mod pcap;
 mod rules_cmd;
+mod rules_diff_cmd;
+mod rules_test_cmd;
 
 use std::path::Path;
 
 pub use audit_cmd::{audit_verify, report, ReportFormat};
+pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};
+pub use rules_diff_cmd::rules_diff;
+pub use rules_test_cmd::{rules_test, RulesTestOptions};
 
 use crate::rules::{self, LoadedFile, RuleErrors, RuleSet};
 

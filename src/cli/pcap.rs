@@ -193,6 +193,25 @@ fn metrics_text(engine: &Engine, enforce: bool) -> String {
     }
 }
 
+/// The flows of `files` that matched a rule of `rules`, and what could not be read.
+pub(crate) fn matched_flows(
+    rules: crate::rules::RuleSet,
+    files: &[PathBuf],
+) -> (Vec<FlowEvent>, Vec<String>) {
+    let engine = Engine::new(rules, EngineConfig::default());
+    let options = PcapOptions {
+        files: files.to_vec(),
+        rules: None,
+        format: Format::Table,
+        dry_run: false,
+        progress: false,
+        max_flows: EngineConfig::default().max_flows,
+        metrics: None,
+    };
+    let run = read_files(&engine, &options);
+    (run.events, run.problems)
+}
+
 fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
     let mut worker = engine.worker();
     let mut run = Run {

@@ -7,11 +7,16 @@ use std::time::Instant;
 
 use super::{exit, load_rules, rule_location, CommandError};
 use crate::inspect::Name;
-use crate::rules::{self, Hit, LoadedFile, MatchKind, RuleSet};
+use crate::rules::{self, lint, Hit, LoadedFile, MatchKind, RuleSet};
 use crate::wire::Protocol;
 
-/// Validates and compiles rules, runs every rule's tests, prints counts and timing.
-pub fn rules_check(dir: Option<&std::path::Path>, out: &mut dyn Write) -> Result<u8, CommandError> {
+/// Validates and compiles rules, lints them, runs every rule's tests, prints counts and
+/// timing. Exit 1 on errors, or on warnings with `strict`.
+pub fn rules_check(
+    dir: Option<&std::path::Path>,
+    strict: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CommandError> {
     let started = Instant::now();
     let (files, set) = match load_rules(dir) {
         Ok(loaded) => loaded,
@@ -30,13 +35,22 @@ pub fn rules_check(dir: Option<&std::path::Path>, out: &mut dyn Write) -> Result
     let elapsed = started.elapsed();
     let stats = set.stats();
     let failures = run_rule_tests(&files, &set);
-    let test_count: usize = files
+    let findings = lint::lint(&files);
+    let warnings = findings
         .iter()
-        .flat_map(|f| &f.spec.rules)
-        .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
-        .sum();
+        .filter(|f| f.severity == lint::Severity::Warning)
+        .count();
+    let test_count = count_test_cases(&files);
     for failure in &failures {
         writeln!(out, "error: {failure}")?;
+    }
+    for finding in &findings {
+        let label = match (finding.severity, strict) {
+            (lint::Severity::Error, _) | (lint::Severity::Warning, true) => "error",
+            (lint::Severity::Warning, false) => "warning",
+            (lint::Severity::Note, _) => "note",
+        };
+        writeln!(out, "{label}: {}", finding.error)?;
     }
     writeln!(
         out,
@@ -52,17 +66,32 @@ pub fn rules_check(dir: Option<&std::path::Path>, out: &mut dyn Write) -> Result
     )?;
     writeln!(
         out,
-        "Rule tests: {} passed, {} failed. Ruleset version {} (sha256 {}).",
+        "Rule tests: {} passed, {} failed. Lint: {} warning(s){}. Ruleset version {} (sha256 {}).",
         test_count - failures.len(),
         failures.len(),
+        warnings,
+        if strict && warnings > 0 {
+            ", errors under --strict"
+        } else {
+            ""
+        },
         set.version(),
         set.sha256()
     )?;
-    Ok(if failures.is_empty() {
-        exit::OK
-    } else {
-        exit::FOUND
-    })
+    let lint_errors = findings
+        .iter()
+        .filter(|f| f.severity == lint::Severity::Error)
+        .count();
+    let failed = !failures.is_empty() || lint_errors > 0 || (strict && warnings > 0);
+    Ok(if failed { exit::FOUND } else { exit::OK })
+}
+
+fn count_test_cases(files: &[LoadedFile]) -> usize {
+    files
+        .iter()
+        .flat_map(|f| &f.spec.rules)
+        .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
+        .sum()
 }
 
 /// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own

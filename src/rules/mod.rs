@@ -21,7 +21,10 @@
 )]
 
 pub mod cidr;
+pub mod diff;
 pub mod domains;
+pub mod import;
+pub mod lint;
 mod load;
 pub mod schema;
 

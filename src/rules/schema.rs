@@ -47,6 +47,24 @@ pub struct RuleSpec {
     pub references: Vec<String>,
     #[serde(default)]
     pub tests: RuleTests,
+    /// Where the entries came from, for rules written by `telestrip rules import`.
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
+}
+
+/// The list an imported rule was made from: every entry of the rule comes from it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The list's address or file, as given to the importer.
+    pub url: String,
+    /// The format it was read as: hosts, adblock, domains, dnsmasq or cidr.
+    pub format: String,
+    /// Day of the import (YYYY-MM-DD, UTC).
+    pub imported: String,
+    /// SHA-256 of the list as imported, so a later import shows whether it changed.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Names (or addresses) a rule must and must not match; run by `rules check`.

@@ -1,0 +1,701 @@
+//! The rule linter behind `telestrip rules check`: what loads and compiles can still be
+//! wrong. Finds duplicate entries, entries that another rule's `*.` suffix already covers,
+//! allow/block conflicts, over-broad entries (a public suffix such as `*.co.uk`, from the
+//! Public Suffix List via the `psl` crate, or a huge address block), regexes that are slow,
+//! never match or need not be regexes, and rules without references. Every finding names the
+//! file and line of the entry it is about.
+
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+use regex_syntax::hir::{Hir, HirKind};
+
+use super::load::{LoadedFile, RuleError};
+use super::schema::{anchored_regex, Action, DomainPattern, RuleSpec};
+
+/// How bad a finding is. `--strict` treats warnings as errors, not notes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing, often deliberate: a more specific entry of another rule inside a
+    /// suffix with the same action only decides which rule its flows are counted under.
+    Note,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub error: RuleError,
+}
+
+/// Compiled size above which a single regex counts as slow (the `regex` crate's automata
+/// grow with counted repetitions and large Unicode classes).
+const SLOW_REGEX_BYTES: usize = 64 * 1024;
+/// Address blocks larger than this are reported as over-broad.
+const WIDEST_V4_PREFIX: u8 = 8;
+const WIDEST_V6_PREFIX: u8 = 16;
+
+/// One rule, with what the checks need.
+struct RuleRef<'a> {
+    file: &'a LoadedFile,
+    spec: &'a RuleSpec,
+}
+
+impl RuleRef<'_> {
+    fn blocks(&self) -> bool {
+        self.spec.action.blocks()
+    }
+
+    /// Whether this rule applies to every flow `other` applies to.
+    fn admits_all_of(&self, other: &RuleRef<'_>) -> bool {
+        let ports = self.spec.ports.is_empty()
+            || (!other.spec.ports.is_empty()
+                && other.spec.ports.iter().all(|p| self.spec.ports.contains(p)));
+        let protocols = self.spec.protocols.is_empty()
+            || (!other.spec.protocols.is_empty()
+                && other
+                    .spec
+                    .protocols
+                    .iter()
+                    .all(|p| self.spec.protocols.contains(p)));
+        ports && protocols
+    }
+}
+
+/// A name entry: exact or `*.` suffix, its name, its rule.
+#[derive(Clone, Copy)]
+struct NameEntry<'a> {
+    name: &'a str,
+    suffix: bool,
+    rule: u32,
+}
+
+/// Runs every check over loaded (valid) rule files.
+pub fn lint(files: &[LoadedFile]) -> Vec<Finding> {
+    let rules: Vec<RuleRef> = files
+        .iter()
+        .flat_map(|file| {
+            file.spec
+                .rules
+                .iter()
+                .map(move |spec| RuleRef { file, spec })
+        })
+        .collect();
+    let mut findings = Findings::default();
+    check_names(&rules, &mut findings);
+    check_cidrs(&rules, &mut findings);
+    for rule in &rules {
+        check_regexes(rule, &mut findings);
+        if rule.spec.references.is_empty() {
+            findings.rule(
+                rule,
+                format!(
+                    "rule {} has no references (cite the public documents its entries rest on)",
+                    rule.spec.id.0
+                ),
+            );
+        }
+    }
+    findings.resolve_lines()
+}
+
+/// Findings whose line is found once all are known (one scan per file).
+#[derive(Default)]
+struct Findings<'a> {
+    /// (file, rule id, entry or None for the rule itself, severity, message)
+    pending: Vec<(&'a LoadedFile, &'a str, Option<String>, Severity, String)>,
+}
+
+impl<'a> Findings<'a> {
+    fn entry(&mut self, rule: &RuleRef<'a>, entry: String, message: String) {
+        self.entry_with(Severity::Warning, rule, entry, message);
+    }
+
+    fn entry_with(
+        &mut self,
+        severity: Severity,
+        rule: &RuleRef<'a>,
+        entry: String,
+        message: String,
+    ) {
+        self.pending.push((
+            rule.file,
+            rule.spec.id.0.as_str(),
+            Some(entry),
+            severity,
+            message,
+        ));
+    }
+
+    fn rule(&mut self, rule: &RuleRef<'a>, message: String) {
+        self.pending.push((
+            rule.file,
+            rule.spec.id.0.as_str(),
+            None,
+            Severity::Warning,
+            message,
+        ));
+    }
+
+    fn resolve_lines(self) -> Vec<Finding> {
+        let mut indexes: HashMap<&str, EntryLines> = HashMap::new();
+        let mut findings: Vec<Finding> = self
+            .pending
+            .into_iter()
+            .map(|(file, id, entry, severity, message)| {
+                let lines = indexes
+                    .entry(file.name.as_str())
+                    .or_insert_with(|| EntryLines::scan(&file.text));
+                let line = entry
+                    .and_then(|e| lines.entry(id, e))
+                    .or_else(|| lines.rules.get(id).copied());
+                Finding {
+                    severity,
+                    error: RuleError {
+                        file: file.name.clone(),
+                        line,
+                        column: None,
+                        message,
+                    },
+                }
+            })
+            .collect();
+        findings.sort_by(|a, b| {
+            (a.error.file.as_str(), a.error.line).cmp(&(b.error.file.as_str(), b.error.line))
+        });
+        findings
+    }
+}
+
+/// Marks an entry whose finding belongs at its last listing in the rule (a repeat).
+const LAST: &str = "\u{1}last:";
+
+/// Lines of rules and entries in a rule file's text, found by a scan of the YAML as written
+/// (block lists `- entry` and flow lists `[a, b]` under `domains:` and `cidrs:`).
+struct EntryLines<'a> {
+    rules: HashMap<&'a str, usize>,
+    /// Every line an entry is listed on, in order.
+    entries: HashMap<(&'a str, String), Vec<usize>>,
+}
+
+impl<'a> EntryLines<'a> {
+    fn scan(text: &'a str) -> Self {
+        let mut rules = HashMap::new();
+        let mut entries = HashMap::new();
+        let mut rule = "";
+        let mut in_entries = false;
+        for (index, raw) in text.lines().enumerate() {
+            let number = index + 1;
+            let line = raw.split(" #").next().unwrap_or("").trim();
+            let line_after_dash = line.strip_prefix("- ").unwrap_or(line).trim_start();
+            if let Some(id) = line_after_dash.strip_prefix("id:") {
+                rule = id.trim();
+                rules.entry(rule).or_insert(number);
+                in_entries = false;
+                continue;
+            }
+            if let Some(item) = line.strip_prefix("- ").filter(|_| in_entries) {
+                entries
+                    .entry((rule, unquote(item)))
+                    .or_insert_with(Vec::new)
+                    .push(number);
+                continue;
+            }
+            if let Some((key, value)) = line.split_once(':').filter(|(k, _)| !k.contains(' ')) {
+                in_entries = matches!(key, "domains" | "cidrs");
+                let value = value.trim();
+                if in_entries && value.starts_with('[') {
+                    let items = value.trim_start_matches('[').trim_end_matches(']');
+                    for item in items.split(',').filter(|i| !i.trim().is_empty()) {
+                        entries
+                            .entry((rule, unquote(item)))
+                            .or_insert_with(Vec::new)
+                            .push(number);
+                    }
+                }
+            }
+        }
+        Self { rules, entries }
+    }
+}
+
+/// A YAML scalar as written in a list: plain, or quoted (escapes only through the YAML
+/// parser, which is slower).
+impl EntryLines<'_> {
+    /// The line of an entry (its last listing when marked [`LAST`]); addresses may be
+    /// written without their /32 or /128.
+    fn entry(&self, rule: &str, entry: String) -> Option<usize> {
+        let (last, entry) = match entry.strip_prefix(LAST) {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, entry),
+        };
+        let bare = entry
+            .strip_suffix("/32")
+            .or_else(|| entry.strip_suffix("/128"))
+            .map(str::to_string);
+        let mut key = (rule, entry);
+        let lines = match self.entries.get(&key) {
+            Some(lines) => lines,
+            None => {
+                key.1 = bare?;
+                self.entries.get(&key)?
+            }
+        };
+        if last {
+            lines.last().copied()
+        } else {
+            lines.first().copied()
+        }
+    }
+}
+
+fn unquote(item: &str) -> String {
+    let item = item.trim();
+    if item.contains('\\') && (item.starts_with('"') || item.starts_with('\'')) {
+        if let Ok(text) = serde_yaml::from_str::<String>(item) {
+            return text;
+        }
+    }
+    item.trim_matches('"').trim_matches('\'').to_string()
+}
+
+fn entry_text(name: &str, suffix: bool) -> String {
+    if suffix {
+        format!("*.{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+fn place(rule: &RuleRef<'_>) -> String {
+    let line = rule.file.line_of(&format!("id: {}", rule.spec.id.0));
+    match line {
+        Some(line) => format!("{}:{line}", rule.file.name),
+        None => rule.file.name.clone(),
+    }
+}
+
+fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
+    let mut entries: Vec<NameEntry> = Vec::new();
+    for (index, rule) in rules.iter().enumerate() {
+        for domain in &rule.spec.domains {
+            let (name, suffix) = match domain {
+                DomainPattern::Exact(name) => (name.as_str(), false),
+                DomainPattern::Suffix(name) => (name.as_str(), true),
+                DomainPattern::Regex(_) => continue,
+            };
+            let rule_index = u32::try_from(index).unwrap_or(u32::MAX);
+            entries.push(NameEntry {
+                name,
+                suffix,
+                rule: rule_index,
+            });
+            if suffix {
+                check_public_suffix(rule, name, findings);
+            }
+        }
+    }
+    // Sorted, equal entries sit together and the suffix entries of a name can be found.
+    entries.sort_by(|a, b| (a.name, a.suffix, a.rule).cmp(&(b.name, b.suffix, b.rule)));
+    let mut suffixes: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let Some(first) = entries.get(start).copied() else {
+            break;
+        };
+        let end = start
+            + entries
+                .get(start..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|e| e.name == first.name && e.suffix == first.suffix)
+                .count();
+        if first.suffix {
+            suffixes.insert(first.name, (start, end));
+        }
+        // The same entry more than once: every copy after the first.
+        let group = entries.get(start..end).unwrap_or(&[]);
+        if let Some(original) = group.first() {
+            for copy in group.iter().skip(1) {
+                same_entry(rules, original, copy, findings);
+            }
+        }
+        start = end;
+    }
+    // Entries below a suffix entry of the same or another rule.
+    for entry in &entries {
+        let mut rest = entry.name;
+        while let Some((_, parent)) = rest.split_once('.') {
+            rest = parent;
+            let Some(&(from, to)) = suffixes.get(parent) else {
+                continue;
+            };
+            for covering in entries.get(from..to).unwrap_or(&[]) {
+                covered_entry(rules, entry, covering, findings);
+            }
+        }
+    }
+}
+
+fn rule_at<'r, 'a>(rules: &'r [RuleRef<'a>], index: u32) -> Option<&'r RuleRef<'a>> {
+    rules.get(index as usize)
+}
+
+/// `copy` lists the same entry as `original` (which is loaded first and wins ties).
+fn same_entry<'a>(
+    rules: &[RuleRef<'a>],
+    original: &NameEntry,
+    copy: &NameEntry,
+    findings: &mut Findings<'a>,
+) {
+    let (Some(first), Some(second)) = (rule_at(rules, original.rule), rule_at(rules, copy.rule))
+    else {
+        return;
+    };
+    let text = entry_text(copy.name, copy.suffix);
+    let message = if original.rule == copy.rule {
+        let message = format!("{text} is listed twice in rule {}", second.spec.id.0);
+        findings.entry_with(Severity::Warning, second, format!("{LAST}{text}"), message);
+        return;
+    } else if first.spec.action == second.spec.action {
+        format!(
+            "{text} is also listed by rule {} at {}; remove one",
+            first.spec.id.0,
+            place(first)
+        )
+    } else if first.blocks() != second.blocks()
+        && (first.spec.action == Action::Allow || second.spec.action == Action::Allow)
+    {
+        // Shown at the blocking entry: that is the one that never takes effect.
+        let block = if first.blocks() { first } else { second };
+        findings.entry(block, text.clone(), conflict(&text, first, second));
+        return;
+    } else {
+        format!(
+            "{text} is {} in rule {} at {} and {} here; only the rule loaded first takes effect",
+            first.spec.action,
+            first.spec.id.0,
+            place(first),
+            second.spec.action
+        )
+    };
+    findings.entry(second, text, message);
+}
+
+/// An allow and a blocking rule list the same entry: the allow rule wins.
+fn conflict(text: &str, a: &RuleRef<'_>, b: &RuleRef<'_>) -> String {
+    let (allow, block) = if a.spec.action == Action::Allow {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    format!(
+        "allow/block conflict: {text} is blocked by rule {} ({}) and allowed by rule {} at {}; the allow rule wins, so the block never takes effect",
+        block.spec.id.0,
+        block.spec.action,
+        allow.spec.id.0,
+        place(allow)
+    )
+}
+
+/// `entry` is below `covering` (a `*.` suffix entry).
+fn covered_entry<'a>(
+    rules: &[RuleRef<'a>],
+    entry: &NameEntry,
+    covering: &NameEntry,
+    findings: &mut Findings<'a>,
+) {
+    let (Some(rule), Some(cover)) = (rule_at(rules, entry.rule), rule_at(rules, covering.rule))
+    else {
+        return;
+    };
+    let text = entry_text(entry.name, entry.suffix);
+    let cover_text = entry_text(covering.name, true);
+    if rule.blocks() && cover.spec.action == Action::Allow {
+        findings.entry(
+            rule,
+            text.clone(),
+            format!(
+                "allow/block conflict: {text} of rule {} is inside {cover_text} of allow rule {} at {}; the allow rule wins, so {text} is never blocked",
+                rule.spec.id.0,
+                cover.spec.id.0,
+                place(cover)
+            ),
+        );
+    } else if rule.spec.action == cover.spec.action && cover.admits_all_of(rule) {
+        if entry.rule == covering.rule {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!("{text} is already covered by {cover_text} of the same rule; remove it"),
+            );
+        } else {
+            findings.entry_with(
+                Severity::Note,
+                rule,
+                text.clone(),
+                format!(
+                    "{text} is inside {cover_text} of rule {} at {} with the same action; it only decides that its flows count under rule {} (remove it if that is not meant)",
+                    cover.spec.id.0,
+                    place(cover),
+                    rule.spec.id.0
+                ),
+            );
+        }
+    }
+}
+
+fn check_public_suffix<'a>(rule: &RuleRef<'a>, name: &str, findings: &mut Findings<'a>) {
+    let is_public = psl::suffix(name.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes());
+    if is_public {
+        findings.entry(
+            rule,
+            format!("*.{name}"),
+            format!(
+                "*.{name} is over-broad: {name} is a public suffix, so this covers every site registered under it"
+            ),
+        );
+    }
+}
+
+fn check_cidrs<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
+    let mut by_net: HashMap<IpNet, u32> = HashMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        for cidr in &rule.spec.cidrs {
+            let net = cidr.0;
+            let widest = match net {
+                IpNet::V4(_) => WIDEST_V4_PREFIX,
+                IpNet::V6(_) => WIDEST_V6_PREFIX,
+            };
+            if net.prefix_len() < widest {
+                findings.entry(
+                    rule,
+                    net.to_string(),
+                    format!("{net} is over-broad: it covers more than a /{widest}"),
+                );
+            }
+            if let Some(&first) = by_net.get(&net) {
+                let original = NameEntry {
+                    name: "",
+                    suffix: false,
+                    rule: first,
+                };
+                let copy = NameEntry {
+                    name: "",
+                    suffix: false,
+                    rule: index,
+                };
+                same_cidr(rules, &original, &copy, net, findings);
+            } else {
+                by_net.insert(net, index);
+            }
+        }
+    }
+    // Prefixes inside a shorter prefix of the same or another rule.
+    for (index, rule) in rules.iter().enumerate() {
+        for cidr in &rule.spec.cidrs {
+            let net = cidr.0;
+            for prefix in (0..net.prefix_len()).rev() {
+                let Ok(wider) = IpNet::new(net.addr(), prefix).map(|n| n.trunc()) else {
+                    continue;
+                };
+                let Some(&covering) = by_net.get(&wider) else {
+                    continue;
+                };
+                let Some(cover) = rule_at(rules, covering) else {
+                    continue;
+                };
+                let text = net.to_string();
+                if rule.blocks() && cover.spec.action == Action::Allow {
+                    findings.entry(
+                        rule,
+                        text.clone(),
+                        format!(
+                            "allow/block conflict: {text} of rule {} is inside {wider} of allow rule {} at {}; the allow rule wins",
+                            rule.spec.id.0,
+                            cover.spec.id.0,
+                            place(cover)
+                        ),
+                    );
+                } else if rule.spec.action == cover.spec.action && cover.admits_all_of(rule) {
+                    if covering as usize == index {
+                        findings.entry(
+                            rule,
+                            text.clone(),
+                            format!(
+                                "{text} is already covered by {wider} of the same rule; remove it"
+                            ),
+                        );
+                    } else {
+                        findings.entry_with(
+                            Severity::Note,
+                            rule,
+                            text.clone(),
+                            format!(
+                                "{text} is inside {wider} of rule {} at {} with the same action; it only decides that its flows count under rule {} (remove it if that is not meant)",
+                                cover.spec.id.0,
+                                place(cover),
+                                rule.spec.id.0
+                            ),
+                        );
+                    }
+                }
+                break;
+            }
+        }
+    }
+}
+
+fn same_cidr<'a>(
+    rules: &[RuleRef<'a>],
+    original: &NameEntry,
+    copy: &NameEntry,
+    net: IpNet,
+    findings: &mut Findings<'a>,
+) {
+    let (Some(first), Some(second)) = (rule_at(rules, original.rule), rule_at(rules, copy.rule))
+    else {
+        return;
+    };
+    let text = net.to_string();
+    let message = if original.rule == copy.rule {
+        let message = format!("{text} is listed twice in rule {}", second.spec.id.0);
+        findings.entry_with(Severity::Warning, second, format!("{LAST}{text}"), message);
+        return;
+    } else if first.spec.action == Action::Allow || second.spec.action == Action::Allow {
+        if first.spec.action == second.spec.action {
+            format!(
+                "{text} is also listed by rule {} at {}; remove one",
+                first.spec.id.0,
+                place(first)
+            )
+        } else {
+            let block = if first.blocks() { first } else { second };
+            findings.entry(block, text.clone(), conflict(&text, first, second));
+            return;
+        }
+    } else {
+        format!(
+            "{text} is also listed by rule {} at {}; only the rule loaded first takes effect",
+            first.spec.id.0,
+            place(first)
+        )
+    };
+    findings.entry(second, text, message);
+}
+
+fn check_regexes<'a>(rule: &RuleRef<'a>, findings: &mut Findings<'a>) {
+    for domain in &rule.spec.domains {
+        let DomainPattern::Regex(pattern) = domain else {
+            continue;
+        };
+        let text = domain.to_string();
+        let anchored = anchored_regex(pattern);
+        let Ok(hir) = regex_syntax::Parser::new().parse(&anchored) else {
+            continue;
+        };
+        if let Some(byte) = required_impossible_byte(&hir, true) {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!(
+                    "{text} never matches: it requires {:?}, which a name compared by rules never contains (names are lowercase letters, digits, '-', '_' and '.')",
+                    char::from(byte)
+                ),
+            );
+            continue;
+        }
+        if hir.properties().minimum_len().unwrap_or(0) > crate::inspect::name::MAX_NAME_LEN {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!("{text} never matches: it needs more than 253 characters"),
+            );
+            continue;
+        }
+        if let Some(literal) = literal_name(&hir) {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!("{text} matches only {literal}: write it as an exact entry (exact names are checked first and faster)"),
+            );
+        }
+        let too_big = regex::RegexBuilder::new(&anchored)
+            .size_limit(SLOW_REGEX_BYTES)
+            .build()
+            .is_err();
+        if too_big {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!("{text} is slow: it compiles to more than {} KiB (counted repetitions, large classes); use suffix entries or a simpler pattern", SLOW_REGEX_BYTES / 1024),
+            );
+        }
+        let tests = &rule.spec.tests.should_match;
+        if tests.is_empty() {
+            findings.entry(
+                rule,
+                text.clone(),
+                format!("{text} has no match test: add one to the rule's tests, so a regex that never matches is noticed"),
+            );
+        } else if let Ok(regex) = regex::Regex::new(&anchored) {
+            let lowered: Vec<String> = tests.iter().map(|t| t.to_ascii_lowercase()).collect();
+            if !lowered
+                .iter()
+                .any(|t| regex.is_match(t.trim_end_matches('.')))
+            {
+                findings.entry(
+                    rule,
+                    text.clone(),
+                    format!("{text} matches none of the rule's match tests"),
+                );
+            }
+        }
+    }
+}
+
+/// A literal byte that every match must contain and that no normalised name holds.
+fn required_impossible_byte(hir: &Hir, required: bool) -> Option<u8> {
+    match hir.kind() {
+        HirKind::Literal(literal) if required => literal
+            .0
+            .iter()
+            .copied()
+            .find(|&b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.*".contains(&b))),
+        HirKind::Concat(parts) => parts
+            .iter()
+            .find_map(|p| required_impossible_byte(p, required)),
+        HirKind::Capture(capture) => required_impossible_byte(&capture.sub, required),
+        HirKind::Repetition(repetition) if repetition.min > 0 => {
+            required_impossible_byte(&repetition.sub, required)
+        }
+        _ => None,
+    }
+}
+
+/// The one name a regex can match, when it is a plain literal (`^(?:a\.example)$`).
+fn literal_name(hir: &Hir) -> Option<String> {
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let mut rest = parts
+        .iter()
+        .filter(|p| !matches!(p.kind(), HirKind::Look(_)));
+    let (Some(only), None) = (rest.next(), rest.next()) else {
+        return None;
+    };
+    let only = match only.kind() {
+        HirKind::Capture(c) => &*c.sub,
+        _ => only,
+    };
+    match only.kind() {
+        HirKind::Literal(bytes) => String::from_utf8(bytes.0.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

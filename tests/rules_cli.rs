@@ -1,0 +1,344 @@
+//! The rule maintainer's commands as a maintainer meets them: `rules import` on real-format
+//! lists (golden files), `rules check` lint with `--strict`, `rules test` with captures and
+//! expectations, `rules diff`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn telestrip(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_telestrip"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Compares `actual` with the golden file, or rewrites it under UPDATE_GOLDEN=1.
+fn golden(name: &str, actual: &str) {
+    let path = fixtures().join("import").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        actual, expected,
+        "{name} differs from the golden file (UPDATE_GOLDEN=1 rewrites it; review the diff)"
+    );
+}
+
+/// The import report without its timing and with the fixture directory shortened.
+fn stable_report(report: &str) -> String {
+    let dir = fixtures().join("import").display().to_string();
+    report
+        .replace(&dir, "import")
+        .lines()
+        .map(|line| match line.rfind(" in ") {
+            Some(at) if line.starts_with("Wrote ") => {
+                let after = line[at..]
+                    .find(" ms")
+                    .map_or("", |end| &line[at + end + 3..]);
+                format!("{} in N ms{after}", &line[..at])
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[test]
+fn importers_match_their_golden_files() {
+    let cases: &[(&str, &[&str])] = &[
+        ("wsb-hosts.txt", &[]),
+        ("wsb-firewall.txt", &["--format", "cidr"]),
+        ("nvidia.hosts", &["--subdomains"]),
+        ("adblock.txt", &["--category", "advertising"]),
+        ("domains.txt", &["--format", "domains"]),
+        ("dnsmasq.conf", &["--action", "reject"]),
+    ];
+    for (file, extra) in cases {
+        let input = fixtures().join("import").join(file);
+        let source = format!("https://lists.example/{file}");
+        let mut args = vec![
+            "rules",
+            "import",
+            input.to_str().unwrap(),
+            "--vendor",
+            "sample",
+            "--source",
+            &source,
+            "--date",
+            "2026-11-23",
+        ];
+        args.extend_from_slice(extra);
+        let output = telestrip(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{file}: {}",
+            text(&output.stderr)
+        );
+        golden(&format!("{file}.expected.yaml"), &text(&output.stdout));
+        golden(
+            &format!("{file}.expected.log"),
+            &stable_report(&text(&output.stderr)),
+        );
+
+        // What was written loads, compiles and passes `rules check`.
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("imported.yaml");
+        std::fs::write(&rules, &output.stdout).unwrap();
+        let check = telestrip(&["rules", "check", rules.to_str().unwrap()]);
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "{file}: {}",
+            text(&check.stdout)
+        );
+    }
+}
+
+#[test]
+fn imported_rules_block_what_the_list_blocks() {
+    let input = fixtures().join("import/adblock.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("list.yaml");
+    let output = telestrip(&[
+        "rules",
+        "import",
+        input.to_str().unwrap(),
+        "--vendor",
+        "sample",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let verdict = |name: &str| {
+        let explain = telestrip(&["rules", "explain", name, "--rules", out.to_str().unwrap()]);
+        let stdout = text(&explain.stdout);
+        stdout
+            .lines()
+            .find(|l| l.starts_with("Verdict:") || l.starts_with("No rule"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // `||name^`: the name and below; `@@` and `$denyallow` exceptions; `$badfilter` cancels.
+    assert!(verdict("telemetry.vendor.example").starts_with("Verdict: drop"));
+    assert!(verdict("a.b.telemetry.vendor.example").starts_with("Verdict: drop"));
+    assert!(verdict("ok.metrics.vendor.example").starts_with("Verdict: allow"));
+    assert!(verdict("status.events.vendor.example").starts_with("Verdict: allow"));
+    assert!(verdict("x.events.vendor.example").starts_with("Verdict: drop"));
+    assert!(verdict("old.vendor.example").starts_with("No rule"));
+    // `$third-party` is a browser notion: not imported rather than blocking too much.
+    assert!(verdict("ads.vendor.example").starts_with("No rule"));
+    // Written in one step: no temporary file left beside it.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn import_reports_a_list_with_nothing_to_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("empty.txt");
+    std::fs::write(&list, "# only a comment\n! and another\n").unwrap();
+    let output = telestrip(&[
+        "rules",
+        "import",
+        list.to_str().unwrap(),
+        "--vendor",
+        "v",
+        "--format",
+        "hosts",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("no entries found when read as hosts"),
+        "{}",
+        text(&output.stderr)
+    );
+    let bad_vendor = telestrip(&[
+        "rules",
+        "import",
+        list.to_str().unwrap(),
+        "--vendor",
+        "Bad Vendor",
+    ]);
+    assert_eq!(bad_vendor.status.code(), Some(2));
+}
+
+fn write_rules(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn check_reports_lint_warnings_with_file_and_line_and_strict_fails_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        "v.yaml",
+        "vendor: v\nrules:\n  - id: broad\n    action: drop\n    references: [https://vendor.example/docs]\n    domains:\n      - \"*.co.uk\"\n      - t.example\n      - t.example\n  - id: open\n    action: allow\n    references: [https://vendor.example/docs]\n    domains: [t.example]\n",
+    );
+    let rules = dir.path().to_str().unwrap();
+    let output = telestrip(&["rules", "check", rules]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let file = dir.path().join("v.yaml").display().to_string();
+    assert!(
+        stdout.contains(&format!("warning: {file}:7: *.co.uk is over-broad")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "warning: {file}:9: t.example is listed twice in rule broad"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "warning: {file}:8: allow/block conflict: t.example is blocked by rule broad (drop) and allowed by rule open at {file}:10"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Lint: 3 warning(s)"), "{stdout}");
+
+    let strict = telestrip(&["rules", "check", rules, "--strict"]);
+    let stdout = text(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("error: {file}:7: *.co.uk")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_bundled_rules_pass_check_strict() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let output = telestrip(&["rules", "check", rules.to_str().unwrap(), "--strict"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
+#[test]
+fn rules_test_checks_captures_against_expected_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = fixtures().join("dns-tcp.pcap");
+    let expect = write_rules(
+        dir.path(),
+        "dns-tcp.expect",
+        "# name  rule\nv10.events.data.microsoft.com ms-windows-diagtrack\nwatson.telemetry.microsoft.com ms-windows-error-reporting\nwww.example.org -\n",
+    );
+    let output = telestrip(&[
+        "rules",
+        "test",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("rules/microsoft.yaml: "), "{stdout}");
+    assert!(stdout.contains("All tests pass."), "{stdout}");
+
+    // A wrong expectation and an unlisted match both fail, each with its reason.
+    let wrong = write_rules(
+        dir.path(),
+        "wrong.expect",
+        "v10.events.data.microsoft.com ms-1ds-collector\n",
+    );
+    let output = telestrip(&[
+        "rules",
+        "test",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--expect",
+        wrong.to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("wrong.expect:1: v10.events.data.microsoft.com expected rule ms-1ds-collector, the captures show rule ms-windows-diagtrack"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL watson.telemetry.microsoft.com matched rule ms-windows-error-reporting in the captures, but"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 failure(s)."), "{stdout}");
+}
+
+#[test]
+fn rules_test_reports_failing_rule_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        "v.yaml",
+        "vendor: v\nrules:\n  - id: a\n    action: drop\n    domains: [t.example]\n    tests:\n      match: [t.example, u.example]\n",
+    );
+    let output = telestrip(&["rules", "test", dir.path().to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("v.yaml:7: rule a: test expects u.example to match, but it does not"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 rules, 2 cases, 1 failing"), "{stdout}");
+}
+
+#[test]
+fn rules_diff_shows_what_would_be_newly_blocked_and_unblocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    write_rules(
+        &old,
+        "v.yaml",
+        "vendor: v\nrules:\n  - id: a\n    action: drop\n    domains: [t.example, keep.example]\n",
+    );
+    write_rules(
+        &new,
+        "v.yaml",
+        "vendor: v\nrules:\n  - id: a\n    action: drop\n    domains: [keep.example, \"*.wide.example\"]\n  - id: b\n    action: log\n    domains: [t.example]\n",
+    );
+    let output = telestrip(&[
+        "rules",
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Newly blocked (1):\n  + *.wide.example  no rule -> drop (a)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Unblocked (1):\n  - t.example  drop (a) -> log (b)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Rules added: b"), "{stdout}");
+    assert!(
+        stdout.contains("1 newly blocked, 1 unblocked, 0 decided differently"),
+        "{stdout}"
+    );
+
+    let same = telestrip(&[
+        "rules",
+        "diff",
+        old.to_str().unwrap(),
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stdout));
+}

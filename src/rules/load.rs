@@ -102,20 +102,35 @@ impl std::error::Error for RuleErrors {}
 
 /// The rule files shipped inside the binary (the `rules/` directory at build time).
 pub fn bundled_sources() -> Vec<Source> {
-    [
-        ("rules/doh.yaml", include_str!("../../rules/doh.yaml")),
-        (
-            "rules/microsoft.yaml",
-            include_str!("../../rules/microsoft.yaml"),
-        ),
-    ]
-    .into_iter()
-    .map(|(name, text)| Source {
-        name: name.to_string(),
-        text: text.to_string(),
-    })
-    .collect()
+    BUNDLED
+        .iter()
+        .map(|(name, text)| Source {
+            name: name.to_string(),
+            text: text.to_string(),
+        })
+        .collect()
 }
+
+/// Every file of `rules/`, in the order `load_dir` reads them (sorted by name).
+pub(crate) const BUNDLED: &[(&str, &str)] = &[
+    ("rules/adobe.yaml", include_str!("../../rules/adobe.yaml")),
+    ("rules/apple.yaml", include_str!("../../rules/apple.yaml")),
+    (
+        "rules/canonical.yaml",
+        include_str!("../../rules/canonical.yaml"),
+    ),
+    ("rules/doh.yaml", include_str!("../../rules/doh.yaml")),
+    ("rules/google.yaml", include_str!("../../rules/google.yaml")),
+    (
+        "rules/microsoft.yaml",
+        include_str!("../../rules/microsoft.yaml"),
+    ),
+    (
+        "rules/mozilla.yaml",
+        include_str!("../../rules/mozilla.yaml"),
+    ),
+    ("rules/nvidia.yaml", include_str!("../../rules/nvidia.yaml")),
+];
 
 /// Loads every `*.yaml` / `*.yml` file of a directory (not recursive, sorted by name), or a
 /// single file when `path` is a file.

@@ -138,7 +138,7 @@ fn report_list(
 ) -> std::io::Result<()> {
     writeln!(
         log,
-        "{}: {} lines as {}: {} names, {} CIDRs, {} exceptions; {} duplicates kept once, {} blank or comment lines, {} lines skipped.",
+        "{}: {} lines as {}: {} names, {} CIDRs, {} exceptions; {} duplicates kept once, {} left out as covered by another entry's *. suffix, {} blank or comment lines, {} lines skipped.",
         file.display(),
         list.lines,
         format.as_str(),
@@ -146,6 +146,7 @@ fn report_list(
         list.cidrs.len(),
         list.exceptions.len(),
         list.duplicates,
+        list.covered,
         list.comments,
         list.skipped.len()
     )?;

@@ -6,7 +6,7 @@
 //! line that is not imported is reported with its line number and the reason, counted per
 //! reason.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -14,6 +14,9 @@ use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 
 use super::schema::{Action, DomainPattern};
 use crate::inspect::Name;
+
+/// Lists are large (a million lines) and the importer's own input: a fast hasher.
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// The list formats the importer reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -118,6 +121,8 @@ pub struct ImportedList {
     pub comments: usize,
     /// Entries listed more than once (kept once).
     pub duplicates: usize,
+    /// Entries below another entry's `*.` suffix in the same list (left out: they add nothing).
+    pub covered: usize,
     pub lines: usize,
 }
 
@@ -203,7 +208,45 @@ pub fn read_list(text: &str, format: ListFormat, subdomains: bool) -> ImportedLi
             },
         }
     }
-    out.list
+    let mut list = out.list;
+    list.covered = drop_covered(&mut list.domains) + drop_covered(&mut list.exceptions);
+    list
+}
+
+/// Removes entries that a `*.` suffix entry of the same list already covers (lists that
+/// block `||example.com^` often also list `ads.example.com`); returns how many.
+fn drop_covered(entries: &mut Vec<DomainPattern>) -> usize {
+    let suffixes: HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            DomainPattern::Suffix(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if suffixes.is_empty() {
+        return 0;
+    }
+    let keep: Vec<bool> = entries
+        .iter()
+        .map(|entry| {
+            let name = match entry {
+                DomainPattern::Exact(name) | DomainPattern::Suffix(name) => name.as_str(),
+                DomainPattern::Regex(_) => return true,
+            };
+            let mut rest = name;
+            while let Some((_, parent)) = rest.split_once('.') {
+                if suffixes.contains(parent) {
+                    return false;
+                }
+                rest = parent;
+            }
+            true
+        })
+        .collect();
+    let before = entries.len();
+    let mut keep = keep.into_iter();
+    entries.retain(|_| keep.next().unwrap_or(true));
+    before - entries.len()
 }
 
 fn strip_comment(line: &str) -> &str {

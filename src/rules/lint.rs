@@ -5,7 +5,10 @@
 //! never match or need not be regexes, and rules without references. Every finding names the
 //! file and line of the entry it is about.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+
+/// Rule files are trusted input here, and large (a million entries): a fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use ipnet::IpNet;
 use regex_syntax::hir::{Hir, HirKind};
@@ -139,14 +142,29 @@ impl<'a> Findings<'a> {
     }
 
     fn resolve_lines(self) -> Vec<Finding> {
-        let mut indexes: HashMap<&str, EntryLines> = HashMap::new();
+        // Only the rules and entries with findings are looked up in each file's text.
+        let mut wanted: HashMap<&str, HashSet<(&str, &str)>> = HashMap::default();
+        for (file, id, entry, _, _) in &self.pending {
+            let entry = entry.as_deref().unwrap_or("");
+            let entry = entry.strip_prefix(LAST).unwrap_or(entry);
+            let bare = entry
+                .strip_suffix("/32")
+                .or_else(|| entry.strip_suffix("/128"))
+                .unwrap_or(entry);
+            let keys = wanted.entry(file.name.as_str()).or_default();
+            keys.insert((id, entry));
+            keys.insert((id, bare));
+        }
+        let mut indexes: HashMap<&str, EntryLines> = HashMap::default();
         let mut findings: Vec<Finding> = self
             .pending
-            .into_iter()
+            .iter()
             .map(|(file, id, entry, severity, message)| {
-                let lines = indexes
-                    .entry(file.name.as_str())
-                    .or_insert_with(|| EntryLines::scan(&file.text));
+                let (file, id, entry, severity, message) =
+                    (*file, *id, entry.clone(), *severity, message.clone());
+                let lines = indexes.entry(file.name.as_str()).or_insert_with(|| {
+                    EntryLines::scan(&file.text, wanted.get(file.name.as_str()))
+                });
                 let line = entry
                     .and_then(|e| lines.entry(id, e))
                     .or_else(|| lines.rules.get(id).copied());
@@ -180,9 +198,19 @@ struct EntryLines<'a> {
 }
 
 impl<'a> EntryLines<'a> {
-    fn scan(text: &'a str) -> Self {
-        let mut rules = HashMap::new();
-        let mut entries = HashMap::new();
+    /// Scans `text`, keeping the lines of the `wanted` (rule, entry) pairs only.
+    fn scan(text: &'a str, wanted: Option<&HashSet<(&str, &str)>>) -> Self {
+        let mut rules = HashMap::default();
+        let mut entries: HashMap<(&'a str, String), Vec<usize>> = HashMap::default();
+        let keep = |entries: &mut HashMap<(&'a str, String), Vec<usize>>,
+                    rule: &'a str,
+                    item: &str,
+                    number: usize| {
+            let value = unquote(item);
+            if wanted.is_some_and(|w| w.contains(&(rule, value.as_str()))) {
+                entries.entry((rule, value)).or_default().push(number);
+            }
+        };
         let mut rule = "";
         let mut in_entries = false;
         for (index, raw) in text.lines().enumerate() {
@@ -196,10 +224,7 @@ impl<'a> EntryLines<'a> {
                 continue;
             }
             if let Some(item) = line.strip_prefix("- ").filter(|_| in_entries) {
-                entries
-                    .entry((rule, unquote(item)))
-                    .or_insert_with(Vec::new)
-                    .push(number);
+                keep(&mut entries, rule, item, number);
                 continue;
             }
             if let Some((key, value)) = line.split_once(':').filter(|(k, _)| !k.contains(' ')) {
@@ -208,10 +233,7 @@ impl<'a> EntryLines<'a> {
                 if in_entries && value.starts_with('[') {
                     let items = value.trim_start_matches('[').trim_end_matches(']');
                     for item in items.split(',').filter(|i| !i.trim().is_empty()) {
-                        entries
-                            .entry((rule, unquote(item)))
-                            .or_insert_with(Vec::new)
-                            .push(number);
+                        keep(&mut entries, rule, item, number);
                     }
                 }
             }
@@ -298,7 +320,7 @@ fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
     }
     // Sorted, equal entries sit together and the suffix entries of a name can be found.
     entries.sort_by(|a, b| (a.name, a.suffix, a.rule).cmp(&(b.name, b.suffix, b.rule)));
-    let mut suffixes: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut suffixes: HashMap<&str, (usize, usize)> = HashMap::default();
     let mut start = 0;
     while start < entries.len() {
         let Some(first) = entries.get(start).copied() else {
@@ -323,7 +345,8 @@ fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
         }
         start = end;
     }
-    // Entries below a suffix entry of the same or another rule.
+    // Entries below a suffix entry of the same or another rule: the nearest one is reported
+    // (the wider ones are reported against it in turn).
     for entry in &entries {
         let mut rest = entry.name;
         while let Some((_, parent)) = rest.split_once('.') {
@@ -334,6 +357,7 @@ fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
             for covering in entries.get(from..to).unwrap_or(&[]) {
                 covered_entry(rules, entry, covering, findings);
             }
+            break;
         }
     }
 }
@@ -461,7 +485,7 @@ fn check_public_suffix<'a>(rule: &RuleRef<'a>, name: &str, findings: &mut Findin
 }
 
 fn check_cidrs<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
-    let mut by_net: HashMap<IpNet, u32> = HashMap::new();
+    let mut by_net: HashMap<IpNet, u32> = HashMap::default();
     for (index, rule) in rules.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         for cidr in &rule.spec.cidrs {

@@ -214,3 +214,25 @@ fn yaml_scalars_are_quoted_when_they_would_change_meaning() {
     assert_eq!(quote("yes"), "\"yes\"");
     assert_eq!(quote("a: b"), "\"a: b\"");
 }
+
+#[test]
+fn entries_below_a_listed_suffix_are_left_out() {
+    let text = "||example.com^\n||ads.example.com^\n||other.example^\n0.0.0.0 x\n";
+    let list = read_list(text, ListFormat::Adblock, false);
+    assert_eq!(
+        names(&list),
+        [
+            "example.com",
+            "*.example.com",
+            "other.example",
+            "*.other.example"
+        ]
+    );
+    assert_eq!(list.covered, 2);
+    let list = read_list(
+        "address=/t.example/0.0.0.0\naddress=/a.t.example/0.0.0.0\n",
+        ListFormat::Dnsmasq,
+        false,
+    );
+    assert_eq!(names(&list), ["t.example", "*.t.example"]);
+}

@@ -150,6 +150,23 @@ fn report_list(
         list.comments,
         list.skipped.len()
     )?;
+    for adjusted in list.adjusted.iter().take(SHOWN_PER_REASON) {
+        writeln!(
+            log,
+            "  note {}:{}: {}: {}",
+            file.display(),
+            adjusted.line,
+            adjusted.reason,
+            adjusted.text
+        )?;
+    }
+    if list.adjusted.len() > SHOWN_PER_REASON {
+        writeln!(
+            log,
+            "  ... and {} more lines imported in a corrected form",
+            list.adjusted.len() - SHOWN_PER_REASON
+        )?;
+    }
     for (reason, count) in list.skipped_by_reason() {
         writeln!(log, "  skipped {count}: {reason}")?;
         let examples = list.skipped.iter().filter(|s| s.reason == reason);

@@ -123,6 +123,8 @@ pub struct ImportedList {
     pub duplicates: usize,
     /// Entries below another entry's `*.` suffix in the same list (left out: they add nothing).
     pub covered: usize,
+    /// Lines imported in a corrected form (a prefix with host bits set: its network).
+    pub adjusted: Vec<Skipped>,
     pub lines: usize,
 }
 
@@ -203,7 +205,16 @@ pub fn read_list(text: &str, format: ListFormat, subdomains: bool) -> ImportedLi
             // dnsmasq comments start a line only; `#` is a value in `address=/#/`.
             ListFormat::Dnsmasq => dnsmasq_line(&mut out, number, line),
             ListFormat::Cidr => match parse_cidr_line(strip_comment(line)) {
-                Ok(nets) => nets.into_iter().for_each(|net| out.cidr(net)),
+                Ok(nets) => {
+                    if has_host_bits(strip_comment(line)) {
+                        out.list.adjusted.push(Skipped {
+                            line: number,
+                            reason: "a prefix with host bits set, imported as its network",
+                            text: line.chars().take(200).collect(),
+                        });
+                    }
+                    nets.into_iter().for_each(|net| out.cidr(net));
+                }
                 Err(reason) => out.skip(number, reason, line),
             },
         }
@@ -525,6 +536,11 @@ fn adblock_line(out: &mut Collector, number: usize, line: &str) {
             Err(reason) => out.skip(number, reason, allowed),
         }
     }
+}
+
+fn has_host_bits(line: &str) -> bool {
+    let word = line.split_whitespace().next().unwrap_or("");
+    word.parse::<IpNet>().is_ok_and(|net| net.trunc() != net)
 }
 
 /// One address (a /32 or /128), prefix, or `first-last` range (as the fewest prefixes).

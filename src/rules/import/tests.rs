@@ -130,6 +130,8 @@ fn cidr_lists_take_addresses_prefixes_and_ranges() {
             "2001:db8:1::/48"
         ]
     );
+    assert_eq!(list.adjusted.len(), 1);
+    assert_eq!(list.adjusted[0].line, 4);
     assert_eq!(
         reasons(&list),
         [

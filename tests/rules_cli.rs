@@ -228,6 +228,19 @@ fn the_bundled_rules_pass_check_strict() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
 }
 
+/// `telestrip rules test --pcap PCAP --expect EXPECT` with the bundled rules.
+fn rules_test_capture(pcap: &Path, expect: &Path) -> (Option<i32>, String) {
+    let output = telestrip(&[
+        "rules",
+        "test",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+    ]);
+    (output.status.code(), text(&output.stdout))
+}
+
 #[test]
 fn rules_test_checks_captures_against_expected_matches() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,16 +250,8 @@ fn rules_test_checks_captures_against_expected_matches() {
         "dns-tcp.expect",
         "# name  rule\nv10.events.data.microsoft.com ms-windows-diagtrack\nwatson.telemetry.microsoft.com ms-windows-error-reporting\nwww.example.org -\n",
     );
-    let output = telestrip(&[
-        "rules",
-        "test",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--expect",
-        expect.to_str().unwrap(),
-    ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let (code, stdout) = rules_test_capture(&pcap, &expect);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("rules/microsoft.yaml: "), "{stdout}");
     assert!(stdout.contains("All tests pass."), "{stdout}");
 
@@ -256,16 +261,8 @@ fn rules_test_checks_captures_against_expected_matches() {
         "wrong.expect",
         "v10.events.data.microsoft.com ms-1ds-collector\n",
     );
-    let output = telestrip(&[
-        "rules",
-        "test",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--expect",
-        wrong.to_str().unwrap(),
-    ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = rules_test_capture(&pcap, &wrong);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("wrong.expect:1: v10.events.data.microsoft.com expected rule ms-1ds-collector, the captures show rule ms-windows-diagtrack"),
         "{stdout}"

@@ -340,7 +340,8 @@ fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
         let group = entries.get(start..end).unwrap_or(&[]);
         if let Some(original) = group.first() {
             for copy in group.iter().skip(1) {
-                same_entry(rules, original, copy, findings);
+                let text = entry_text(copy.name, copy.suffix);
+                same_listing(rules, original.rule, copy.rule, text, findings);
             }
         }
         start = end;
@@ -354,8 +355,17 @@ fn check_names<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
             let Some(&(from, to)) = suffixes.get(parent) else {
                 continue;
             };
+            let cover_text = entry_text(parent, true);
             for covering in entries.get(from..to).unwrap_or(&[]) {
-                covered_entry(rules, entry, covering, findings);
+                let text = entry_text(entry.name, entry.suffix);
+                covered(
+                    rules,
+                    entry.rule,
+                    covering.rule,
+                    text,
+                    &cover_text,
+                    findings,
+                );
             }
             break;
         }
@@ -366,19 +376,19 @@ fn rule_at<'r, 'a>(rules: &'r [RuleRef<'a>], index: u32) -> Option<&'r RuleRef<'
     rules.get(index as usize)
 }
 
-/// `copy` lists the same entry as `original` (which is loaded first and wins ties).
-fn same_entry<'a>(
+/// Rule `copy` lists the entry `text` that rule `original` (loaded first, so it wins ties)
+/// lists too: names and CIDRs alike.
+fn same_listing<'a>(
     rules: &[RuleRef<'a>],
-    original: &NameEntry,
-    copy: &NameEntry,
+    original: u32,
+    copy: u32,
+    text: String,
     findings: &mut Findings<'a>,
 ) {
-    let (Some(first), Some(second)) = (rule_at(rules, original.rule), rule_at(rules, copy.rule))
-    else {
+    let (Some(first), Some(second)) = (rule_at(rules, original), rule_at(rules, copy)) else {
         return;
     };
-    let text = entry_text(copy.name, copy.suffix);
-    let message = if original.rule == copy.rule {
+    let message = if original == copy {
         let message = format!("{text} is listed twice in rule {}", second.spec.id.0);
         findings.entry_with(Severity::Warning, second, format!("{LAST}{text}"), message);
         return;
@@ -388,23 +398,28 @@ fn same_entry<'a>(
             first.spec.id.0,
             place(first)
         )
-    } else if first.blocks() != second.blocks()
-        && (first.spec.action == Action::Allow || second.spec.action == Action::Allow)
-    {
+    } else if first.spec.action == Action::Allow || second.spec.action == Action::Allow {
         // Shown at the blocking entry: that is the one that never takes effect.
         let block = if first.blocks() { first } else { second };
-        findings.entry(block, text.clone(), conflict(&text, first, second));
-        return;
+        if block.blocks() {
+            findings.entry(block, text.clone(), conflict(&text, first, second));
+            return;
+        }
+        same_listing_other_action(&text, first, second)
     } else {
-        format!(
-            "{text} is {} in rule {} at {} and {} here; only the rule loaded first takes effect",
-            first.spec.action,
-            first.spec.id.0,
-            place(first),
-            second.spec.action
-        )
+        same_listing_other_action(&text, first, second)
     };
     findings.entry(second, text, message);
+}
+
+fn same_listing_other_action(text: &str, first: &RuleRef<'_>, second: &RuleRef<'_>) -> String {
+    format!(
+        "{text} is {} in rule {} at {} and {} here; only the rule loaded first takes effect",
+        first.spec.action,
+        first.spec.id.0,
+        place(first),
+        second.spec.action
+    )
 }
 
 /// An allow and a blocking rule list the same entry: the allow rule wins.
@@ -423,49 +438,40 @@ fn conflict(text: &str, a: &RuleRef<'_>, b: &RuleRef<'_>) -> String {
     )
 }
 
-/// `entry` is below `covering` (a `*.` suffix entry).
-fn covered_entry<'a>(
+/// Entry `text` of rule `entry_rule` lies inside `cover_text` (a `*.` suffix or a wider
+/// prefix) of rule `cover_rule`.
+fn covered<'a>(
     rules: &[RuleRef<'a>],
-    entry: &NameEntry,
-    covering: &NameEntry,
+    entry_rule: u32,
+    cover_rule: u32,
+    text: String,
+    cover_text: &str,
     findings: &mut Findings<'a>,
 ) {
-    let (Some(rule), Some(cover)) = (rule_at(rules, entry.rule), rule_at(rules, covering.rule))
-    else {
+    let (Some(rule), Some(cover)) = (rule_at(rules, entry_rule), rule_at(rules, cover_rule)) else {
         return;
     };
-    let text = entry_text(entry.name, entry.suffix);
-    let cover_text = entry_text(covering.name, true);
     if rule.blocks() && cover.spec.action == Action::Allow {
-        findings.entry(
-            rule,
-            text.clone(),
-            format!(
-                "allow/block conflict: {text} of rule {} is inside {cover_text} of allow rule {} at {}; the allow rule wins, so {text} is never blocked",
-                rule.spec.id.0,
-                cover.spec.id.0,
-                place(cover)
-            ),
+        let message = format!(
+            "allow/block conflict: {text} of rule {} is inside {cover_text} of allow rule {} at {}; the allow rule wins, so {text} is never blocked",
+            rule.spec.id.0,
+            cover.spec.id.0,
+            place(cover)
         );
+        findings.entry(rule, text, message);
     } else if rule.spec.action == cover.spec.action && cover.admits_all_of(rule) {
-        if entry.rule == covering.rule {
-            findings.entry(
-                rule,
-                text.clone(),
-                format!("{text} is already covered by {cover_text} of the same rule; remove it"),
-            );
+        if entry_rule == cover_rule {
+            let message =
+                format!("{text} is already covered by {cover_text} of the same rule; remove it");
+            findings.entry(rule, text, message);
         } else {
-            findings.entry_with(
-                Severity::Note,
-                rule,
-                text.clone(),
-                format!(
-                    "{text} is inside {cover_text} of rule {} at {} with the same action; it only decides that its flows count under rule {} (remove it if that is not meant)",
-                    cover.spec.id.0,
-                    place(cover),
-                    rule.spec.id.0
-                ),
+            let message = format!(
+                "{text} is inside {cover_text} of rule {} at {} with the same action; it only decides that its flows count under rule {} (remove it if that is not meant)",
+                cover.spec.id.0,
+                place(cover),
+                rule.spec.id.0
             );
+            findings.entry_with(Severity::Note, rule, text, message);
         }
     }
 }
@@ -502,17 +508,7 @@ fn check_cidrs<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
                 );
             }
             if let Some(&first) = by_net.get(&net) {
-                let original = NameEntry {
-                    name: "",
-                    suffix: false,
-                    rule: first,
-                };
-                let copy = NameEntry {
-                    name: "",
-                    suffix: false,
-                    rule: index,
-                };
-                same_cidr(rules, &original, &copy, net, findings);
+                same_listing(rules, first, index, net.to_string(), findings);
             } else {
                 by_net.insert(net, index);
             }
@@ -529,86 +525,20 @@ fn check_cidrs<'a>(rules: &[RuleRef<'a>], findings: &mut Findings<'a>) {
                 let Some(&covering) = by_net.get(&wider) else {
                     continue;
                 };
-                let Some(cover) = rule_at(rules, covering) else {
-                    continue;
-                };
+                let rule_index = u32::try_from(index).unwrap_or(u32::MAX);
                 let text = net.to_string();
-                if rule.blocks() && cover.spec.action == Action::Allow {
-                    findings.entry(
-                        rule,
-                        text.clone(),
-                        format!(
-                            "allow/block conflict: {text} of rule {} is inside {wider} of allow rule {} at {}; the allow rule wins",
-                            rule.spec.id.0,
-                            cover.spec.id.0,
-                            place(cover)
-                        ),
-                    );
-                } else if rule.spec.action == cover.spec.action && cover.admits_all_of(rule) {
-                    if covering as usize == index {
-                        findings.entry(
-                            rule,
-                            text.clone(),
-                            format!(
-                                "{text} is already covered by {wider} of the same rule; remove it"
-                            ),
-                        );
-                    } else {
-                        findings.entry_with(
-                            Severity::Note,
-                            rule,
-                            text.clone(),
-                            format!(
-                                "{text} is inside {wider} of rule {} at {} with the same action; it only decides that its flows count under rule {} (remove it if that is not meant)",
-                                cover.spec.id.0,
-                                place(cover),
-                                rule.spec.id.0
-                            ),
-                        );
-                    }
-                }
+                covered(
+                    rules,
+                    rule_index,
+                    covering,
+                    text,
+                    &wider.to_string(),
+                    findings,
+                );
                 break;
             }
         }
     }
-}
-
-fn same_cidr<'a>(
-    rules: &[RuleRef<'a>],
-    original: &NameEntry,
-    copy: &NameEntry,
-    net: IpNet,
-    findings: &mut Findings<'a>,
-) {
-    let (Some(first), Some(second)) = (rule_at(rules, original.rule), rule_at(rules, copy.rule))
-    else {
-        return;
-    };
-    let text = net.to_string();
-    let message = if original.rule == copy.rule {
-        let message = format!("{text} is listed twice in rule {}", second.spec.id.0);
-        findings.entry_with(Severity::Warning, second, format!("{LAST}{text}"), message);
-        return;
-    } else if first.spec.action == Action::Allow || second.spec.action == Action::Allow {
-        if first.spec.action == second.spec.action {
-            format!(
-                "{text} is also listed by rule {} at {}; remove one",
-                first.spec.id.0,
-                place(first)
-            )
-        } else {
-            let block = if first.blocks() { first } else { second };
-            findings.entry(block, text.clone(), conflict(&text, first, second));
-            return;
-        }
-    } else {
-        format!(
-            "{text} is also listed by rule {} at {}; only the rule loaded first takes effect",
-            first.spec.id.0,
-            place(first)
-        )
-    };
-    findings.entry(second, text, message);
 }
 
 fn check_regexes<'a>(rule: &RuleRef<'a>, findings: &mut Findings<'a>) {

@@ -211,7 +211,7 @@ fn cidr_duplicates_coverage_conflicts_and_huge_blocks() {
             ),
             (
                 Some(13),
-                "192.0.2.0/24 is also listed by rule a at t.yaml:3; only the rule loaded first takes effect".to_string()
+                "192.0.2.0/24 is also listed by rule a at t.yaml:3; remove one".to_string()
             ),
             (
                 Some(14),
@@ -219,7 +219,7 @@ fn cidr_duplicates_coverage_conflicts_and_huge_blocks() {
             ),
             (
                 Some(22),
-                "allow/block conflict: 2001:db8::1/128 of rule d is inside 2001:db8::/32 of allow rule c at t.yaml:15; the allow rule wins".to_string()
+                "allow/block conflict: 2001:db8::1/128 of rule d is inside 2001:db8::/32 of allow rule c at t.yaml:15; the allow rule wins, so 2001:db8::1/128 is never blocked".to_string()
             ),
         ]
     );
@@ -269,6 +269,32 @@ fn slow_regexes_are_reported() {
             .1
             .contains("is slow: it compiles to more than 64 KiB"),
         "{findings:?}"
+    );
+}
+
+#[test]
+fn the_same_entry_with_other_actions() {
+    let text = file(&[
+        rule(
+            "a",
+            "drop",
+            "    domains: [t.example]\n    cidrs: [192.0.2.1]\n",
+        ),
+        rule("b", "log", "    domains: [t.example]\n"),
+        rule("c", "allow", "    cidrs: [192.0.2.1]\n"),
+    ]);
+    assert_eq!(
+        lint_text(&text),
+        [
+            (
+                Some(7),
+                "allow/block conflict: 192.0.2.1/32 is blocked by rule a (drop) and allowed by rule c at t.yaml:12; the allow rule wins, so the block never takes effect".to_string()
+            ),
+            (
+                Some(11),
+                "t.example is drop in rule a at t.yaml:3 and log here; only the rule loaded first takes effect".to_string()
+            ),
+        ]
     );
 }
 

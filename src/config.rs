@@ -155,15 +155,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-        let config: Config = serde_yaml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                crate::rules::yaml_error(&path.display().to_string(), &e)
-            )
-        })?;
-        config
-            .check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::from_text(&path.display().to_string(), &text)
+    }
+
+    /// Parses and checks configuration text; `name` is the file shown in errors.
+    pub fn from_text(name: &str, text: &str) -> anyhow::Result<Self> {
+        let config: Config = serde_yaml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", crate::rules::yaml_error(name, &e)))?;
+        config.check().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         Ok(config)
     }
 

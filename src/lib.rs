@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod flow;
+pub mod fuzzing;
 pub mod html;
 pub mod inspect;
 pub mod lab;

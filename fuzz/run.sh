@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time (default 60 s each) with cargo-fuzz (libFuzzer),
+# seeded from the project's fixtures. A crash stops the run; its input is in
+# fuzz/artifacts/TARGET/: copy it to fuzz/regressions/TARGET/ so that
+# `cargo test --test fuzz_regressions` keeps it as a regression test.
+#
+# Usage: fuzz/run.sh [SECONDS] [TARGET...]
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain the sanitizer flags
+# are enabled with RUSTC_BOOTSTRAP=1, as here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(frame dns tls quic http rules_yaml config engine audit_line)
+command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz" >&2; exit 2; }
+export RUSTC_BOOTSTRAP=1
+cargo run --release --quiet --example fuzz_seeds -- fuzz/corpus
+for target in "${targets[@]}"; do
+  echo "== $target: ${seconds} s"
+  rm -rf "fuzz/artifacts/$target"
+  mkdir -p "fuzz/corpus/$target"
+  # -rss_limit_mb: an input that makes a parser allocate without bound fails the run.
+  cargo fuzz run --release --sanitizer address "$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 \
+    2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+  if compgen -G "fuzz/artifacts/$target/*" >/dev/null; then
+    echo "$target: found a failing input in fuzz/artifacts/$target" >&2
+    exit 1
+  fi
+done
+echo "all targets ran ${seconds} s each without a crash"

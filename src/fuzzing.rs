@@ -1,0 +1,184 @@
+//! Entry points of the fuzz targets in `fuzz/` (cargo-fuzz), kept in the library so that the
+//! inputs that once crashed a target run again as ordinary tests (`tests/fuzz_regressions.rs`).
+//! Each takes arbitrary bytes and must neither panic nor allocate without bound.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::inspect::{dns, http, quic, tls};
+use crate::rules::{self, RuleSet, Source};
+use crate::wire::{self, LinkType, Protocol};
+use crate::{Engine, EngineConfig};
+
+/// A fuzz target: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets by name, as `fuzz/Cargo.toml` names them.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("frame", frame),
+    ("dns", dns_message),
+    ("tls", tls_hello),
+    ("quic", quic_initial),
+    ("http", http_request),
+    ("rules_yaml", rules_yaml),
+    ("config", config),
+    ("engine", engine),
+    ("audit_line", audit_line),
+];
+
+/// L2-L4 parsing under every link type telestrip reads.
+pub fn frame(data: &[u8]) {
+    for link in [
+        LinkType::Ethernet,
+        LinkType::RawIp,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Null,
+    ] {
+        if let Ok(packet) = wire::parse(link, data) {
+            assert!(packet.payload.len() <= data.len());
+        }
+    }
+}
+
+/// DNS messages (questions, answers with CNAME chains and SVCB hints), the NXDOMAIN answer
+/// built from a query (which must parse again), DNS-over-TCP framing.
+pub fn dns_message(data: &[u8]) {
+    if let Ok(message) = dns::Message::parse(data) {
+        let _ = message.first_question();
+        for question in message.questions() {
+            let _ = question;
+        }
+        if let Ok(records) = message.answers() {
+            for record in records {
+                let _ = record;
+            }
+        }
+    }
+    let mut answer = Vec::new();
+    if dns::nxdomain_answer(data, &mut answer).is_ok() {
+        assert!(
+            dns::Message::parse(&answer).is_ok(),
+            "an NXDOMAIN answer telestrip built does not parse"
+        );
+    }
+    let _ = dns::split_tcp(data);
+}
+
+/// A ClientHello from the first bytes of a TCP stream and from QUIC CRYPTO data.
+pub fn tls_hello(data: &[u8]) {
+    let mut scratch = Vec::new();
+    let _ = tls::scan_client_hello(data, &mut scratch);
+    let _ = tls::scan_handshake(data);
+}
+
+/// QUIC client Initials: the datagram as received, and, so that the decrypted side is
+/// reached, the input as the plaintext frames of a correctly protected v1 or v2 Initial.
+pub fn quic_initial(data: &[u8]) {
+    let mut scratch = Vec::new();
+    let _ = quic::client_initial_version(data);
+    let _ = quic::read_client_initials(data, &mut scratch, |_, _| {});
+    let Some((&selector, frames)) = data.split_first() else {
+        return;
+    };
+    let version = if selector & 1 == 0 { 1 } else { 0x6b33_43cf };
+    let dcid = [selector; 8];
+    if let Ok(datagram) =
+        quic::protect_client_initial(version, &dcid, &[1, 2, 3, 4], 0, frames, 1200)
+    {
+        let mut total = 0usize;
+        let _ =
+            quic::read_client_initials(&datagram, &mut scratch, |_, bytes| total += bytes.len());
+        // A frame cut short runs into the PADDING that fills the packet: still inside it.
+        assert!(
+            total <= datagram.len(),
+            "more CRYPTO bytes than the packet holds"
+        );
+    }
+}
+
+/// HTTP request heads: Host header, absolute-form and CONNECT targets.
+pub fn http_request(data: &[u8]) {
+    let _ = http::scan_request(data);
+}
+
+/// Rule files: parse, validate, lint, compile, match.
+pub fn rules_yaml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let source = Source {
+        name: "fuzz.yaml".into(),
+        text: text.into(),
+    };
+    let Ok(files) = rules::load_sources(vec![source]) else {
+        return;
+    };
+    let _ = rules::lint::lint(&files);
+    if let Ok(set) = RuleSet::compile(&files) {
+        let _ = set.match_name(b"v10.events.data.microsoft.com", 443, Protocol::Tcp);
+        let _ = set.near_misses(b"events.data.microsoft.com");
+    }
+}
+
+/// The daemon's configuration file.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::config::Config::from_text("fuzz.yaml", text);
+    }
+}
+
+/// One audit log line, as `audit verify` and `report` read it.
+pub fn audit_line(data: &[u8]) {
+    if let Ok(line) = std::str::from_utf8(data) {
+        let _ = crate::audit::parse_line(line);
+    }
+}
+
+/// The whole engine over a sequence of packets with the bundled rules. The first byte picks
+/// the link type, then frames follow, each after a 2-byte big-endian length. A small flow
+/// table so that eviction and the table-full paths run too.
+pub fn engine(data: &[u8]) {
+    static RULES: OnceLock<Vec<rules::LoadedFile>> = OnceLock::new();
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let link = match first % 3 {
+        0 => LinkType::Ethernet,
+        1 => LinkType::RawIp,
+        _ => LinkType::LinuxSll2,
+    };
+    let files =
+        RULES.get_or_init(|| rules::load_sources(rules::bundled_sources()).unwrap_or_default());
+    let Ok(set) = RuleSet::compile(files) else {
+        return;
+    };
+    let engine = Engine::new(
+        set,
+        EngineConfig {
+            max_flows: 64,
+            ..EngineConfig::default()
+        },
+    );
+    let mut worker = engine.worker();
+    let mut events = Vec::new();
+    let mut time = Duration::from_secs(1_700_000_000);
+    while let Some((len, after)) = rest.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (frame, next) = after.split_at(len.min(after.len()));
+        rest = next;
+        time += Duration::from_millis((len % 256) as u64);
+        let _ = worker.process(link, frame, time, &mut events);
+    }
+}
+
+/// Frames an engine input: the link selector, then each frame after its length.
+pub fn engine_input(link_selector: u8, frames: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![link_selector];
+    for frame in frames {
+        let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(frame.get(..usize::from(len)).unwrap_or(frame));
+    }
+    out
+}

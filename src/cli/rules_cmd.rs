@@ -46,7 +46,7 @@ pub fn rules_check(
     }
     for finding in &findings {
         let label = match (finding.severity, strict) {
-            (lint::Severity::Error, _) | (lint::Severity::Warning, true) => "error",
+            (lint::Severity::Warning, true) => "error",
             (lint::Severity::Warning, false) => "warning",
             (lint::Severity::Note, _) => "note",
         };
@@ -78,11 +78,7 @@ pub fn rules_check(
         set.version(),
         set.sha256()
     )?;
-    let lint_errors = findings
-        .iter()
-        .filter(|f| f.severity == lint::Severity::Error)
-        .count();
-    let failed = !failures.is_empty() || lint_errors > 0 || (strict && warnings > 0);
+    let failed = !failures.is_empty() || (strict && warnings > 0);
     Ok(if failed { exit::FOUND } else { exit::OK })
 }
 

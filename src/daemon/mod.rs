@@ -2,8 +2,7 @@
 //! queue per configured queue number with a packet thread each (or captures passively),
 //! starts the control-plane server and the log writer (JSON lines on stdout, the audit log),
 //! reloads rules on SIGHUP and when the rule files change (keeping the old ones when the new
-//! ones have errors) and stops on
-//! SIGTERM or SIGINT, printing its counters.
+//! ones have errors) and stops on SIGTERM or SIGINT, printing its counters.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -360,7 +359,8 @@ impl RulesWatcher {
     }
 }
 
-/// The rule files' stamps, sorted by path; a directory that cannot be read gives none.
+/// The rule files' stamps, sorted by path (a path that is not a readable directory is stamped
+/// as one file; a file that cannot be read has no stamp).
 fn stamps(path: &Path) -> Vec<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let files: Vec<std::path::PathBuf> = match std::fs::read_dir(path) {

@@ -16,14 +16,14 @@ use regex_syntax::hir::{Hir, HirKind};
 use super::load::{LoadedFile, RuleError};
 use super::schema::{anchored_regex, Action, DomainPattern, RuleSpec};
 
-/// How bad a finding is. `--strict` treats warnings as errors, not notes.
+/// How bad a finding is. What stops a ruleset (load errors, failing rule tests) is not a lint
+/// finding; `--strict` turns warnings into errors, not notes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     /// Worth knowing, often deliberate: a more specific entry of another rule inside a
     /// suffix with the same action only decides which rule its flows are counted under.
     Note,
     Warning,
-    Error,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -82,7 +82,8 @@ pub fn rules_check(
     Ok(if failed { exit::FOUND } else { exit::OK })
 }
 
-fn count_test_cases(files: &[LoadedFile]) -> usize {
+/// How many `match`/`no_match` cases the rules of `files` have.
+pub(super) fn count_test_cases(files: &[LoadedFile]) -> usize {
     files
         .iter()
         .flat_map(|f| &f.spec.rules)

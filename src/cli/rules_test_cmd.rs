@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::pcap::matched_flows;
-use super::rules_cmd::run_rule_tests;
+use super::rules_cmd::{count_test_cases, run_rule_tests};
 use super::{exit, load_rules, CommandError};
 use crate::inspect::Name;
 
@@ -60,12 +60,7 @@ pub fn rules_test(options: &RulesTestOptions, out: &mut dyn Write) -> Result<u8,
     }
     failed += failures.len();
     for file in &files {
-        let cases: usize = file
-            .spec
-            .rules
-            .iter()
-            .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
-            .sum();
+        let cases = count_test_cases(std::slice::from_ref(file));
         let failing = failures.iter().filter(|f| f.file == file.name).count();
         writeln!(
             out,

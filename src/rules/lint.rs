@@ -107,7 +107,14 @@ pub fn lint(files: &[LoadedFile]) -> Vec<Finding> {
 #[derive(Default)]
 struct Findings<'a> {
     /// (file, rule id, entry or None for the rule itself, severity, message)
-    pending: Vec<(&'a LoadedFile, &'a str, Option<String>, Severity, String)>,
+    pending: Vec<(&'a LoadedFile, &'a str, Option<Place>, Severity, String)>,
+}
+
+/// Where in the rule an entry finding is shown.
+struct Place {
+    entry: String,
+    /// At the entry's last listing in the rule (a repeat), not its first.
+    last: bool,
 }
 
 impl<'a> Findings<'a> {
@@ -122,59 +129,61 @@ impl<'a> Findings<'a> {
         entry: String,
         message: String,
     ) {
-        self.pending.push((
-            rule.file,
-            rule.spec.id.0.as_str(),
-            Some(entry),
-            severity,
-            message,
-        ));
+        let place = Place { entry, last: false };
+        self.push(rule, Some(place), severity, message);
+    }
+
+    /// A finding about an entry listed again: shown at its last listing.
+    fn repeat(&mut self, rule: &RuleRef<'a>, entry: String, message: String) {
+        let place = Place { entry, last: true };
+        self.push(rule, Some(place), Severity::Warning, message);
+    }
+
+    fn push(
+        &mut self,
+        rule: &RuleRef<'a>,
+        place: Option<Place>,
+        severity: Severity,
+        message: String,
+    ) {
+        let id = rule.spec.id.0.as_str();
+        self.pending.push((rule.file, id, place, severity, message));
     }
 
     fn rule(&mut self, rule: &RuleRef<'a>, message: String) {
-        self.pending.push((
-            rule.file,
-            rule.spec.id.0.as_str(),
-            None,
-            Severity::Warning,
-            message,
-        ));
+        self.push(rule, None, Severity::Warning, message);
     }
 
     fn resolve_lines(self) -> Vec<Finding> {
         // Only the rules and entries with findings are looked up in each file's text.
         let mut wanted: HashMap<&str, HashSet<(&str, &str)>> = HashMap::default();
-        for (file, id, entry, _, _) in &self.pending {
-            let entry = entry.as_deref().unwrap_or("");
-            let entry = entry.strip_prefix(LAST).unwrap_or(entry);
-            let bare = entry
-                .strip_suffix("/32")
-                .or_else(|| entry.strip_suffix("/128"))
-                .unwrap_or(entry);
+        for (file, id, place, _, _) in &self.pending {
             let keys = wanted.entry(file.name.as_str()).or_default();
-            keys.insert((id, entry));
-            keys.insert((id, bare));
+            if let Some(place) = place {
+                for written in written_forms(&place.entry) {
+                    keys.insert((id, written));
+                }
+            }
         }
         let mut indexes: HashMap<&str, EntryLines> = HashMap::default();
         let mut findings: Vec<Finding> = self
             .pending
             .iter()
-            .map(|(file, id, entry, severity, message)| {
-                let (file, id, entry, severity, message) =
-                    (*file, *id, entry.clone(), *severity, message.clone());
+            .map(|(file, id, place, severity, message)| {
                 let lines = indexes.entry(file.name.as_str()).or_insert_with(|| {
                     EntryLines::scan(&file.text, wanted.get(file.name.as_str()))
                 });
-                let line = entry
-                    .and_then(|e| lines.entry(id, e))
+                let line = place
+                    .as_ref()
+                    .and_then(|p| lines.entry(id, p))
                     .or_else(|| lines.rules.get(id).copied());
                 Finding {
-                    severity,
+                    severity: *severity,
                     error: RuleError {
                         file: file.name.clone(),
                         line,
                         column: None,
-                        message,
+                        message: message.clone(),
                     },
                 }
             })
@@ -186,8 +195,15 @@ impl<'a> Findings<'a> {
     }
 }
 
-/// Marks an entry whose finding belongs at its last listing in the rule (a repeat).
-const LAST: &str = "\u{1}last:";
+/// The ways an entry may be written in a file: as shown, and an address without its /32 or
+/// /128.
+fn written_forms(entry: &str) -> [&str; 2] {
+    let bare = entry
+        .strip_suffix("/32")
+        .or_else(|| entry.strip_suffix("/128"))
+        .unwrap_or(entry);
+    [entry, bare]
+}
 
 /// Lines of rules and entries in a rule file's text, found by a scan of the YAML as written
 /// (block lists `- entry` and flow lists `[a, b]` under `domains:` and `cidrs:`).
@@ -242,29 +258,13 @@ impl<'a> EntryLines<'a> {
     }
 }
 
-/// A YAML scalar as written in a list: plain, or quoted (escapes only through the YAML
-/// parser, which is slower).
 impl EntryLines<'_> {
-    /// The line of an entry (its last listing when marked [`LAST`]); addresses may be
-    /// written without their /32 or /128.
-    fn entry(&self, rule: &str, entry: String) -> Option<usize> {
-        let (last, entry) = match entry.strip_prefix(LAST) {
-            Some(rest) => (true, rest.to_string()),
-            None => (false, entry),
-        };
-        let bare = entry
-            .strip_suffix("/32")
-            .or_else(|| entry.strip_suffix("/128"))
-            .map(str::to_string);
-        let mut key = (rule, entry);
-        let lines = match self.entries.get(&key) {
-            Some(lines) => lines,
-            None => {
-                key.1 = bare?;
-                self.entries.get(&key)?
-            }
-        };
-        if last {
+    /// The line of an entry finding: the entry's first listing, or its last for a repeat.
+    fn entry(&self, rule: &str, place: &Place) -> Option<usize> {
+        let lines = written_forms(&place.entry)
+            .into_iter()
+            .find_map(|written| self.entries.get(&(rule, written.to_string())))?;
+        if place.last {
             lines.last().copied()
         } else {
             lines.first().copied()
@@ -272,6 +272,8 @@ impl EntryLines<'_> {
     }
 }
 
+/// A YAML scalar as written in a list: plain, or quoted (escapes only through the YAML
+/// parser, which is slower).
 fn unquote(item: &str) -> String {
     let item = item.trim();
     if item.contains('\\') && (item.starts_with('"') || item.starts_with('\'')) {
@@ -390,7 +392,7 @@ fn same_listing<'a>(
     };
     let message = if original == copy {
         let message = format!("{text} is listed twice in rule {}", second.spec.id.0);
-        findings.entry_with(Severity::Warning, second, format!("{LAST}{text}"), message);
+        findings.repeat(second, text, message);
         return;
     } else if first.spec.action == second.spec.action {
         format!(

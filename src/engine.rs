@@ -32,11 +32,14 @@ use arc_swap::ArcSwap;
 
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
-use crate::flow::{EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, StreamBuf};
+use crate::flow::{
+    Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, StreamBuf,
+    SynShape,
+};
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleIndex, RuleSet};
-use crate::stats::{bump, Bypass, Counters, FlowCounts, FlowSeries, Layer, Via};
+use crate::stats::{bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, Via};
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// The UDP port QUIC uses; other UDP flows are decided on their first datagram.
@@ -252,6 +255,8 @@ impl Engine {
             hits: Arc::clone(&active.hits),
             generation,
             scratch: Vec::new(),
+            defrag: Defrag::new(),
+            checksum_ready: true,
         }
     }
 }
@@ -263,11 +268,20 @@ pub struct Worker<'e> {
     hits: Arc<[Arc<AtomicU64>]>,
     generation: u64,
     scratch: Vec<u8>,
+    defrag: Defrag,
+    /// The packet being processed has its checksums filled in (false for a packet from a
+    /// local sender whose checksum offload has not run yet).
+    checksum_ready: bool,
 }
 
-/// What the client's first flight told about the flow's name.
+/// What the client's first flight told about the flow's name. A short-lived stack value,
+/// so its two-name variant is not boxed (that would allocate on the packet path).
+#[allow(clippy::large_enum_variant)]
 enum Seen {
     Name(Name, Via),
+    /// Two names for one flow (two in a server_name list, a Host header naming another host
+    /// than the request target, two versions of overlapping bytes): every one is judged.
+    Names(Name, Name, Via),
     /// A ClientHello with ECH whose outer SNI is only the public facade.
     EchFacade(Name, Via, Option<u8>),
     NoName,
@@ -322,6 +336,21 @@ impl<'e> Worker<'e> {
         verdict
     }
 
+    /// Runs one packet from NFQUEUE through the pipeline; `checksum_ready` is false when
+    /// the kernel says the packet's checksum has not been computed yet (offload).
+    pub fn process_queued(
+        &mut self,
+        frame: &[u8],
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+        checksum_ready: bool,
+    ) -> Verdict {
+        self.checksum_ready = checksum_ready;
+        let verdict = self.process(LinkType::RawIp, frame, time, events);
+        self.checksum_ready = true;
+        verdict
+    }
+
     fn classify(
         &mut self,
         link: LinkType,
@@ -345,10 +374,65 @@ impl<'e> Worker<'e> {
                 return Verdict::UNTRACKED;
             }
         };
-        if packet.fragment {
-            bump(&counters.packets_fragmented);
-            return Verdict::UNTRACKED;
+        match packet.fragment {
+            Some(fragment) => self.fragment(&packet, fragment, time, events),
+            None => self.classify_packet(&packet, time, events),
         }
+    }
+
+    /// An IP fragment: held until its datagram is complete, which is then inspected whole.
+    fn fragment(
+        &mut self,
+        packet: &Packet<'_>,
+        fragment: wire::Fragment<'_>,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let counters = &self.engine.counters;
+        bump(&counters.packets_fragmented);
+        let evicted = self.defrag.evicted;
+        let reassembly = self
+            .defrag
+            .add(packet.src, packet.dst, &fragment, time.as_secs());
+        counters
+            .fragments_evicted
+            .fetch_add(self.defrag.evicted - evicted, Ordering::Relaxed);
+        match reassembly {
+            Reassembly::Complete(bytes) => {
+                bump(&counters.fragments_reassembled);
+                match wire::reassembled(
+                    packet.src,
+                    packet.dst,
+                    packet.ttl,
+                    fragment.ip_number,
+                    &bytes,
+                ) {
+                    Ok(whole) => self.classify_packet(&whole, time, events),
+                    Err(_) => {
+                        counters.parse_error(Layer::Transport);
+                        Verdict::UNTRACKED
+                    }
+                }
+            }
+            Reassembly::Overlap => {
+                counters.evasion(Evasion::FragmentOverlap);
+                Verdict::UNTRACKED
+            }
+            Reassembly::Invalid => {
+                counters.parse_error(Layer::Network);
+                Verdict::UNTRACKED
+            }
+            Reassembly::Incomplete | Reassembly::Discarded => Verdict::UNTRACKED,
+        }
+    }
+
+    fn classify_packet(
+        &mut self,
+        packet: &Packet<'_>,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let packet = *packet;
         if matches!(packet.protocol, Protocol::Other(_)) {
             return Verdict::UNTRACKED;
         }
@@ -402,8 +486,22 @@ impl<'e> Worker<'e> {
             return self.udp_pending(flow, packet, from_client, facts, events);
         };
         note_syn(flow, tcp, from_client);
+        if tcp.syn && !tcp.ack && from_client {
+            flow.client_syn = Some(SynShape {
+                ttl: packet.ttl,
+                md5: tcp.md5,
+                checksum_ok: self.checksum_ready && packet.tcp_checksum_valid() == Some(true),
+            });
+        }
         if packet.payload.is_empty() {
             return Verdict::PENDING;
+        }
+        if from_client {
+            if let Some(kind) = self.decoy(flow, packet, tcp) {
+                // Passed on (the server or the path discards it) but never read.
+                self.engine.counters.evasion(kind);
+                return Verdict::PENDING;
+            }
         }
         if !from_client {
             // The server spoke first (SMTP, SSH, FTP...): no ClientHello or request to read.
@@ -412,10 +510,15 @@ impl<'e> Worker<'e> {
             }
             return Verdict::PENDING;
         }
-        flow.data_packets = flow.data_packets.saturating_add(1);
         let data_seq = data_seq(tcp);
+        let before = flow
+            .client_stream
+            .as_ref()
+            .map_or(0, |stream| stream.contiguous().len());
+        let mut advanced = false;
         let seen = match flow.client_stream.as_mut() {
             None if flow.client_isn.is_none_or(|isn| isn == data_seq) => {
+                advanced = true;
                 match scan_first_flight(packet.payload, &mut self.scratch) {
                     Seen::NeedMore => {
                         let mut stream = StreamBuf::new(data_seq);
@@ -433,28 +536,136 @@ impl<'e> Worker<'e> {
                 let inserted = stream.insert(data_seq, packet.payload);
                 flow.client_stream = Some(Box::new(stream));
                 if inserted == Insert::OverCap {
-                    bump(&self.engine.counters.stream_cap_hits);
-                    return self.decide(flow, None, facts, events);
+                    return self.over_cap();
                 }
                 Seen::NeedMore
             }
-            Some(stream) => match stream.insert(data_seq, packet.payload) {
-                Insert::OverCap => {
-                    bump(&self.engine.counters.stream_cap_hits);
-                    return self.decide(flow, None, facts, events);
-                }
-                Insert::Old => Seen::NeedMore,
-                Insert::Stored => {
-                    let bytes = stream.contiguous();
-                    if bytes.is_empty() {
-                        Seen::NeedMore
-                    } else {
-                        scan_first_flight(bytes, &mut self.scratch)
+            Some(stream) => {
+                let inserted = stream.insert(data_seq, packet.payload);
+                if inserted == Insert::Conflict && flow.client_alt_stream.is_none() {
+                    self.engine.counters.evasion(Evasion::OverlapConflict);
+                    let mut alt = stream.clone();
+                    alt.insert_last_wins(data_seq, packet.payload);
+                    flow.client_alt_stream = Some(alt);
+                } else if let Some(alt) = flow.client_alt_stream.as_mut() {
+                    if alt.insert_last_wins(data_seq, packet.payload) == Insert::Conflict
+                        && inserted != Insert::Conflict
+                    {
+                        self.engine.counters.evasion(Evasion::OverlapConflict);
                     }
                 }
-            },
+                match inserted {
+                    Insert::OverCap => return self.over_cap(),
+                    Insert::Old => Seen::NeedMore,
+                    Insert::Stored | Insert::Conflict => {
+                        advanced = stream.contiguous().len() > before;
+                        let main = scan_stream(stream, &mut self.scratch);
+                        match flow.client_alt_stream.as_deref() {
+                            Some(alt) => {
+                                let alt = scan_stream(alt, &mut self.scratch);
+                                self.either(main, alt, facts)
+                            }
+                            None => main,
+                        }
+                    }
+                }
+            }
         };
+        // Only segments that bring no new in-order bytes count towards the pending limit:
+        // a hello in 1-byte segments is read to its end (the stream cap bounds it), while
+        // retransmissions and data behind a hole that never fills do not keep a flow
+        // pending for ever.
+        if !advanced {
+            flow.data_packets = flow.data_packets.saturating_add(1);
+        }
         self.conclude(flow, seen, facts, events)
+    }
+
+    /// A client segment that does not fit the reassembly buffer (past its size or with too
+    /// many holes): dropped on its own, so the client sends it again once the holes before
+    /// it are filled, and the flow stays pending. A hello of more than 20 KiB does not
+    /// exist in practice; dozens of holes in a first flight are an attempt to exhaust the
+    /// buffer so the rest would pass unread.
+    fn over_cap(&self) -> Verdict {
+        bump(&self.engine.counters.stream_cap_hits);
+        Verdict {
+            action: action_for(self.applied(Action::Drop)),
+            flow: FlowStatus::Pending,
+        }
+    }
+
+    /// Why a client segment of a pending flow is a decoy the server will never accept, if it
+    /// is one: it differs from the client's SYN in a way the client's own segments do not
+    /// (RFC 9293 §3.10.7.4 for the window; RFC 2385 for MD5), or lies outside the window.
+    fn decoy(&self, flow: &FlowState, packet: &Packet<'_>, tcp: TcpInfo) -> Option<Evasion> {
+        if let Some(syn) = flow.client_syn {
+            if packet.ttl < syn.ttl {
+                return Some(Evasion::LowTtl);
+            }
+            if tcp.md5 && !syn.md5 {
+                return Some(Evasion::Md5Option);
+            }
+            if syn.checksum_ok && self.checksum_ready && packet.tcp_checksum_valid() == Some(false)
+            {
+                return Some(Evasion::BadChecksum);
+            }
+        }
+        let isn = flow.client_isn?;
+        let offset = data_seq(tcp).wrapping_sub(isn) as i32;
+        // Before the ISN is a retransmission (old data, ignored by the reassembler); past
+        // the bytes a first flight can hold is beyond any window the server offered.
+        (offset >= 0 && offset as usize >= crate::flow::stream::MAX_STREAM_BYTES)
+            .then_some(Evasion::OutOfWindow)
+    }
+
+    /// Combines what two views of one stream showed: wait for both, judge both names.
+    fn either(&self, main: Seen, alt: Seen, facts: Facts) -> Seen {
+        let main = self.resolve(main, facts);
+        let alt = self.resolve(alt, facts);
+        match (main, alt) {
+            (Seen::NeedMore, _) | (_, Seen::NeedMore) => Seen::NeedMore,
+            (Seen::Name(a, via), Seen::Name(b, _)) => Seen::Name(self.stricter(a, b, facts), via),
+            (main @ Seen::Name(..), _) => main,
+            (_, alt @ Seen::Name(..)) => alt,
+            (main, _) => main,
+        }
+    }
+
+    /// Turns two names into the one whose rule is strictest.
+    fn resolve(&self, seen: Seen, facts: Facts) -> Seen {
+        match seen {
+            Seen::Names(a, b, via) => Seen::Name(self.stricter(a, b, facts), via),
+            other => other,
+        }
+    }
+
+    /// Of two names of one flow, the one whose rule blocks (then logs, then matches
+    /// nothing, then allows); the first on a tie.
+    fn stricter(&self, first: Name, second: Name, facts: Facts) -> Name {
+        let rank = |name: &Name| {
+            self.rank(
+                self.rules
+                    .match_name(name.as_bytes(), facts.server_port, facts.protocol),
+            )
+        };
+        if rank(&second) > rank(&first) {
+            second
+        } else {
+            first
+        }
+    }
+
+    /// How strict a rule match is: blocking, then logging, then none, then allowing.
+    fn rank(&self, hit: Option<Hit>) -> u8 {
+        match hit
+            .and_then(|hit| self.rules.rule(hit.rule))
+            .map(|r| r.action)
+        {
+            Some(Action::Drop | Action::Reject) => 3,
+            Some(Action::Log) => 2,
+            None => 1,
+            Some(Action::Allow) => 0,
+        }
     }
 
     /// A UDP packet of an undecided flow. A QUIC client's Initial packets are decrypted and
@@ -532,6 +743,11 @@ impl<'e> Worker<'e> {
             Seen::Name(name, via) => {
                 self.engine.counters.inspected(via);
                 self.decide(flow, Some((name, via)), facts, events)
+            }
+            Seen::Names(first, second, via) => {
+                self.engine.counters.evasion(Evasion::SeveralNames);
+                let name = self.stricter(first, second, facts);
+                self.conclude(flow, Seen::Name(name, via), facts, events)
             }
             Seen::EchFacade(name, via, config_id) => {
                 let counters = &self.engine.counters;
@@ -798,17 +1014,29 @@ impl<'e> Worker<'e> {
             }
         };
         bump(&counters.dns_messages);
-        let question = match message.first_question() {
-            Ok(Some(question)) => question,
-            Ok(None) => return PacketAction::Accept,
-            Err(_) => {
+        // Resolvers answer the first question or refuse several; a filter judges them all
+        // and goes by the strictest.
+        let mut chosen: Option<(dns::Question, Option<Hit>)> = None;
+        let mut asked = 0;
+        for question in message.questions() {
+            let Ok(question) = question else {
                 counters.parse_error(Layer::Dns);
-                return PacketAction::Accept;
+                break;
+            };
+            asked += 1;
+            let hit =
+                self.rules
+                    .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
+            if chosen.is_none_or(|(_, best)| self.rank(hit) > self.rank(best)) {
+                chosen = Some((question, hit));
             }
+        }
+        let Some((question, hit)) = chosen else {
+            return PacketAction::Accept;
         };
-        let hit =
-            self.rules
-                .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
+        if asked > 1 && !message.is_response() {
+            counters.evasion(Evasion::SeveralNames);
+        }
         if message.is_response() {
             self.learn(&message, question.name, hit, facts.now);
             return self.action_of(hit);
@@ -942,8 +1170,26 @@ fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     match hello.sni {
         Some(sni) if sni.is_address_literal() => Seen::NoName,
         Some(sni) if hello.ech => Seen::EchFacade(sni, via, hello.ech_config_id),
-        Some(sni) => Seen::Name(sni, via),
+        Some(sni) => with_other(sni, hello.other_sni, via),
         None => Seen::NoName,
+    }
+}
+
+/// A name, or two when the request gives another one that is a name.
+fn with_other(name: Name, other: Option<Name>, via: Via) -> Seen {
+    match other {
+        Some(other) if !other.is_address_literal() => Seen::Names(name, other, via),
+        _ => Seen::Name(name, via),
+    }
+}
+
+/// Scans the contiguous start of a client's stream.
+fn scan_stream(stream: &StreamBuf, scratch: &mut Vec<u8>) -> Seen {
+    let bytes = stream.contiguous();
+    if bytes.is_empty() {
+        Seen::NeedMore
+    } else {
+        scan_first_flight(bytes, scratch)
     }
 }
 
@@ -957,9 +1203,15 @@ fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
     }
     match http::scan_request(bytes) {
         Ok(Scan::Found(request)) => match request.host {
-            Some(host) if host.is_address_literal() => Seen::NoName,
-            Some(host) => Seen::Name(host, Via::Http),
-            None => Seen::NoName,
+            Some(host) if host.is_address_literal() => match request.other_host {
+                Some(other) if !other.is_address_literal() => Seen::Name(other, Via::Http),
+                _ => Seen::NoName,
+            },
+            Some(host) => with_other(host, request.other_host, Via::Http),
+            None => match request.other_host {
+                Some(other) if !other.is_address_literal() => Seen::Name(other, Via::Http),
+                _ => Seen::NoName,
+            },
         },
         Ok(Scan::NeedMore) => Seen::NeedMore,
         Ok(Scan::NotThis) => Seen::NoName,

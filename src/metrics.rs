@@ -18,7 +18,7 @@ use crate::audit::AuditStats;
 use crate::engine::Engine;
 use crate::rules::RuleSet;
 use crate::source::nfqueue::{KernelQueue, QueueStats};
-use crate::stats::{Bypass, Layer, Via};
+use crate::stats::{Bypass, Evasion, Layer, Via};
 
 /// Buckets of the verdict latency histogram, in seconds: NFQUEUE round trips are tens of
 /// microseconds, a stuck thread shows up in the last buckets.
@@ -45,6 +45,9 @@ pub struct Metrics {
     undecided: IntCounterVec,
     dns_messages: IntCounter,
     bypass: IntCounterVec,
+    evasion: IntCounterVec,
+    ip_fragments: IntCounter,
+    ip_reassembled: IntCounter,
     ech: IntCounterVec,
     flow_table_entries: IntGauge,
     flow_table_capacity: IntGauge,
@@ -120,7 +123,7 @@ impl Metrics {
             )?,
             packets_uninspected: counter_vec(
                 "telestrip_packets_uninspected_total",
-                "Packets passed without inspection: not IP, or IP fragments.",
+                "Packets passed without inspection: not IP, or IP fragments of datagrams given up before they were complete (reassembly caps or 30 s timeout; counted per datagram).",
                 &["reason"],
             )?,
             flows: counter_vec(
@@ -140,7 +143,7 @@ impl Metrics {
             )?,
             undecided: counter_vec(
                 "telestrip_flows_decided_without_name_total",
-                "Flows decided without a name because their first flight was too long or had too many packets.",
+                "Flows decided without a name after too many client packets that brought no new in-order bytes (packet_limit); stream_cap counts client segments dropped because they did not fit the reassembly buffer (the flow stays pending).",
                 &["reason"],
             )?,
             dns_messages: counter("telestrip_dns_messages_total", "DNS messages inspected.")?,
@@ -153,6 +156,16 @@ impl Metrics {
                 "telestrip_bypass_attempts_total",
                 "Attempts to get around name-based filtering, by kind: telemetry over QUIC, ClientHellos with ECH, DoH resolvers, SVCB/HTTPS queries for blocked names, blocked flows known only by a learned address.",
                 &["kind"],
+            )?,
+            evasion: counter_vec(
+                "telestrip_evasion_attempts_total",
+                "Packets built to show a filter something else than what the server acts on, by kind: decoy segments (low_ttl, bad_checksum, md5_option, out_of_window) never read, overlapping segments with different bytes (both versions judged), several names in one request (every one judged), overlapping IP fragments (datagram discarded).",
+                &["kind"],
+            )?,
+            ip_fragments: counter("telestrip_ip_fragments_total", "IP fragments seen.")?,
+            ip_reassembled: counter(
+                "telestrip_ip_datagrams_reassembled_total",
+                "IP datagrams reassembled from fragments and inspected.",
             )?,
             flow_table_entries: gauge_of(
                 "telestrip_flow_table_entries",
@@ -311,7 +324,7 @@ impl Metrics {
         }
         for (reason, value) in [
             ("not_ip", load(&c.packets_not_ip)),
-            ("fragment", load(&c.packets_fragmented)),
+            ("fragment", load(&c.fragments_evicted)),
         ] {
             follow(
                 &self.packets_uninspected.with_label_values(&[reason]),
@@ -342,6 +355,14 @@ impl Metrics {
             &self.ech.with_label_values(&["grease"]),
             load(&c.ech_grease),
         );
+        for kind in Evasion::ALL {
+            follow(
+                &self.evasion.with_label_values(&[kind.as_str()]),
+                c.evasion_of(kind),
+            );
+        }
+        follow(&self.ip_fragments, load(&c.packets_fragmented));
+        follow(&self.ip_reassembled, load(&c.fragments_reassembled));
         for kind in Bypass::ALL {
             follow(
                 &self.bypass.with_label_values(&[kind.as_str()]),

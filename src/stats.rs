@@ -84,6 +84,52 @@ impl Bypass {
     }
 }
 
+/// Tricks that try to show a filter something else than what the receiving host will
+/// act on. Each is seen, counted, and kept from deciding a flow by what it shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evasion {
+    /// A client segment with a lower TTL (hop limit) than the client's SYN: built to expire
+    /// before it reaches the server.
+    LowTtl,
+    /// A client segment with a wrong TCP checksum while the SYN's was right.
+    BadChecksum,
+    /// A client segment with a TCP MD5 signature option the SYN did not have.
+    Md5Option,
+    /// A client segment that starts outside the window after the SYN's sequence number.
+    OutOfWindow,
+    /// Overlapping TCP segments with different bytes: both versions are judged.
+    OverlapConflict,
+    /// Two names in one request (server_name list, absolute-form target and Host, two Host
+    /// headers): every name is judged.
+    SeveralNames,
+    /// IP fragments that overlap: the datagram is discarded (RFC 5722), as hosts do.
+    FragmentOverlap,
+}
+
+impl Evasion {
+    pub const ALL: [Evasion; 7] = [
+        Evasion::LowTtl,
+        Evasion::BadChecksum,
+        Evasion::Md5Option,
+        Evasion::OutOfWindow,
+        Evasion::OverlapConflict,
+        Evasion::SeveralNames,
+        Evasion::FragmentOverlap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evasion::LowTtl => "low_ttl",
+            Evasion::BadChecksum => "bad_checksum",
+            Evasion::Md5Option => "md5_option",
+            Evasion::OutOfWindow => "out_of_window",
+            Evasion::OverlapConflict => "overlap_conflict",
+            Evasion::SeveralNames => "several_names",
+            Evasion::FragmentOverlap => "fragment_overlap",
+        }
+    }
+}
+
 /// Layers whose parse errors are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
@@ -127,15 +173,22 @@ pub struct Counters {
     pub packets_rejected: AtomicU64,
     /// Frames that are not IP (ARP, LLDP, ...).
     pub packets_not_ip: AtomicU64,
-    /// IP fragments, passed without inspection.
+    /// IP fragments seen.
     pub packets_fragmented: AtomicU64,
+    /// Datagrams reassembled from fragments and inspected.
+    pub fragments_reassembled: AtomicU64,
+    /// Datagrams in reassembly given up (caps reached or timed out).
+    pub fragments_evicted: AtomicU64,
+    pub evasion: [AtomicU64; Evasion::ALL.len()],
     pub parse_errors: [AtomicU64; Layer::ALL.len()],
     /// Flows (or DNS messages) whose name was seen, by how.
     pub inspected: [AtomicU64; Via::ALL.len()],
     pub flows_new: AtomicU64,
-    /// Pending flows decided without a name because their first flight outgrew the stream cap.
+    /// Client segments of pending flows dropped because they did not fit the reassembly
+    /// buffer (too far ahead or too many holes); the flow stays pending.
     pub stream_cap_hits: AtomicU64,
-    /// Pending flows decided without a name after too many client packets.
+    /// Pending flows decided without a name after too many client packets that brought no
+    /// new in-order bytes.
     pub pending_limit_hits: AtomicU64,
     pub dns_messages: AtomicU64,
     pub bypass: [AtomicU64; Bypass::ALL.len()],
@@ -162,6 +215,18 @@ impl Counters {
         if let Some(counter) = self.bypass.get(kind as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn evasion(&self, kind: Evasion) {
+        if let Some(counter) = self.evasion.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn evasion_of(&self, kind: Evasion) -> u64 {
+        self.evasion
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn bypass_of(&self, kind: Bypass) -> u64 {

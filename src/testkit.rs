@@ -99,6 +99,44 @@ impl Hosts {
         frame
     }
 
+    /// A TCP segment built to differ from the client's own segments (a decoy).
+    pub fn tcp_shaped(
+        &self,
+        from_client: bool,
+        seq: u32,
+        flags: Flags,
+        payload: &[u8],
+        shape: Shape,
+    ) -> Vec<u8> {
+        let (src, dst, sport, dport) = self.oriented(from_client);
+        let ip = self.ip_step_ttl(src, dst, from_client, shape.ttl);
+        let mut builder = ip.tcp(sport, dport, seq, 64_240);
+        if shape.md5 {
+            // Kind 19, length 18, a 16-byte digest (RFC 2385), then two NOPs to align.
+            let mut option = vec![19, 18];
+            option.extend_from_slice(&[0xab; 16]);
+            option.extend_from_slice(&[1, 1]);
+            builder = builder
+                .options_raw(&option)
+                .unwrap_or_else(|_| unreachable!("20 bytes of options fit"));
+        }
+        if flags.syn {
+            builder = builder.syn();
+        }
+        if flags.ack {
+            builder = builder.ack(1);
+        }
+        let header_len = builder.size(0);
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        let _ = builder.write(&mut frame, payload);
+        if shape.bad_checksum {
+            let tcp_header_len = if shape.md5 { 40 } else { 20 };
+            let checksum_at = header_len - tcp_header_len + 16;
+            frame[checksum_at] ^= 0x5a;
+        }
+        frame
+    }
+
     /// A UDP datagram from the client or the server.
     pub fn udp(&self, from_client: bool, payload: &[u8]) -> Vec<u8> {
         let (src, dst, sport, dport) = self.oriented(from_client);
@@ -122,6 +160,16 @@ impl Hosts {
         dst: IpAddr,
         from_client: bool,
     ) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        self.ip_step_ttl(src, dst, from_client, 64)
+    }
+
+    fn ip_step_ttl(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        from_client: bool,
+        ttl: u8,
+    ) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
         let (smac, dmac) = if from_client {
             (CLIENT_MAC, SERVER_MAC)
         } else {
@@ -132,8 +180,8 @@ impl Hosts {
         macro_rules! ip {
             ($step:expr) => {
                 match (src, dst) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => $step.ipv4(s.octets(), d.octets(), 64),
-                    (s, d) => $step.ipv6(v6(s), v6(d), 64),
+                    (IpAddr::V4(s), IpAddr::V4(d)) => $step.ipv4(s.octets(), d.octets(), ttl),
+                    (s, d) => $step.ipv6(v6(s), v6(d), ttl),
                 }
             };
         }
@@ -143,6 +191,75 @@ impl Hosts {
             Vlan::Double(outer, inner) => ip!(eth.double_vlan(vlan_id(outer), vlan_id(inner))),
         }
     }
+}
+
+/// How [`Hosts::tcp_shaped`] builds a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub ttl: u8,
+    pub md5: bool,
+    pub bad_checksum: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            ttl: 64,
+            md5: false,
+            bad_checksum: false,
+        }
+    }
+}
+
+/// Splits an Ethernet frame's IP packet into fragments of `piece` bytes of IP payload (a
+/// multiple of 8) with identification `id`: IPv4 fragment fields, or an IPv6 Fragment
+/// extension header. Panics on frames the builders did not make.
+pub fn ip_fragments(frame: &[u8], piece: usize, id: u32) -> Vec<Vec<u8>> {
+    use etherparse::{IpFragOffset, Ipv6FragmentHeader, NetSlice, SlicedPacket};
+    assert!(
+        piece.is_multiple_of(8) && piece > 0,
+        "fragments hold multiples of 8 bytes"
+    );
+    let sliced = SlicedPacket::from_ethernet(frame).expect("a frame the builders made");
+    let mut out = Vec::new();
+    match sliced.net.expect("an IP packet") {
+        NetSlice::Ipv4(ip) => {
+            let payload = ip.payload().payload;
+            let link = &frame[..frame.len() - ip.header().total_len() as usize];
+            for (i, chunk) in payload.chunks(piece).enumerate() {
+                let mut header = ip.header().to_header();
+                header.identification = id as u16;
+                header.more_fragments = (i + 1) * piece < payload.len();
+                header.fragment_offset = IpFragOffset::try_new((i * piece / 8) as u16).unwrap();
+                header.set_payload_len(chunk.len()).unwrap();
+                header.header_checksum = header.calc_header_checksum();
+                let mut fragment = link.to_vec();
+                header.write(&mut fragment).unwrap();
+                fragment.extend_from_slice(chunk);
+                out.push(fragment);
+            }
+        }
+        NetSlice::Ipv6(ip) => {
+            let payload = ip.payload().payload;
+            let protocol = ip.payload().ip_number;
+            let link = &frame[..frame.len() - 40 - payload.len()];
+            for (i, chunk) in payload.chunks(piece).enumerate() {
+                let mut header = ip.header().to_header();
+                header.next_header = etherparse::IpNumber::IPV6_FRAGMENTATION_HEADER;
+                header.payload_length = (8 + chunk.len()) as u16;
+                let more = (i + 1) * piece < payload.len();
+                let offset = IpFragOffset::try_new((i * piece / 8) as u16).unwrap();
+                let extension = Ipv6FragmentHeader::new(protocol, offset, more, id);
+                let mut fragment = link.to_vec();
+                header.write(&mut fragment).unwrap();
+                extension.write(&mut fragment).unwrap();
+                fragment.extend_from_slice(chunk);
+                out.push(fragment);
+            }
+        }
+        NetSlice::Arp(_) => panic!("not an IP frame"),
+    }
+    out
 }
 
 fn v6(addr: IpAddr) -> [u8; 16] {

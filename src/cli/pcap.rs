@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
-use crate::stats::{Layer, Via};
+use crate::stats::{Evasion, Layer, Via};
 
 pub struct PcapOptions {
     pub files: Vec<PathBuf>,
@@ -110,9 +110,14 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                 .filter(|l| counters.parse_errors_of(**l) > 0)
                 .map(|l| format!("{} {}", counters.parse_errors_of(*l), l.as_str()))
                 .collect();
+            let evasions: Vec<String> = Evasion::ALL
+                .iter()
+                .filter(|k| counters.evasion_of(**k) > 0)
+                .map(|k| format!("{} {}", counters.evasion_of(*k), k.as_str()))
+                .collect();
             writeln!(
                 out,
-                "Names seen: {}. Parse errors: {}. Not IP: {}. IP fragments (not inspected): {}.",
+                "Names seen: {}. Parse errors: {}. Not IP: {}. IP fragments: {} ({} datagrams reassembled). Evasion attempts: {}.",
                 if inspected.is_empty() {
                     "none".into()
                 } else {
@@ -125,6 +130,12 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                 },
                 load(&counters.packets_not_ip),
                 load(&counters.packets_fragmented),
+                load(&counters.fragments_reassembled),
+                if evasions.is_empty() {
+                    "none".into()
+                } else {
+                    evasions.join(", ")
+                },
             )?;
             if options.dry_run {
                 writeln!(
@@ -151,6 +162,8 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     "parse_errors": Layer::ALL.iter().map(|l| (l.as_str(), counters.parse_errors_of(*l))).collect::<std::collections::BTreeMap<_, _>>(),
                     "packets_not_ip": load(&counters.packets_not_ip),
                     "packets_fragmented": load(&counters.packets_fragmented),
+                    "datagrams_reassembled": load(&counters.fragments_reassembled),
+                    "evasion_attempts": Evasion::ALL.iter().map(|k| (k.as_str(), counters.evasion_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
                 },
                 "ruleset": { "source": rules_label, "version": version, "rules": rules_stats.rules, "names": rules_stats.names },
                 "dry_run": options.dry_run,

@@ -70,7 +70,9 @@ mod tests {
             dst_port: dport,
             tcp: None,
             payload: &[],
-            fragment: false,
+            segment: &[],
+            ttl: 64,
+            fragment: None,
         }
     }
 

@@ -16,14 +16,16 @@
     )
 )]
 
+pub mod defrag;
 pub mod ech;
 pub mod key;
 pub mod learned;
 pub mod stream;
 pub mod table;
 
+pub use defrag::{Defrag, Reassembly};
 pub use ech::EchConfigs;
 pub use key::FlowKey;
 pub use learned::LearnedNames;
 pub use stream::{Insert, StreamBuf};
-pub use table::{FlowState, FlowTable, Phase};
+pub use table::{FlowState, FlowTable, Phase, SynShape};

@@ -1,7 +1,9 @@
 //! [`StreamBuf`]: bounded reassembly of one direction of a TCP stream, from a base sequence
-//! number. Segments may arrive out of order, repeat or overlap; the first copy of a byte wins
-//! (what Linux keeps for in-window data it has already queued). Only the contiguous prefix is
-//! handed to the parsers. At most [`MAX_STREAM_BYTES`] bytes and [`MAX_GAPS`] separate ranges
+//! number. Segments may arrive out of order, repeat or overlap. By default the first copy of
+//! a byte wins (what Linux keeps for data it has already queued in order); overlapping bytes
+//! that differ are reported, and [`StreamBuf::insert_last_wins`] keeps the later copy for a
+//! second view of the stream (what Linux keeps when a later out-of-order segment covers an
+//! earlier one). Only the contiguous prefix is handed to the parsers. At most [`MAX_STREAM_BYTES`] bytes and [`MAX_GAPS`] separate ranges
 //! are held; going over either is reported, never a panic.
 
 /// Bytes buffered per direction of a flow: a 16 KiB ClientHello plus its record headers and
@@ -15,6 +17,8 @@ pub const MAX_GAPS: usize = 16;
 pub enum Insert {
     /// Stored (possibly partly, when it overlapped known bytes).
     Stored,
+    /// Stored, and it overlapped known bytes with different ones.
+    Conflict,
     /// Entirely before the base: a retransmission of consumed bytes.
     Old,
     /// Would extend past [`MAX_STREAM_BYTES`] or create more than [`MAX_GAPS`] ranges.
@@ -38,8 +42,17 @@ impl StreamBuf {
         }
     }
 
-    /// Stores the segment that starts at sequence number `seq`.
+    /// Stores the segment that starts at sequence number `seq`; known bytes are kept.
     pub fn insert(&mut self, seq: u32, payload: &[u8]) -> Insert {
+        self.put(seq, payload, false)
+    }
+
+    /// Stores the segment that starts at sequence number `seq`, overwriting known bytes.
+    pub fn insert_last_wins(&mut self, seq: u32, payload: &[u8]) -> Insert {
+        self.put(seq, payload, true)
+    }
+
+    fn put(&mut self, seq: u32, payload: &[u8], last_wins: bool) -> Insert {
         if payload.is_empty() {
             return Insert::Stored;
         }
@@ -63,25 +76,45 @@ impl StreamBuf {
         if self.data.len() < end {
             self.data.resize(end, 0);
         }
-        // Write only the bytes not already filled: the first copy wins.
-        let mut cursor = start;
-        let ranges: Vec<(u32, u32)> = self.filled.clone();
-        for (filled_start, filled_end) in ranges.iter().map(|&(s, e)| (s as usize, e as usize)) {
-            if filled_end <= cursor || filled_start >= end {
-                continue;
+        let mut conflict = false;
+        for &(filled_start, filled_end) in &self.filled {
+            let (from, to) = (
+                start.max(filled_start as usize),
+                end.min(filled_end as usize),
+            );
+            if from < to {
+                let known = self.data.get(from..to);
+                conflict |= known != payload.get(from - start..to - start);
             }
-            if filled_start > cursor {
-                self.copy(cursor, filled_start, start, payload);
-            }
-            cursor = cursor.max(filled_end);
         }
-        if cursor < end {
-            self.copy(cursor, end, start, payload);
+        if last_wins {
+            self.copy(start, end, start, payload);
+        } else {
+            // Write only the bytes not already filled: the first copy wins.
+            let mut cursor = start;
+            let ranges: Vec<(u32, u32)> = self.filled.clone();
+            for (filled_start, filled_end) in ranges.iter().map(|&(s, e)| (s as usize, e as usize))
+            {
+                if filled_end <= cursor || filled_start >= end {
+                    continue;
+                }
+                if filled_start > cursor {
+                    self.copy(cursor, filled_start, start, payload);
+                }
+                cursor = cursor.max(filled_end);
+            }
+            if cursor < end {
+                self.copy(cursor, end, start, payload);
+            }
         }
         if !self.mark_filled(start as u32, end as u32) {
             return Insert::OverCap;
         }
-        Insert::Stored
+        if conflict {
+            Insert::Conflict
+        } else {
+            Insert::Stored
+        }
     }
 
     /// The bytes from the base on that have no hole.
@@ -164,8 +197,18 @@ mod tests {
     fn first_copy_wins_on_overlap() {
         let mut buf = StreamBuf::new(0);
         buf.insert(0, b"abcd");
-        buf.insert(2, b"XXYYef");
+        assert_eq!(buf.insert(2, b"XXYYef"), Insert::Conflict);
         assert_eq!(buf.contiguous(), b"abcdYYef");
+        // The same bytes again are no conflict.
+        assert_eq!(buf.insert(1, b"bcdY"), Insert::Stored);
+    }
+
+    #[test]
+    fn last_copy_wins_when_asked() {
+        let mut buf = StreamBuf::new(0);
+        buf.insert(0, b"abcd");
+        assert_eq!(buf.insert_last_wins(2, b"XXYYef"), Insert::Conflict);
+        assert_eq!(buf.contiguous(), b"abXXYYef");
     }
 
     #[test]

@@ -41,13 +41,29 @@ pub struct FlowState {
     pub server_isn: Option<u32>,
     /// Client data packets inspected while pending.
     pub data_packets: u16,
+    /// What the client's SYN looked like, so that decoy segments (lower TTL, an MD5 option,
+    /// a wrong checksum) can be told from the client's own.
+    pub client_syn: Option<SynShape>,
     pub client_stream: Option<Box<StreamBuf>>,
+    /// A second view of the client's stream in which later copies of overlapping bytes win;
+    /// only made once overlapping segments disagreed.
+    pub client_alt_stream: Option<Box<StreamBuf>>,
     pub server_stream: Option<Box<StreamBuf>>,
     /// Hash of the last DNS name recorded, so retransmitted queries are recorded once.
     pub last_dns_event: u64,
     /// DNS over TCP: the worst verdict given so far. A blocked message's retransmission is
     /// old data to the reassembler, so the block has to stick to the connection.
     pub dns_sticky: crate::engine::PacketAction,
+}
+
+/// The client SYN's traits that its later segments share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynShape {
+    pub ttl: u8,
+    pub md5: bool,
+    /// The SYN's TCP checksum was right (false too when it could not be checked, e.g. a
+    /// capture on the sending host with checksum offload).
+    pub checksum_ok: bool,
 }
 
 impl FlowState {
@@ -59,7 +75,9 @@ impl FlowState {
             client_isn: None,
             server_isn: None,
             data_packets: 0,
+            client_syn: None,
             client_stream: None,
+            client_alt_stream: None,
             server_stream: None,
             last_dns_event: 0,
             dns_sticky: crate::engine::PacketAction::Accept,
@@ -69,6 +87,7 @@ impl FlowState {
     /// Frees the stream buffers once they are no longer needed.
     pub fn release_streams(&mut self) {
         self.client_stream = None;
+        self.client_alt_stream = None;
         self.server_stream = None;
     }
 }

@@ -25,6 +25,10 @@ pub struct Request {
     pub host_headers: u8,
     /// The name came from the request target rather than the Host header.
     pub host_from_target: bool,
+    /// Another name the request also gives (a Host header naming another host than the
+    /// absolute-form target, or a second Host header): servers and proxies differ on which
+    /// one they use, so a filter judges both.
+    pub other_host: Option<Name>,
 }
 
 /// What is wrong with a request head.
@@ -75,6 +79,7 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
         host: None,
         host_headers: 0,
         host_from_target: false,
+        other_host: None,
     };
     let target_authority = if method == b"CONNECT" {
         Some(target)
@@ -88,14 +93,21 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
         let (field, value) = line.split_at(colon);
         if field.eq_ignore_ascii_case(b"host") {
             request.host_headers = request.host_headers.saturating_add(1);
+            let name = host_name(value.get(1..).unwrap_or(&[]));
             if request.host_headers == 1 {
-                request.host = host_name(value.get(1..).unwrap_or(&[]));
+                request.host = name;
+            } else if name.is_some() && name != request.host {
+                request.other_host = name;
             }
         }
     }
     if let Some(authority) = target_authority {
+        let header_host = request.host;
         request.host = host_name(authority);
         request.host_from_target = true;
+        if header_host.is_some() && header_host != request.host {
+            request.other_host = header_host;
+        }
     }
     Ok(Scan::Found(request))
 }

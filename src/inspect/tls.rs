@@ -30,6 +30,10 @@ pub struct ClientHello {
     pub sni: Option<Name>,
     /// host_name entries in the server_name list; more than one is an evasion attempt.
     pub sni_count: u8,
+    /// The last host_name that differs from the first, when the list has several: servers
+    /// take the first (OpenSSL, BoringSSL, rustls) or refuse the list (Go), so a filter
+    /// judges both ends.
+    pub other_sni: Option<Name>,
     /// The encrypted_client_hello extension is present (real or GREASE ECH).
     pub ech: bool,
     /// config_id of an outer ECH extension: real ECH uses one from the server's HTTPS
@@ -179,6 +183,7 @@ fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<Clien
     let mut hello = ClientHello {
         sni: None,
         sni_count: 0,
+        other_sni: None,
         ech: false,
         ech_config_id: None,
         records,
@@ -233,8 +238,11 @@ fn read_server_name(mut data: Reader<'_>, hello: &mut ClientHello) -> Result<(),
             continue;
         }
         hello.sni_count = hello.sni_count.saturating_add(1);
-        if hello.sni.is_none() {
-            hello.sni = Some(Name::from_bytes(name).ok_or(TlsError::BadServerName)?);
+        let name = Name::from_bytes(name).ok_or(TlsError::BadServerName)?;
+        match hello.sni {
+            None => hello.sni = Some(name),
+            Some(first) if first != name => hello.other_sni = Some(name),
+            Some(_) => {}
         }
     }
     Ok(())

@@ -137,7 +137,12 @@ pub fn run(
             .unwrap_or_else(SystemTime::now)
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let verdict = worker.process(LinkType::RawIp, message.get_payload(), time, &mut events);
+        let verdict = worker.process_queued(
+            message.get_payload(),
+            time,
+            &mut events,
+            message.is_checksum_ready(),
+        );
         let code = match (verdict.flow, verdict.action) {
             (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
             (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),

@@ -89,6 +89,22 @@ pub struct TcpInfo {
     pub ack: bool,
     pub fin: bool,
     pub rst: bool,
+    /// Carries a TCP MD5 signature option (RFC 2385): a host that did not agree on a key
+    /// discards the segment.
+    pub md5: bool,
+}
+
+/// One IP fragment: what reassembly needs (RFC 791 §3.2, RFC 8200 §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// IPv4 identification or IPv6 fragment identification.
+    pub id: u32,
+    /// Byte offset of `data` in the original datagram's payload.
+    pub offset: u16,
+    pub more: bool,
+    /// Protocol of the original datagram's payload.
+    pub ip_number: u8,
+    pub data: &'a [u8],
 }
 
 /// A parsed packet: addresses and ports plus the transport payload, borrowed from the frame.
@@ -102,10 +118,32 @@ pub struct Packet<'a> {
     pub dst_port: u16,
     /// Set for TCP packets only.
     pub tcp: Option<TcpInfo>,
-    /// Transport payload (empty for non-first IP fragments and portless protocols).
+    /// Transport payload (empty for IP fragments and portless protocols).
     pub payload: &'a [u8],
-    /// The IP payload is a fragment: ports and payload are not available.
-    pub fragment: bool,
+    /// The whole TCP segment, header included (for its checksum); empty for other packets.
+    pub segment: &'a [u8],
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// The IP payload is a fragment: ports and payload are not available until reassembly.
+    pub fragment: Option<Fragment<'a>>,
+}
+
+impl Packet<'_> {
+    /// Whether a TCP segment's checksum is right; `None` for other packets.
+    pub fn tcp_checksum_valid(&self) -> Option<bool> {
+        let tcp = etherparse::TcpSlice::from_slice(self.segment).ok()?;
+        let computed = match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                tcp.calc_checksum_ipv4(src.octets(), dst.octets())
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                tcp.calc_checksum_ipv6(src.octets(), dst.octets())
+            }
+            _ => return None,
+        }
+        .ok()?;
+        Some(computed == tcp.checksum())
+    }
 }
 
 /// Which layer could not be parsed. Small and `Copy`: one counter per variant.
@@ -170,21 +208,51 @@ pub fn parse(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireError> {
 }
 
 fn packet_from_slices<'a>(sliced: &SlicedPacket<'a>) -> Result<Packet<'a>, WireError> {
-    let (src, dst, payload) = match &sliced.net {
+    let (src, dst, ttl, payload, fragment) = match &sliced.net {
         Some(NetSlice::Ipv4(ip)) => {
             let header = ip.header();
+            let payload = ip.payload();
+            let fragment = payload.fragmented.then(|| Fragment {
+                id: u32::from(header.identification()),
+                offset: header.fragments_offset().byte_offset(),
+                more: header.more_fragments(),
+                ip_number: payload.ip_number.0,
+                data: payload.payload,
+            });
             (
                 IpAddr::V4(header.source_addr()),
                 IpAddr::V4(header.destination_addr()),
-                ip.payload(),
+                header.ttl(),
+                payload,
+                fragment,
             )
         }
         Some(NetSlice::Ipv6(ip)) => {
             let header = ip.header();
+            let payload = ip.payload();
+            let fragment = if payload.fragmented {
+                ip.extensions()
+                    .clone()
+                    .into_iter()
+                    .find_map(|ext| match ext {
+                        etherparse::Ipv6ExtensionSlice::Fragment(frag) => Some(Fragment {
+                            id: frag.identification(),
+                            offset: frag.fragment_offset().byte_offset(),
+                            more: frag.more_fragments(),
+                            ip_number: payload.ip_number.0,
+                            data: payload.payload,
+                        }),
+                        _ => None,
+                    })
+            } else {
+                None
+            };
             (
                 IpAddr::V6(header.source_addr()),
                 IpAddr::V6(header.destination_addr()),
-                ip.payload(),
+                header.hop_limit(),
+                payload,
+                fragment,
             )
         }
         Some(NetSlice::Arp(_)) | None => return Err(WireError::NotIp),
@@ -192,44 +260,115 @@ fn packet_from_slices<'a>(sliced: &SlicedPacket<'a>) -> Result<Packet<'a>, WireE
     let mut packet = Packet {
         src,
         dst,
-        protocol: Protocol::Other(payload.ip_number.0),
+        protocol: protocol_of(payload.ip_number.0),
         src_port: 0,
         dst_port: 0,
         tcp: None,
         payload: &[],
-        fragment: payload.fragmented,
+        segment: &[],
+        ttl,
+        fragment,
     };
+    if payload.fragmented && packet.fragment.is_none() {
+        // An IPv6 packet etherparse calls fragmented always has a fragment header.
+        return Err(WireError::Network("fragment without fragment header"));
+    }
     match &sliced.transport {
-        Some(TransportSlice::Tcp(tcp)) => {
-            packet.protocol = Protocol::Tcp;
-            packet.src_port = tcp.source_port();
-            packet.dst_port = tcp.destination_port();
-            packet.tcp = Some(TcpInfo {
-                seq: tcp.sequence_number(),
-                ack_number: tcp.acknowledgment_number(),
-                syn: tcp.syn(),
-                ack: tcp.ack(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            });
-            packet.payload = tcp.payload();
-        }
-        Some(TransportSlice::Udp(udp)) => {
-            packet.protocol = Protocol::Udp;
-            packet.src_port = udp.source_port();
-            packet.dst_port = udp.destination_port();
-            packet.payload = udp.payload();
-        }
-        Some(_) => {}
-        None => {
-            packet.protocol = match payload.ip_number.0 {
-                6 => Protocol::Tcp,
-                17 => Protocol::Udp,
-                other => Protocol::Other(other),
-            };
-        }
+        Some(TransportSlice::Tcp(tcp)) => fill_tcp(&mut packet, tcp),
+        Some(TransportSlice::Udp(udp)) => fill_udp(&mut packet, udp),
+        Some(_) | None => {}
     }
     Ok(packet)
+}
+
+/// The packet of a reassembled IP datagram: `bytes` is its whole transport payload.
+pub fn reassembled(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    ip_number: u8,
+    bytes: &[u8],
+) -> Result<Packet<'_>, WireError> {
+    let mut packet = Packet {
+        src,
+        dst,
+        protocol: protocol_of(ip_number),
+        src_port: 0,
+        dst_port: 0,
+        tcp: None,
+        payload: &[],
+        segment: &[],
+        ttl,
+        fragment: None,
+    };
+    match packet.protocol {
+        Protocol::Tcp => {
+            let tcp = etherparse::TcpSlice::from_slice(bytes)
+                .map_err(|_| WireError::Transport("bad TCP header"))?;
+            fill_tcp(&mut packet, &tcp);
+        }
+        Protocol::Udp => {
+            let udp = etherparse::UdpSlice::from_slice(bytes)
+                .map_err(|_| WireError::Transport("bad UDP header"))?;
+            fill_udp(&mut packet, &udp);
+        }
+        Protocol::Other(_) => {}
+    }
+    Ok(packet)
+}
+
+fn protocol_of(ip_number: u8) -> Protocol {
+    match ip_number {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        other => Protocol::Other(other),
+    }
+}
+
+fn fill_tcp<'a>(packet: &mut Packet<'a>, tcp: &etherparse::TcpSlice<'a>) {
+    packet.src_port = tcp.source_port();
+    packet.dst_port = tcp.destination_port();
+    packet.tcp = Some(TcpInfo {
+        seq: tcp.sequence_number(),
+        ack_number: tcp.acknowledgment_number(),
+        syn: tcp.syn(),
+        ack: tcp.ack(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+        md5: has_md5_option(tcp.options()),
+    });
+    packet.payload = tcp.payload();
+    packet.segment = tcp.slice();
+}
+
+fn fill_udp<'a>(packet: &mut Packet<'a>, udp: &etherparse::UdpSlice<'a>) {
+    packet.src_port = udp.source_port();
+    packet.dst_port = udp.destination_port();
+    packet.payload = udp.payload();
+}
+
+/// TCP option kind of the MD5 signature (RFC 2385).
+const TCP_OPTION_MD5: u8 = 19;
+
+/// Walks the TCP options (kind, length, data; kinds 0 and 1 are single bytes).
+fn has_md5_option(mut options: &[u8]) -> bool {
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return false,
+            1 => options = rest,
+            TCP_OPTION_MD5 => return true,
+            _ => {
+                let Some(&len) = rest.first() else {
+                    return false;
+                };
+                if len < 2 {
+                    return false;
+                }
+                options = options.get(usize::from(len)..).unwrap_or(&[]);
+            }
+        }
+    }
+    false
 }
 
 fn map_slice_error(error: err::packet::SliceError) -> WireError {

@@ -12,13 +12,16 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus >/dev/null
-    # The QUIC server and client of the fixtures and namespace tests.
+    # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
+    # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.
-    if ! python3 -c 'import aioquic' 2>/dev/null; then
-        python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
-        python3 -m pip install --quiet aioquic 2>/dev/null ||
-            python3 -m pip install --quiet --break-system-packages aioquic
-    fi
+    for module in aioquic scapy; do
+        if ! python3 -c "import $module" 2>/dev/null; then
+            python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+            python3 -m pip install --quiet "$module" 2>/dev/null ||
+                python3 -m pip install --quiet --break-system-packages "$module"
+        fi
+    done
 fi
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -294,6 +294,13 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts a long-running program in the server namespace; stopped with the lab.
+    pub fn spawn_in_server(&mut self, command: &str) -> Result<(), String> {
+        let child = self.spawn_in(&self.server.clone(), command)?;
+        self.children.push(child);
+        Ok(())
+    }
+
     pub fn client_ok(&self, command: &str) -> bool {
         self.client(command).status.success()
     }

@@ -38,7 +38,7 @@ pub fn have_tools(tools: &[&str]) -> bool {
 }
 
 /// Says why a test does not run here; in CI that is a failure, never a skip.
-fn not_run(reason: String) -> bool {
+pub fn not_run(reason: String) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("this test must run in CI, but {reason}")
     }

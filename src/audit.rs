@@ -243,9 +243,7 @@ impl AuditWriter {
     }
 
     fn head_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".head");
-        PathBuf::from(name)
+        head_path(&self.path)
     }
 
     /// Opens the file at the path and resumes the chain from its end (first open only).
@@ -444,6 +442,13 @@ fn last_line(file: &mut File) -> io::Result<(LastLine, u64)> {
         },
         len,
     ))
+}
+
+/// Where the head of the chain of the log at `path` is kept while the log is rotated away.
+pub fn head_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
 }
 
 fn read_head_file(path: &Path) -> Option<(u64, String)> {

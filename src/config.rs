@@ -97,6 +97,12 @@ pub struct Config {
     /// Flows with real ECH (hidden true name): allow, log or drop.
     #[serde(default)]
     pub ech: crate::engine::EchPolicy,
+    /// The unprivileged user a daemon started as root becomes once its sockets are open
+    /// (`root` keeps root). It must be able to read the rules and write the audit
+    /// directory. Whatever the user, only CAP_NET_ADMIN (inline) or no capability
+    /// (passive) is kept.
+    #[serde(default = "default_user")]
+    pub user: String,
 }
 
 /// The `audit:` section.
@@ -139,6 +145,9 @@ fn default_queue_length() -> u32 {
 }
 fn default_listen() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+}
+fn default_user() -> String {
+    "nobody".into()
 }
 fn default_rules_poll_ms() -> u64 {
     1000
@@ -216,6 +225,10 @@ mod tests {
         assert_eq!(config.fail, FailMode::Open);
         assert_eq!(config.marks().mask(), 0xf0);
         assert_eq!(config.marks().mark(Marks::DROP), 0x20);
+        assert_eq!(
+            config.user, "nobody",
+            "a daemon started as root drops to nobody"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     writeln!(out, "Building the demo network: client 10.78.1.2 — gateway (telestrip) — server 10.78.2.2, IPv4 and IPv6, in network namespaces ...").map_err(|e| e.to_string())?;
     let mut lab = Lab::new(&telestrip)?;
     lab.start_servers()?;
-    let audit = lab.dir.path().join("audit.jsonl");
+    let audit = lab.audit_dir()?.join("audit.jsonl");
     lab.start_telestrip(
         &format!(
             "queues: [0]\nfail: open\nlisten: 127.0.0.1:9477\naudit:\n  path: {}\n",

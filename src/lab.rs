@@ -101,6 +101,13 @@ impl Lab {
             children: Vec::new(),
             daemon: None,
         };
+        // The daemon drops to an unprivileged user (config `user:`, nobody by default): it
+        // must still read the rule files the tests write here.
+        std::fs::set_permissions(
+            lab.dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .map_err(|e| format!("temporary directory: {e}"))?;
         let (c, g, s) = (&lab.client, &lab.gateway, &lab.server);
         for ns in [c, g, s] {
             sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
@@ -222,9 +229,23 @@ impl Lab {
             .map_err(|e| format!("starting telestrip: {e}"))?;
         self.daemon = Some(child);
         let log = self.log_path();
-        self.wait_for(|_| {
-            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("telestrip: filtering"))
-        })
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("telestrip: filtering")) {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "telestrip exited at start ({status}); its log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "telestrip did not start filtering within 15 s; its log:\n{}",
+            self.log()
+        ))
     }
 
     /// Stops the daemon with `signal` (TERM, KILL, ...) and returns its log.
@@ -292,6 +313,15 @@ impl Lab {
         let child = self.spawn_in(&self.gateway.clone(), command)?;
         self.children.push(child);
         Ok(())
+    }
+
+    /// A directory for the audit log, owned by the user the daemon drops to (nobody, the
+    /// default of `user:`), as an admin or systemd's LogsDirectory makes it: the daemon
+    /// creates files there once it is unprivileged.
+    pub fn audit_dir(&self) -> Result<PathBuf, String> {
+        let logs = self.dir.path().join("log");
+        sh(&format!("install -d -o nobody -m 0750 {}", logs.display()))?;
+        Ok(logs)
     }
 
     /// Starts a long-running program in the server namespace; stopped with the lab.

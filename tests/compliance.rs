@@ -295,7 +295,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     }
     let Some(mut lab) = common::lab() else { return };
     let dir = lab.dir.path().to_path_buf();
-    let audit = dir.join("audit.jsonl");
+    let audit = lab.audit_dir().unwrap().join("audit.jsonl");
     let key = dir.join("audit.key");
     std::fs::write(&key, "a lab secret of more than 16 bytes\n").unwrap();
     lab.start_telestrip(
@@ -428,7 +428,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     assert_eq!(columns[2..], ["5", "5", "0", "0", "yes"], "{shown}");
 
     // Rotated while stopped, restarted: the chain goes on in the new file.
-    let rotated = dir.join("audit.jsonl.1");
+    let rotated = audit.with_extension("jsonl.1");
     std::fs::rename(&audit, &rotated).unwrap();
     lab.start_daemon(&std::fs::read_to_string(dir.join("telestrip.yaml")).unwrap())
         .unwrap();
@@ -462,7 +462,7 @@ fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
         "vendor: acme\nrules:\n  - id: acme-flood\n    action: reject\n    domains: [\"*.flood.example\"]\n",
     )
     .unwrap();
-    let audit = dir.join("audit.jsonl");
+    let audit = lab.audit_dir().unwrap().join("audit.jsonl");
     lab.start_telestrip(
         &format!(
             "queues: [0]\nrules: {}\nlisten: null\naudit:\n  path: {}\n",

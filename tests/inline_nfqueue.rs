@@ -655,3 +655,102 @@ fn firefox_doh_canary_gets_nxdomain_from_the_gateway() {
         "{events:?}"
     );
 }
+
+/// A `/proc/PID/status` field of each of the daemon's threads, by thread name.
+fn thread_status(pid: u32, field: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let value = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}:\t")))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        out.push((value("Name"), value(field)));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_daemon_drops_to_nobody_with_only_cap_net_admin_and_still_filters() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    let pid = lab_daemon_pid(&lab);
+    assert!(
+        lab.log()
+            .contains("running as nobody (uid 65534) with CAP_NET_ADMIN"),
+        "{}",
+        lab.log()
+    );
+    const NET_ADMIN: &str = "0000000000001000";
+    for (thread, uid) in thread_status(pid, "Uid") {
+        assert_eq!(uid, "65534\t65534\t65534\t65534", "{thread}");
+    }
+    for (thread, groups) in thread_status(pid, "Groups") {
+        assert_eq!(groups, "65534", "{thread}");
+    }
+    for (thread, caps) in thread_status(pid, "CapEff") {
+        // Packet threads (and the main thread that started them) keep CAP_NET_ADMIN for
+        // verdicts; the control plane and the audit writer have nothing.
+        let expected = if thread.starts_with("telestrip-q") || thread == "telestrip" {
+            NET_ADMIN
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(caps, expected, "{thread}");
+    }
+    for (thread, caps) in thread_status(pid, "CapBnd") {
+        assert_eq!(caps, NET_ADMIN, "{thread}");
+    }
+    for (thread, flag) in thread_status(pid, "NoNewPrivs") {
+        assert_eq!(flag, "1", "{thread}");
+    }
+    // Verdicts still reach the kernel, and the metrics still see the kernel's queue figures.
+    assert_eq!(
+        code(&lab.https("v10.events.data.microsoft.com", SERVER_V4, "")),
+        28
+    );
+    let allowed = lab.https("www.example.org", SERVER_V4, "");
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout), BODY);
+    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    assert!(
+        metrics.contains("telestrip_nfqueue_waiting_packets{queue=\"0\"}"),
+        "{metrics}"
+    );
+    // The control plane changes nothing: every other method is refused.
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        for path in [
+            "/",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/status.json",
+            "/reload",
+        ] {
+            let status = lab.gateway(&format!(
+                "curl -s -o /dev/null -w '%{{http_code}}' -X {method} http://127.0.0.1:9477{path}"
+            ));
+            let status = String::from_utf8_lossy(&status.stdout).to_string();
+            assert!(
+                status == "405" || status == "404",
+                "{method} {path}: {status}"
+            );
+        }
+    }
+    lab.stop_daemon("TERM");
+
+    // A user that does not exist: a clear error and no start.
+    lab.start_daemon(&format!("{ENFORCE}user: no-such-telestrip-user\n"))
+        .unwrap_err();
+    assert!(
+        lab.log()
+            .contains("the user no-such-telestrip-user (config `user:`) does not exist"),
+        "{}",
+        lab.log()
+    );
+}

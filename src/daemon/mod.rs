@@ -14,6 +14,7 @@ use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+mod privileges;
 mod writer;
 
 use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
@@ -75,6 +76,11 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<QueueStats>) -> std::io::Result<(
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    privileges::limit_for_life(if config.mode == Mode::Passive {
+        &[]
+    } else {
+        &[caps::Capability::CAP_NET_ADMIN]
+    })?;
     let (_, rules) = load_rules(config.rules.as_deref())
         .map_err(|e| anyhow::anyhow!("the rules have errors, not starting:\n{e}"))?;
     let source = config
@@ -181,6 +187,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         discarded_bytes,
     })));
     let stop = Arc::new(AtomicBool::new(false));
+    let writable = privileges::Writable {
+        files: config
+            .audit
+            .iter()
+            .flat_map(|a| [a.path.clone(), crate::audit::head_path(&a.path)])
+            .collect(),
+    };
     if passive {
         let mut captures = Vec::new();
         for interface in &config.interfaces {
@@ -190,6 +203,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 )
             })?);
         }
+        // Open capture sockets keep working without any capability.
+        let dropped =
+            privileges::drop_privileges(&config.user, &[], &writable, config.rules.as_deref())?;
+        eprintln!("telestrip: {dropped}");
         for capture in captures {
             let (engine, stats, stop, events_in) = (
                 Arc::clone(&engine),
@@ -223,10 +240,22 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             let queue = nfqueue::open(&settings).with_context(|| {
                 format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
             })?;
-            queues.push((queue, settings));
+            queues.push((queue, nfqueue::open_injector(), settings));
         }
+        if let Err(error) = nfqueue::open_kernel_queues() {
+            eprintln!("telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
+        }
+        // Started before the drop, so it keeps no capability.
         spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
-        for (queue, settings) in queues {
+        // Verdicts are netlink messages the kernel accepts only with CAP_NET_ADMIN.
+        let dropped = privileges::drop_privileges(
+            &config.user,
+            &[caps::Capability::CAP_NET_ADMIN],
+            &writable,
+            config.rules.as_deref(),
+        )?;
+        eprintln!("telestrip: {dropped}");
+        for (queue, injector, settings) in queues {
             let (engine, stats, stop, events_in) = (
                 Arc::clone(&engine),
                 Arc::clone(&stats),
@@ -238,7 +267,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 .name(format!("telestrip-q{}", settings.queue))
                 .spawn(move || {
                     nfqueue::run(
-                        &engine, queue, &settings, &events_in, &stats, &stop, &latency,
+                        &engine, queue, injector, &settings, &events_in, &stats, &stop, &latency,
                     )
                 })?;
         }

@@ -52,9 +52,38 @@ pub struct KernelQueue {
     pub user_dropped: u64,
 }
 
+const PROC_QUEUES: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// The queue statistics file, opened before privileges are dropped: it is readable by root
+/// only, and a /proc file opened once can be read again from the start.
+static PROC_QUEUES_FILE: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> =
+    std::sync::OnceLock::new();
+
+/// Opens the kernel's queue statistics for later reads (call while still privileged).
+pub fn open_kernel_queues() -> std::io::Result<()> {
+    let file = std::fs::File::open(PROC_QUEUES)?;
+    let _ = PROC_QUEUES_FILE.set(std::sync::Mutex::new(file));
+    Ok(())
+}
+
+fn read_kernel_queues() -> String {
+    use std::io::{Read, Seek};
+    let Some(file) = PROC_QUEUES_FILE.get() else {
+        return std::fs::read_to_string(PROC_QUEUES).unwrap_or_default();
+    };
+    let mut file = file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut text = String::new();
+    if file.rewind().is_ok() {
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
 /// The kernel's view of every bound queue in this network namespace.
 pub fn kernel_queues() -> Vec<KernelQueue> {
-    let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default();
+    let text = read_kernel_queues();
     text.lines()
         .filter_map(|line| {
             let fields: Vec<u64> = line
@@ -91,10 +120,24 @@ pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
     Ok(queue)
 }
 
+/// Opens the raw socket for forged DNS answers (needs CAP_NET_RAW, so before privileges are
+/// dropped). Without it rejected DNS queries get the firewall's ICMP error instead.
+pub fn open_injector() -> Option<Injector> {
+    match Injector::open() {
+        Ok(injector) => Some(injector),
+        Err(error) => {
+            eprintln!("telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
+            None
+        }
+    }
+}
+
 /// Runs one queue until `stop` is set (checked between packets).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &Engine,
     mut queue: Queue,
+    mut injector: Option<Injector>,
     settings: &QueueSettings,
     events_out: &SyncSender<FlowEvent>,
     stats: &QueueStats,
@@ -107,14 +150,6 @@ pub fn run(
     let stall_after: Option<u64> = std::env::var("TELESTRIP_FAULT_STALL_AFTER_PACKETS")
         .ok()
         .and_then(|v| v.parse().ok());
-    // Without CAP_NET_RAW rejected DNS queries get the firewall's ICMP error instead.
-    let mut injector = match Injector::open() {
-        Ok(injector) => Some(injector),
-        Err(error) => {
-            eprintln!("telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
-            None
-        }
-    };
     while !stop.load(Ordering::Relaxed) {
         let mut message = match queue.recv() {
             Ok(message) => message,

@@ -132,13 +132,16 @@ pub(crate) const BUNDLED: &[(&str, &str)] = &[
     ("rules/nvidia.yaml", include_str!("../../rules/nvidia.yaml")),
 ];
 
-/// Loads every `*.yaml` / `*.yml` file of a directory (not recursive, sorted by name), or a
-/// single file when `path` is a file.
+/// Loads every `*.yaml` / `*.yml` file of a directory (not recursive, sorted by name, hidden
+/// names such as editors' `.#x.yaml` locks left out), or a single file when `path` is a
+/// file. A rule file that cannot be read (a dangling link, a directory, a FIFO) is an error
+/// like a rule with a mistake: the rules are never loaded in part.
 pub fn load_dir(path: &Path) -> Result<Vec<LoadedFile>, RuleErrors> {
     let shown = path.display().to_string();
     let metadata = std::fs::metadata(path)
         .map_err(|e| RuleErrors::single(&shown, &format!("cannot read: {e}")))?;
     let mut paths = Vec::new();
+    let mut unreadable = Vec::new();
     if metadata.is_dir() {
         let entries = std::fs::read_dir(path)
             .map_err(|e| RuleErrors::single(&shown, &format!("cannot list directory: {e}")))?;
@@ -150,11 +153,30 @@ pub fn load_dir(path: &Path) -> Result<Vec<LoadedFile>, RuleErrors> {
                 file.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")
             );
-            if is_yaml && file.is_file() {
-                paths.push(file);
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if !is_yaml || hidden {
+                continue;
+            }
+            match std::fs::metadata(&file) {
+                Ok(m) if m.is_file() => paths.push(file),
+                Ok(_) => unreadable.push(RuleError {
+                    file: file.display().to_string(),
+                    line: None,
+                    column: None,
+                    message: "not a regular file".into(),
+                }),
+                Err(e) => unreadable.push(RuleError {
+                    file: file.display().to_string(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read: {e}"),
+                }),
             }
         }
         paths.sort();
+        if !unreadable.is_empty() {
+            return Err(RuleErrors(unreadable));
+        }
         if paths.is_empty() {
             return Err(RuleErrors::single(
                 &shown,

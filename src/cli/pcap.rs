@@ -158,6 +158,8 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     "packets_rejected": load(&counters.packets_rejected),
                     "flows_tracked": load(&counters.flows_new),
                     "flows_not_tracked": load(&engine.flows().refused),
+                    "flow_table_evictions": load(&engine.flows().expired),
+                    "flow_table_entries": engine.flows().len(),
                     "inspected": Via::ALL.iter().map(|v| (v.as_str(), counters.inspected_of(*v))).collect::<std::collections::BTreeMap<_, _>>(),
                     "parse_errors": Layer::ALL.iter().map(|l| (l.as_str(), counters.parse_errors_of(*l))).collect::<std::collections::BTreeMap<_, _>>(),
                     "packets_not_ip": load(&counters.packets_not_ip),

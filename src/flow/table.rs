@@ -126,6 +126,9 @@ pub struct FlowTable {
     max_flows: usize,
     timeouts: Timeouts,
     next_sweep: AtomicU64,
+    /// When a full table may next be swept (at most once per second of packet time, so a
+    /// flood of new flows does not make every packet walk the whole table).
+    next_pressure_sweep: AtomicU64,
     pub expired: AtomicU64,
     /// New flows not tracked because the table was full.
     pub refused: AtomicU64,
@@ -142,6 +145,7 @@ impl FlowTable {
             max_flows,
             timeouts,
             next_sweep: AtomicU64::new(0),
+            next_pressure_sweep: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
@@ -171,7 +175,18 @@ impl FlowTable {
             return Some(existing);
         }
         if self.len() >= self.max_flows {
-            self.sweep(now);
+            let due = self.next_pressure_sweep.load(Ordering::Relaxed);
+            if now >= due
+                && self
+                    .next_pressure_sweep
+                    .compare_exchange(due, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.sweep(now);
+                if self.len() * 10 >= self.max_flows * 9 {
+                    self.evict_under_pressure();
+                }
+            }
             if self.len() >= self.max_flows {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -200,6 +215,28 @@ impl FlowTable {
         {
             self.sweep(now);
         }
+    }
+
+    /// Makes room in a full table by dropping what costs least to lose: connections that
+    /// never sent data (what a SYN flood leaves; a real one is picked up again from its
+    /// first data packet) and decided UDP flows (inline, their verdict lives on in the
+    /// connection mark). Flows in the middle of their first flight are kept.
+    fn evict_under_pressure(&self) {
+        let mut removed = 0u64;
+        self.map.retain(|key, state| {
+            let embryonic = state.phase == Phase::Pending
+                && state.client_stream.is_none()
+                && state.data_packets == 0;
+            let decided_udp = matches!(state.phase, Phase::Decided(_))
+                && key.protocol() != crate::wire::Protocol::Tcp;
+            let keep = !(embryonic || decided_udp);
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
+        self.len.fetch_sub(removed as usize, Ordering::Relaxed);
+        self.expired.fetch_add(removed, Ordering::Relaxed);
     }
 
     /// Removes every flow idle for longer than its timeout.

@@ -256,7 +256,7 @@ impl Engine {
             generation,
             scratch: Vec::new(),
             defrag: Defrag::new(),
-            checksum_ready: true,
+            checksums_trusted: false,
         }
     }
 }
@@ -269,9 +269,10 @@ pub struct Worker<'e> {
     generation: u64,
     scratch: Vec<u8>,
     defrag: Defrag,
-    /// The packet being processed has its checksums filled in (false for a packet from a
-    /// local sender whose checksum offload has not run yet).
-    checksum_ready: bool,
+    /// The packet being processed comes from the kernel, which says its checksums are filled
+    /// in. Captures are not trusted: taken on the sending host (checksum offload) or edited
+    /// (anonymised names), their checksums are often wrong for the client's own segments.
+    checksums_trusted: bool,
 }
 
 /// What the client's first flight told about the flow's name. A short-lived stack value,
@@ -345,9 +346,9 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
         checksum_ready: bool,
     ) -> Verdict {
-        self.checksum_ready = checksum_ready;
+        self.checksums_trusted = checksum_ready;
         let verdict = self.process(LinkType::RawIp, frame, time, events);
-        self.checksum_ready = true;
+        self.checksums_trusted = false;
         verdict
     }
 
@@ -490,7 +491,7 @@ impl<'e> Worker<'e> {
             flow.client_syn = Some(SynShape {
                 ttl: packet.ttl,
                 md5: tcp.md5,
-                checksum_ok: self.checksum_ready && packet.tcp_checksum_valid() == Some(true),
+                checksum_ok: self.checksums_trusted && packet.tcp_checksum_valid() == Some(true),
             });
         }
         if packet.payload.is_empty() {
@@ -605,7 +606,9 @@ impl<'e> Worker<'e> {
             if tcp.md5 && !syn.md5 {
                 return Some(Evasion::Md5Option);
             }
-            if syn.checksum_ok && self.checksum_ready && packet.tcp_checksum_valid() == Some(false)
+            if syn.checksum_ok
+                && self.checksums_trusted
+                && packet.tcp_checksum_valid() == Some(false)
             {
                 return Some(Evasion::BadChecksum);
             }

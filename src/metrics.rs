@@ -177,7 +177,7 @@ impl Metrics {
             )?,
             flow_table_evictions: counter(
                 "telestrip_flow_table_evictions_total",
-                "Flows removed from the table after their idle timeout.",
+                "Flows removed from the table: after their idle timeout, or to make room in a full table (connections that never sent data, decided UDP flows).",
             )?,
             flow_table_full: counter(
                 "telestrip_flow_table_full_total",

@@ -2,7 +2,10 @@
 //! UDP flows from random addresses, with telemetry and ordinary TLS connections (ClientHellos
 //! over two segments, so they need flow state) mixed in. The flow table stays at its cap,
 //! evictions and refusals are counted, memory stays bounded, and every telemetry connection
-//! is still found.
+//! is still found. The same through the real gateway: a raw-socket sender in the client
+//! namespace floods it with new flows from the client subnet's addresses while curl runs.
+
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -135,4 +138,123 @@ fn a_flood_of_new_flows_keeps_the_table_at_its_cap_and_telemetry_blocked() {
         "the flood cost {} KiB",
         peak - quiet_peak
     );
+}
+
+/// Sends the IP packets of a file (each prefixed by its 2-byte length) from a raw socket,
+/// `rate` packets a second, then exits.
+const RAW_SENDER: &str = r#"
+import socket, struct, sys, time
+data = open(sys.argv[1], 'rb').read()
+rate = int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+packets, at = [], 0
+while at < len(data):
+    (n,) = struct.unpack('>H', data[at:at + 2])
+    packets.append(data[at + 2:at + 2 + n]); at += 2 + n
+start = time.time()
+for i, p in enumerate(packets):
+    s.sendto(p, (socket.inet_ntoa(p[16:20]), 0))
+    if i % 500 == 499:
+        ahead = start + (i + 1) / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+print(len(packets))
+"#;
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics")) as u64
+}
+
+#[test]
+fn a_flood_through_the_gateway_keeps_its_table_capped_and_telemetry_blocked() {
+    let Some(mut lab) = common::lab() else { return };
+    let cap = 2_000;
+    lab.start_telestrip(
+        &format!("queues: [0]\nfail: open\nmax_flows: {cap}\n"),
+        "open",
+    )
+    .unwrap();
+    // SYNs and UDP datagrams from random addresses of the client subnet to the server.
+    let mut rng = Rng(0x5eed_f100d);
+    let mut packets = Vec::new();
+    for i in 0..60_000u32 {
+        let r = rng.next();
+        let client = format!("10.78.1.{}", 10 + (r & 0xff) % 240);
+        let port = 1024 + ((r >> 8) % 60_000) as u16;
+        let frame = if i % 2 == 0 {
+            Hosts::new(&client, port, common::SERVER_V4, 443).tcp(true, r as u32, SYN, &[])
+        } else {
+            let dst = 2000 + ((r >> 32) % 50_000) as u16;
+            Hosts::new(&client, port, common::SERVER_V4, dst).udp(true, &r.to_be_bytes())
+        };
+        let ip = &frame[14..];
+        packets.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+        packets.extend_from_slice(ip);
+    }
+    let dir = lab.dir.path().to_path_buf();
+    std::fs::write(dir.join("flood.bin"), &packets).unwrap();
+    std::fs::write(dir.join("sender.py"), RAW_SENDER).unwrap();
+    let client = lab.client.clone();
+    let sender = std::thread::spawn(move || {
+        Command::new("ip")
+            .args(["netns", "exec", &client, "timeout", "60", "python3"])
+            .arg(dir.join("sender.py"))
+            .arg(dir.join("flood.bin"))
+            .arg("10000")
+            .output()
+    });
+    // The flood takes about 6 s; meanwhile real clients.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rounds = 0;
+    while !sender.is_finished() {
+        assert_eq!(
+            lab.https("v10.events.data.microsoft.com", common::SERVER_V4, "")
+                .status
+                .code(),
+            Some(28),
+            "telemetry got through during the flood"
+        );
+        let allowed = lab.https("www.example.org", common::SERVER_V4, "");
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout),
+            common::BODY,
+            "an allowed flow failed during the flood"
+        );
+        rounds += 1;
+    }
+    let sent = sender.join().unwrap().unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(
+        rounds >= 2,
+        "only {rounds} rounds of clients ran during the flood"
+    );
+    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let entries = metric(&metrics, "telestrip_flow_table_entries");
+    let evicted = metric(&metrics, "telestrip_flow_table_evictions_total");
+    let refused = metric(&metrics, "telestrip_flow_table_full_total");
+    let received = metric(&metrics, "telestrip_nfqueue_packets_total");
+    assert!(entries <= cap, "{entries} flows tracked");
+    assert!(
+        evicted + refused > 0,
+        "a flood of 60,000 new flows left no trace"
+    );
+    let pid = lab.daemon_pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    println!(
+        "inline flood: {received} packets queued, {rounds} client rounds during it, {entries} flows tracked at the end (cap {cap}), {evicted} evicted, {refused} refused, daemon peak RSS {peak_kib} KiB"
+    );
+    assert!(peak_kib < 128 * 1024, "daemon peak RSS {peak_kib} KiB");
 }

@@ -1,17 +1,21 @@
 //! Criterion benchmarks at each level of the pipeline, reported as elements (packets,
 //! names, lookups) per second: wire parsing, inspection, rule matching with 1,000 /
-//! 100,000 / 1,000,000 domains, the whole engine on packets of known flows, on new flows
-//! and on a mixed capture, and ruleset compilation (with bytes per domain printed).
+//! 100,000 / 1,000,000 domains, the whole engine with each of those rulesets on packets of
+//! known flows and on new flows, the engine on the traffic mix of `benches/compare.py`,
+//! and ruleset compilation. Memory is printed, not timed: resident bytes per domain of a
+//! compiled ruleset and per tracked flow.
 //!
 //! Run: `cargo bench --bench engine` (add a filter, e.g. `-- match/`, for one group).
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use telestrip::engine::{Engine, EngineConfig};
 use telestrip::inspect::{dns, http, quic, tls};
 use telestrip::rules::{load_sources, LoadedFile, RuleSet, Source};
+use telestrip::testkit::traffic;
 use telestrip::testkit::{
     client_hello_with, dns_query, dns_response, http_get, Answer, HelloOptions, Hosts, ACK, SYN,
 };
@@ -185,113 +189,104 @@ fn resident_bytes() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
-fn bench_engine(c: &mut Criterion) {
-    let rules = synthetic_rules(100_000);
-    let mut group = c.benchmark_group("engine_100k_domains");
-
-    // Known flows: 1,000 decided flows, data packets round robin.
-    let engine = Engine::new(
-        RuleSet::compile(&rules).expect("compile"),
-        EngineConfig::default(),
-    );
-    let flows: Vec<Hosts> = (0..1000u16)
-        .map(|i| Hosts::new("192.0.2.10", 20000 + i, "198.51.100.20", 443))
-        .collect();
-    let mut worker = engine.worker();
-    let mut events = Vec::new();
-    for (i, hosts) in flows.iter().enumerate() {
-        let name = if i % 10 == 0 {
-            "v10.events.data.microsoft.com".to_string()
-        } else {
-            format!("www{i}.example.org")
-        };
-        let hello = client_hello_with(&HelloOptions {
-            names: vec![name],
-            ..Default::default()
-        });
-        worker.process(
-            LinkType::Ethernet,
-            &hosts.tcp(true, 1000, SYN, &[]),
-            Duration::ZERO,
-            &mut events,
-        );
-        worker.process(
-            LinkType::Ethernet,
-            &hosts.tcp(true, 1001, ACK, &hello),
-            Duration::ZERO,
-            &mut events,
-        );
-    }
-    let data: Vec<Vec<u8>> = flows
-        .iter()
-        .map(|h| h.tcp(true, 50_000, ACK, &[0u8; 1400]))
-        .collect();
-    group.throughput(Throughput::Elements(data.len() as u64));
-    group.bench_function("known_flows", |b| {
-        b.iter(|| {
-            for frame in &data {
-                black_box(worker.process(LinkType::Ethernet, frame, Duration::ZERO, &mut events));
-            }
-            events.clear();
+/// Rulesets the engine benchmarks run with: compiled once, shared by fresh engines.
+fn engine_rulesets() -> Vec<(usize, Arc<RuleSet>)> {
+    [1_000usize, 100_000, 1_000_000]
+        .into_iter()
+        .map(|count| {
+            let set = RuleSet::compile(&synthetic_rules(count)).expect("compile");
+            (count, Arc::new(set))
         })
-    });
-
-    // New flows: each packet a ClientHello opening a flow never seen before.
-    let new_flows: Vec<Vec<u8>> = (0..10_000u32)
-        .map(|i| {
-            let hosts = Hosts::new(
-                &format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                40000,
-                "198.51.100.20",
-                443,
-            );
-            let name = if i % 10 == 0 {
-                "v10.events.data.microsoft.com".to_string()
-            } else {
-                format!("www{i}.example.org")
-            };
-            hosts.tcp(
-                true,
-                1001,
-                ACK,
-                &client_hello_with(&HelloOptions {
-                    names: vec![name],
-                    ..Default::default()
-                }),
-            )
-        })
-        .collect();
-    fresh_engine_over(&mut group, "new_flows_client_hello", &rules, &new_flows);
-    group.finish();
+        .collect()
 }
 
-/// Times `frames` through a new engine per iteration (compiled outside the timing), so every
-/// flow in them is new to the engine.
-fn fresh_engine_over(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    rules: &[LoadedFile],
-    frames: &[Vec<u8>],
-) {
-    group.throughput(Throughput::Elements(frames.len() as u64));
-    group.bench_function(name, |b| {
-        b.iter_batched(
-            || {
-                Engine::new(
-                    RuleSet::compile(rules).expect("compile"),
-                    EngineConfig::default(),
-                )
-            },
-            |engine| {
-                let mut worker = engine.worker();
-                let mut events = Vec::new();
-                for frame in frames {
+fn ordinary_or_telemetry(i: usize) -> String {
+    if i.is_multiple_of(10) {
+        "v10.events.data.microsoft.com".to_string()
+    } else {
+        format!("www{i}.example.org")
+    }
+}
+
+fn bench_engine(c: &mut Criterion) {
+    for (count, rules) in engine_rulesets() {
+        let mut group = c.benchmark_group(format!("engine_{count}_domains"));
+
+        // Known flows: 1,000 decided flows, data packets round robin.
+        let engine = Engine::with_shared_rules(Arc::clone(&rules), EngineConfig::default());
+        let flows: Vec<Hosts> = (0..1000u16)
+            .map(|i| Hosts::new("192.0.2.10", 20000 + i, "198.51.100.20", 443))
+            .collect();
+        let mut worker = engine.worker();
+        let mut events = Vec::new();
+        for (i, hosts) in flows.iter().enumerate() {
+            let hello = client_hello_with(&HelloOptions {
+                names: vec![ordinary_or_telemetry(i)],
+                ..Default::default()
+            });
+            for frame in [
+                hosts.tcp(true, 1000, SYN, &[]),
+                hosts.tcp(true, 1001, ACK, &hello),
+            ] {
+                worker.process(LinkType::Ethernet, &frame, Duration::ZERO, &mut events);
+            }
+        }
+        let data: Vec<Vec<u8>> = flows
+            .iter()
+            .map(|h| h.tcp(true, 50_000, ACK, &[0u8; 1400]))
+            .collect();
+        group.throughput(Throughput::Elements(data.len() as u64));
+        group.bench_function("known_flows", |b| {
+            b.iter(|| {
+                for frame in &data {
                     black_box(worker.process(
                         LinkType::Ethernet,
                         frame,
                         Duration::ZERO,
                         &mut events,
                     ));
+                }
+                events.clear();
+            })
+        });
+
+        // New flows: each packet a ClientHello opening a flow never seen before.
+        let new_flows: Vec<(Duration, Vec<u8>)> = (0..10_000u32)
+            .map(|i| {
+                let hosts = Hosts::new(
+                    &format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                    40000,
+                    "198.51.100.20",
+                    443,
+                );
+                let hello = client_hello_with(&HelloOptions {
+                    names: vec![ordinary_or_telemetry(i as usize)],
+                    ..Default::default()
+                });
+                (Duration::ZERO, hosts.tcp(true, 1001, ACK, &hello))
+            })
+            .collect();
+        fresh_engine_over(&mut group, "new_flows_client_hello", &rules, &new_flows);
+        group.finish();
+    }
+}
+
+/// Times `frames` through a new engine per iteration, so every flow in them is new to it.
+fn fresh_engine_over(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    rules: &Arc<RuleSet>,
+    frames: &[(Duration, Vec<u8>)],
+) {
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || Engine::with_shared_rules(Arc::clone(rules), EngineConfig::default()),
+            |engine| {
+                let mut worker = engine.worker();
+                let mut events = Vec::new();
+                for (time, frame) in frames {
+                    black_box(worker.process(LinkType::Ethernet, frame, *time, &mut events));
                 }
                 engine
             },
@@ -300,18 +295,68 @@ fn fresh_engine_over(
     });
 }
 
+/// The first `packets` frames of the benchmark traffic mix (`testkit::traffic`), with the
+/// bundled rules' telemetry names.
+fn mixed_frames(packets: u64) -> Vec<(Duration, Vec<u8>)> {
+    let files = load_sources(telestrip::rules::bundled_sources()).expect("bundled rules");
+    let set = RuleSet::compile(&files).expect("compile");
+    let names = traffic::telemetry_names(&files, &set);
+    let options = traffic::MixOptions {
+        packets,
+        ..traffic::MixOptions::default()
+    };
+    let mut frames = Vec::new();
+    traffic::generate(&options, &names, |time, frame| {
+        frames.push((time, frame.to_vec()));
+        Ok(())
+    })
+    .expect("generate");
+    frames
+}
+
 fn bench_mixed(c: &mut Criterion) {
-    // DNS, handshake, ClientHello or HTTP request, 20 data packets per session; 10% telemetry.
-    let frames = telestrip::testkit::mixed_capture(2_000);
-    let rules = synthetic_rules(100_000);
+    // The traffic mix of the comparison script: TLS, QUIC, HTTP, DNS, bulk data, IPv6 and
+    // VLAN; 10% of named sessions to telemetry.
+    let frames = mixed_frames(50_000);
+    let rules = Arc::new(RuleSet::compile(&synthetic_rules(100_000)).expect("compile"));
     let mut group = c.benchmark_group("engine_100k_domains");
-    fresh_engine_over(&mut group, "mixed_capture", &rules, &frames);
+    fresh_engine_over(&mut group, "mixed_traffic", &rules, &frames);
     group.finish();
+}
+
+/// Resident memory per tracked flow: one million flows (a SYN each) into one engine.
+fn report_flow_memory(_: &mut Criterion) {
+    const FLOWS: u32 = 1_000_000;
+    let engine = Engine::new(RuleSet::empty(), EngineConfig::default());
+    let mut worker = engine.worker();
+    let mut events = Vec::new();
+    let frames: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|i| {
+            Hosts::new(
+                &format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                40000 + (i % 7) as u16,
+                "198.51.100.20",
+                443,
+            )
+            .tcp(true, 1000, SYN, &[])
+        })
+        .collect();
+    let before = resident_bytes();
+    for frame in &frames {
+        worker.process(LinkType::Ethernet, frame, Duration::ZERO, &mut events);
+    }
+    let after = resident_bytes();
+    eprintln!(
+        "flow table: {} flows tracked, resident memory grew {:.1} MB = {:.0} bytes/flow",
+        engine.flows().len(),
+        after.saturating_sub(before) as f64 / 1e6,
+        after.saturating_sub(before) as f64 / f64::from(FLOWS)
+    );
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench_wire, bench_inspect, bench_match, bench_compile, bench_engine, bench_mixed
+    targets = bench_wire, bench_inspect, bench_match, bench_compile, bench_engine, bench_mixed, report_flow_memory
 }
 criterion_main!(benches);

@@ -34,11 +34,11 @@ use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{
     Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, StreamBuf,
-    SynShape,
+    Streams, SynShape,
 };
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, quic, tls, Name, Scan};
-use crate::rules::{Action, Hit, RuleIndex, RuleSet};
+use crate::rules::{Action, Hit, RuleSet};
 use crate::stats::{bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, Via};
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
@@ -196,7 +196,14 @@ struct Active {
 }
 
 impl Engine {
+    /// An engine with its own ruleset; [`Engine::with_shared_rules`] shares one.
     pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
+        Self::with_shared_rules(Arc::new(rules), config)
+    }
+
+    /// An engine over a ruleset that other engines may use too (a compiled ruleset is
+    /// immutable): benchmarks start fresh engines without compiling again.
+    pub fn with_shared_rules(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
         let flow_counts = FlowCounts::default();
         let active = Active::new(rules, &flow_counts, config.enforce);
         let ech_rule: Arc<str> = ECH_POLICY_RULE.into();
@@ -458,7 +465,7 @@ impl<'e> Worker<'e> {
                 *flow = FlowState::new(src_is_low, now);
             }
         }
-        let from_client = src_is_low == flow.client_is_low;
+        let from_client = src_is_low == flow.client_is_low();
         let facts = orient(&packet, from_client, time, now);
         match flow.phase {
             Phase::Decided(decision) => Verdict {
@@ -488,7 +495,7 @@ impl<'e> Worker<'e> {
         };
         note_syn(flow, tcp, from_client);
         if tcp.syn && !tcp.ack && from_client {
-            flow.client_syn = Some(SynShape {
+            flow.set_client_syn(SynShape {
                 ttl: packet.ttl,
                 md5: tcp.md5,
                 checksum_ok: self.checksums_trusted && packet.tcp_checksum_valid() == Some(true),
@@ -506,49 +513,30 @@ impl<'e> Worker<'e> {
         }
         if !from_client {
             // The server spoke first (SMTP, SSH, FTP...): no ClientHello or request to read.
-            if flow.client_stream.is_none() {
+            if flow.client_stream().is_none() {
                 return self.decide(flow, None, facts, events);
             }
             return Verdict::PENDING;
         }
         let data_seq = data_seq(tcp);
         let before = flow
-            .client_stream
-            .as_ref()
+            .client_stream()
             .map_or(0, |stream| stream.contiguous().len());
         let mut advanced = false;
-        let seen = match flow.client_stream.as_mut() {
-            None if flow.client_isn.is_none_or(|isn| isn == data_seq) => {
-                advanced = true;
-                match scan_first_flight(packet.payload, &mut self.scratch) {
-                    Seen::NeedMore => {
-                        let mut stream = StreamBuf::new(data_seq);
-                        stream.insert(data_seq, packet.payload);
-                        flow.client_stream = Some(Box::new(stream));
-                        Seen::NeedMore
-                    }
-                    other => other,
-                }
-            }
-            None => {
-                // Out of order: data after a hole at the start of the stream.
-                let base = flow.client_isn.unwrap_or(data_seq);
-                let mut stream = StreamBuf::new(base);
+        let client_isn = flow.client_isn();
+        let seen = match flow.streams.as_deref_mut() {
+            Some(Streams {
+                client: Some(stream),
+                client_alt,
+                ..
+            }) => {
                 let inserted = stream.insert(data_seq, packet.payload);
-                flow.client_stream = Some(Box::new(stream));
-                if inserted == Insert::OverCap {
-                    return self.over_cap();
-                }
-                Seen::NeedMore
-            }
-            Some(stream) => {
-                let inserted = stream.insert(data_seq, packet.payload);
-                if inserted == Insert::Conflict && flow.client_alt_stream.is_none() {
+                if inserted == Insert::Conflict && client_alt.is_none() {
                     self.engine.counters.evasion(Evasion::OverlapConflict);
                     let mut alt = stream.clone();
                     alt.insert_last_wins(data_seq, packet.payload);
-                    flow.client_alt_stream = Some(alt);
-                } else if let Some(alt) = flow.client_alt_stream.as_mut() {
+                    *client_alt = Some(alt);
+                } else if let Some(alt) = client_alt.as_mut() {
                     if alt.insert_last_wins(data_seq, packet.payload) == Insert::Conflict
                         && inserted != Insert::Conflict
                     {
@@ -561,7 +549,7 @@ impl<'e> Worker<'e> {
                     Insert::Stored | Insert::Conflict => {
                         advanced = stream.contiguous().len() > before;
                         let main = scan_stream(stream, &mut self.scratch);
-                        match flow.client_alt_stream.as_deref() {
+                        match client_alt.as_ref() {
                             Some(alt) => {
                                 let alt = scan_stream(alt, &mut self.scratch);
                                 self.either(main, alt, facts)
@@ -570,6 +558,29 @@ impl<'e> Worker<'e> {
                         }
                     }
                 }
+            }
+            _ if client_isn.is_none_or(|isn| isn == data_seq) => {
+                advanced = true;
+                match scan_first_flight(packet.payload, &mut self.scratch) {
+                    Seen::NeedMore => {
+                        let mut stream = StreamBuf::new(data_seq);
+                        stream.insert(data_seq, packet.payload);
+                        flow.streams_mut().client = Some(stream);
+                        Seen::NeedMore
+                    }
+                    other => other,
+                }
+            }
+            _ => {
+                // Out of order: data after a hole at the start of the stream.
+                let base = client_isn.unwrap_or(data_seq);
+                let mut stream = StreamBuf::new(base);
+                let inserted = stream.insert(data_seq, packet.payload);
+                flow.streams_mut().client = Some(stream);
+                if inserted == Insert::OverCap {
+                    return self.over_cap();
+                }
+                Seen::NeedMore
             }
         };
         // Only segments that bring no new in-order bytes count towards the pending limit:
@@ -599,7 +610,7 @@ impl<'e> Worker<'e> {
     /// is one: it differs from the client's SYN in a way the client's own segments do not
     /// (RFC 9293 §3.10.7.4 for the window; RFC 2385 for MD5), or lies outside the window.
     fn decoy(&self, flow: &FlowState, packet: &Packet<'_>, tcp: TcpInfo) -> Option<Evasion> {
-        if let Some(syn) = flow.client_syn {
+        if let Some(syn) = flow.client_syn() {
             if packet.ttl < syn.ttl {
                 return Some(Evasion::LowTtl);
             }
@@ -613,7 +624,7 @@ impl<'e> Worker<'e> {
                 return Some(Evasion::BadChecksum);
             }
         }
-        let isn = flow.client_isn?;
+        let isn = flow.client_isn()?;
         let offset = data_seq(tcp).wrapping_sub(isn) as i32;
         // Before the ISN is a retransmission (old data, ignored by the reassembler); past
         // the bytes a first flight can hold is beyond any window the server offered.
@@ -682,7 +693,7 @@ impl<'e> Worker<'e> {
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let quic_started = flow.client_stream.is_some();
+        let quic_started = flow.client_stream().is_some();
         if !from_client {
             // The server's Initial may come before the client's hello is complete.
             return if quic_started {
@@ -705,8 +716,9 @@ impl<'e> Worker<'e> {
         }
         flow.data_packets = flow.data_packets.saturating_add(1);
         let stream = flow
-            .client_stream
-            .get_or_insert_with(|| Box::new(StreamBuf::new(0)));
+            .streams_mut()
+            .client
+            .get_or_insert_with(|| StreamBuf::new(0));
         let mut over_cap = false;
         let read = quic::read_client_initials(packet.payload, &mut self.scratch, |offset, data| {
             let inserted =
@@ -773,7 +785,7 @@ impl<'e> Worker<'e> {
                     EchPolicy::Drop if real => {
                         let applied = self.applied(Action::Drop);
                         self.record_ech_policy(name, via, facts, applied, events);
-                        decided(flow, action_for(applied), None)
+                        decided(flow, action_for(applied))
                     }
                     EchPolicy::Log if real => {
                         let recorded = events.len();
@@ -860,7 +872,7 @@ impl<'e> Worker<'e> {
             Some(hit) => self.record(hit, name, via, facts, events),
             None => PacketAction::Accept,
         };
-        decided(flow, verdict, hit.map(|h| h.rule))
+        decided(flow, verdict)
     }
 
     /// Records a match and returns what to do with the packet.
@@ -976,14 +988,14 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
     ) -> PacketAction {
         let isn = if from_client {
-            flow.client_isn
+            flow.client_isn()
         } else {
-            flow.server_isn
+            flow.server_isn()
         };
         // Taken out while its messages are judged (which needs the flow), put back after.
         let mut stream = stream_slot(flow, from_client)
             .take()
-            .unwrap_or_else(|| Box::new(StreamBuf::new(isn.unwrap_or(seq))));
+            .unwrap_or_else(|| StreamBuf::new(isn.unwrap_or(seq)));
         let mut worst = PacketAction::Accept;
         if stream.insert(seq, packet.payload) == Insert::OverCap {
             // A message larger than the cap: this direction is no longer followed.
@@ -1237,9 +1249,9 @@ fn src_is_client(packet: &Packet<'_>) -> bool {
     !(packet.src_port < 1024 && packet.dst_port >= 1024)
 }
 
-/// Caches a flow's final verdict (and the rule behind it) and frees its buffers.
-fn decided(flow: &mut FlowState, verdict: PacketAction, rule: Option<RuleIndex>) -> Verdict {
-    flow.phase = Phase::Decided(Decision { verdict, rule });
+/// Caches a flow's final verdict and frees its buffers.
+fn decided(flow: &mut FlowState, verdict: PacketAction) -> Verdict {
+    flow.phase = Phase::Decided(Decision { verdict });
     flow.release_streams();
     Verdict {
         action: verdict,
@@ -1248,11 +1260,12 @@ fn decided(flow: &mut FlowState, verdict: PacketAction, rule: Option<RuleIndex>)
 }
 
 /// The reassembly buffer of one direction of a flow.
-fn stream_slot(flow: &mut FlowState, from_client: bool) -> &mut Option<Box<StreamBuf>> {
+fn stream_slot(flow: &mut FlowState, from_client: bool) -> &mut Option<StreamBuf> {
+    let streams = flow.streams_mut();
     if from_client {
-        &mut flow.client_stream
+        &mut streams.client
     } else {
-        &mut flow.server_stream
+        &mut streams.server
     }
 }
 
@@ -1261,9 +1274,9 @@ fn note_syn(flow: &mut FlowState, tcp: TcpInfo, from_client: bool) {
     if tcp.syn {
         let next = tcp.seq.wrapping_add(1);
         if from_client {
-            flow.client_isn = Some(next);
+            flow.set_client_isn(next);
         } else {
-            flow.server_isn = Some(next);
+            flow.set_server_isn(next);
         }
     }
 }
@@ -1363,7 +1376,8 @@ fn applied_action(action: Action, enforce: bool) -> Action {
 }
 
 impl Active {
-    fn new(rules: RuleSet, counts: &FlowCounts, enforce: bool) -> Self {
+    fn new(rules: impl Into<Arc<RuleSet>>, counts: &FlowCounts, enforce: bool) -> Self {
+        let rules: Arc<RuleSet> = rules.into();
         let hits = rules
             .rules()
             .iter()
@@ -1375,10 +1389,7 @@ impl Active {
                 })
             })
             .collect();
-        Self {
-            rules: Arc::new(rules),
-            hits,
-        }
+        Self { rules, hits }
     }
 }
 

@@ -38,6 +38,10 @@ pub fn frame(data: &[u8]) {
         if let Ok(packet) = wire::parse(link, data) {
             assert!(packet.payload.len() <= data.len());
         }
+        // The fast path for common frames must read every frame as the general one does.
+        if let Some(common) = wire::parse_common(link, data) {
+            assert_eq!(Ok(common), wire::parse_general(link, data));
+        }
     }
 }
 

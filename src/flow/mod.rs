@@ -28,4 +28,4 @@ pub use ech::EchConfigs;
 pub use key::FlowKey;
 pub use learned::LearnedNames;
 pub use stream::{Insert, StreamBuf};
-pub use table::{FlowState, FlowTable, Phase, SynShape};
+pub use table::{FlowState, FlowTable, Phase, Streams, SynShape};

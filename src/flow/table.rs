@@ -6,7 +6,6 @@ use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
 use super::{FlowKey, StreamBuf};
-use crate::rules::RuleIndex;
 
 /// Where a flow is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,37 +22,47 @@ pub enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: crate::engine::PacketAction,
-    /// The rule that decided, if one matched.
-    pub rule: Option<RuleIndex>,
 }
 
-/// Per-flow state. Stream buffers exist only while a flow is pending (or for DNS over TCP).
+/// Per-flow state: 40 bytes, so that a tracked flow costs well under 256 bytes of memory
+/// with its key and the table's slack. What only a flow in inspection needs (reassembly
+/// buffers) is boxed; the SYN's traits and which sequence numbers are known are bits.
 #[derive(Debug)]
 pub struct FlowState {
-    /// The client (the side that sent the SYN, or the first packet) is the key's low side.
-    pub client_is_low: bool,
-    pub phase: Phase,
     /// Packet time of the last packet, in seconds.
     pub last_seen: u64,
-    /// Next client sequence number learned from the SYN.
-    pub client_isn: Option<u32>,
-    /// Next server sequence number learned from the SYN-ACK.
-    pub server_isn: Option<u32>,
-    /// Client data packets inspected while pending.
-    pub data_packets: u16,
-    /// What the client's SYN looked like, so that decoy segments (lower TTL, an MD5 option,
-    /// a wrong checksum) can be told from the client's own.
-    pub client_syn: Option<SynShape>,
-    pub client_stream: Option<Box<StreamBuf>>,
-    /// A second view of the client's stream in which later copies of overlapping bytes win;
-    /// only made once overlapping segments disagreed.
-    pub client_alt_stream: Option<Box<StreamBuf>>,
-    pub server_stream: Option<Box<StreamBuf>>,
+    /// Reassembly buffers, only while a flow is pending (or for DNS over TCP).
+    pub streams: Option<Box<Streams>>,
     /// Hash of the last DNS name recorded, so retransmitted queries are recorded once.
     pub last_dns_event: u64,
+    client_isn: u32,
+    server_isn: u32,
+    /// Client data packets inspected while pending.
+    pub data_packets: u16,
+    pub phase: Phase,
     /// DNS over TCP: the worst verdict given so far. A blocked message's retransmission is
     /// old data to the reassembler, so the block has to stick to the connection.
     pub dns_sticky: crate::engine::PacketAction,
+    syn_ttl: u8,
+    flags: u8,
+}
+
+/// Bits of [`FlowState::flags`].
+const CLIENT_IS_LOW: u8 = 1;
+const CLIENT_ISN_KNOWN: u8 = 1 << 1;
+const SERVER_ISN_KNOWN: u8 = 1 << 2;
+const SYN_SEEN: u8 = 1 << 3;
+const SYN_MD5: u8 = 1 << 4;
+const SYN_CHECKSUM_OK: u8 = 1 << 5;
+
+/// The reassembly buffers of a flow in inspection.
+#[derive(Clone, Debug, Default)]
+pub struct Streams {
+    pub client: Option<StreamBuf>,
+    /// A second view of the client's stream in which later copies of overlapping bytes win;
+    /// only made once overlapping segments disagreed.
+    pub client_alt: Option<StreamBuf>,
+    pub server: Option<StreamBuf>,
 }
 
 /// The client SYN's traits that its later segments share.
@@ -67,28 +76,77 @@ pub struct SynShape {
 }
 
 impl FlowState {
+    /// `client_is_low`: the client (the side that sent the SYN, or the first packet) is the
+    /// key's low side.
     pub fn new(client_is_low: bool, now: u64) -> Self {
         Self {
-            client_is_low,
-            phase: Phase::Pending,
             last_seen: now,
-            client_isn: None,
-            server_isn: None,
-            data_packets: 0,
-            client_syn: None,
-            client_stream: None,
-            client_alt_stream: None,
-            server_stream: None,
+            streams: None,
             last_dns_event: 0,
+            client_isn: 0,
+            server_isn: 0,
+            data_packets: 0,
+            phase: Phase::Pending,
             dns_sticky: crate::engine::PacketAction::Accept,
+            syn_ttl: 0,
+            flags: if client_is_low { CLIENT_IS_LOW } else { 0 },
         }
+    }
+
+    pub fn client_is_low(&self) -> bool {
+        self.flags & CLIENT_IS_LOW != 0
+    }
+
+    /// Next client sequence number, learned from the SYN.
+    pub fn client_isn(&self) -> Option<u32> {
+        (self.flags & CLIENT_ISN_KNOWN != 0).then_some(self.client_isn)
+    }
+
+    pub fn set_client_isn(&mut self, next: u32) {
+        self.client_isn = next;
+        self.flags |= CLIENT_ISN_KNOWN;
+    }
+
+    /// Next server sequence number, learned from the SYN-ACK.
+    pub fn server_isn(&self) -> Option<u32> {
+        (self.flags & SERVER_ISN_KNOWN != 0).then_some(self.server_isn)
+    }
+
+    pub fn set_server_isn(&mut self, next: u32) {
+        self.server_isn = next;
+        self.flags |= SERVER_ISN_KNOWN;
+    }
+
+    /// What the client's SYN looked like, so that decoy segments (lower TTL, an MD5 option,
+    /// a wrong checksum) can be told from the client's own.
+    pub fn client_syn(&self) -> Option<SynShape> {
+        (self.flags & SYN_SEEN != 0).then_some(SynShape {
+            ttl: self.syn_ttl,
+            md5: self.flags & SYN_MD5 != 0,
+            checksum_ok: self.flags & SYN_CHECKSUM_OK != 0,
+        })
+    }
+
+    pub fn set_client_syn(&mut self, syn: SynShape) {
+        self.syn_ttl = syn.ttl;
+        self.flags &= !(SYN_MD5 | SYN_CHECKSUM_OK);
+        self.flags |= SYN_SEEN
+            | if syn.md5 { SYN_MD5 } else { 0 }
+            | if syn.checksum_ok { SYN_CHECKSUM_OK } else { 0 };
+    }
+
+    pub fn client_stream(&self) -> Option<&StreamBuf> {
+        self.streams.as_deref().and_then(|s| s.client.as_ref())
+    }
+
+    /// The reassembly buffers, made on first use.
+    pub fn streams_mut(&mut self) -> &mut Streams {
+        self.streams.get_or_insert_with(Box::default)
     }
 
     /// Frees the stream buffers once they are no longer needed.
     pub fn release_streams(&mut self) {
-        self.client_stream = None;
-        self.client_alt_stream = None;
-        self.server_stream = None;
+        self.streams = None;
     }
 }
 
@@ -225,7 +283,7 @@ impl FlowTable {
         let mut removed = 0u64;
         self.map.retain(|key, state| {
             let embryonic = state.phase == Phase::Pending
-                && state.client_stream.is_none()
+                && state.client_stream().is_none()
                 && state.data_packets == 0;
             let decided_udp = matches!(state.phase, Phase::Decided(_))
                 && key.protocol() != crate::wire::Protocol::Tcp;
@@ -265,5 +323,48 @@ impl FlowTable {
         if self.map.remove(key).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracked_flow_and_its_key_take_80_bytes() {
+        // The table's share of the per-flow memory budget (256 bytes with the hash table's
+        // slack); the boxed streams exist only during inspection.
+        assert!(std::mem::size_of::<FlowState>() <= 40);
+        assert!(std::mem::size_of::<(FlowKey, FlowState)>() <= 80);
+    }
+
+    #[test]
+    fn sequence_numbers_and_syn_traits_are_kept_apart() {
+        let mut flow = FlowState::new(true, 7);
+        assert!(flow.client_is_low());
+        assert_eq!(
+            (flow.client_isn(), flow.server_isn(), flow.client_syn()),
+            (None, None, None)
+        );
+        flow.set_server_isn(0);
+        assert_eq!((flow.client_isn(), flow.server_isn()), (None, Some(0)));
+        flow.set_client_isn(u32::MAX);
+        let syn = SynShape {
+            ttl: 63,
+            md5: true,
+            checksum_ok: false,
+        };
+        flow.set_client_syn(syn);
+        assert_eq!(flow.client_isn(), Some(u32::MAX));
+        assert_eq!(flow.client_syn(), Some(syn));
+        let other = SynShape {
+            ttl: 1,
+            md5: false,
+            checksum_ok: true,
+        };
+        flow.set_client_syn(other);
+        assert_eq!(flow.client_syn(), Some(other));
+        assert!(flow.client_is_low());
+        assert!(!FlowState::new(false, 7).client_is_low());
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use etherparse::{PacketBuilder, VlanId};
 
+pub mod traffic;
+
 use crate::audit::AuditEvent;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
@@ -79,6 +81,18 @@ impl Hosts {
 
     /// A TCP segment from the client (`from_client`) or the server.
     pub fn tcp(&self, from_client: bool, seq: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+        self.tcp_acking(from_client, seq, 1, flags, payload)
+    }
+
+    /// A TCP segment with acknowledgment number `ack_number` (used when `flags.ack` is set).
+    pub fn tcp_acking(
+        &self,
+        from_client: bool,
+        seq: u32,
+        ack_number: u32,
+        flags: Flags,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (src, dst, sport, dport) = self.oriented(from_client);
         let ip = self.ip_step(src, dst, from_client);
         let mut builder = ip.tcp(sport, dport, seq, 64_240);
@@ -86,7 +100,7 @@ impl Hosts {
             builder = builder.syn();
         }
         if flags.ack {
-            builder = builder.ack(1);
+            builder = builder.ack(ack_number);
         }
         if flags.fin {
             builder = builder.fin();
@@ -518,55 +532,6 @@ pub fn write_pcap_linktype(
             .map_err(std::io::Error::other)?;
     }
     Ok(())
-}
-
-/// Telemetry name used in one flow out of ten of [`mixed_capture`].
-pub const MIXED_TELEMETRY_NAME: &str = "v10.events.data.microsoft.com";
-
-/// A capture-like mix of `flows` client sessions, 25 frames each: a DNS query and answer,
-/// a TCP handshake, a ClientHello (or, one session in ten, an HTTP request), then 20
-/// 1,400-byte data packets from the server. One session in ten names
-/// [`MIXED_TELEMETRY_NAME`], the others `www{i}.example.org`.
-pub fn mixed_capture(flows: u32) -> Vec<Vec<u8>> {
-    let mut frames = Vec::with_capacity(flows as usize * 25);
-    let data = [0u8; 1400];
-    for i in 0..flows {
-        let client = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        let name = if i % 10 == 0 {
-            MIXED_TELEMETRY_NAME.to_string()
-        } else {
-            format!("www{i}.example.org")
-        };
-        let server = [198, 51, 100, (i % 250) as u8];
-        let dns = Hosts::new(&client, 30000 + (i % 30000) as u16, "192.0.2.53", 53);
-        frames.push(dns.udp(true, &dns_query(i as u16, &name, 1)));
-        let answer = dns_response_to(i as u16, &name, server);
-        frames.push(dns.udp(false, &answer));
-        let port = if i % 10 == 5 { 80 } else { 443 };
-        let server_text = format!("198.51.100.{}", i % 250);
-        let hosts = Hosts::new(&client, 40000, &server_text, port);
-        frames.push(hosts.tcp(true, 1000, SYN, &[]));
-        frames.push(hosts.tcp(false, 9000, SYN_ACK, &[]));
-        let first = if port == 80 {
-            http_get(&name)
-        } else {
-            client_hello(&name)
-        };
-        frames.push(hosts.tcp(true, 1001, ACK, &first));
-        for k in 0..20u32 {
-            frames.push(hosts.tcp(false, 9001 + k * 1400, ACK, &data));
-        }
-    }
-    frames
-}
-
-fn dns_response_to(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
-    let mut message = dns_response(id, name, 1, &[]);
-    // One A record for the question name (compressed owner, TTL 300).
-    message[7] = 1;
-    message.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
-    message.extend_from_slice(&addr);
-    message
 }
 
 /// An audit record of a matched TLS flow from 10.0.0.2:`client_port` to 192.0.2.1:443.

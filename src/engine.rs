@@ -103,6 +103,36 @@ impl Verdict {
     };
 }
 
+/// Where [`Worker::route`] sends a frame.
+#[derive(Debug)]
+pub enum Route {
+    /// Judged by the routing worker (DNS, not IP or unreadable, a fragment of a datagram
+    /// still incomplete): nothing more to do.
+    Done(Verdict),
+    /// For the thread of this flow hash, to judge with [`Worker::process_parsed`] (the
+    /// frame and this layout of it).
+    Frame(u64, wire::Layout),
+    /// A reassembled datagram for the thread of this flow hash, to judge with
+    /// [`Worker::process_datagram`].
+    Datagram(u64, Datagram),
+}
+
+/// An IP datagram reassembled from fragments: its addresses and whole transport payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ttl: u8,
+    pub ip_number: u8,
+    pub bytes: Vec<u8>,
+}
+
+impl Datagram {
+    fn packet(&self) -> Result<Packet<'_>, WireError> {
+        wire::reassembled(self.src, self.dst, self.ttl, self.ip_number, &self.bytes)
+    }
+}
+
 /// A flow (or DNS query) that matched a rule: what reports and the audit log record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowEvent {
@@ -264,6 +294,7 @@ impl Engine {
             scratch: Vec::new(),
             defrag: Defrag::new(),
             checksums_trusted: false,
+            sweeps: true,
         }
     }
 }
@@ -280,6 +311,8 @@ pub struct Worker<'e> {
     /// in. Captures are not trusted: taken on the sending host (checksum offload) or edited
     /// (anonymised names), their checksums are often wrong for the client's own segments.
     checksums_trusted: bool,
+    /// Sweeps the flow table of idle flows as packet time passes (see `set_sweeping`).
+    sweeps: bool,
 }
 
 /// What the client's first flight told about the flow's name. A short-lived stack value,
@@ -326,6 +359,14 @@ impl<'e> Worker<'e> {
         &self.rules
     }
 
+    /// Off: this worker leaves the sweeps of idle flows to its caller
+    /// ([`FlowTable::maybe_sweep`]), for sources whose threads are at different packet
+    /// times: sweeping at one thread's time would expire flows that another thread has
+    /// packets for but has not reached yet.
+    pub fn set_sweeping(&mut self, on: bool) {
+        self.sweeps = on;
+    }
+
     /// Runs one frame through the pipeline.
     pub fn process(
         &mut self,
@@ -335,13 +376,7 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let verdict = self.classify(link, frame, time, events);
-        let counters = &self.engine.counters;
-        bump(match verdict.action {
-            PacketAction::Accept => &counters.packets_accepted,
-            PacketAction::Drop => &counters.packets_dropped,
-            PacketAction::Reject => &counters.packets_rejected,
-        });
-        verdict
+        self.count(verdict)
     }
 
     /// Runs one packet from NFQUEUE through the pipeline; `checksum_ready` is false when
@@ -366,36 +401,119 @@ impl<'e> Worker<'e> {
         time: Duration,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let counters = &self.engine.counters;
-        let packet = match wire::parse(link, frame) {
+        let packet = match self.decode(link, frame) {
             Ok(packet) => packet,
-            Err(WireError::NotIp) => {
-                bump(&counters.packets_not_ip);
-                return Verdict::UNTRACKED;
-            }
-            Err(error) => {
-                counters.parse_error(match error {
-                    WireError::Link(_) => Layer::Link,
-                    WireError::Network(_) | WireError::NotIp => Layer::Network,
-                    WireError::Transport(_) => Layer::Transport,
-                });
-                return Verdict::UNTRACKED;
-            }
+            Err(verdict) => return verdict,
         };
         match packet.fragment {
-            Some(fragment) => self.fragment(&packet, fragment, time, events),
+            Some(fragment) => match self.reassemble(&packet, fragment, time) {
+                Ok(datagram) => self.classify_datagram(&datagram, time, events),
+                Err(verdict) => verdict,
+            },
             None => self.classify_packet(&packet, time, events),
         }
     }
 
-    /// An IP fragment: held until its datagram is complete, which is then inspected whole.
-    fn fragment(
+    /// Parses a frame, counting what cannot be read.
+    fn decode<'f>(&self, link: LinkType, frame: &'f [u8]) -> Result<Packet<'f>, Verdict> {
+        let counters = &self.engine.counters;
+        wire::parse(link, frame).map_err(|error| {
+            match error {
+                WireError::NotIp => bump(&counters.packets_not_ip),
+                WireError::Link(_) => counters.parse_error(Layer::Link),
+                WireError::Network(_) => counters.parse_error(Layer::Network),
+                WireError::Transport(_) => counters.parse_error(Layer::Transport),
+            }
+            Verdict::UNTRACKED
+        })
+    }
+
+    /// Routes a frame for a source that spreads flows over several threads (`telestrip pcap
+    /// --threads`): DNS is judged here, in capture order, because the addresses its answers
+    /// teach are needed by flows on every thread; IP fragments are reassembled here, so a
+    /// datagram goes to the thread of its flow whole. Everything else goes, by the hash of
+    /// its flow and already parsed, to a thread that judges it with
+    /// [`Worker::process_parsed`] (or [`Worker::process_datagram`]). Packets of one flow
+    /// must all go to one thread, in order.
+    pub fn route(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Route {
+        let packet = match self.decode(link, frame) {
+            Ok(packet) => packet,
+            Err(verdict) => return Route::Done(self.count(verdict)),
+        };
+        let Some(fragment) = packet.fragment else {
+            if is_dns(&packet) || matches!(packet.protocol, Protocol::Other(_)) {
+                let verdict = self.classify_packet(&packet, time, events);
+                return Route::Done(self.count(verdict));
+            }
+            return match packet.layout(frame) {
+                Some(layout) => Route::Frame(flow_hash(&packet), layout),
+                None => {
+                    let verdict = self.classify_packet(&packet, time, events);
+                    Route::Done(self.count(verdict))
+                }
+            };
+        };
+        let datagram = match self.reassemble(&packet, fragment, time) {
+            Ok(datagram) => datagram,
+            Err(verdict) => return Route::Done(self.count(verdict)),
+        };
+        let hash = match datagram.packet() {
+            Ok(whole) if !is_dns(&whole) => flow_hash(&whole),
+            _ => {
+                let verdict = self.classify_datagram(&datagram, time, events);
+                return Route::Done(self.count(verdict));
+            }
+        };
+        Route::Datagram(hash, datagram)
+    }
+
+    /// Judges a frame that [`Worker::route`] parsed on another thread into `layout`.
+    pub fn process_parsed(
+        &mut self,
+        frame: &[u8],
+        layout: &wire::Layout,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = self.classify_packet(&layout.packet(frame), time, events);
+        self.count(verdict)
+    }
+
+    /// Judges a datagram that [`Worker::route`] reassembled on another thread.
+    pub fn process_datagram(
+        &mut self,
+        datagram: &Datagram,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = self.classify_datagram(datagram, time, events);
+        self.count(verdict)
+    }
+
+    /// Counts the packet's verdict.
+    fn count(&self, verdict: Verdict) -> Verdict {
+        let counters = &self.engine.counters;
+        bump(match verdict.action {
+            PacketAction::Accept => &counters.packets_accepted,
+            PacketAction::Drop => &counters.packets_dropped,
+            PacketAction::Reject => &counters.packets_rejected,
+        });
+        verdict
+    }
+
+    /// An IP fragment: held until its datagram is complete, which is then returned whole.
+    fn reassemble(
         &mut self,
         packet: &Packet<'_>,
         fragment: wire::Fragment<'_>,
         time: Duration,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
+    ) -> Result<Datagram, Verdict> {
         let counters = &self.engine.counters;
         bump(&counters.packets_fragmented);
         let evicted = self.defrag.evicted;
@@ -408,29 +526,39 @@ impl<'e> Worker<'e> {
         match reassembly {
             Reassembly::Complete(bytes) => {
                 bump(&counters.fragments_reassembled);
-                match wire::reassembled(
-                    packet.src,
-                    packet.dst,
-                    packet.ttl,
-                    fragment.ip_number,
-                    &bytes,
-                ) {
-                    Ok(whole) => self.classify_packet(&whole, time, events),
-                    Err(_) => {
-                        counters.parse_error(Layer::Transport);
-                        Verdict::UNTRACKED
-                    }
-                }
+                Ok(Datagram {
+                    src: packet.src,
+                    dst: packet.dst,
+                    ttl: packet.ttl,
+                    ip_number: fragment.ip_number,
+                    bytes,
+                })
             }
             Reassembly::Overlap => {
                 counters.evasion(Evasion::FragmentOverlap);
-                Verdict::UNTRACKED
+                Err(Verdict::UNTRACKED)
             }
             Reassembly::Invalid => {
                 counters.parse_error(Layer::Network);
+                Err(Verdict::UNTRACKED)
+            }
+            Reassembly::Incomplete | Reassembly::Discarded => Err(Verdict::UNTRACKED),
+        }
+    }
+
+    /// A reassembled datagram, inspected whole.
+    fn classify_datagram(
+        &mut self,
+        datagram: &Datagram,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        match datagram.packet() {
+            Ok(whole) => self.classify_packet(&whole, time, events),
+            Err(_) => {
+                self.engine.counters.parse_error(Layer::Transport);
                 Verdict::UNTRACKED
             }
-            Reassembly::Incomplete | Reassembly::Discarded => Verdict::UNTRACKED,
         }
     }
 
@@ -445,9 +573,11 @@ impl<'e> Worker<'e> {
             return Verdict::UNTRACKED;
         }
         let now = time.as_secs();
-        self.engine.flows.maybe_sweep(now);
+        if self.sweeps {
+            self.engine.flows.maybe_sweep(now);
+        }
         let (key, src_is_low) = FlowKey::of(&packet);
-        let is_dns = packet.dst_port == 53 || packet.src_port == 53;
+        let is_dns = is_dns(&packet);
         let engine = self.engine;
         let Some(mut flow) = engine.flows.entry(key, now, || {
             bump(&engine.counters.flows_new);
@@ -770,7 +900,7 @@ impl<'e> Worker<'e> {
                 let real = config_id.is_some_and(|id| {
                     self.engine
                         .ech_configs
-                        .contains(name_tag(&name), id, facts.now)
+                        .contains(name_tag(&name), id, facts.time)
                 });
                 if real {
                     counters.bypass(Bypass::Ech);
@@ -841,7 +971,7 @@ impl<'e> Worker<'e> {
         } else if let Some(Some(verdict)) =
             self.engine
                 .learned
-                .with_name(facts.server, facts.now, |learned| {
+                .with_name(facts.server, facts.time, |learned| {
                     let hit = self.rules.match_name(
                         learned.as_bytes(),
                         facts.server_port,
@@ -1053,7 +1183,7 @@ impl<'e> Worker<'e> {
             counters.evasion(Evasion::SeveralNames);
         }
         if message.is_response() {
-            self.learn(&message, question.name, hit, facts.now);
+            self.learn(&message, question.name, hit, facts.time);
             return self.action_of(hit);
         }
         if !from_client {
@@ -1079,7 +1209,7 @@ impl<'e> Worker<'e> {
 
     /// Learns the A/AAAA addresses of a response whose question, or a CNAME target in its
     /// answer chain, matched a rule other than `allow`.
-    fn learn(&self, message: &Message<'_>, question: Name, hit: Option<Hit>, now: u64) {
+    fn learn(&self, message: &Message<'_>, question: Name, hit: Option<Hit>, time: Duration) {
         let not_allowed = |hit: Option<Hit>| {
             hit.and_then(|h| self.rules.rule(h.rule))
                 .is_some_and(|rule| rule.action != Action::Allow)
@@ -1106,14 +1236,14 @@ impl<'e> Worker<'e> {
                     if let Some(name) = &attributed {
                         self.engine
                             .learned
-                            .learn(IpAddr::V4(v4), name.as_str(), record.ttl, now);
+                            .learn(IpAddr::V4(v4), name.as_str(), record.ttl, time);
                     }
                 }
                 RecordData::Aaaa(v6) => {
                     if let Some(name) = &attributed {
                         self.engine
                             .learned
-                            .learn(IpAddr::V6(v6), name.as_str(), record.ttl, now);
+                            .learn(IpAddr::V6(v6), name.as_str(), record.ttl, time);
                     }
                 }
                 // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup;
@@ -1124,14 +1254,14 @@ impl<'e> Worker<'e> {
                             name_tag(&public_name),
                             config_id,
                             record.ttl,
-                            now,
+                            time,
                         );
                     }
                     if let Some(name) = &attributed {
                         for addr in hints.addresses() {
                             self.engine
                                 .learned
-                                .learn(addr, name.as_str(), record.ttl, now);
+                                .learn(addr, name.as_str(), record.ttl, time);
                         }
                     }
                 }
@@ -1247,6 +1377,18 @@ fn src_is_client(packet: &Packet<'_>) -> bool {
         return packet.dst_port == 53;
     }
     !(packet.src_port < 1024 && packet.dst_port >= 1024)
+}
+
+/// DNS is judged message by message, by port (either direction).
+fn is_dns(packet: &Packet<'_>) -> bool {
+    packet.dst_port == 53 || packet.src_port == 53
+}
+
+/// The same number for both directions of a flow, and the same in every run (for routing
+/// flows to threads; the flow table's own hash is seeded per process).
+fn flow_hash(packet: &Packet<'_>) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7e1e_5715).hash_one(FlowKey::of(packet).0)
 }
 
 /// Caches a flow's final verdict and frees its buffers.

@@ -55,6 +55,12 @@ enum Command {
         /// Hard cap on tracked flows.
         #[arg(long, default_value_t = 1_000_000, value_name = "N")]
         max_flows: usize,
+        /// Packet threads: flows are spread over N threads by the hash of their addresses
+        /// and ports, while one more thread reads the files, reassembles IP fragments and
+        /// judges DNS (whose answers every thread's flows need) in capture order. The
+        /// matches and counts are those of one thread, listed in capture order.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Also write the run's Prometheus metrics to FILE (for node_exporter's textfile
         /// collector); `-` prints them on stdout instead of the flow list.
         #[arg(long, value_name = "FILE")]
@@ -304,6 +310,7 @@ fn main() -> ExitCode {
             dry_run,
             quiet,
             max_flows,
+            threads,
             metrics,
         } => cli::run_pcap(
             &PcapOptions {
@@ -313,6 +320,7 @@ fn main() -> ExitCode {
                 dry_run,
                 progress: !quiet,
                 max_flows,
+                threads: usize::from(threads),
                 metrics,
             },
             &mut out,

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
 
@@ -16,6 +17,8 @@ pub const MAX_TTL_SECONDS: u64 = 86_400;
 struct Learned {
     name: Box<str>,
     expires: u64,
+    /// Capture time of the first answer that taught it.
+    since: Duration,
 }
 
 pub struct LearnedNames {
@@ -44,14 +47,16 @@ impl LearnedNames {
         self.len() == 0
     }
 
-    /// Records that `addr` serves `name` for `ttl` seconds from `now`.
-    pub fn learn(&self, addr: IpAddr, name: &str, ttl: u32, now: u64) {
+    /// Records that `addr` serves `name` for `ttl` seconds from capture time `time`.
+    pub fn learn(&self, addr: IpAddr, name: &str, ttl: u32, time: Duration) {
+        let now = time.as_secs();
         let expires = now + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS);
         if let Some(mut existing) = self.map.get_mut(&addr) {
             if &*existing.name != name {
                 existing.name = name.into();
             }
             existing.expires = existing.expires.max(expires);
+            existing.since = existing.since.min(time);
             return;
         }
         if self.len() >= self.max_entries {
@@ -65,22 +70,28 @@ impl LearnedNames {
         let mut inserted = false;
         self.map.entry(addr).or_insert_with(|| {
             inserted = true;
-            Learned { name, expires }
+            Learned {
+                name,
+                expires,
+                since: time,
+            }
         });
         if inserted {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Calls `use_name` with the name learned for `addr`, if any and not expired.
+    /// Calls `use_name` with the name learned for `addr` at capture time `time`, if any:
+    /// learned no later than `time` (a source that spreads packets over threads may judge a
+    /// flow after a later answer was read) and not expired.
     pub fn with_name<T>(
         &self,
         addr: IpAddr,
-        now: u64,
+        time: Duration,
         use_name: impl FnOnce(&str) -> T,
     ) -> Option<T> {
         let entry = self.map.get(&addr)?;
-        if entry.expires < now {
+        if entry.expires < time.as_secs() || entry.since > time {
             return None;
         }
         Some(use_name(&entry.name))
@@ -102,25 +113,48 @@ impl LearnedNames {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_name_counts_only_from_the_answer_on() {
+        let table = LearnedNames::new(8);
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        table.learn(addr, "t.example", 300, Duration::from_micros(1_000_000_700));
+        assert_eq!(
+            table.with_name(addr, Duration::from_micros(1_000_000_699), |_| ()),
+            None
+        );
+        assert!(table
+            .with_name(addr, Duration::from_micros(1_000_000_700), |_| ())
+            .is_some());
+        // A later answer does not move the start.
+        table.learn(addr, "t.example", 300, secs(2000));
+        assert!(table
+            .with_name(addr, Duration::from_micros(1_000_000_700), |_| ())
+            .is_some());
+    }
+
     #[test]
     fn remembers_a_name_for_its_ttl() {
         let table = LearnedNames::new(8);
         let addr: IpAddr = "192.0.2.1".parse().unwrap();
-        table.learn(addr, "t.example", 300, 1000);
+        table.learn(addr, "t.example", 300, secs(1000));
         assert_eq!(
-            table.with_name(addr, 1200, str::to_string).as_deref(),
+            table.with_name(addr, secs(1200), str::to_string).as_deref(),
             Some("t.example")
         );
-        assert_eq!(table.with_name(addr, 1301, str::to_string), None);
+        assert_eq!(table.with_name(addr, secs(1301), str::to_string), None);
     }
 
     #[test]
     fn short_ttls_are_raised_to_the_floor() {
         let table = LearnedNames::new(8);
         let addr: IpAddr = "192.0.2.1".parse().unwrap();
-        table.learn(addr, "t.example", 0, 1000);
+        table.learn(addr, "t.example", 0, secs(1000));
         assert!(table
-            .with_name(addr, 1000 + MIN_TTL_SECONDS, |_| ())
+            .with_name(addr, secs(1000 + MIN_TTL_SECONDS), |_| ())
             .is_some());
     }
 
@@ -128,12 +162,17 @@ mod tests {
     fn refuses_new_entries_when_full_and_counts_them() {
         let table = LearnedNames::new(2);
         for i in 1..=3u8 {
-            table.learn(IpAddr::from([192, 0, 2, i]), "t.example", 300, 1000);
+            table.learn(IpAddr::from([192, 0, 2, i]), "t.example", 300, secs(1000));
         }
         assert_eq!(table.len(), 2);
         assert_eq!(table.refused.load(Ordering::Relaxed), 1);
         // Once the old ones expire there is room again.
-        table.learn(IpAddr::from([192, 0, 2, 9]), "t.example", 300, 1000 + 301);
+        table.learn(
+            IpAddr::from([192, 0, 2, 9]),
+            "t.example",
+            300,
+            secs(1000 + 301),
+        );
         assert_eq!(table.len(), 1);
     }
 }

@@ -257,6 +257,11 @@ impl FlowTable {
         Some(entry)
     }
 
+    /// Whether a packet at `now` would sweep (see [`FlowTable::maybe_sweep`]).
+    pub fn sweep_due(&self, now: u64) -> bool {
+        now >= self.next_sweep.load(Ordering::Relaxed)
+    }
+
     /// Sweeps idle flows when the sweep interval has passed. Call with no table ref held.
     pub fn maybe_sweep(&self, now: u64) {
         let due = self.next_sweep.load(Ordering::Relaxed);

@@ -1,27 +1,29 @@
-//! Reading pcap and pcapng files (with the maintained `pcap-file` crate) into frames for the
-//! engine. Detects the format from the magic number, maps link types, rescales pcapng
-//! timestamps by each interface's `if_tsresol`, and counts bytes read for progress reports.
+//! Reading pcap and pcapng files (with the maintained `pcap-file` crate's parsers) into
+//! frames for the engine. Detects the format from the magic number, maps link types,
+//! rescales pcapng timestamps by each interface's `if_tsresol`, and counts bytes read for
+//! progress reports.
 //!
-//! A regular file is mapped into memory and its frames are handed out in place (no copy
-//! through a read buffer); anything that cannot be mapped (a pipe, a FIFO) is read through a
-//! buffer instead. A mapped file must not be truncated while it is read (the kernel would
-//! end the process with SIGBUS); a capture that is still growing is read as far as it was
-//! when it was opened.
+//! A regular file is mapped into memory and its frames are handed out in place, with the
+//! pages ahead of the reader mapped in and those behind it handed back, so the process's
+//! resident memory stays small. Anything that cannot be mapped (a pipe, a FIFO) is read in
+//! chunks into one buffer, and its frames are handed out from there. A mapped file must not
+//! be truncated while it is read (the kernel would end the process with SIGBUS); a capture
+//! that is still growing is read as far as it was when it was opened.
 
-use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use memmap2::Mmap;
-use pcap_file::pcap::{PcapParser, PcapReader};
+use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
-use pcap_file::pcapng::{Block, PcapNgParser, PcapNgReader};
+use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::PcapError;
 
 use crate::wire::LinkType;
@@ -51,23 +53,32 @@ pub struct Frame<'a> {
     pub mapped_at: Option<usize>,
 }
 
+/// A pcap or pcapng file being read.
+pub struct CaptureReader {
+    source: Source,
+    parser: Parser,
+    /// A parse error ends the file: nothing after it is read.
+    failed: bool,
+    bytes_read: Arc<AtomicU64>,
+    size: u64,
+    counts: Counts,
+}
+
+/// What the reader counted so far.
+#[derive(Default)]
+struct Counts {
+    packets: u64,
+    /// Packets skipped because their interface's link type is not supported.
+    skipped: u64,
+    /// Link types of skipped packets (first seen), for the warning.
+    skipped_link_types: Vec<u32>,
+}
+
 /// Per pcapng interface: link type (if supported), link-type number, ticks per second.
 type Interface = (Option<LinkType>, u32, u64);
 
-enum Format {
-    Pcap {
-        reader: PcapReader<CountingReader>,
-        link: Option<LinkType>,
-        link_number: u32,
-    },
-    PcapNg {
-        reader: PcapNgReader<CountingReader>,
-        interfaces: Vec<Interface>,
-    },
-}
-
-/// The parser of a mapped file, which reads frames in place.
-enum MappedFormat {
+/// The format's parser, and what it learned from the file so far.
+enum Parser {
     Pcap {
         parser: PcapParser,
         link: LinkType,
@@ -78,34 +89,29 @@ enum MappedFormat {
     },
 }
 
-enum Body {
+enum Source {
     Mapped {
         map: Arc<Mmap>,
         /// Offset of the next record.
         at: usize,
-        format: MappedFormat,
-        /// A parse error ends the file: nothing after it is read.
-        failed: bool,
-        /// Pages before this offset were handed back (see [`release_behind`]).
-        released: usize,
+        window: Window,
     },
-    Streamed {
-        format: Format,
-        owned: Vec<u8>,
-    },
+    Chunked(Chunks),
 }
 
-/// A pcap or pcapng file being read.
-pub struct CaptureReader {
-    body: Body,
-    bytes_read: Arc<AtomicU64>,
-    size: u64,
-    packets: u64,
-    /// Packets skipped because their interface's link type is not supported.
-    pub skipped: u64,
-    /// Link types of skipped packets (first seen), for the warning.
-    pub skipped_link_types: Vec<u32>,
+/// A file read through one buffer: `buffer[start..end]` is read but not yet parsed.
+struct Chunks {
+    file: File,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
 }
+
+/// Bytes read at a time from a file that is not mapped.
+const CHUNK: usize = 1 << 20;
+/// The largest record a chunked read makes room for (pcapng blocks have no snap length).
+const MAX_RECORD: usize = 64 << 20;
 
 const PCAP_MAGICS: [[u8; 4]; 4] = [
     [0xd4, 0xc3, 0xb2, 0xa1],
@@ -117,44 +123,61 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let mut file = File::open(path).map_err(CaptureError::Open)?;
+        Self::open_as(path, true)
+    }
+
+    /// Opens `path`, mapped if `map` and it is a regular file, else read in chunks.
+    fn open_as(path: &Path, map: bool) -> Result<Self, CaptureError> {
+        let file = File::open(path).map_err(CaptureError::Open)?;
         let metadata = file.metadata().map_err(CaptureError::Open)?;
         if metadata.is_dir() {
             return Err(CaptureError::Open(std::io::Error::other("is a directory")));
         }
-        let size = metadata.len();
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match file.read(magic.get_mut(got..).unwrap_or(&mut [])) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) => return Err(CaptureError::Open(e)),
+        let mapped = if map && metadata.is_file() {
+            map_file(&file)
+        } else {
+            None
+        };
+        let mut source = match mapped {
+            Some(map) => Source::Mapped {
+                map: Arc::new(map),
+                at: 0,
+                window: Window::default(),
+            },
+            None => {
+                let mut chunks = Chunks {
+                    file,
+                    buffer: vec![0; CHUNK],
+                    start: 0,
+                    end: 0,
+                    eof: false,
+                };
+                // The first bytes (the magic number is all that is needed here).
+                while chunks.end < 4 && !chunks.eof {
+                    chunks.fill(4).map_err(CaptureError::Open)?;
+                }
+                Source::Chunked(chunks)
             }
-        }
-        if got == 0 {
+        };
+        let head = source.unread();
+        if head.is_empty() {
             return Err(CaptureError::Empty);
         }
-        let magic_bytes = magic.get(..got).unwrap_or(&[]).to_vec();
-        if got < 4 || !(PCAP_MAGICS.contains(&magic) || magic == PCAPNG_MAGIC) {
-            return Err(CaptureError::NotACapture(magic_bytes));
-        }
-        let bytes_read = Arc::new(AtomicU64::new(0));
-        let body = if metadata.is_file() {
-            match map_file(&file) {
-                Some(map) => mapped_body(map)?,
-                None => streamed_body(path, &bytes_read)?,
+        let magic: [u8; 4] = match head.first_chunk::<4>() {
+            Some(magic) if PCAP_MAGICS.contains(magic) || *magic == PCAPNG_MAGIC => *magic,
+            _ => {
+                let shown = head.get(..4).unwrap_or(head).to_vec();
+                return Err(CaptureError::NotACapture(shown));
             }
-        } else {
-            streamed_body(path, &bytes_read)?
         };
+        let parser = source.parser(magic)?;
         Ok(Self {
-            body,
-            bytes_read,
-            size,
-            packets: 0,
-            skipped: 0,
-            skipped_link_types: Vec::new(),
+            source,
+            parser,
+            failed: false,
+            bytes_read: Arc::new(AtomicU64::new(0)),
+            size: metadata.len(),
+            counts: Counts::default(),
         })
     }
 
@@ -164,362 +187,335 @@ impl CaptureReader {
     }
 
     pub fn packets(&self) -> u64 {
-        self.packets
+        self.counts.packets
+    }
+
+    /// Packets skipped because their interface's link type is not supported.
+    pub fn skipped(&self) -> u64 {
+        self.counts.skipped
+    }
+
+    /// Link types of skipped packets (first seen), for the warning.
+    pub fn skipped_link_types(&self) -> &[u32] {
+        &self.counts.skipped_link_types
     }
 
     /// The mapped file, when frames are read in place ([`Frame::mapped_at`] indexes it).
     pub fn mapped(&self) -> Option<&Arc<Mmap>> {
-        match &self.body {
-            Body::Mapped { map, .. } => Some(map),
-            Body::Streamed { .. } => None,
+        match &self.source {
+            Source::Mapped { map, .. } => Some(map),
+            Source::Chunked(_) => None,
         }
     }
 
     /// The next frame, `None` at the end of the file.
     pub fn next_frame(&mut self) -> Option<Result<Frame<'_>, CaptureError>> {
-        match &mut self.body {
-            Body::Mapped {
-                map,
-                at,
-                format,
-                failed,
-                released,
-            } => {
-                release_behind(map, *at, released);
-                if *failed {
-                    return None;
-                }
-                let next = next_mapped(
-                    map,
-                    at,
-                    format,
-                    &mut self.packets,
-                    &mut self.skipped,
-                    &mut self.skipped_link_types,
-                );
-                self.bytes_read.store(*at as u64, Ordering::Relaxed);
-                if matches!(next, Some(Err(_))) {
-                    *failed = true;
-                }
-                next
-            }
-            Body::Streamed { format, owned } => next_streamed(
-                format,
-                owned,
-                &mut self.packets,
-                &mut self.skipped,
-                &mut self.skipped_link_types,
-            ),
-        }
-    }
-}
-
-/// Maps a regular file read-only; `None` when the system refuses (the caller reads it).
-#[allow(unsafe_code)]
-fn map_file(file: &File) -> Option<Mmap> {
-    // SAFETY: the map is read-only and private to this process; the bytes are only ever
-    // read as untrusted data. The one hazard, another process truncating the file while it
-    // is read (SIGBUS), is documented in the module docs and the README.
-    let map = unsafe { Mmap::map(file) }.ok()?;
-    // The file is read front to back once: ask for read-ahead.
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Some(map)
-}
-
-/// Read pages stay mapped (and count as the process's resident memory) until handed back;
-/// pages this far behind the read position are, in steps of the same size. Frames handed
-/// to other threads are read well within this distance; one read later is still correct
-/// (the page is mapped again from the file).
-const RELEASE_DISTANCE: usize = 16 << 20;
-
-#[allow(unsafe_code)]
-fn release_behind(map: &Mmap, at: usize, released: &mut usize) {
-    let until = at.saturating_sub(RELEASE_DISTANCE);
-    if until < *released + RELEASE_DISTANCE {
-        return;
-    }
-    // SAFETY: MADV_DONTNEED on a read-only file mapping only drops this process's page
-    // table entries; a later read maps the unchanged file pages again. `released` is a
-    // multiple of RELEASE_DISTANCE (page aligned) and the range lies inside the map.
-    let _ = unsafe {
-        map.unchecked_advise_range(
-            memmap2::UncheckedAdvice::DontNeed,
-            *released,
-            until - *released,
-        )
-    };
-    *released = until - until % RELEASE_DISTANCE;
-}
-
-fn mapped_body(map: Mmap) -> Result<Body, CaptureError> {
-    let bytes: &[u8] = &map;
-    let corrupt = |e: PcapError| CaptureError::Corrupt {
-        packets: 0,
-        reason: describe(e),
-    };
-    let (rest, format) = if bytes.starts_with(&PCAPNG_MAGIC) {
-        let (rest, parser) = PcapNgParser::new(bytes).map_err(corrupt)?;
-        (
-            rest,
-            MappedFormat::PcapNg {
-                parser,
-                interfaces: Vec::new(),
-            },
-        )
-    } else {
-        let (rest, parser) = PcapParser::new(bytes).map_err(corrupt)?;
-        let link_number = u32::from(parser.header().datalink);
-        let link = LinkType::from_linktype(link_number)
-            .ok_or(CaptureError::UnsupportedLinkType(link_number))?;
-        (rest, MappedFormat::Pcap { parser, link })
-    };
-    let at = bytes.len() - rest.len();
-    Ok(Body::Mapped {
-        map: Arc::new(map),
-        at,
-        format,
-        failed: false,
-        released: 0,
-    })
-}
-
-fn streamed_body(path: &Path, bytes_read: &Arc<AtomicU64>) -> Result<Body, CaptureError> {
-    let file = File::open(path).map_err(CaptureError::Open)?;
-    let counting = CountingReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        count: Arc::clone(bytes_read),
-    };
-    let corrupt = |e: PcapError| CaptureError::Corrupt {
-        packets: 0,
-        reason: describe(e),
-    };
-    // The magic number was checked by the caller; a pcapng stream starts with its own.
-    let mut peek = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut peek))
-        .map_err(CaptureError::Open)?;
-    let format = if peek == PCAPNG_MAGIC {
-        Format::PcapNg {
-            reader: PcapNgReader::new(counting).map_err(corrupt)?,
-            interfaces: Vec::new(),
-        }
-    } else {
-        let reader = PcapReader::new(counting).map_err(corrupt)?;
-        let link_number = u32::from(reader.header().datalink);
-        let link = LinkType::from_linktype(link_number);
-        if link.is_none() {
-            return Err(CaptureError::UnsupportedLinkType(link_number));
-        }
-        Format::Pcap {
-            reader,
-            link,
-            link_number,
-        }
-    };
-    Ok(Body::Streamed {
-        format,
-        owned: Vec::new(),
-    })
-}
-
-/// The words of a parse error for the user.
-fn describe(error: PcapError) -> String {
-    match error {
-        PcapError::IncompleteBuffer => "the file ends inside a record".to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// Offset of `inner` within `outer`, when it lies inside it.
-fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
-    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    (start + inner.len() <= outer.len()).then_some(start)
-}
-
-fn next_mapped<'m>(
-    map: &'m Mmap,
-    at: &mut usize,
-    format: &mut MappedFormat,
-    packets: &mut u64,
-    skipped: &mut u64,
-    skipped_link_types: &mut Vec<u32>,
-) -> Option<Result<Frame<'m>, CaptureError>> {
-    let bytes: &'m [u8] = map;
-    let corrupt = |packets: u64, e: PcapError| CaptureError::Corrupt {
-        packets,
-        reason: describe(e),
-    };
-    loop {
-        let rest = bytes.get(*at..).unwrap_or(&[]);
-        if rest.is_empty() {
+        if self.failed {
             return None;
         }
-        let (link, time, data, remaining) = match format {
-            MappedFormat::Pcap { parser, link } => match parser.next_packet(rest) {
-                Ok((remaining, packet)) => {
-                    let Cow::Borrowed(data) = packet.data else {
-                        return Some(Err(corrupt(
-                            *packets,
-                            PcapError::InvalidField("packet not read in place"),
-                        )));
-                    };
-                    (*link, packet.timestamp, data, remaining)
-                }
-                Err(e) => return Some(Err(corrupt(*packets, e))),
-            },
-            MappedFormat::PcapNg { parser, interfaces } => {
-                let (remaining, block) = match parser.next_block(rest) {
-                    Ok(next) => next,
-                    Err(e) => return Some(Err(corrupt(*packets, e))),
+        let next = self.next_record();
+        match next {
+            Ok(Some(record)) => {
+                let bytes: &[u8] = match &self.source {
+                    Source::Mapped { map, .. } => map,
+                    Source::Chunked(chunks) => &chunks.buffer,
                 };
-                *at = bytes.len() - remaining.len();
-                match pcapng_frame(block, interfaces, packets, skipped, skipped_link_types) {
-                    Ok(Some((link, time, Cow::Borrowed(data)))) => (link, time, data, remaining),
-                    Ok(Some(_)) => {
-                        return Some(Err(corrupt(
-                            *packets,
-                            PcapError::InvalidField("packet not read in place"),
-                        )))
-                    }
-                    Ok(None) => continue,
-                    Err(error) => return Some(Err(error)),
-                }
+                let data = bytes.get(record.data.clone()).unwrap_or_default();
+                Some(Ok(Frame {
+                    link: record.link,
+                    time: record.time,
+                    data,
+                    mapped_at: self.mapped().map(|_| record.data.start),
+                }))
             }
-        };
-        if let MappedFormat::Pcap { .. } = format {
-            *packets += 1;
+            Ok(None) => None,
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
         }
-        *at = bytes.len() - remaining.len();
-        prefetch(remaining);
-        return Some(Ok(Frame {
+    }
+
+    /// Finds the next frame's record: where its bytes are in the map or the buffer.
+    fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
+        loop {
+            let (bytes, offset) = match &mut self.source {
+                Source::Mapped { map, at, window } => {
+                    window.follow(map, *at);
+                    (map.get(*at..).unwrap_or_default(), *at)
+                }
+                Source::Chunked(chunks) => (
+                    chunks
+                        .buffer
+                        .get(chunks.start..chunks.end)
+                        .unwrap_or_default(),
+                    chunks.start,
+                ),
+            };
+            let step = next_in(bytes, &mut self.parser, &mut self.counts);
+            match step {
+                Step::Frame(mut record) => {
+                    record.data = record.data.start + offset..record.data.end + offset;
+                    let consumed = record.consumed;
+                    match &mut self.source {
+                        Source::Mapped { map, at, .. } => {
+                            *at += consumed;
+                            prefetch(map, *at);
+                            self.bytes_read.store(*at as u64, Ordering::Relaxed);
+                        }
+                        Source::Chunked(chunks) => {
+                            // The frame is read from before `start` until the next call.
+                            chunks.start += consumed;
+                            self.bytes_read
+                                .fetch_add(consumed as u64, Ordering::Relaxed);
+                        }
+                    }
+                    return Ok(Some(record));
+                }
+                Step::Skip(consumed) => match &mut self.source {
+                    Source::Mapped { at, .. } => *at += consumed,
+                    Source::Chunked(chunks) => {
+                        chunks.start += consumed;
+                        self.bytes_read
+                            .fetch_add(consumed as u64, Ordering::Relaxed);
+                    }
+                },
+                Step::Error(error) => return Err(self.corrupt(error)),
+                Step::Incomplete => match &mut self.source {
+                    Source::Mapped { map, at, .. } if *at >= map.len() => return Ok(None),
+                    Source::Mapped { .. } => {
+                        return Err(self.corrupt(PcapError::IncompleteBuffer));
+                    }
+                    Source::Chunked(chunks) => {
+                        if chunks.eof {
+                            if chunks.start == chunks.end {
+                                return Ok(None);
+                            }
+                            return Err(self.corrupt(PcapError::IncompleteBuffer));
+                        }
+                        let wanted = (chunks.end - chunks.start + CHUNK).min(MAX_RECORD);
+                        if chunks.end - chunks.start >= MAX_RECORD {
+                            return Err(self
+                                .corrupt(PcapError::InvalidField("a record larger than 64 MiB")));
+                        }
+                        chunks
+                            .fill(wanted)
+                            .map_err(|e| self.corrupt(PcapError::IoError(e)))?;
+                    }
+                },
+            }
+        }
+    }
+
+    fn corrupt(&self, error: PcapError) -> CaptureError {
+        CaptureError::Corrupt {
+            packets: self.counts.packets,
+            reason: describe(error),
+        }
+    }
+}
+
+impl Source {
+    /// The bytes read but not parsed yet.
+    fn unread(&self) -> &[u8] {
+        match self {
+            Source::Mapped { map, at, .. } => map.get(*at..).unwrap_or_default(),
+            Source::Chunked(chunks) => chunks
+                .buffer
+                .get(chunks.start..chunks.end)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Reads the file header (pcap) or section header block (pcapng).
+    fn parser(&mut self, magic: [u8; 4]) -> Result<Parser, CaptureError> {
+        let corrupt = |e: PcapError| CaptureError::Corrupt {
+            packets: 0,
+            reason: describe(e),
+        };
+        loop {
+            let head = self.unread();
+            let parsed = if magic == PCAPNG_MAGIC {
+                PcapNgParser::new(head).map(|(rest, parser)| {
+                    (
+                        head.len() - rest.len(),
+                        Parser::PcapNg {
+                            parser,
+                            interfaces: Vec::new(),
+                        },
+                    )
+                })
+            } else {
+                PcapParser::new(head).and_then(|(rest, parser)| {
+                    let number = u32::from(parser.header().datalink);
+                    let link = LinkType::from_linktype(number)
+                        .ok_or(PcapError::InvalidField("unsupported link type"))?;
+                    Ok((head.len() - rest.len(), Parser::Pcap { parser, link }))
+                })
+            };
+            match parsed {
+                Ok((used, parser)) => {
+                    match self {
+                        Source::Mapped { at, .. } => *at += used,
+                        Source::Chunked(chunks) => chunks.start += used,
+                    }
+                    return Ok(parser);
+                }
+                Err(PcapError::InvalidField("unsupported link type")) => {
+                    let number = PcapParser::new(head)
+                        .map(|(_, p)| u32::from(p.header().datalink))
+                        .unwrap_or(0);
+                    return Err(CaptureError::UnsupportedLinkType(number));
+                }
+                Err(PcapError::IncompleteBuffer) => match self {
+                    Source::Chunked(chunks) if !chunks.eof => {
+                        let wanted = chunks.end - chunks.start + CHUNK;
+                        chunks.fill(wanted).map_err(CaptureError::Open)?;
+                    }
+                    _ => return Err(corrupt(PcapError::IncompleteBuffer)),
+                },
+                Err(error) => return Err(corrupt(error)),
+            }
+        }
+    }
+}
+
+impl Chunks {
+    /// Moves the unparsed bytes to the front and reads until `wanted` of them are there
+    /// (or the file ends).
+    fn fill(&mut self, wanted: usize) -> std::io::Result<()> {
+        self.buffer.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buffer.len() < wanted {
+            self.buffer.resize(wanted, 0);
+        }
+        while self.end < wanted && !self.eof {
+            let free = self.buffer.get_mut(self.end..).unwrap_or_default();
+            match self.file.read(free) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A frame's place: its bytes (relative to the slice parsed), link type, time, and the
+/// length of its whole record.
+struct Record {
+    link: LinkType,
+    time: Duration,
+    data: Range<usize>,
+    consumed: usize,
+}
+
+/// What the parser made of the bytes at the read position.
+enum Step {
+    Frame(Record),
+    /// A record that holds no frame (a pcapng description block, a packet of an
+    /// unsupported link type), this long.
+    Skip(usize),
+    /// The record is not complete in these bytes (or there are none).
+    Incomplete,
+    Error(PcapError),
+}
+
+/// Parses the record at the start of `bytes`.
+fn next_in(bytes: &[u8], parser: &mut Parser, counts: &mut Counts) -> Step {
+    if bytes.is_empty() {
+        return Step::Incomplete;
+    }
+    let (rest, link, time, data) = match parser {
+        Parser::Pcap { parser, link } => match parser.next_packet(bytes) {
+            Ok((rest, packet)) => {
+                counts.packets += 1;
+                (
+                    rest,
+                    *link,
+                    packet.timestamp,
+                    offset_in(bytes, &packet.data),
+                )
+            }
+            Err(PcapError::IncompleteBuffer) => return Step::Incomplete,
+            Err(error) => return Step::Error(error),
+        },
+        Parser::PcapNg { parser, interfaces } => {
+            let (rest, block) = match parser.next_block(bytes) {
+                Ok(next) => next,
+                Err(PcapError::IncompleteBuffer) => return Step::Incomplete,
+                Err(error) => return Step::Error(error),
+            };
+            let consumed = bytes.len() - rest.len();
+            match pcapng_frame(block, interfaces, counts) {
+                Ok(Some((link, time, data))) => (rest, link, time, offset_in(bytes, data)),
+                Ok(None) => return Step::Skip(consumed),
+                Err(error) => return Step::Error(error),
+            }
+        }
+    };
+    match data {
+        Some(data) => Step::Frame(Record {
             link,
             time,
             data,
-            mapped_at: offset_in(bytes, data),
-        }));
+            consumed: bytes.len() - rest.len(),
+        }),
+        None => Step::Error(PcapError::InvalidField("packet not read in place")),
     }
 }
 
-/// Asks the CPU to fetch the next record's first bytes while this frame is processed:
-/// mapped captures are read once, so every record header would otherwise be a cache miss.
-#[allow(unsafe_code)]
-fn prefetch(next: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is a hint; it never faults, even on an invalid address, and
-        // the pointer comes from a live slice.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(next.as_ptr().cast()) };
-        if let Some(second) = next.get(64..) {
-            // SAFETY: as above.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(second.as_ptr().cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = next;
-}
-
-fn next_streamed<'o>(
-    format: &mut Format,
-    owned: &'o mut Vec<u8>,
-    packets: &mut u64,
-    skipped: &mut u64,
-    skipped_link_types: &mut Vec<u32>,
-) -> Option<Result<Frame<'o>, CaptureError>> {
-    let corrupt = |packets: u64, e: PcapError| CaptureError::Corrupt {
-        packets,
-        reason: describe(e),
-    };
-    match format {
-        Format::Pcap {
-            reader,
-            link,
-            link_number,
-        } => {
-            let packet = match reader.next_packet()? {
-                Ok(packet) => packet,
-                Err(e) => return Some(Err(corrupt(*packets, e))),
-            };
-            let Some(link) = *link else {
-                return Some(Err(CaptureError::UnsupportedLinkType(*link_number)));
-            };
-            *packets += 1;
-            owned.clear();
-            owned.extend_from_slice(&packet.data);
-            Some(Ok(Frame {
-                link,
-                time: packet.timestamp,
-                data: owned,
-                mapped_at: None,
-            }))
-        }
-        Format::PcapNg { reader, interfaces } => loop {
-            let block = match reader.next_block()? {
-                Ok(block) => block,
-                Err(e) => return Some(Err(corrupt(*packets, e))),
-            };
-            match pcapng_frame(block, interfaces, packets, skipped, skipped_link_types) {
-                Ok(Some((link, time, data))) => {
-                    owned.clear();
-                    owned.extend_from_slice(&data);
-                    return Some(Ok(Frame {
-                        link,
-                        time,
-                        data: owned,
-                        mapped_at: None,
-                    }));
-                }
-                Ok(None) => continue,
-                Err(error) => return Some(Err(error)),
-            }
-        },
-    }
+/// Where `inner` lies in `outer`.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some(start..end)
 }
 
 /// A packet block's link type, capture time and bytes.
-type BlockFrame<'b> = (LinkType, Duration, Cow<'b, [u8]>);
+type BlockFrame<'b> = (LinkType, Duration, &'b [u8]);
 
-/// What one pcapng block means for the reader: a frame, or nothing (a description block,
-/// a packet of an unsupported link type, other blocks).
+/// What one pcapng block means for the reader: a frame (link type, time, bytes), or
+/// nothing (a description block, a packet of an unsupported link type, other blocks).
 fn pcapng_frame<'b>(
     block: Block<'b>,
     interfaces: &mut Vec<Interface>,
-    packets: &mut u64,
-    skipped: &mut u64,
-    skipped_link_types: &mut Vec<u32>,
-) -> Result<Option<BlockFrame<'b>>, CaptureError> {
+    counts: &mut Counts,
+) -> Result<Option<BlockFrame<'b>>, PcapError> {
+    let data = |data: std::borrow::Cow<'b, [u8]>| match data {
+        std::borrow::Cow::Borrowed(data) => Ok(data),
+        std::borrow::Cow::Owned(_) => Err(PcapError::InvalidField("packet not read in place")),
+    };
     match block {
         Block::SectionHeader(_) => interfaces.clear(),
         Block::InterfaceDescription(description) => interfaces.push(interface(&description)),
         Block::EnhancedPacket(packet) => {
             let Some(&(link, number, ticks)) = interfaces.get(packet.interface_id as usize) else {
-                return Err(CaptureError::Corrupt {
-                    packets: *packets,
-                    reason: format!(
-                        "packet names interface {} that was never described",
-                        packet.interface_id
-                    ),
-                });
+                return Err(PcapError::InvalidField(
+                    "packet names interface that was never described",
+                ));
             };
-            *packets += 1;
+            counts.packets += 1;
             let Some(link) = link else {
-                *skipped += 1;
-                if !skipped_link_types.contains(&number) {
-                    skipped_link_types.push(number);
+                counts.skipped += 1;
+                if !counts.skipped_link_types.contains(&number) {
+                    counts.skipped_link_types.push(number);
                 }
                 return Ok(None);
             };
             // pcap-file reports the raw tick count as nanoseconds.
             let time = ticks_to_duration(packet.timestamp.as_nanos(), ticks);
-            return Ok(Some((link, time, packet.data)));
+            return Ok(Some((link, time, data(packet.data)?)));
         }
         Block::SimplePacket(packet) => {
-            *packets += 1;
+            counts.packets += 1;
             let Some(&(Some(link), _, _)) = interfaces.first() else {
-                *skipped += 1;
+                counts.skipped += 1;
                 return Ok(None);
             };
-            return Ok(Some((link, Duration::ZERO, packet.data)));
+            return Ok(Some((link, Duration::ZERO, data(packet.data)?)));
         }
         _ => {}
     }
@@ -543,6 +539,93 @@ fn interface(description: &InterfaceDescriptionBlock<'_>) -> Interface {
     )
 }
 
+/// The words of a parse error for the user.
+fn describe(error: PcapError) -> String {
+    match error {
+        PcapError::IncompleteBuffer => "the file ends inside a record".to_string(),
+        PcapError::InvalidField(reason) => reason.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Maps a regular file read-only; `None` when the system refuses (the caller reads it).
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> Option<Mmap> {
+    // SAFETY: the map is read-only and private to this process; the bytes are only ever
+    // read as untrusted data. The one hazard, another process truncating the file while it
+    // is read (SIGBUS), is documented in the module docs and the README.
+    let map = unsafe { Mmap::map(file) }.ok()?;
+    // The file is read front to back once: ask for read-ahead.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Some(map)
+}
+
+/// Pages of a mapped file are mapped in ahead of the reader and handed back behind it in
+/// steps of this size: one system call maps a whole step (instead of a page fault every
+/// few pages), and read pages do not pile up as the process's resident memory. Frames
+/// handed to other threads are read well within two steps; a read after a page was handed
+/// back is still correct (the page is mapped again from the file).
+const WINDOW_STEP: usize = 4 << 20;
+
+/// The mapped part of a mapped file around the read position.
+#[derive(Default)]
+struct Window {
+    /// Mapped in up to here (a multiple of the step).
+    populated: usize,
+    /// Handed back before here (a multiple of the step).
+    released: usize,
+}
+
+impl Window {
+    #[allow(unsafe_code)]
+    fn follow(&mut self, map: &Mmap, at: usize) {
+        let ahead = (at + 2 * WINDOW_STEP).min(map.len());
+        if ahead > self.populated {
+            let end = (ahead.next_multiple_of(WINDOW_STEP)).min(map.len());
+            // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ.
+            let _ = map.advise_range(
+                memmap2::Advice::PopulateRead,
+                self.populated,
+                end - self.populated,
+            );
+            self.populated = end.next_multiple_of(WINDOW_STEP);
+        }
+        let behind = at.saturating_sub(2 * WINDOW_STEP);
+        let behind = behind - behind % WINDOW_STEP;
+        if behind > self.released {
+            // SAFETY: MADV_DONTNEED on a read-only file mapping only drops this process's
+            // page table entries; a later read maps the unchanged file pages again. Both
+            // ends are multiples of the step (page aligned) and lie inside the map.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    behind - self.released,
+                )
+            };
+            self.released = behind;
+        }
+    }
+}
+
+/// Asks the CPU to fetch the next record's first bytes while this frame is judged: records
+/// are walked as a chain (each header gives the next one's place), so without it every
+/// record header of a mapped file would be a cache miss waited for.
+#[allow(unsafe_code)]
+fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in [at, at + 64] {
+        if let Some(byte) = bytes.get(line) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a prefetch is a hint; it never faults, and the pointer comes from a
+            // live slice.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
+}
+
 /// pcapng `if_tsresol`: high bit clear → 10^-n s per tick, set → 2^-n s per tick.
 fn ticks_per_second(resolution: u8) -> u64 {
     let exponent = u32::from(resolution & 0x7f);
@@ -560,22 +643,101 @@ fn ticks_to_duration(ticks: u128, per_second: u64) -> Duration {
     Duration::new(seconds, nanos)
 }
 
-struct CountingReader {
-    inner: BufReader<File>,
-    count: Arc<AtomicU64>,
-}
-
-impl Read for CountingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{client_hello, tls_flow, Hosts};
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+
+    /// Every frame (link, time, bytes) and the error that ended the file, if any.
+    type Frames = Vec<(LinkType, Duration, Vec<u8>)>;
+
+    fn read_all(path: &Path, map: bool) -> (Frames, Option<String>) {
+        let mut reader = CaptureReader::open_as(path, map).unwrap();
+        assert_eq!(reader.mapped().is_some(), map);
+        let mut frames = Vec::new();
+        while let Some(next) = reader.next_frame() {
+            match next {
+                Ok(frame) => frames.push((frame.link, frame.time, frame.data.to_vec())),
+                Err(error) => return (frames, Some(error.to_string())),
+            }
+        }
+        (frames, None)
+    }
+
+    fn frames() -> Vec<Vec<u8>> {
+        let hosts = Hosts::new("192.0.2.10", 40000, "198.51.100.20", 443);
+        tls_flow(&hosts, &client_hello("www.example.org"), 100)
+    }
+
+    fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
+        let file = File::create(path).unwrap();
+        let mut writer = PcapNgWriter::new(file).unwrap();
+        let interface = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0xffff,
+            options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+        };
+        writer.write_pcapng_block(interface).unwrap();
+        for (i, frame) in frames.iter().enumerate() {
+            let packet = EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(1_700_000_000_000_000_000 + i as u64 * 1500),
+                original_len: frame.len() as u32,
+                data: Cow::Borrowed(frame),
+                options: vec![],
+            };
+            writer.write_pcapng_block(packet).unwrap();
+        }
+    }
+
+    #[test]
+    fn mapped_and_streamed_reading_give_the_same_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("flow.pcap");
+        crate::testkit::write_pcap(&pcap, &frames(), Duration::from_secs(1_700_000_000)).unwrap();
+        let pcapng = dir.path().join("flow.pcapng");
+        write_pcapng(&pcapng, &frames());
+        for path in [&pcap, &pcapng] {
+            let mapped = read_all(path, true);
+            assert_eq!(mapped.0.len(), frames().len(), "{}", path.display());
+            assert_eq!(mapped.1, None);
+            assert!(mapped.0.iter().map(|f| &f.2).eq(frames().iter()));
+            assert_eq!(mapped, read_all(path, false), "{}", path.display());
+        }
+        // pcapng nanosecond ticks are rescaled on both paths.
+        assert_eq!(
+            read_all(&pcapng, true).0[1].1,
+            Duration::from_nanos(1_700_000_000_000_001_500)
+        );
+    }
+
+    #[test]
+    fn a_cut_file_ends_with_the_same_error_on_both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("flow.pcap");
+        crate::testkit::write_pcap(&pcap, &frames(), Duration::ZERO).unwrap();
+        let pcapng = dir.path().join("flow.pcapng");
+        write_pcapng(&pcapng, &frames());
+        for path in [&pcap, &pcapng] {
+            let bytes = std::fs::read(path).unwrap();
+            std::fs::write(path, &bytes[..bytes.len() - 20]).unwrap();
+            let (mapped, error) = read_all(path, true);
+            assert_eq!(mapped.len(), frames().len() - 1, "{}", path.display());
+            let error = error.unwrap();
+            assert!(
+                error.starts_with(&format!(
+                    "corrupt or truncated after {} packets",
+                    frames().len() - 1
+                )),
+                "{error}"
+            );
+            assert_eq!(read_all(path, false), (mapped, Some(error)));
+        }
+    }
 
     #[test]
     fn microsecond_and_nanosecond_ticks() {

@@ -146,6 +146,73 @@ impl Packet<'_> {
     }
 }
 
+/// A parsed packet with offsets into its frame instead of borrows: a packet parsed on one
+/// thread is judged on another without parsing (and touching the frame) again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: Protocol,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp: Option<TcpInfo>,
+    pub ttl: u8,
+    payload: (u32, u32),
+    segment: (u32, u32),
+}
+
+impl<'a> Packet<'a> {
+    /// The packet as offsets into `frame`, the frame it was parsed from; `None` for IP
+    /// fragments (reassembled datagrams live elsewhere) or slices not inside `frame`.
+    pub fn layout(&self, frame: &[u8]) -> Option<Layout> {
+        if self.fragment.is_some() {
+            return None;
+        }
+        Some(Layout {
+            src: self.src,
+            dst: self.dst,
+            protocol: self.protocol,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            tcp: self.tcp,
+            ttl: self.ttl,
+            payload: span_in(frame, self.payload)?,
+            segment: span_in(frame, self.segment)?,
+        })
+    }
+}
+
+impl Layout {
+    /// The packet again, borrowing `frame` (the frame the layout was made from; another
+    /// frame gives empty payloads where the offsets do not fit, never a panic).
+    pub fn packet<'a>(&self, frame: &'a [u8]) -> Packet<'a> {
+        let slice =
+            |(start, end): (u32, u32)| frame.get(start as usize..end as usize).unwrap_or_default();
+        Packet {
+            src: self.src,
+            dst: self.dst,
+            protocol: self.protocol,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            tcp: self.tcp,
+            payload: slice(self.payload),
+            segment: slice(self.segment),
+            ttl: self.ttl,
+            fragment: None,
+        }
+    }
+}
+
+/// Where `inner` lies in `outer`, as (start, end) offsets; empty slices anywhere are (0, 0).
+fn span_in(outer: &[u8], inner: &[u8]) -> Option<(u32, u32)> {
+    if inner.is_empty() {
+        return Some((0, 0));
+    }
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
 /// Which layer could not be parsed. Small and `Copy`: one counter per variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {

@@ -7,11 +7,13 @@
 //!
 //! Run: `cargo bench --bench engine` (add a filter, e.g. `-- match/`, for one group).
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telestrip::engine::{Engine, EngineConfig};
 use telestrip::inspect::{dns, http, quic, tls};
 use telestrip::rules::{load_sources, LoadedFile, RuleSet, Source};
@@ -159,13 +161,13 @@ fn bench_compile(c: &mut Criterion) {
     group.sample_size(10);
     for count in [100_000usize, 1_000_000] {
         let files = synthetic_rules(count);
-        let before = resident_bytes();
+        let region = Region::new(GLOBAL);
         let set = RuleSet::compile(&files).expect("compile");
-        let after = resident_bytes();
+        let held = live_bytes(&region);
         eprintln!(
-            "compile {count} domains: resident memory grew {:.1} MB = {:.1} bytes/domain (name table {:.1} bytes/domain)",
-            (after.saturating_sub(before)) as f64 / 1e6,
-            after.saturating_sub(before) as f64 / count as f64,
+            "compile {count} domains: the ruleset holds {:.1} MB = {:.1} bytes/domain (name table {:.1} bytes/domain)",
+            held as f64 / 1e6,
+            held as f64 / count as f64,
             set.stats().name_table_bytes as f64 / count as f64
         );
         drop(set);
@@ -177,16 +179,17 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-/// Resident set size from /proc/self/statm (Linux), 0 elsewhere.
-fn resident_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<usize>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
+/// Every allocation is counted, so memory figures are the bytes data structures hold
+/// (resident-set growth misleads: freed memory is reused, pages are touched lazily).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not freed since the region began.
+fn live_bytes(region: &Region<'_, System>) -> usize {
+    let change = region.change();
+    let live = change.bytes_allocated as isize - change.bytes_deallocated as isize
+        + change.bytes_reallocated;
+    live.max(0) as usize
 }
 
 /// Rulesets the engine benchmarks run with: compiled once, shared by fresh engines.
@@ -324,6 +327,57 @@ fn bench_mixed(c: &mut Criterion) {
     group.finish();
 }
 
+/// The engine on two cores: the traffic mix split by flow over two workers of one engine
+/// (one shared flow table), against one worker doing it all, with the frames in memory.
+fn bench_threads(c: &mut Criterion) {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let frames = mixed_frames(100_000);
+    let rules = Arc::new(RuleSet::compile(&synthetic_rules(100_000)).expect("compile"));
+    let mut lanes: [Vec<(Duration, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
+    for (time, frame) in &frames {
+        let lane = wire::parse(LinkType::Ethernet, frame).map_or(0, |packet| {
+            let key = telestrip::flow::FlowKey::of(&packet).0;
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % 2
+        });
+        lanes[lane].push((*time, frame.clone()));
+    }
+    let mut group = c.benchmark_group("engine_threads");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    for threads in [1usize, 2] {
+        group.bench_function(format!("{threads}_threads_mixed_traffic"), |b| {
+            b.iter_batched(
+                || Engine::with_shared_rules(Arc::clone(&rules), EngineConfig::default()),
+                |engine| {
+                    let judge = |frames: &[(Duration, Vec<u8>)]| {
+                        let mut worker = engine.worker();
+                        let mut events = Vec::new();
+                        for (time, frame) in frames {
+                            black_box(worker.process(
+                                LinkType::Ethernet,
+                                frame,
+                                *time,
+                                &mut events,
+                            ));
+                        }
+                    };
+                    if threads == 1 {
+                        judge(&frames);
+                    } else {
+                        std::thread::scope(|scope| {
+                            for lane in &lanes {
+                                scope.spawn(|| judge(lane));
+                            }
+                        });
+                    }
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
 /// Resident memory per tracked flow: one million flows (a SYN each) into one engine.
 fn report_flow_memory(_: &mut Criterion) {
     const FLOWS: u32 = 1_000_000;
@@ -341,22 +395,22 @@ fn report_flow_memory(_: &mut Criterion) {
             .tcp(true, 1000, SYN, &[])
         })
         .collect();
-    let before = resident_bytes();
+    let region = Region::new(GLOBAL);
     for frame in &frames {
         worker.process(LinkType::Ethernet, frame, Duration::ZERO, &mut events);
     }
-    let after = resident_bytes();
+    let held = live_bytes(&region);
     eprintln!(
-        "flow table: {} flows tracked, resident memory grew {:.1} MB = {:.0} bytes/flow",
+        "flow table: {} flows tracked, holding {:.1} MB = {:.0} bytes/flow",
         engine.flows().len(),
-        after.saturating_sub(before) as f64 / 1e6,
-        after.saturating_sub(before) as f64 / f64::from(FLOWS)
+        held as f64 / 1e6,
+        held as f64 / f64::from(FLOWS)
     );
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench_wire, bench_inspect, bench_match, bench_compile, bench_engine, bench_mixed, report_flow_memory
+    targets = bench_wire, bench_inspect, bench_match, bench_compile, bench_engine, bench_mixed, bench_threads, report_flow_memory
 }
 criterion_main!(benches);

@@ -34,12 +34,14 @@ use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{
     Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, StreamBuf,
-    Streams, SynShape,
+    Streams, SynShape, VerdictCache,
 };
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::{http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
-use crate::stats::{bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, Via};
+use crate::stats::{
+    bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, SharedCounters, Via,
+};
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
 /// The UDP port QUIC uses; other UDP flows are decided on their first datagram.
@@ -210,7 +212,7 @@ pub struct Engine {
     flows: FlowTable,
     learned: LearnedNames,
     ech_configs: EchConfigs,
-    pub counters: Counters,
+    pub counters: SharedCounters,
     pub flow_counts: FlowCounts,
     /// Flows recorded by the ECH policy, and the names its events carry.
     ech_policy_hits: Arc<AtomicU64>,
@@ -253,7 +255,7 @@ impl Engine {
             ech_rule,
             ech_vendor,
             config,
-            counters: Counters::default(),
+            counters: SharedCounters::default(),
             flow_counts,
         }
     }
@@ -288,6 +290,7 @@ impl Engine {
         let active = self.active.load();
         Worker {
             engine: self,
+            counters: self.counters.shard(),
             rules: Arc::clone(&active.rules),
             hits: Arc::clone(&active.hits),
             generation,
@@ -295,6 +298,7 @@ impl Engine {
             defrag: Defrag::new(),
             checksums_trusted: false,
             sweeps: true,
+            decided: VerdictCache::default(),
         }
     }
 }
@@ -302,6 +306,8 @@ impl Engine {
 /// One packet thread's view of the engine.
 pub struct Worker<'e> {
     engine: &'e Engine,
+    /// This thread's copy of the engine's counters.
+    counters: &'e Counters,
     rules: Arc<RuleSet>,
     hits: Arc<[Arc<AtomicU64>]>,
     generation: u64,
@@ -313,6 +319,8 @@ pub struct Worker<'e> {
     checksums_trusted: bool,
     /// Sweeps the flow table of idle flows as packet time passes (see `set_sweeping`).
     sweeps: bool,
+    /// Verdicts of decided flows this thread judged, in front of the shared table.
+    decided: VerdictCache,
 }
 
 /// What the client's first flight told about the flow's name. A short-lived stack value,
@@ -416,7 +424,7 @@ impl<'e> Worker<'e> {
 
     /// Parses a frame, counting what cannot be read.
     fn decode<'f>(&self, link: LinkType, frame: &'f [u8]) -> Result<Packet<'f>, Verdict> {
-        let counters = &self.engine.counters;
+        let counters = self.counters;
         wire::parse(link, frame).map_err(|error| {
             match error {
                 WireError::NotIp => bump(&counters.packets_not_ip),
@@ -498,7 +506,7 @@ impl<'e> Worker<'e> {
 
     /// Counts the packet's verdict.
     fn count(&self, verdict: Verdict) -> Verdict {
-        let counters = &self.engine.counters;
+        let counters = self.counters;
         bump(match verdict.action {
             PacketAction::Accept => &counters.packets_accepted,
             PacketAction::Drop => &counters.packets_dropped,
@@ -514,7 +522,7 @@ impl<'e> Worker<'e> {
         fragment: wire::Fragment<'_>,
         time: Duration,
     ) -> Result<Datagram, Verdict> {
-        let counters = &self.engine.counters;
+        let counters = self.counters;
         bump(&counters.packets_fragmented);
         let evicted = self.defrag.evicted;
         let reassembly = self
@@ -556,7 +564,7 @@ impl<'e> Worker<'e> {
         match datagram.packet() {
             Ok(whole) => self.classify_packet(&whole, time, events),
             Err(_) => {
-                self.engine.counters.parse_error(Layer::Transport);
+                self.counters.parse_error(Layer::Transport);
                 Verdict::UNTRACKED
             }
         }
@@ -577,27 +585,35 @@ impl<'e> Worker<'e> {
             self.engine.flows.maybe_sweep(now);
         }
         let (key, src_is_low) = FlowKey::of(&packet);
+        let bare_syn = packet.tcp.is_some_and(|tcp| tcp.syn && !tcp.ack);
+        if bare_syn {
+            self.decided.forget(&key);
+        } else if let Some(action) = self.decided.get(&key, now) {
+            return Verdict {
+                action,
+                flow: FlowStatus::Decided,
+            };
+        }
         let is_dns = is_dns(&packet);
         let engine = self.engine;
+        let counters = self.counters;
         let Some(mut flow) = engine.flows.entry(key, now, || {
-            bump(&engine.counters.flows_new);
+            bump(&counters.flows_new);
             let src_is_client = src_is_client(&packet);
             FlowState::new(src_is_low == src_is_client, now)
         }) else {
             return self.stateless(&packet, time, is_dns, events);
         };
         flow.last_seen = now;
-        if let Some(tcp) = packet.tcp {
-            // A bare SYN on a known 5-tuple opens a new connection (the client reused its
-            // port): it must be inspected afresh, never inherit the old verdict.
-            if tcp.syn && !tcp.ack && flow.phase != Phase::Pending {
-                bump(&engine.counters.flows_new);
-                *flow = FlowState::new(src_is_low, now);
-            }
+        // A bare SYN on a known 5-tuple opens a new connection (the client reused its
+        // port): it must be inspected afresh, never inherit the old verdict.
+        if bare_syn && flow.phase != Phase::Pending {
+            bump(&counters.flows_new);
+            *flow = FlowState::new(src_is_low, now);
         }
         let from_client = src_is_low == flow.client_is_low();
         let facts = orient(&packet, from_client, time, now);
-        match flow.phase {
+        let verdict = match flow.phase {
             Phase::Decided(decision) => Verdict {
                 action: decision.verdict,
                 flow: FlowStatus::Decided,
@@ -608,7 +624,12 @@ impl<'e> Worker<'e> {
                 self.dns_packet(&mut flow, &packet, from_client, facts, events)
             }
             Phase::Pending => self.pending_packet(&mut flow, &packet, from_client, facts, events),
+        };
+        drop(flow);
+        if verdict.flow == FlowStatus::Decided {
+            self.decided.put(key, now, verdict.action);
         }
+        verdict
     }
 
     /// A packet of a flow that has no verdict yet.
@@ -637,7 +658,7 @@ impl<'e> Worker<'e> {
         if from_client {
             if let Some(kind) = self.decoy(flow, packet, tcp) {
                 // Passed on (the server or the path discards it) but never read.
-                self.engine.counters.evasion(kind);
+                self.counters.evasion(kind);
                 return Verdict::PENDING;
             }
         }
@@ -662,7 +683,7 @@ impl<'e> Worker<'e> {
             }) => {
                 let inserted = stream.insert(data_seq, packet.payload);
                 if inserted == Insert::Conflict && client_alt.is_none() {
-                    self.engine.counters.evasion(Evasion::OverlapConflict);
+                    self.counters.evasion(Evasion::OverlapConflict);
                     let mut alt = stream.clone();
                     alt.insert_last_wins(data_seq, packet.payload);
                     *client_alt = Some(alt);
@@ -670,7 +691,7 @@ impl<'e> Worker<'e> {
                     if alt.insert_last_wins(data_seq, packet.payload) == Insert::Conflict
                         && inserted != Insert::Conflict
                     {
-                        self.engine.counters.evasion(Evasion::OverlapConflict);
+                        self.counters.evasion(Evasion::OverlapConflict);
                     }
                 }
                 match inserted {
@@ -729,7 +750,7 @@ impl<'e> Worker<'e> {
     /// exist in practice; dozens of holes in a first flight are an attempt to exhaust the
     /// buffer so the rest would pass unread.
     fn over_cap(&self) -> Verdict {
-        bump(&self.engine.counters.stream_cap_hits);
+        bump(&self.counters.stream_cap_hits);
         Verdict {
             action: action_for(self.applied(Action::Drop)),
             flow: FlowStatus::Pending,
@@ -840,7 +861,7 @@ impl<'e> Worker<'e> {
                 if flow.data_packets < self.engine.config.max_pending_packets {
                     return Verdict::PENDING;
                 }
-                bump(&self.engine.counters.pending_limit_hits);
+                bump(&self.counters.pending_limit_hits);
             }
             return self.decide(flow, None, facts, events);
         }
@@ -856,7 +877,7 @@ impl<'e> Worker<'e> {
             over_cap |= inserted == Insert::OverCap;
         });
         let seen = if over_cap {
-            bump(&self.engine.counters.stream_cap_hits);
+            bump(&self.counters.stream_cap_hits);
             Seen::NoName
         } else {
             let bytes = stream.contiguous();
@@ -886,16 +907,16 @@ impl<'e> Worker<'e> {
     ) -> Verdict {
         match seen {
             Seen::Name(name, via) => {
-                self.engine.counters.inspected(via);
+                self.counters.inspected(via);
                 self.decide(flow, Some((name, via)), facts, events)
             }
             Seen::Names(first, second, via) => {
-                self.engine.counters.evasion(Evasion::SeveralNames);
+                self.counters.evasion(Evasion::SeveralNames);
                 let name = self.stricter(first, second, facts);
                 self.conclude(flow, Seen::Name(name, via), facts, events)
             }
             Seen::EchFacade(name, via, config_id) => {
-                let counters = &self.engine.counters;
+                let counters = self.counters;
                 counters.inspected(via);
                 let real = config_id.is_some_and(|id| {
                     self.engine
@@ -930,11 +951,11 @@ impl<'e> Worker<'e> {
             }
             Seen::NoName => self.decide(flow, None, facts, events),
             Seen::Malformed(layer) => {
-                self.engine.counters.parse_error(layer);
+                self.counters.parse_error(layer);
                 self.decide(flow, None, facts, events)
             }
             Seen::NeedMore if flow.data_packets >= self.engine.config.max_pending_packets => {
-                bump(&self.engine.counters.pending_limit_hits);
+                bump(&self.counters.pending_limit_hits);
                 self.decide(flow, None, facts, events)
             }
             Seen::NeedMore => Verdict::PENDING,
@@ -1022,7 +1043,7 @@ impl<'e> Worker<'e> {
             bump(hits);
         }
         if rule.action.blocks() {
-            let counters = &self.engine.counters;
+            let counters = self.counters;
             match via {
                 Via::Quic => counters.bypass(Bypass::Quic),
                 Via::Learned => counters.bypass(Bypass::LearnedAddress),
@@ -1129,7 +1150,7 @@ impl<'e> Worker<'e> {
         let mut worst = PacketAction::Accept;
         if stream.insert(seq, packet.payload) == Insert::OverCap {
             // A message larger than the cap: this direction is no longer followed.
-            bump(&self.engine.counters.stream_cap_hits);
+            bump(&self.counters.stream_cap_hits);
         } else {
             while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
                 let action = self.dns_message(flow, message, from_client, facts, events);
@@ -1150,7 +1171,7 @@ impl<'e> Worker<'e> {
         facts: Facts,
         events: &mut Vec<FlowEvent>,
     ) -> PacketAction {
-        let counters = &self.engine.counters;
+        let counters = self.counters;
         let message = match Message::parse(bytes) {
             Ok(message) => message,
             Err(_) => {
@@ -1202,7 +1223,7 @@ impl<'e> Worker<'e> {
         if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
             && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
         {
-            self.engine.counters.bypass(Bypass::Svcb);
+            self.counters.bypass(Bypass::Svcb);
         }
         self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
     }
@@ -1216,12 +1237,12 @@ impl<'e> Worker<'e> {
         };
         let mut attributed = not_allowed(hit).then_some(question);
         let Ok(records) = message.answers() else {
-            self.engine.counters.parse_error(Layer::Dns);
+            self.counters.parse_error(Layer::Dns);
             return;
         };
         for record in records {
             let Ok(record) = record else {
-                self.engine.counters.parse_error(Layer::Dns);
+                self.counters.parse_error(Layer::Dns);
                 return;
             };
             match record.data {

@@ -316,15 +316,15 @@ impl Metrics {
         let c = &engine.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         for (verdict, value) in [
-            ("accept", load(&c.packets_accepted)),
-            ("drop", load(&c.packets_dropped)),
-            ("reject", load(&c.packets_rejected)),
+            ("accept", c.sum(|c| &c.packets_accepted)),
+            ("drop", c.sum(|c| &c.packets_dropped)),
+            ("reject", c.sum(|c| &c.packets_rejected)),
         ] {
             follow(&self.packets.with_label_values(&[verdict]), value);
         }
         for (reason, value) in [
-            ("not_ip", load(&c.packets_not_ip)),
-            ("fragment", load(&c.fragments_evicted)),
+            ("not_ip", c.sum(|c| &c.packets_not_ip)),
+            ("fragment", c.sum(|c| &c.fragments_evicted)),
         ] {
             follow(
                 &self.packets_uninspected.with_label_values(&[reason]),
@@ -344,16 +344,19 @@ impl Metrics {
             );
         }
         for (reason, value) in [
-            ("stream_cap", load(&c.stream_cap_hits)),
-            ("packet_limit", load(&c.pending_limit_hits)),
+            ("stream_cap", c.sum(|c| &c.stream_cap_hits)),
+            ("packet_limit", c.sum(|c| &c.pending_limit_hits)),
         ] {
             follow(&self.undecided.with_label_values(&[reason]), value);
         }
-        follow(&self.dns_messages, load(&c.dns_messages));
-        follow(&self.ech.with_label_values(&["real"]), load(&c.ech_real));
+        follow(&self.dns_messages, c.sum(|c| &c.dns_messages));
+        follow(
+            &self.ech.with_label_values(&["real"]),
+            c.sum(|c| &c.ech_real),
+        );
         follow(
             &self.ech.with_label_values(&["grease"]),
-            load(&c.ech_grease),
+            c.sum(|c| &c.ech_grease),
         );
         for kind in Evasion::ALL {
             follow(
@@ -361,8 +364,8 @@ impl Metrics {
                 c.evasion_of(kind),
             );
         }
-        follow(&self.ip_fragments, load(&c.packets_fragmented));
-        follow(&self.ip_reassembled, load(&c.fragments_reassembled));
+        follow(&self.ip_fragments, c.sum(|c| &c.packets_fragmented));
+        follow(&self.ip_reassembled, c.sum(|c| &c.fragments_reassembled));
         for kind in Bypass::ALL {
             follow(
                 &self.bypass.with_label_values(&[kind.as_str()]),

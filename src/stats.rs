@@ -248,6 +248,67 @@ impl Counters {
     }
 }
 
+/// The engine's counters, one copy per packet thread (each on cache lines of its own), so
+/// threads never write the same line; readers add the copies up.
+#[derive(Debug)]
+pub struct SharedCounters {
+    shards: Box<[Padded<Counters>]>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps a shard off its neighbours' cache lines (128 bytes: adjacent-line prefetch).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Copies made: more packet threads than this share copies (still correct).
+const COUNTER_SHARDS: usize = 16;
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        Self {
+            shards: (0..COUNTER_SHARDS).map(|_| Padded::default()).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SharedCounters {
+    /// The copy for a new packet thread (round robin).
+    pub fn shard(&self) -> &Counters {
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        let index = next % self.shards.len().max(1);
+        match self.shards.get(index) {
+            Some(shard) => &shard.0,
+            None => unreachable!("there is always one shard"),
+        }
+    }
+
+    /// One counter added up over every copy, e.g. `sum(|c| &c.packets_accepted)`.
+    pub fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| field(&shard.0).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn evasion_of(&self, kind: Evasion) -> u64 {
+        self.shards.iter().map(|s| s.0.evasion_of(kind)).sum()
+    }
+
+    pub fn bypass_of(&self, kind: Bypass) -> u64 {
+        self.shards.iter().map(|s| s.0.bypass_of(kind)).sum()
+    }
+
+    pub fn parse_errors_of(&self, layer: Layer) -> u64 {
+        self.shards.iter().map(|s| s.0.parse_errors_of(layer)).sum()
+    }
+
+    pub fn inspected_of(&self, via: Via) -> u64 {
+        self.shards.iter().map(|s| s.0.inspected_of(via)).sum()
+    }
+}
+
 /// Shorthand for a relaxed increment.
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

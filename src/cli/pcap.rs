@@ -96,10 +96,10 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
             writeln!(
                 out,
                 "Packets: {} accepted, {} dropped, {} rejected. Flows: {} tracked, {} expired, {} not tracked (table full).",
-                load(&counters.packets_accepted),
-                load(&counters.packets_dropped),
-                load(&counters.packets_rejected),
-                load(&counters.flows_new),
+                counters.sum(|c| &c.packets_accepted),
+                counters.sum(|c| &c.packets_dropped),
+                counters.sum(|c| &c.packets_rejected),
+                counters.sum(|c| &c.flows_new),
                 load(&engine.flows().expired),
                 load(&engine.flows().refused),
             )?;
@@ -131,9 +131,9 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                 } else {
                     errors.join(", ")
                 },
-                load(&counters.packets_not_ip),
-                load(&counters.packets_fragmented),
-                load(&counters.fragments_reassembled),
+                counters.sum(|c| &c.packets_not_ip),
+                counters.sum(|c| &c.packets_fragmented),
+                counters.sum(|c| &c.fragments_reassembled),
                 if evasions.is_empty() {
                     "none".into()
                 } else {
@@ -156,18 +156,18 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     "packets": run.packets,
                     "bytes": run.bytes,
                     "seconds": run.elapsed.as_secs_f64(),
-                    "packets_accepted": load(&counters.packets_accepted),
-                    "packets_dropped": load(&counters.packets_dropped),
-                    "packets_rejected": load(&counters.packets_rejected),
-                    "flows_tracked": load(&counters.flows_new),
+                    "packets_accepted": counters.sum(|c| &c.packets_accepted),
+                    "packets_dropped": counters.sum(|c| &c.packets_dropped),
+                    "packets_rejected": counters.sum(|c| &c.packets_rejected),
+                    "flows_tracked": counters.sum(|c| &c.flows_new),
                     "flows_not_tracked": load(&engine.flows().refused),
                     "flow_table_evictions": load(&engine.flows().expired),
                     "flow_table_entries": engine.flows().len(),
                     "inspected": Via::ALL.iter().map(|v| (v.as_str(), counters.inspected_of(*v))).collect::<std::collections::BTreeMap<_, _>>(),
                     "parse_errors": Layer::ALL.iter().map(|l| (l.as_str(), counters.parse_errors_of(*l))).collect::<std::collections::BTreeMap<_, _>>(),
-                    "packets_not_ip": load(&counters.packets_not_ip),
-                    "packets_fragmented": load(&counters.packets_fragmented),
-                    "datagrams_reassembled": load(&counters.fragments_reassembled),
+                    "packets_not_ip": counters.sum(|c| &c.packets_not_ip),
+                    "packets_fragmented": counters.sum(|c| &c.packets_fragmented),
+                    "datagrams_reassembled": counters.sum(|c| &c.fragments_reassembled),
                     "evasion_attempts": Evasion::ALL.iter().map(|k| (k.as_str(), counters.evasion_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
                 },
                 "ruleset": { "source": rules_label, "version": version, "rules": rules_stats.rules, "names": rules_stats.names },

@@ -149,16 +149,9 @@ impl WriterSetup {
     fn counters(&self) -> (String, u64, u64) {
         (
             self.engine.rules().version().to_string(),
-            self.engine
-                .counters
-                .packets_accepted
-                .load(Ordering::Relaxed)
-                + self.engine.counters.packets_dropped.load(Ordering::Relaxed)
-                + self
-                    .engine
-                    .counters
-                    .packets_rejected
-                    .load(Ordering::Relaxed),
+            self.engine.counters.sum(|c| &c.packets_accepted)
+                + self.engine.counters.sum(|c| &c.packets_dropped)
+                + self.engine.counters.sum(|c| &c.packets_rejected),
             self.queue_stats.events_dropped.load(Ordering::Relaxed),
         )
     }

@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod cache;
 pub mod defrag;
 pub mod ech;
 pub mod key;
@@ -23,6 +24,7 @@ pub mod learned;
 pub mod stream;
 pub mod table;
 
+pub use cache::VerdictCache;
 pub use defrag::{Defrag, Reassembly};
 pub use ech::EchConfigs;
 pub use key::FlowKey;

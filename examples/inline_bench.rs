@@ -1,10 +1,13 @@
 //! Inline benchmark (needs root, iperf3, and the lab's tools): in one run, on the lab network
 //! of `telestrip::lab` (client — gateway — server namespaces), measures with no filter, with
-//! telestrip inline (enforcing) and in dry run, three rounds with the modes alternating,
-//! reporting medians:
+//! telestrip inline (enforcing; one queue, one queue with busy polling, two queues) and in
+//! dry run, three rounds with the modes alternating, reporting medians:
 //! - bulk TCP throughput through the gateway (iperf3, 3 s),
 //! - new flows per second: TCP connect + a TLS ClientHello + server's close, 2 client threads,
-//! - TCP connect latency (SYN to SYN-ACK, both of which cross NFQUEUE when inline), p50/p99.
+//! - TCP connect latency (the client's SYN crosses NFQUEUE when inline), p50/p99,
+//! - the CPU time telestrip's packet threads spent on those flows (from the kernel's
+//!   scheduler accounting), as new TLS flows classified per second of one core, and the
+//!   mean number of packets per verdict system call.
 //!
 //! Run: `cargo build --release && sudo target/release/examples/inline_bench`
 //! (the example re-runs itself in the namespaces as `serve` and `connect` helpers).
@@ -95,6 +98,32 @@ struct Figures {
     flows_per_second: f64,
     p50_us: u64,
     p99_us: u64,
+    /// New flows per second of packet-thread CPU time (0: no daemon).
+    flows_per_core_second: f64,
+}
+
+/// CPU time (seconds) the daemon's packet threads (`telestrip-q*`) have used so far.
+fn packet_thread_cpu(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("telestrip-q"))
+        })
+        .filter_map(|task| {
+            // `se.sum_exec_runtime : <milliseconds>` (microsecond precision).
+            let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+            let line = sched
+                .lines()
+                .find(|l| l.starts_with("se.sum_exec_runtime"))?;
+            line.split(':').nth(1)?.trim().parse::<f64>().ok()
+        })
+        .sum::<f64>()
+        / 1000.0
 }
 
 fn measure(lab: &Lab, me: &str) -> Figures {
@@ -104,7 +133,9 @@ fn measure(lab: &Lab, me: &str) -> Figures {
         .as_f64()
         .unwrap_or(0.0)
         / 1e9;
+    let cpu_before = packet_thread_cpu(lab.daemon_pid());
     let flows = lab.client(&format!("{me} connect {CONNECTIONS}"));
+    let cpu = packet_thread_cpu(lab.daemon_pid()) - cpu_before;
     let text = String::from_utf8_lossy(&flows.stdout);
     let parts: Vec<f64> = text
         .split_whitespace()
@@ -115,6 +146,11 @@ fn measure(lab: &Lab, me: &str) -> Figures {
         flows_per_second: parts.first().copied().unwrap_or(0.0),
         p50_us: parts.get(1).copied().unwrap_or(0.0) as u64,
         p99_us: parts.get(2).copied().unwrap_or(0.0) as u64,
+        flows_per_core_second: if cpu > 0.0 {
+            CONNECTIONS as f64 / cpu
+        } else {
+            0.0
+        },
     }
 }
 
@@ -148,20 +184,35 @@ fn bench() {
     std::thread::sleep(Duration::from_millis(500));
 
     // Three rounds, the modes alternating, so drift of the shared machine hits all alike.
-    let modes = ["no filter", "telestrip inline", "telestrip dry run"];
-    let mut samples: Vec<Vec<Figures>> = vec![Vec::new(), Vec::new(), Vec::new()];
-    let mut logs = vec![String::new(), String::new(), String::new()];
+    // (name, firewall queues, config); the first runs with no firewall rules at all.
+    let modes = [
+        ("no filter", "", ""),
+        ("telestrip inline", "0", "queues: [0]\nfail: open\n"),
+        (
+            "inline, busy poll",
+            "0",
+            "queues: [0]\nfail: open\nbusy_poll_us: 200\n",
+        ),
+        ("inline, 2 queues", "0:1", "queues: [0, 1]\nfail: open\n"),
+        (
+            "telestrip dry run",
+            "0",
+            "queues: [0]\nfail: open\nenforce: false\n",
+        ),
+    ];
+    let mut samples: Vec<Vec<Figures>> = modes.iter().map(|_| Vec::new()).collect();
+    let mut logs: Vec<String> = modes.iter().map(|_| String::new()).collect();
     for _round in 0..3 {
-        lab.remove_firewall().unwrap();
-        samples[0].push(measure(&lab, me));
-        lab.start_telestrip("queues: [0]\nfail: open\n", "open")
-            .unwrap();
-        samples[1].push(measure(&lab, me));
-        logs[1] = lab.stop_daemon("TERM");
-        lab.start_daemon("queues: [0]\nfail: open\nenforce: false\n")
-            .unwrap();
-        samples[2].push(measure(&lab, me));
-        logs[2] = lab.stop_daemon("TERM");
+        for (i, (_, queues, config)) in modes.iter().enumerate() {
+            lab.remove_firewall().unwrap();
+            if !config.is_empty() {
+                lab.start_telestrip_on(queues, config, "open").unwrap();
+            }
+            samples[i].push(measure(&lab, me));
+            if !config.is_empty() {
+                logs[i] = lab.stop_daemon("TERM");
+            }
+        }
     }
     let median = |values: Vec<f64>| {
         let mut values = values;
@@ -172,12 +223,13 @@ fn bench() {
         .iter()
         .zip(samples)
         .zip(logs)
-        .map(|((name, s), log)| {
+        .map(|(((name, _, _), s), log)| {
             let f = Figures {
                 gbits: median(s.iter().map(|f| f.gbits).collect()),
                 flows_per_second: median(s.iter().map(|f| f.flows_per_second).collect()),
                 p50_us: median(s.iter().map(|f| f.p50_us as f64).collect()) as u64,
                 p99_us: median(s.iter().map(|f| f.p99_us as f64).collect()) as u64,
+                flows_per_core_second: median(s.iter().map(|f| f.flows_per_core_second).collect()),
             };
             (*name, f, log)
         })
@@ -189,17 +241,18 @@ fn bench() {
 
     let base = &rows[0].1;
     println!(
-        "{:<18} {:>12} {:>10} {:>14} {:>14}",
-        "", "bulk Gbit/s", "flows/s", "connect p50", "connect p99"
+        "{:<18} {:>12} {:>10} {:>14} {:>14} {:>22}",
+        "", "bulk Gbit/s", "flows/s", "connect p50", "connect p99", "flows/s per core"
     );
     for (name, f, _) in &rows {
         println!(
-            "{name:<18} {:>7.2} ({:>3.0}%) {:>10.0} {:>11} µs {:>11} µs",
+            "{name:<18} {:>7.2} ({:>3.0}%) {:>10.0} {:>11} µs {:>11} µs {:>22.0}",
             f.gbits,
             100.0 * f.gbits / base.gbits.max(1e-9),
             f.flows_per_second,
             f.p50_us,
-            f.p99_us
+            f.p99_us,
+            f.flows_per_core_second
         );
     }
     for (name, f, _) in rows.iter().skip(1) {

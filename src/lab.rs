@@ -182,7 +182,18 @@ impl Lab {
     /// Installs the firewall rules of deploy/iptables.sh on the gateway and starts
     /// `telestrip run` with `config`.
     pub fn start_telestrip(&mut self, config: &str, fail: &str) -> Result<(), String> {
-        self.firewall(&format!("add --queues 0 --fail {fail}"))?;
+        self.start_telestrip_on("0", config, fail)
+    }
+
+    /// The same with the firewall rules queueing to `queues` (`0`, or `0:1` to balance
+    /// flows over two queues; `config` must list the same queues).
+    pub fn start_telestrip_on(
+        &mut self,
+        queues: &str,
+        config: &str,
+        fail: &str,
+    ) -> Result<(), String> {
+        self.firewall(&format!("add --queues {queues} --fail {fail}"))?;
         self.start_daemon(config)
     }
 

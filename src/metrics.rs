@@ -62,6 +62,7 @@ pub struct Metrics {
     /// Time from a packet's arrival in user space to its verdict.
     pub verdict_latency: Histogram,
     queue_packets: IntCounter,
+    queue_batches: IntCounter,
     queue_errors: IntCounter,
     queue_kernel_dropped: IntCounterVec,
     queue_waiting: IntGaugeVec,
@@ -210,6 +211,10 @@ impl Metrics {
             queue_packets: counter(
                 "telestrip_nfqueue_packets_total",
                 "Packets received from NFQUEUE.",
+            )?,
+            queue_batches: counter(
+                "telestrip_nfqueue_verdict_batches_total",
+                "System calls that sent verdicts back to NFQUEUE (packets / batches is the mean batch size).",
             )?,
             queue_errors: counter(
                 "telestrip_nfqueue_errors_total",
@@ -388,6 +393,7 @@ impl Metrics {
     pub fn update_queues(&self, stats: &QueueStats, kernel: &[KernelQueue]) {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         follow(&self.queue_packets, load(&stats.packets));
+        follow(&self.queue_batches, load(&stats.batches));
         follow(&self.queue_errors, load(&stats.errors));
         follow(
             &self.injected.with_label_values(&["nxdomain"]),

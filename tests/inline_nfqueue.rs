@@ -109,6 +109,44 @@ fn client_hello_split_into_small_segments_is_blocked() {
 }
 
 #[test]
+fn a_first_flight_larger_than_16_kib_still_gets_its_verdict() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    // A protocol the client speaks first, 60 KB in one write right after connecting: with
+    // GSO on the veths the gateway queues it as super-packets of up to 64 KiB while the
+    // flow is still undecided; each must come up whole and get its verdict.
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.server, "python3", "-c"])
+        .arg(
+            "import socket\n\
+             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0', 7070)); s.listen(1); s.settimeout(15)\n\
+             c, _ = s.accept(); c.settimeout(10); got = 0\n\
+             while got < 60000:\n    b = c.recv(65536)\n    if not b: break\n    got += len(b)\n\
+             c.sendall(str(got).encode()); c.close()",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let client = lab.client(&format!(
+        "python3 -c \"import socket; s = socket.create_connection(('{SERVER_V4}', 7070), timeout=10); \
+         s.sendall(b'\\x01' * 60000); print(s.recv(100).decode())\""
+    ));
+    let mut server = server;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&client.stdout).trim(),
+        "60000",
+        "stderr: {}; telestrip log:\n{}",
+        String::from_utf8_lossy(&client.stderr),
+        lab.log()
+    );
+    let log = lab.stop_daemon("TERM");
+    assert!(log.contains(" 0 queue errors"), "{log}");
+}
+
+#[test]
 fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
     let Some(mut lab) = new_lab() else { return };
     lab.start_telestrip(ENFORCE, "open").unwrap();

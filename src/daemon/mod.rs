@@ -236,6 +236,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 marks: config.marks(),
                 fail: config.fail,
                 max_length: config.queue_length,
+                busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
             };
             let queue = nfqueue::open(&settings).with_context(|| {
                 format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
@@ -318,8 +319,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
     eprintln!(
-        "telestrip: stopping. {} packets from the kernel, {} flow verdicts handed to the kernel, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
+        "telestrip: stopping. {} packets from the kernel in {} verdict batches, {} flow verdicts handed to the kernel, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
         load(&stats.packets),
+        load(&stats.batches),
         load(&stats.marked),
         counters.sum(|c| &c.flows_new),
         counters.sum(|c| &c.packets_accepted),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nfq::{Queue, Verdict as NfVerdict};
+use nfq::{Message, Queue, Verdict as NfVerdict};
 use prometheus::Histogram;
 
 use crate::config::{FailMode, Marks};
@@ -24,6 +24,8 @@ use crate::wire::LinkType;
 pub struct QueueStats {
     /// Packets received from the kernel.
     pub packets: AtomicU64,
+    /// Verdict system calls (each sends the verdicts of a batch of packets).
+    pub batches: AtomicU64,
     /// Packets re-injected with a flow's final verdict mark (normally one per flow; more when
     /// packets of the flow were already queued when the verdict fell).
     pub marked: AtomicU64,
@@ -106,7 +108,12 @@ pub struct QueueSettings {
     pub marks: Marks,
     pub fail: FailMode,
     pub max_length: u32,
+    /// How long to keep polling for the next packet before sleeping (zero: not at all).
+    pub busy_poll: Duration,
 }
+
+/// Packets judged before their verdicts go back together in one system call.
+const VERDICT_BATCH: usize = 64;
 
 /// Opens and binds an NFQUEUE queue (needs CAP_NET_ADMIN).
 pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
@@ -132,7 +139,13 @@ pub fn open_injector() -> Option<Injector> {
     }
 }
 
-/// Runs one queue until `stop` is set (checked between packets).
+/// Runs one queue until `stop` is set (checked between batches).
+///
+/// Packets are taken in batches: after a blocking receive, whatever else the kernel has
+/// queued (up to [`VERDICT_BATCH`]) is taken without waiting, every packet is judged, and
+/// all verdicts go back in one system call (`Queue::verdict_batch`). Under light load a
+/// batch is one packet, so nothing waits for a batch to fill. With `busy_poll` set the
+/// thread keeps polling that long for more packets before it sleeps again.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &Engine,
@@ -146,67 +159,123 @@ pub fn run(
 ) {
     let mut worker = engine.worker();
     let mut events = Vec::new();
+    let mut batch: Vec<Message> = Vec::with_capacity(VERDICT_BATCH);
+    let mut received: Vec<Instant> = Vec::with_capacity(VERDICT_BATCH);
     // Fault injection for the watchdog test: stop handling packets after this many.
     let stall_after: Option<u64> = std::env::var("TELESTRIP_FAULT_STALL_AFTER_PACKETS")
         .ok()
         .and_then(|v| v.parse().ok());
+    let mut polling_until: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let mut message = match queue.recv() {
+        // The first packet: wait for it (or poll for it while the busy-poll time lasts).
+        queue.set_nonblocking(polling_until.is_some());
+        let first = match queue.recv() {
             Ok(message) => message,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                match polling_until {
+                    Some(until) if Instant::now() < until => std::hint::spin_loop(),
+                    _ => polling_until = None,
+                }
+                continue;
+            }
             Err(_) => {
                 bump(&stats.errors);
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
         };
-        let received = Instant::now();
-        bump(&stats.packets);
-        if stall_after.is_some_and(|n| stats.packets.load(Ordering::Relaxed) > n) {
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
+        received.push(Instant::now());
+        batch.push(first);
+        // Whatever else is queued already, without waiting.
+        queue.set_nonblocking(true);
+        while batch.len() < VERDICT_BATCH {
+            match queue.recv() {
+                Ok(message) => {
+                    received.push(Instant::now());
+                    batch.push(message);
+                }
+                Err(error) => {
+                    if error.kind() != std::io::ErrorKind::WouldBlock {
+                        bump(&stats.errors);
+                    }
+                    break;
+                }
             }
         }
         worker.refresh_rules();
-        let time = message
-            .get_timestamp()
-            .unwrap_or_else(SystemTime::now)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let verdict = worker.process_queued(
-            message.get_payload(),
-            time,
-            &mut events,
-            message.is_checksum_ready(),
-        );
-        let code = match (verdict.flow, verdict.action) {
-            (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
-            (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
-            (FlowStatus::Decided, PacketAction::Reject) => Some(Marks::REJECT),
-            // Per-message (DNS) and untracked blocks concern this packet only.
-            (_, PacketAction::Drop) => Some(Marks::DROP_PACKET),
-            (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
-            (_, PacketAction::Accept) => None,
-        };
-        if verdict.action == PacketAction::Reject
-            && answer_rejected_dns(injector.as_mut(), message.get_payload(), stats)
-        {
-            // The client got its NXDOMAIN; the query itself goes no further.
-            message.set_verdict(NfVerdict::Drop);
-        } else if let Some(code) = code {
-            let marks = settings.marks;
-            message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
-            message.set_verdict(NfVerdict::Repeat);
-            if verdict.flow == FlowStatus::Decided {
-                bump(&stats.marked);
+        for message in &mut batch {
+            bump(&stats.packets);
+            if stall_after.is_some_and(|n| stats.packets.load(Ordering::Relaxed) > n) {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
             }
-        } else {
-            message.set_verdict(NfVerdict::Accept);
+            judge(
+                &mut worker,
+                message,
+                injector.as_mut(),
+                settings,
+                stats,
+                &mut events,
+            );
         }
-        if queue.verdict(message).is_err() {
+        bump(&stats.batches);
+        if queue.verdict_batch(&mut batch).is_err() {
             bump(&stats.errors);
         }
-        latency.observe(received.elapsed().as_secs_f64());
+        for at in received.drain(..) {
+            latency.observe(at.elapsed().as_secs_f64());
+        }
         forward_events(&mut events, events_out, stats);
+        if !settings.busy_poll.is_zero() {
+            polling_until = Some(Instant::now() + settings.busy_poll);
+        }
+    }
+}
+
+/// Judges one packet and sets its verdict and mark.
+fn judge(
+    worker: &mut crate::engine::Worker<'_>,
+    message: &mut Message,
+    injector: Option<&mut Injector>,
+    settings: &QueueSettings,
+    stats: &QueueStats,
+    events: &mut Vec<FlowEvent>,
+) {
+    let time = message
+        .get_timestamp()
+        .unwrap_or_else(SystemTime::now)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let verdict = worker.process_queued(
+        message.get_payload(),
+        time,
+        events,
+        message.is_checksum_ready(),
+    );
+    let code = match (verdict.flow, verdict.action) {
+        (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
+        (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
+        (FlowStatus::Decided, PacketAction::Reject) => Some(Marks::REJECT),
+        // Per-message (DNS) and untracked blocks concern this packet only.
+        (_, PacketAction::Drop) => Some(Marks::DROP_PACKET),
+        (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
+        (_, PacketAction::Accept) => None,
+    };
+    if verdict.action == PacketAction::Reject
+        && answer_rejected_dns(injector, message.get_payload(), stats)
+    {
+        // The client got its NXDOMAIN; the query itself goes no further.
+        message.set_verdict(NfVerdict::Drop);
+    } else if let Some(code) = code {
+        let marks = settings.marks;
+        message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
+        message.set_verdict(NfVerdict::Repeat);
+        if verdict.flow == FlowStatus::Decided {
+            bump(&stats.marked);
+        }
+    } else {
+        message.set_verdict(NfVerdict::Accept);
     }
 }
 

@@ -694,6 +694,56 @@ fn firefox_doh_canary_gets_nxdomain_from_the_gateway() {
     );
 }
 
+#[test]
+fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
+    let Some(mut lab) = new_lab() else { return };
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    // 300 queries sent back to back from one socket, allowed and rejected names taking
+    // turns, so batches hold both: each must get its own answer (dnsmasq's, or the
+    // gateway's NXDOMAIN) exactly once.
+    let script = format!(
+        "import socket, struct, time\n\
+         def query(i, name):\n\
+         \x20   q = struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0)\n\
+         \x20   for label in name.split('.'): q += bytes([len(label)]) + label.encode()\n\
+         \x20   return q + b'\\x00\\x00\\x01\\x00\\x01'\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range(300):\n\
+         \x20   s.sendto(query(i, 'www.example.org' if i % 2 == 0 else 'use-application-dns.net'), ('{SERVER_V4}', 53))\n\
+         s.settimeout(3); answers = {{}}\n\
+         try:\n\
+         \x20   while len(answers) < 300:\n\
+         \x20       data = s.recv(512); i, flags = struct.unpack('>HH', data[:4])\n\
+         \x20       answers.setdefault(i, []).append(flags & 15)\n\
+         except socket.timeout: pass\n\
+         print(sum(1 for i in range(0, 300, 2) if answers.get(i) == [0]), sum(1 for i in range(1, 300, 2) if answers.get(i) == [3]))\n"
+    );
+    let path = lab.dir.path().join("burst.py");
+    std::fs::write(&path, script).unwrap();
+    let burst = lab.client(&format!("python3 {}", path.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&burst.stdout).trim(),
+        "150 150",
+        "allowed answered by the server, rejected by the gateway; stderr: {}",
+        String::from_utf8_lossy(&burst.stderr)
+    );
+    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let packets = value("telestrip_nfqueue_packets_total");
+    let batches = value("telestrip_nfqueue_verdict_batches_total");
+    assert!(packets >= 300.0, "{packets} packets");
+    assert!(
+        batches < packets,
+        "{batches} verdict batches for {packets} packets: no batch held two"
+    );
+}
+
 /// A `/proc/PID/status` field of each of the daemon's threads, by thread name.
 fn thread_status(pid: u32, field: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();

@@ -65,6 +65,7 @@ pub struct Metrics {
     queue_batches: IntCounter,
     queue_errors: IntCounter,
     queue_kernel_dropped: IntCounterVec,
+    queue_undelivered: IntCounterVec,
     queue_waiting: IntGaugeVec,
     injected: IntCounterVec,
     events: IntCounterVec,
@@ -224,6 +225,11 @@ impl Metrics {
                 "telestrip_nfqueue_kernel_dropped_total",
                 "Packets the kernel could not queue to telestrip (the fail mode applied), by queue and reason.",
                 &["queue", "reason"],
+            )?,
+            queue_undelivered: counter_vec(
+                "telestrip_nfqueue_undelivered_packets_total",
+                "Packets the kernel queued but could not hand to telestrip (socket buffer full), by queue, counted when the next packet arrives: with fail-open they passed unjudged, with fail-closed they were dropped.",
+                &["queue"],
             )?,
             queue_waiting: gauge_vec(
                 "telestrip_nfqueue_waiting_packets",
@@ -411,8 +417,17 @@ impl Metrics {
             &self.events.with_label_values(&["dropped"]),
             load(&stats.events_dropped),
         );
+        let undelivered = stats.undelivered();
         for queue in kernel {
             let number = queue.queue.to_string();
+            // A series per bound queue from the start: zero is evidence too.
+            follow(
+                &self.queue_undelivered.with_label_values(&[&number]),
+                undelivered
+                    .iter()
+                    .find(|(q, _)| *q == queue.queue)
+                    .map_or(0, |(_, n)| *n),
+            );
             follow(
                 &self
                     .queue_kernel_dropped

@@ -133,8 +133,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 /// Metrics with one series per NFQUEUE queue: only a daemon with bound queues has them
 /// (the namespace test checks that it does).
-const INLINE_ONLY: [&str; 2] = [
+const INLINE_ONLY: [&str; 3] = [
     "telestrip_nfqueue_kernel_dropped_total",
+    "telestrip_nfqueue_undelivered_packets_total",
     "telestrip_nfqueue_waiting_packets",
 ];
 

@@ -700,7 +700,8 @@ fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // 300 queries sent back to back from one socket, allowed and rejected names taking
     // turns, so batches hold both: each must get its own answer (dnsmasq's, or the
-    // gateway's NXDOMAIN) exactly once.
+    // gateway's NXDOMAIN) exactly once. The client's socket buffer is made large
+    // (SO_RCVBUFFORCE, 33) so that a busy machine does not drop answers there.
     let script = format!(
         "import socket, struct, time\n\
          def query(i, name):\n\
@@ -708,6 +709,7 @@ fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
          \x20   for label in name.split('.'): q += bytes([len(label)]) + label.encode()\n\
          \x20   return q + b'\\x00\\x00\\x01\\x00\\x01'\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)\n\
          for i in range(300):\n\
          \x20   s.sendto(query(i, 'www.example.org' if i % 2 == 0 else 'use-application-dns.net'), ('{SERVER_V4}', 53))\n\
          s.settimeout(3); answers = {{}}\n\
@@ -741,6 +743,79 @@ fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
     assert!(
         batches < packets,
         "{batches} verdict batches for {packets} packets: no batch held two"
+    );
+}
+
+#[test]
+fn packets_that_do_not_fit_the_socket_buffer_are_counted_as_undelivered() {
+    let Some(mut lab) = new_lab() else { return };
+    // A queue of 1024 packets gets a 2 MiB socket buffer (4 MiB as the kernel counts);
+    // 8,000-byte queries (EDNS padding, reassembled before the queue) take more than
+    // 4 KiB of it each, so while the daemon is stopped the buffer fills before the queue
+    // does, and fail-open lets the rest through without telestrip.
+    lab.start_telestrip("queues: [0]\nfail: open\nqueue_length: 1024\n", "open")
+        .unwrap();
+    let pid = lab.daemon_pid().unwrap();
+    common::sh(&format!("kill -STOP {pid}"));
+    let script = format!(
+        "import socket, struct\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         name = b''.join(bytes([7]) + b'padding' for _ in range(20)) + b'\\x00'\n\
+         pad = struct.pack('>HH', 12, 7800) + bytes(7800)\n\
+         for i in range(1500):\n\
+         \x20   q = struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 1) + name + b'\\x00\\x01\\x00\\x01'\n\
+         \x20   q += b'\\x00' + struct.pack('>HHIH', 41, 4096, 0, len(pad)) + pad\n\
+         \x20   s.sendto(q, ('{SERVER_V4}', 53))\n"
+    );
+    let path = lab.dir.path().join("flood.py");
+    std::fs::write(&path, script).unwrap();
+    let flood = lab.client(&format!("python3 {}", path.display()));
+    assert!(
+        flood.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flood.stderr)
+    );
+    common::sh(&format!("kill -CONT {pid}"));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // A gap in the kernel's packet numbers shows with the next packet handed over.
+    let _ = lab.client(&format!(
+        "dig +time=1 +tries=1 +short @{SERVER_V4} www.example.org"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let undelivered: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("telestrip_nfqueue_undelivered_packets_total{queue=\"0\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no undelivered packets counted:\n{metrics}"));
+    let received: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("telestrip_nfqueue_packets_total")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(undelivered > 0, "{metrics}");
+    // Handed over or not, every packet the kernel numbered is accounted for.
+    let numbered: u64 = lab
+        .gateway("awk '$1 == 0 { print $8 }' /proc/net/netfilter/nfnetlink_queue")
+        .stdout
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        received + undelivered >= numbered - 1 && received + undelivered <= numbered,
+        "{received} handed over + {undelivered} undelivered vs {numbered} numbered by the kernel"
     );
 }
 

@@ -244,15 +244,7 @@ fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
             continue;
         };
         progress.start(&reader);
-        loop {
-            let frame = match reader.next_frame() {
-                None => break,
-                Some(Ok(frame)) => frame,
-                Some(Err(error)) => {
-                    run.note_read_error(path, error);
-                    break;
-                }
-            };
+        while let Some(frame) = next_frame(&mut reader, path, &mut run) {
             run.bytes += frame.data.len() as u64;
             worker.process(frame.link, frame.data, frame.time, &mut run.events);
             run.packets += 1;
@@ -340,15 +332,7 @@ fn read_files_threaded(engine: &Engine, options: &PcapOptions) -> Run {
             for batch in &mut pending {
                 batch.map.clone_from(&map);
             }
-            loop {
-                let frame = match reader.next_frame() {
-                    None => break,
-                    Some(Ok(frame)) => frame,
-                    Some(Err(error)) => {
-                        run.note_read_error(path, error);
-                        break;
-                    }
-                };
+            while let Some(frame) = next_frame(&mut reader, path, &mut run) {
                 let index = run.packets;
                 run.packets += 1;
                 run.bytes += frame.data.len() as u64;
@@ -507,6 +491,21 @@ fn judge_batches(
         let _ = give_back.send(batch);
     }
     matched
+}
+
+/// The next frame of `reader`; `None` at the end, or after a read error (noted in `run`).
+fn next_frame<'r>(
+    reader: &'r mut CaptureReader,
+    path: &Path,
+    run: &mut Run,
+) -> Option<crate::source::pcap::Frame<'r>> {
+    match reader.next_frame()? {
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            run.note_read_error(path, error);
+            None
+        }
+    }
 }
 
 fn open_capture(path: &Path, run: &mut Run) -> Option<CaptureReader> {

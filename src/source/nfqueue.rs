@@ -40,6 +40,30 @@ pub struct QueueStats {
     /// Matched-flow events handed to the log writer, and written by it.
     pub events_sent: AtomicU64,
     pub events_written: AtomicU64,
+    /// Per queue: packets the kernel numbered for telestrip but never handed over (its
+    /// socket buffer was full), seen as gaps in the packet ids. With fail-open they passed
+    /// unjudged, with fail-closed they were dropped; the kernel counts neither of the
+    /// fail-open ones anywhere.
+    pub undelivered: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl QueueStats {
+    /// Undelivered packets per queue (see [`QueueStats::undelivered`]).
+    pub fn undelivered(&self) -> Vec<(u16, u64)> {
+        let map = self
+            .undelivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter().map(|(q, n)| (*q, *n)).collect()
+    }
+
+    fn note_undelivered(&self, queue: u16, packets: u64) {
+        let mut map = self
+            .undelivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(queue).or_default() += packets;
+    }
 }
 
 /// One line of /proc/net/netfilter/nfnetlink_queue: what the kernel knows of a queue.
@@ -115,6 +139,13 @@ pub struct QueueSettings {
 /// Packets judged before their verdicts go back together in one system call.
 const VERDICT_BATCH: usize = 64;
 
+/// Socket buffer for a queue of `max_length` packets: about 2 KiB of buffer per queued
+/// packet (a small packet with its netlink metadata; GSO packets take more), at least
+/// 1 MiB and at most 128 MiB.
+fn socket_buffer_bytes(max_length: u32) -> usize {
+    (max_length as usize * 2048).clamp(1 << 20, 128 << 20)
+}
+
 /// Opens and binds an NFQUEUE queue (needs CAP_NET_ADMIN).
 pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
     let mut queue = Queue::open()?;
@@ -124,6 +155,9 @@ pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
     queue.set_fail_open(settings.queue, settings.fail == FailMode::Open)?;
     // Large GSO packets come up whole; telestrip only reads headers and first flights.
     queue.set_recv_gso(settings.queue, true)?;
+    // Room for the whole queue in the socket: packets that do not fit there would be
+    // dropped, or with fail-open passed unseen, and counted nowhere.
+    queue.set_recv_buffer_size(socket_buffer_bytes(settings.max_length))?;
     Ok(queue)
 }
 
@@ -166,6 +200,9 @@ pub fn run(
         .ok()
         .and_then(|v| v.parse().ok());
     let mut polling_until: Option<Instant> = None;
+    // The kernel numbers a queue's packets one by one; a skipped number is a packet that
+    // did not fit in the socket buffer.
+    let mut next_id: Option<u32> = None;
     while !stop.load(Ordering::Relaxed) {
         // The first packet: wait for it (or poll for it while the busy-poll time lasts).
         queue.set_nonblocking(polling_until.is_some());
@@ -204,6 +241,15 @@ pub fn run(
         }
         worker.refresh_rules();
         for message in &mut batch {
+            let id = message.get_packet_id();
+            if let Some(expected) = next_id {
+                let skipped = id.wrapping_sub(expected);
+                // A huge difference is not a gap but an id from before (never expected).
+                if skipped > 0 && skipped < 1 << 30 {
+                    stats.note_undelivered(settings.queue, u64::from(skipped));
+                }
+            }
+            next_id = Some(id.wrapping_add(1));
             bump(&stats.packets);
             if stall_after.is_some_and(|n| stats.packets.load(Ordering::Relaxed) > n) {
                 loop {

@@ -659,6 +659,31 @@ impl Queue {
         Ok(())
     }
 
+    /// Sets the socket's receive buffer to `bytes` (telestrip addition). Packets the
+    /// kernel cannot deliver because this buffer is full are dropped, or with fail-open
+    /// accepted unseen, without showing in the queue's counters; the default buffer
+    /// (`net.core.rmem_default`, about 200 KiB) holds only a few hundred queued packets.
+    /// Uses SO_RCVBUFFORCE (needs CAP_NET_ADMIN) and falls back to SO_RCVBUF, which the
+    /// kernel caps at `net.core.rmem_max`.
+    pub fn set_recv_buffer_size(&mut self, bytes: usize) -> std::io::Result<()> {
+        let val = bytes.min(c_int::MAX as usize) as c_int;
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            if unsafe {
+                setsockopt(
+                    self.fd,
+                    libc::SOL_SOCKET,
+                    option,
+                    &val as *const c_int as _,
+                    std::mem::size_of_val(&val) as _,
+                )
+            } == 0
+            {
+                return Ok(());
+            }
+        }
+        Err(std::io::Error::last_os_error())
+    }
+
     unsafe fn send_nlmsg(&self, mut nlh: Nlmsg) -> std::io::Result<()> {
         nlh.adjust_len();
         let nlh = nlh.as_hdr();

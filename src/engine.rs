@@ -119,6 +119,29 @@ pub enum Route {
     Datagram(u64, Datagram),
 }
 
+/// A frame parsed by [`Worker::prepare`], not yet judged.
+#[derive(Debug)]
+pub enum Prepared<'f> {
+    /// Nothing more to do (not IP, unreadable, a fragment of an incomplete datagram).
+    Done(Verdict),
+    Packet(Packet<'f>),
+    Datagram(Datagram),
+}
+
+impl Prepared<'_> {
+    /// Whether judging it touches the flow table (a TCP or UDP packet or datagram), which
+    /// is where a worker sweeps idle flows when their time has come.
+    pub fn reaches_table(&self) -> bool {
+        match self {
+            Prepared::Done(_) => false,
+            Prepared::Packet(packet) => !matches!(packet.protocol, Protocol::Other(_)),
+            Prepared::Datagram(datagram) => datagram
+                .packet()
+                .is_ok_and(|whole| !matches!(whole.protocol, Protocol::Other(_))),
+        }
+    }
+}
+
 /// An IP datagram reassembled from fragments: its addresses and whole transport payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Datagram {
@@ -450,35 +473,60 @@ impl<'e> Worker<'e> {
         time: Duration,
         events: &mut Vec<FlowEvent>,
     ) -> Route {
+        let prepared = self.prepare(link, frame, time);
+        self.finish_route(prepared, frame, time, events)
+    }
+
+    /// The first half of [`Worker::route`]: parses the frame and reassembles fragments. A
+    /// caller that sweeps the flow table itself (see `set_sweeping`) checks
+    /// [`Prepared::reaches_table`] before it calls [`Worker::finish_route`]: that is where
+    /// one worker would sweep.
+    pub fn prepare<'f>(&mut self, link: LinkType, frame: &'f [u8], time: Duration) -> Prepared<'f> {
         let packet = match self.decode(link, frame) {
             Ok(packet) => packet,
-            Err(verdict) => return Route::Done(self.count(verdict)),
+            Err(verdict) => return Prepared::Done(self.count(verdict)),
         };
         let Some(fragment) = packet.fragment else {
-            if is_dns(&packet) || matches!(packet.protocol, Protocol::Other(_)) {
-                let verdict = self.classify_packet(&packet, time, events);
-                return Route::Done(self.count(verdict));
+            return Prepared::Packet(packet);
+        };
+        match self.reassemble(&packet, fragment, time) {
+            Ok(datagram) => Prepared::Datagram(datagram),
+            Err(verdict) => Prepared::Done(self.count(verdict)),
+        }
+    }
+
+    /// The second half of [`Worker::route`].
+    pub fn finish_route(
+        &mut self,
+        prepared: Prepared<'_>,
+        frame: &[u8],
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Route {
+        match prepared {
+            Prepared::Done(verdict) => Route::Done(verdict),
+            Prepared::Packet(packet) => {
+                let layout = packet.layout(frame);
+                match layout {
+                    Some(layout)
+                        if !is_dns(&packet) && !matches!(packet.protocol, Protocol::Other(_)) =>
+                    {
+                        Route::Frame(flow_hash(&packet), layout)
+                    }
+                    _ => {
+                        let verdict = self.classify_packet(&packet, time, events);
+                        Route::Done(self.count(verdict))
+                    }
+                }
             }
-            return match packet.layout(frame) {
-                Some(layout) => Route::Frame(flow_hash(&packet), layout),
-                None => {
-                    let verdict = self.classify_packet(&packet, time, events);
+            Prepared::Datagram(datagram) => match datagram.packet() {
+                Ok(whole) if !is_dns(&whole) => Route::Datagram(flow_hash(&whole), datagram),
+                _ => {
+                    let verdict = self.classify_datagram(&datagram, time, events);
                     Route::Done(self.count(verdict))
                 }
-            };
-        };
-        let datagram = match self.reassemble(&packet, fragment, time) {
-            Ok(datagram) => datagram,
-            Err(verdict) => return Route::Done(self.count(verdict)),
-        };
-        let hash = match datagram.packet() {
-            Ok(whole) if !is_dns(&whole) => flow_hash(&whole),
-            _ => {
-                let verdict = self.classify_datagram(&datagram, time, events);
-                return Route::Done(self.count(verdict));
-            }
-        };
-        Route::Datagram(hash, datagram)
+            },
+        }
     }
 
     /// Judges a frame that [`Worker::route`] parsed on another thread into `layout`.

@@ -2,9 +2,10 @@
 //! inputs that once crashed a target run again as ordinary tests (`tests/fuzz_regressions.rs`).
 //! Each takes arbitrary bytes and must neither panic nor allocate without bound.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::engine::Route;
 use crate::inspect::{dns, http, quic, tls};
 use crate::rules::{self, RuleSet, Source};
 use crate::wire::{self, LinkType, Protocol};
@@ -141,9 +142,12 @@ pub fn audit_line(data: &[u8]) {
 
 /// The whole engine over a sequence of packets with the bundled rules. The first byte picks
 /// the link type, then frames follow, each after a 2-byte big-endian length. A small flow
-/// table so that eviction and the table-full paths run too.
+/// table so that eviction and the table-full paths run too. The same packets also go the
+/// way `telestrip pcap --threads` takes them (one worker routes, reassembles and judges DNS,
+/// another judges the flows from the parsed layout, the caller sweeps): every verdict and
+/// every match must be the same.
 pub fn engine(data: &[u8]) {
-    static RULES: OnceLock<Vec<rules::LoadedFile>> = OnceLock::new();
+    static RULES: OnceLock<Option<Arc<RuleSet>>> = OnceLock::new();
     let Some((&first, mut rest)) = data.split_first() else {
         return;
     };
@@ -152,28 +156,49 @@ pub fn engine(data: &[u8]) {
         1 => LinkType::RawIp,
         _ => LinkType::LinuxSll2,
     };
-    let files =
-        RULES.get_or_init(|| rules::load_sources(rules::bundled_sources()).unwrap_or_default());
-    let Ok(set) = RuleSet::compile(files) else {
+    let rules = RULES.get_or_init(|| {
+        let files = rules::load_sources(rules::bundled_sources()).ok()?;
+        RuleSet::compile(&files).ok().map(Arc::new)
+    });
+    let Some(rules) = rules else {
         return;
     };
-    let engine = Engine::new(
-        set,
-        EngineConfig {
-            max_flows: 64,
-            ..EngineConfig::default()
-        },
-    );
-    let mut worker = engine.worker();
-    let mut events = Vec::new();
+    let config = EngineConfig {
+        max_flows: 64,
+        ..EngineConfig::default()
+    };
+    let one = Engine::with_shared_rules(Arc::clone(rules), config);
+    let mut worker = one.worker();
+    let split = Engine::with_shared_rules(Arc::clone(rules), config);
+    let mut router = split.worker();
+    router.set_sweeping(false);
+    let mut lane = split.worker();
+    lane.set_sweeping(false);
+    let (mut events, mut split_events) = (Vec::new(), Vec::new());
     let mut time = Duration::from_secs(1_700_000_000);
     while let Some((len, after)) = rest.split_first_chunk::<2>() {
         let len = usize::from(u16::from_be_bytes(*len));
         let (frame, next) = after.split_at(len.min(after.len()));
         rest = next;
-        time += Duration::from_millis((len % 256) as u64);
-        let _ = worker.process(link, frame, time, &mut events);
+        time += Duration::from_millis((len % 256) as u64 * 100);
+        let verdict = worker.process(link, frame, time, &mut events);
+        let prepared = router.prepare(link, frame, time);
+        if prepared.reaches_table() {
+            split.flows().maybe_sweep(time.as_secs());
+        }
+        let routed = match router.finish_route(prepared, frame, time, &mut split_events) {
+            Route::Done(verdict) => verdict,
+            Route::Frame(_, layout) => lane.process_parsed(frame, &layout, time, &mut split_events),
+            Route::Datagram(_, datagram) => {
+                lane.process_datagram(&datagram, time, &mut split_events)
+            }
+        };
+        assert_eq!(
+            verdict, routed,
+            "the routed way judged a packet differently"
+        );
     }
+    assert_eq!(events, split_events, "the routed way matched differently");
 }
 
 /// Frames an engine input: the link selector, then each frame after its length.
@@ -185,4 +210,36 @@ pub fn engine_input(link_selector: u8, frames: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(frame.get(..usize::from(len)).unwrap_or(frame));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::traffic::{generate, telemetry_names, MixOptions};
+    use crate::testkit::{client_hello, ip_fragments, tls_flow, Hosts};
+
+    #[test]
+    fn the_routed_way_agrees_with_one_worker_on_the_traffic_mix_and_fragments() {
+        let files = rules::load_sources(rules::bundled_sources()).unwrap();
+        let set = RuleSet::compile(&files).unwrap();
+        let names = telemetry_names(&files, &set);
+        let options = MixOptions {
+            packets: 3_000,
+            telemetry_percent: 30,
+            ..MixOptions::default()
+        };
+        let mut frames = Vec::new();
+        generate(&options, &names, |_, frame| {
+            frames.push(frame.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        let hosts = Hosts::new("10.9.0.1", 41000, "198.51.100.77", 443);
+        for frame in tls_flow(&hosts, &client_hello("v10.events.data.microsoft.com"), 0) {
+            frames.extend(ip_fragments(&frame, 64, 7).into_iter().rev());
+        }
+        let borrowed: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        // Ethernet frames; the engine's asserts compare both ways packet by packet.
+        engine(&engine_input(0, &borrowed));
+    }
 }

@@ -85,7 +85,8 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                 run.packets += 1;
                 run.bytes += frame.data.len() as u64;
                 let now = frame.time.as_secs();
-                if engine.flows().sweep_due(now) {
+                let prepared = router.prepare(frame.link, frame.data, frame.time);
+                if prepared.reaches_table() && engine.flows().sweep_due(now) {
                     // Idle flows are swept when every thread has judged every packet
                     // before this one, at this packet's time: as one thread would.
                     send_pending(&mut pending, &queues, &mut sent, &take_back);
@@ -93,7 +94,7 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                     engine.flows().maybe_sweep(now);
                 }
                 let (lane, bytes, layout) =
-                    match router.route(frame.link, frame.data, frame.time, &mut events) {
+                    match router.finish_route(prepared, frame.data, frame.time, &mut events) {
                         crate::engine::Route::Done(_) => {
                             indexed.extend(events.drain(..).map(|e| (index, e)));
                             continue;

@@ -244,7 +244,7 @@ pub fn run(
             let id = message.get_packet_id();
             if let Some(expected) = next_id {
                 let skipped = id.wrapping_sub(expected);
-                // A huge difference is not a gap but an id from before (never expected).
+                // A difference this large is no loss but the numbering starting over.
                 if skipped > 0 && skipped < 1 << 30 {
                     stats.note_undelivered(settings.queue, u64::from(skipped));
                 }

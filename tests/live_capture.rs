@@ -13,8 +13,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-/// Distinct matched flows of a capture, as expected.tsv rows.
-fn flows(pcap: &Path) -> Vec<Vec<String>> {
+/// Distinct matched flows of a capture, as expected.tsv rows, and its ECH flow counts.
+fn flows(pcap: &Path) -> (Vec<Vec<String>>, std::collections::BTreeMap<String, u64>) {
     let output = Command::new(env!("CARGO_BIN_EXE_telestrip"))
         .args(["pcap", "-q", "--format", "json", pcap.to_str().unwrap()])
         .output()
@@ -22,7 +22,7 @@ fn flows(pcap: &Path) -> Vec<Vec<String>> {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let mut rows = common::flow_rows(&json);
     rows.dedup();
-    rows
+    (rows, common::nonzero_counts(&json, "ech_flows"))
 }
 
 #[test]
@@ -47,6 +47,14 @@ fn fresh_captures_from_real_clients_match_the_expectations() {
         rows.dedup();
         let fresh = out.path().join(format!("{fixture}.pcap"));
         assert!(fresh.exists(), "{fixture}.pcap was not captured");
-        assert_eq!(flows(&fresh), rows, "{fixture}: fresh capture");
+        let (fresh_rows, ech) = flows(&fresh);
+        assert_eq!(fresh_rows, rows, "{fixture}: fresh capture");
+        // Today's Chromium still sends real ECH when DNS offers it, and GREASE otherwise.
+        for kind in expected.ech.keys() {
+            assert!(
+                ech.contains_key(kind),
+                "{fixture}: no flow with {kind} ECH in the fresh capture ({ech:?})"
+            );
+        }
     }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -48,14 +47,10 @@ fn every_fixture_gives_exactly_the_expected_flows() {
         let mut wanted = expected.flows.clone();
         wanted.sort();
         assert_eq!(flows, wanted, "{stem}: matched flows");
-        let inspected: BTreeMap<String, u64> = json["stats"]["inspected"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(_, v)| v.as_u64() != Some(0))
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-            .collect();
+        let inspected = common::nonzero_counts(&json, "inspected");
         assert_eq!(inspected, expected.inspected, "{stem}: names read");
+        let ech = common::nonzero_counts(&json, "ech_flows");
+        assert_eq!(ech, expected.ech, "{stem}: flows with real and GREASE ECH");
         let blocked = wanted.iter().any(|f| f[4] == "drop" || f[4] == "reject");
         assert_eq!(code, if blocked { 1 } else { 0 }, "{stem}: exit code");
         assert_eq!(

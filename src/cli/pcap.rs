@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
-use crate::stats::{Evasion, Layer, Via};
+use crate::stats::{Bypass, Evasion, Layer, Via};
 
 pub struct PcapOptions {
     pub files: Vec<PathBuf>,
@@ -142,6 +142,22 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     evasions.join(", ")
                 },
             )?;
+            let bypasses: Vec<String> = Bypass::ALL
+                .iter()
+                .filter(|k| counters.bypass_of(**k) > 0)
+                .map(|k| format!("{} {}", counters.bypass_of(*k), k.as_str()))
+                .collect();
+            writeln!(
+                out,
+                "Bypass attempts: {}. ECH: {} flows with real ECH, {} with GREASE ECH.",
+                if bypasses.is_empty() {
+                    "none".into()
+                } else {
+                    bypasses.join(", ")
+                },
+                counters.sum(|c| &c.ech_real),
+                counters.sum(|c| &c.ech_grease),
+            )?;
             if options.dry_run {
                 writeln!(
                     out,
@@ -171,6 +187,8 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     "packets_fragmented": counters.sum(|c| &c.packets_fragmented),
                     "datagrams_reassembled": counters.sum(|c| &c.fragments_reassembled),
                     "evasion_attempts": Evasion::ALL.iter().map(|k| (k.as_str(), counters.evasion_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "bypass_attempts": Bypass::ALL.iter().map(|k| (k.as_str(), counters.bypass_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "ech_flows": { "real": counters.sum(|c| &c.ech_real), "grease": counters.sum(|c| &c.ech_grease) },
                 },
                 "ruleset": { "source": rules_label, "version": version, "rules": rules_stats.rules, "names": rules_stats.names },
                 "dry_run": options.dry_run,

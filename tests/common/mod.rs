@@ -144,6 +144,8 @@ pub struct Expected {
     /// server, name, via, rule, applied action; one row per matched flow.
     pub flows: Vec<Vec<String>>,
     pub inspected: BTreeMap<String, u64>,
+    /// Flows with an ECH extension: `real` (a configuration announced in DNS) and `grease`.
+    pub ech: BTreeMap<String, u64>,
 }
 
 pub fn expectations() -> BTreeMap<String, Expected> {
@@ -159,12 +161,15 @@ pub fn expectations() -> BTreeMap<String, Expected> {
             "flow" => entry
                 .flows
                 .push(fields[2..].iter().map(|s| s.to_string()).collect()),
-            "inspected" => {
+            kind @ ("inspected" | "ech") => {
+                let counts = if kind == "ech" {
+                    &mut entry.ech
+                } else {
+                    &mut entry.inspected
+                };
                 for pair in &fields[2..] {
-                    let (via, count) = pair.split_once('=').unwrap();
-                    entry
-                        .inspected
-                        .insert(via.to_string(), count.parse().unwrap());
+                    let (key, count) = pair.split_once('=').unwrap();
+                    counts.insert(key.to_string(), count.parse().unwrap());
                 }
             }
             other => panic!("unknown row kind {other}"),
@@ -194,6 +199,18 @@ pub fn flow_rows(json: &serde_json::Value) -> Vec<Vec<String>> {
         .collect();
     rows.sort();
     rows
+}
+
+/// The nonzero counts of a `telestrip pcap --format json` stats object (`inspected`,
+/// `ech_flows`).
+pub fn nonzero_counts(json: &serde_json::Value, key: &str) -> BTreeMap<String, u64> {
+    json["stats"][key]
+        .as_object()
+        .unwrap_or_else(|| panic!("no stats.{key} in {json}"))
+        .iter()
+        .filter(|(_, v)| v.as_u64() != Some(0))
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
 }
 
 /// Exit code of a finished command (-1 when killed by a signal).

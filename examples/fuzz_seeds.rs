@@ -69,6 +69,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let refs: Vec<&[u8]> = frames.iter().take(400).map(Vec::as_slice).collect();
         write("engine", &stem, &engine_input(selector, &refs))?;
     }
+    // HTTPS answers offering ECH (none of the captures has one), for the ech stripping.
+    use telestrip::testkit::{dns_response, Answer};
+    let v6 = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    write(
+        "dns",
+        "https-ech",
+        &dns_response(
+            1,
+            "svc.example",
+            65,
+            &[Answer::Https("svc.example", [10, 77, 0, 3], v6, true)],
+        ),
+    )?;
+    write(
+        "dns",
+        "https-ech-two-and-a",
+        &dns_response(
+            2,
+            "svc.example",
+            65,
+            &[
+                Answer::Cname("svc.example", "cdn.example"),
+                Answer::Https("cdn.example", [10, 77, 0, 3], v6, true),
+                Answer::Https("cdn.example", [10, 77, 0, 4], v6, true),
+                Answer::A("cdn.example", [10, 77, 0, 3]),
+            ],
+        ),
+    )?;
     for dir in ["rules", "tests/fixtures/import"] {
         for entry in std::fs::read_dir(root.join(dir))? {
             let path = entry?.path();

@@ -102,6 +102,10 @@ pub struct Config {
     /// Flows with real ECH (hidden true name): allow, log or drop.
     #[serde(default)]
     pub ech: crate::engine::EchPolicy,
+    /// Inline mode: take the `ech` parameter out of the HTTPS/SVCB records of DNS answers
+    /// over UDP, so clients connect without ECH and show their real server name.
+    #[serde(default)]
+    pub strip_ech: bool,
     /// The unprivileged user a daemon started as root becomes once its sockets are open
     /// (`root` keeps root). It must be able to read the rules and write the audit
     /// directory. Whatever the user, only CAP_NET_ADMIN (inline) or no capability
@@ -189,6 +193,13 @@ impl Config {
         }
         if self.mode == Mode::Passive && self.interfaces.is_empty() {
             return Err("interfaces: passive mode needs at least one capture interface".into());
+        }
+        if self.mode == Mode::Passive && self.strip_ech {
+            return Err(
+                "strip_ech: passive mode sees a copy of the traffic and cannot change \
+                 DNS answers; use mode: nfqueue, or leave strip_ech off"
+                    .into(),
+            );
         }
         if let Some(audit) = &self.audit {
             if !(1..=3600).contains(&audit.heartbeat_seconds) {
@@ -307,6 +318,9 @@ mod tests {
         );
         let error = parse("mark_shift: 30\n").unwrap_err();
         assert!(error.contains("no room"), "{error}");
+        let error = parse("mode: passive\ninterfaces: [eth1]\nstrip_ech: true\n").unwrap_err();
+        assert!(error.contains("strip_ech: passive mode"), "{error}");
+        assert!(parse("strip_ech: true\n").unwrap().strip_ech);
         let error = parse("busy_poll_us: 20000\n").unwrap_err();
         assert!(error.contains("busy_poll_us: 20000"), "{error}");
         assert_eq!(parse("busy_poll_us: 100\n").unwrap().busy_poll_us, 100);

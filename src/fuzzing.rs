@@ -68,6 +68,41 @@ pub fn dns_message(data: &[u8]) {
         );
     }
     let _ = dns::split_tcp(data);
+    ech_stripped(data);
+}
+
+/// A response without its `ech` parameters must say everything else the original said:
+/// the same answer records, read the same way, none of them offering ECH.
+fn ech_stripped(data: &[u8]) {
+    let mut stripped = Vec::new();
+    let Ok(removed) = dns::strip::EchStripper::default().strip(data, &mut stripped) else {
+        return;
+    };
+    if removed == 0 {
+        return;
+    }
+    let records = |bytes: &[u8]| -> Vec<Result<dns::Record, dns::DnsError>> {
+        let message = dns::Message::parse(bytes).expect("a stripped message has a header");
+        message
+            .answers()
+            .expect("the questions of a stripped message can be skipped")
+            .collect()
+    };
+    let before = records(data);
+    let after = records(&stripped);
+    assert_eq!(before.len(), after.len(), "stripping lost answer records");
+    for (before, after) in before.into_iter().zip(after) {
+        match (before, after) {
+            (Ok(mut before), Ok(after)) => {
+                if let dns::RecordData::Svcb(hints) = &mut before.data {
+                    hints.ech = false;
+                    hints.ech_config = None;
+                }
+                assert_eq!(before, after, "a record changed beyond its ech parameter");
+            }
+            (before, after) => assert_eq!(before.is_err(), after.is_err()),
+        }
+    }
 }
 
 /// A ClientHello from the first bytes of a TCP stream and from QUIC CRYPTO data.

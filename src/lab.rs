@@ -12,6 +12,31 @@ use std::time::{Duration, Instant};
 
 pub const SERVER_V4: &str = "10.78.2.2";
 pub const SERVER_V6: &str = "fd78:2::2";
+/// A name whose DNS HTTPS record (from the lab's dnsmasq) offers ECH: alpn h2, both
+/// server addresses as hints, and an ECH configuration for [`ECH_PUBLIC_NAME`]. It has A
+/// and AAAA records too: given an empty AAAA answer, Chromium was seen to look the name up
+/// again through the system's resolver, which knows no HTTPS records, and not use ECH.
+pub const ECH_NAME: &str = "ech.example.org";
+pub const ECH_PUBLIC_NAME: &str = "public.example.org";
+
+/// The record data of [`ECH_NAME`]'s HTTPS record, in hex for dnsmasq's `--dns-rr`.
+fn ech_https_record_hex() -> String {
+    let v4: std::net::Ipv4Addr = SERVER_V4.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let v6: std::net::Ipv6Addr = SERVER_V6.parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+    let list = crate::testkit::ech_config_list(7, ECH_PUBLIC_NAME);
+    // Priority 1, target "." (RFC 9460 §2.2), then the parameters in key order.
+    let mut rdata = vec![0, 1, 0];
+    rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']);
+    rdata.extend_from_slice(&[0, 4, 0, 4]);
+    rdata.extend_from_slice(&v4.octets());
+    rdata.extend_from_slice(&[0, 5]);
+    rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    rdata.extend_from_slice(&list);
+    rdata.extend_from_slice(&[0, 6, 0, 16]);
+    rdata.extend_from_slice(&v6.octets());
+    rdata.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// What the test servers answer to a plain GET (see tests/fixtures/servers.py).
 pub const BODY: &str = "telestrip test server\n";
 
@@ -163,7 +188,9 @@ impl Lab {
         let dns = self.spawn_in(&self.server.clone(), &format!(
             "dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address={SERVER_V4} --listen-address={SERVER_V6} \
              --address=/v10.events.data.microsoft.com/{SERVER_V4} --address=/v10.events.data.microsoft.com/{SERVER_V6} \
-             --address=/www.example.org/{SERVER_V4} --address=/www.example.org/{SERVER_V6} --log-facility=/dev/null"
+             --address=/www.example.org/{SERVER_V4} --address=/www.example.org/{SERVER_V6} \
+             --address=/{ECH_NAME}/{SERVER_V4} --address=/{ECH_NAME}/{SERVER_V6} --dns-rr={ECH_NAME},65,{ech} --log-facility=/dev/null",
+            ech = ech_https_record_hex()
         ))?;
         self.children.push(dns);
         self.wait_for(|lab| {
@@ -195,6 +222,16 @@ impl Lab {
     ) -> Result<(), String> {
         self.firewall(&format!("add --queues {queues} --fail {fail}"))?;
         self.start_daemon(config)
+    }
+
+    /// Makes programs in the client namespace resolve names through the server's dnsmasq
+    /// (so through the gateway): `ip netns exec` mounts /etc/netns/CLIENT/resolv.conf over
+    /// /etc/resolv.conf. Removed with the lab.
+    pub fn resolve_through_server(&self) -> Result<(), String> {
+        let dir = Path::new("/etc/netns").join(&self.client);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {SERVER_V4}\n"))
+            .map_err(|e| format!("{}: {e}", dir.display()))
     }
 
     /// Removes the firewall rules from the gateway (traffic is then forwarded unfiltered).
@@ -411,10 +448,10 @@ impl Drop for Lab {
         for ns in [&self.client, &self.gateway, &self.server] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.client));
     }
 }
 
-/// Runs a shell command; its stderr is the error.
 /// Runs a shell command in namespace `ns`, killed after 20 s.
 fn run_in(ns: &str, command: &str) -> Output {
     Command::new("ip")
@@ -427,6 +464,7 @@ fn run_in(ns: &str, command: &str) -> Output {
         })
 }
 
+/// Runs a shell command; its stderr is the error.
 pub fn sh(command: &str) -> Result<(), String> {
     let output = Command::new("sh")
         .args(["-c", command])

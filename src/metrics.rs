@@ -68,6 +68,7 @@ pub struct Metrics {
     queue_undelivered: IntCounterVec,
     queue_waiting: IntGaugeVec,
     injected: IntCounterVec,
+    ech_answers: IntCounterVec,
     events: IntCounterVec,
     audit_records: IntCounterVec,
     /// Serialises scrapes: each copies the atomics into the registry, then encodes.
@@ -241,6 +242,11 @@ impl Metrics {
                 "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries, TCP resets in passive mode.",
                 &["kind"],
             )?,
+            ech_answers: counter_vec(
+                "telestrip_dns_ech_answers_total",
+                "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (passed on without it) or kept (could not be rewritten: DNS over TCP, IP fragments).",
+                &["result"],
+            )?,
             events: counter_vec(
                 "telestrip_match_events_total",
                 "Matched-flow events for the log writer: handed over, or dropped because the writer fell behind.",
@@ -408,6 +414,14 @@ impl Metrics {
         follow(
             &self.injected.with_label_values(&["tcp_reset"]),
             load(&stats.resets_sent),
+        );
+        follow(
+            &self.ech_answers.with_label_values(&["stripped"]),
+            load(&stats.ech_stripped),
+        );
+        follow(
+            &self.ech_answers.with_label_values(&["kept"]),
+            load(&stats.ech_kept),
         );
         follow(
             &self.events.with_label_values(&["sent"]),

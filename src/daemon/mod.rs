@@ -237,6 +237,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 fail: config.fail,
                 max_length: config.queue_length,
                 busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
+                strip_ech: config.strip_ech,
             };
             let queue = nfqueue::open(&settings).with_context(|| {
                 format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")

@@ -421,5 +421,7 @@ fn skip_name(reader: &mut Reader<'_>) -> Result<(), DnsError> {
     Err(DnsError::BadName)
 }
 
+pub mod strip;
+
 #[cfg(test)]
 mod tests;

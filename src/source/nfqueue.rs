@@ -35,6 +35,11 @@ pub struct QueueStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
+    /// DNS answers carrying an `ech` parameter (with `strip_ech` on): passed on without
+    /// it, or passed on unchanged because they could not be rewritten (over TCP, where the
+    /// length of a message cannot change without breaking the stream; IP fragments).
+    pub ech_stripped: AtomicU64,
+    pub ech_kept: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,
     /// Matched-flow events handed to the log writer, and written by it.
@@ -134,6 +139,74 @@ pub struct QueueSettings {
     pub max_length: u32,
     /// How long to keep polling for the next packet before sleeping (zero: not at all).
     pub busy_poll: Duration,
+    /// Take the `ech` parameter out of DNS answers (see [`AnswerRewriter`]).
+    pub strip_ech: bool,
+}
+
+/// Rewrites DNS answers over UDP on their way to the client: the `ech` parameters of their
+/// HTTPS/SVCB records go, so the client makes its connection without ECH and its real
+/// server name shows in the ClientHello. Buffers are kept from packet to packet.
+#[derive(Default)]
+pub struct AnswerRewriter {
+    stripper: crate::inspect::dns::strip::EchStripper,
+    message: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+impl AnswerRewriter {
+    /// The rewritten IP packet for `ip_packet` when it is a DNS answer whose `ech`
+    /// parameters were taken out; `None` when it stays as it is. Counts answers with `ech`
+    /// that stay because they cannot be rewritten.
+    fn rewrite(&mut self, ip_packet: &[u8], stats: &QueueStats) -> Option<Vec<u8>> {
+        let packet = crate::wire::parse(LinkType::RawIp, ip_packet).ok()?;
+        if packet.src_port != 53 {
+            return None;
+        }
+        let stripped = match packet.protocol {
+            crate::wire::Protocol::Udp if packet.fragment.is_none() => self
+                .stripper
+                .strip(packet.payload, &mut self.message)
+                .ok()
+                .filter(|removed| *removed > 0)
+                .and_then(|_| {
+                    crate::wire::rewrite::udp_with_payload(
+                        ip_packet,
+                        &self.message,
+                        &mut self.packet,
+                    )
+                    .ok()
+                }),
+            _ => None,
+        };
+        if stripped.is_some() {
+            bump(&stats.ech_stripped);
+            return Some(std::mem::take(&mut self.packet));
+        }
+        if carries_ech(&packet) {
+            bump(&stats.ech_kept);
+        }
+        None
+    }
+}
+
+/// Whether the DNS message at the start of this packet's payload (for TCP: after its
+/// length prefix, when the segment starts a message) has an answer with an `ech` parameter.
+fn carries_ech(packet: &crate::wire::Packet<'_>) -> bool {
+    use crate::inspect::dns::{split_tcp, Message, RecordData};
+    let message = match packet.protocol {
+        crate::wire::Protocol::Tcp => match split_tcp(packet.payload) {
+            crate::inspect::Scan::Found((message, _)) => message,
+            _ => return false,
+        },
+        _ => packet.payload,
+    };
+    let Ok(message) = Message::parse(message) else {
+        return false;
+    };
+    message.answers().is_ok_and(|mut records| {
+        records
+            .any(|record| matches!(record, Ok(r) if matches!(r.data, RecordData::Svcb(h) if h.ech)))
+    })
 }
 
 /// Packets judged before their verdicts go back together in one system call.
@@ -192,6 +265,7 @@ pub fn run(
     latency: &Histogram,
 ) {
     let mut worker = engine.worker();
+    let mut rewriter = settings.strip_ech.then(AnswerRewriter::default);
     let mut events = Vec::new();
     let mut batch: Vec<Message> = Vec::with_capacity(VERDICT_BATCH);
     let mut received: Vec<Instant> = Vec::with_capacity(VERDICT_BATCH);
@@ -260,6 +334,7 @@ pub fn run(
                 &mut worker,
                 message,
                 injector.as_mut(),
+                rewriter.as_mut(),
                 settings,
                 stats,
                 &mut events,
@@ -284,6 +359,7 @@ fn judge(
     worker: &mut crate::engine::Worker<'_>,
     message: &mut Message,
     injector: Option<&mut Injector>,
+    rewriter: Option<&mut AnswerRewriter>,
     settings: &QueueSettings,
     stats: &QueueStats,
     events: &mut Vec<FlowEvent>,
@@ -321,6 +397,9 @@ fn judge(
             bump(&stats.marked);
         }
     } else {
+        if let Some(rewritten) = rewriter.and_then(|r| r.rewrite(message.get_payload(), stats)) {
+            message.set_payload(rewritten);
+        }
         message.set_verdict(NfVerdict::Accept);
     }
 }

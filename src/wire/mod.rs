@@ -541,5 +541,7 @@ fn map_slice_error(error: err::packet::SliceError) -> WireError {
     }
 }
 
+pub mod rewrite;
+
 #[cfg(test)]
 mod tests;

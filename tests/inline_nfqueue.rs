@@ -966,7 +966,7 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp() {
 }
 
 #[test]
-fn with_strip_ech_a_browser_connects_without_ech_and_shows_its_real_name() {
+fn chromium_uses_real_ech_through_the_gateway_not_after_strip_ech_and_ech_drop_drops_it() {
     use telestrip::lab::ECH_NAME;
     if !common::can_run_with(&["chromium"]) {
         return;
@@ -1022,4 +1022,21 @@ fn with_strip_ech_a_browser_connects_without_ech_and_shows_its_real_name() {
     assert_eq!(ech_flows(&lab, "real"), 0);
     assert!(ech_flows(&lab, "grease") >= 1);
     assert!(counter(&lab, "telestrip_dns_ech_answers_total{result=\"stripped\"}") >= 1);
+    lab.stop_daemon("TERM");
+    // With `ech: drop` and the keys left in, the real-ECH connection is dropped and
+    // recorded under the policy's own rule.
+    lab.start_daemon(&format!("{ENFORCE}ech: drop\n")).unwrap();
+    for _ in 0..3 {
+        browse(&lab);
+        if ech_flows(&lab, "real") > 0 {
+            break;
+        }
+    }
+    let events = lab.events();
+    assert!(
+        events.iter().any(|e| e["rule"] == "ech-policy"
+            && e["applied"] == "drop"
+            && e["name"] == telestrip::lab::ECH_PUBLIC_NAME),
+        "{events:?}"
+    );
 }

@@ -115,22 +115,28 @@ fn read_ech_config(list: &[u8]) -> Option<(u8, Name)> {
     Some((config_id, Name::from_bytes(public_name)?))
 }
 
-/// Reads SVCB/HTTPS record data: priority, an uncompressed target name, then parameters.
-fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
+/// A reader at the parameters of SVCB/HTTPS record data, past SvcPriority and TargetName
+/// (labels without compression, RFC 9460 §2.2).
+fn svcb_params(rdata: &[u8]) -> Result<Reader<'_>, DnsError> {
     let bad = DnsError::BadRecordData;
     let mut reader = Reader::new(rdata);
     reader.skip(2).ok_or(bad)?;
-    // TargetName: labels without compression (RFC 9460 §2.2).
     loop {
         let len = reader.u8().ok_or(bad)?;
         if len == 0 {
-            break;
+            return Ok(reader);
         }
         if len > 63 {
             return Err(bad);
         }
         reader.skip(usize::from(len)).ok_or(bad)?;
     }
+}
+
+/// Reads SVCB/HTTPS record data: priority, an uncompressed target name, then parameters.
+fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
+    let bad = DnsError::BadRecordData;
+    let mut reader = svcb_params(rdata)?;
     let mut hints = SvcbHints::default();
     while reader.remaining() > 0 {
         let key = reader.u16().ok_or(bad)?;

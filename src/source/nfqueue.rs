@@ -35,10 +35,11 @@ pub struct QueueStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
-    /// DNS answers carrying an `ech` parameter (with `strip_ech` on): passed on without
-    /// it, or passed on unchanged because they could not be rewritten (over TCP, where the
-    /// length of a message cannot change without breaking the stream; IP fragments).
+    /// DNS answers with an `ech` parameter passed on without it (`strip_ech` on).
     pub ech_stripped: AtomicU64,
+    /// DNS answers with an `ech` parameter passed on unchanged with `strip_ech` on: over
+    /// TCP (a message cannot change length without breaking the stream), IP fragments, or
+    /// messages that cannot be rewritten safely.
     pub ech_kept: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,

@@ -189,19 +189,7 @@ impl EchStripper {
         rdlength: u16,
     ) -> Result<usize, DnsError> {
         let bad = DnsError::BadRecordData;
-        let mut reader = Reader::new(rdata);
-        reader.skip(2).ok_or(bad)?; // SvcPriority
-        loop {
-            // TargetName is never compressed (RFC 9460 §2.2).
-            let len = reader.u8().ok_or(bad)?;
-            if len == 0 {
-                break;
-            }
-            if len > 63 {
-                return Err(bad);
-            }
-            reader.skip(usize::from(len)).ok_or(bad)?;
-        }
+        let mut reader = super::svcb_params(rdata)?;
         let mut ech: Option<Range<usize>> = None;
         let mut mandatory: Option<(usize, Reader<'_>)> = None;
         let mut previous_key: Option<u16> = None;

@@ -116,6 +116,28 @@ fn bench_inspect(c: &mut Criterion) {
     group.bench_function("http_host", |b| {
         b.iter(|| http::scan_request(black_box(&request)))
     });
+    // strip_ech on an HTTPS answer with hints and an ECH configuration: the DNS rewrite,
+    // then the IP/UDP packet around it.
+    let v6 = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let https = dns_response(
+        1,
+        "svc.example",
+        65,
+        &[Answer::Https("svc.example", [10, 77, 0, 3], v6, true)],
+    );
+    let mut https_packet = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 77, 0, 2], [10, 77, 0, 1], 64)
+        .udp(53, 40000)
+        .write(&mut https_packet, &https)
+        .unwrap();
+    let mut stripper = dns::strip::EchStripper::default();
+    let (mut message, mut packet) = (Vec::new(), Vec::new());
+    group.bench_function("dns_https_answer_strip_ech", |b| {
+        b.iter(|| {
+            stripper.strip(black_box(&https), &mut message).unwrap();
+            telestrip::wire::rewrite::udp_with_payload(&https_packet, &message, &mut packet)
+        })
+    });
     // One 1,200-byte QUIC v1 Initial: key derivation, header protection, AES-GCM, frames.
     let hello = telestrip::testkit::handshake_client_hello("v10.events.data.microsoft.com", 0);
     let initial =

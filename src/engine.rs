@@ -205,7 +205,8 @@ pub enum EchPolicy {
     Allow,
     /// The same, and record every such flow (rule `ech-policy`, vendor `telestrip`).
     Log,
-    /// Block such flows: clients fall back to a ClientHello without ECH.
+    /// Block such flows. The connection fails: a browser does not try again without ECH
+    /// (Chromium was seen not to); `strip_ech` makes it connect without ECH instead.
     Drop,
 }
 

@@ -32,6 +32,8 @@ pub struct RunInfo {
     pub mode: &'static str,
     pub fail: &'static str,
     pub enforce: bool,
+    /// `strip_ech` of the configuration (inline only).
+    pub strip_ech: bool,
 }
 
 /// Every metric telestrip exports, registered in its own registry.

@@ -221,6 +221,7 @@ fn metrics_text(engine: &Engine, enforce: bool) -> String {
         mode: "pcap",
         fail: "none",
         enforce,
+        strip_ech: false,
     };
     match Metrics::new(&run) {
         Ok(metrics) => {

@@ -113,6 +113,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             FailMode::Closed => "closed",
         },
         enforce,
+        strip_ech: config.strip_ech,
     };
     let stats = Arc::new(QueueStats::default());
     let audit_stats = Arc::new(AuditStats::default());

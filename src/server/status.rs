@@ -21,6 +21,12 @@ pub struct Status {
     pub mode: String,
     pub enforce: bool,
     pub fail: String,
+    /// The `ech:` policy for flows with real ECH (`allow`, `log`, `drop`).
+    pub ech_policy: String,
+    pub strip_ech: bool,
+    /// Flows with real ECH since the start, and DNS answers whose ECH keys were taken out.
+    pub real_ech_flows: u64,
+    pub ech_answers_stripped: u64,
     pub started: String,
     pub uptime_seconds: u64,
     pub last_reload: Option<Reload>,
@@ -100,6 +106,19 @@ impl Status {
             mode: control.run.mode.to_string(),
             enforce: control.run.enforce,
             fail: control.run.fail.to_string(),
+            ech_policy: control
+                .engine
+                .config()
+                .ech_policy
+                .action()
+                .as_str()
+                .to_string(),
+            strip_ech: control.run.strip_ech,
+            real_ech_flows: control.engine.counters.sum(|c| &c.ech_real),
+            ech_answers_stripped: control
+                .queue_stats
+                .ech_stripped
+                .load(std::sync::atomic::Ordering::Relaxed),
             started: format_system_time(control.started),
             uptime_seconds: now
                 .duration_since(control.started)
@@ -190,6 +209,19 @@ pub fn page(status: &Status) -> String {
             } else {
                 "traffic is dropped (fail closed)".into()
             },
+        ),
+        (
+            "Encrypted ClientHello",
+            format!(
+                "<span id=\"ech\">flows with real ECH: {} ({} since the start); ECH keys in DNS answers: {}</span>",
+                escape(&status.ech_policy),
+                status.real_ech_flows,
+                if status.strip_ech {
+                    format!("taken out ({} answers so far)", status.ech_answers_stripped)
+                } else {
+                    "left in".to_string()
+                },
+            ),
         ),
         (
             "Running since",

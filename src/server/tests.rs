@@ -20,6 +20,7 @@ fn control(enforce: bool) -> Arc<ControlPlane> {
         mode: "nfqueue",
         fail: "open",
         enforce,
+        strip_ech: true,
     };
     let metrics = Metrics::new(&run).unwrap();
     let audit = Some(Arc::new(AuditStats::default()));
@@ -106,6 +107,16 @@ fn the_status_counts_blocked_flows_per_vendor_and_says_the_mode() {
     assert!(page.contains(&status.ruleset));
     assert!(
         page.contains("<td>microsoft</td><td class=\"n\">3</td>"),
+        "{page}"
+    );
+    // The ECH settings in force (this control plane strips ECH keys) and what they did.
+    control
+        .queue_stats
+        .ech_stripped
+        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    let page = status::page(&status::Status::of(&control, SystemTime::now()));
+    assert!(
+        page.contains("flows with real ECH: allow (0 since the start); ECH keys in DNS answers: taken out (2 answers so far)"),
         "{page}"
     );
 }

@@ -963,6 +963,12 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp() {
         metrics.contains("telestrip_dns_ech_answers_total{result=\"kept\"} 1"),
         "{metrics}"
     );
+    let page = lab.gateway("curl -sf http://127.0.0.1:9477/");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains("ECH keys in DNS answers: taken out (2 answers so far)"),
+        "{page}"
+    );
 }
 
 #[test]

@@ -924,7 +924,7 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp() {
     let Some(mut lab) = new_lab() else { return };
     let https = |lab: &Lab, server: &str, extra: &str| -> String {
         let out = lab.client(&format!(
-            "dig +time=2 +tries=1 {extra} @{server} {ECH_NAME} HTTPS"
+            "dig +time=2 +tries=2 {extra} @{server} {ECH_NAME} HTTPS"
         ));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -955,18 +955,23 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp() {
     assert!(tcp.contains(" ech="), "{tcp}");
     let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
     let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
-    assert!(
-        metrics.contains("telestrip_dns_ech_answers_total{result=\"stripped\"} 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("telestrip_dns_ech_answers_total{result=\"kept\"} 1"),
-        "{metrics}"
-    );
+    let answers = |result: &str| -> u64 {
+        let series = format!("telestrip_dns_ech_answers_total{{result=\"{result}\"}}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    // Two UDP answers (more if dig had to ask again), one over TCP.
+    let stripped = answers("stripped");
+    assert!((2..=4).contains(&stripped), "{metrics}");
+    assert_eq!(answers("kept"), 1, "{metrics}");
     let page = lab.gateway("curl -sf http://127.0.0.1:9477/");
     let page = String::from_utf8_lossy(&page.stdout);
     assert!(
-        page.contains("ECH keys in DNS answers: taken out (2 answers so far)"),
+        page.contains(&format!(
+            "ECH keys in DNS answers: taken out ({stripped} answers so far)"
+        )),
         "{page}"
     );
 }

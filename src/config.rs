@@ -103,7 +103,7 @@ pub struct Config {
     #[serde(default)]
     pub ech: crate::engine::EchPolicy,
     /// Inline mode: take the `ech` parameter out of the HTTPS/SVCB records of DNS answers
-    /// over UDP, so clients connect without ECH and show their real server name.
+    /// (over TCP: hide it), so clients connect without ECH and show their real server name.
     #[serde(default)]
     pub strip_ech: bool,
     /// The unprivileged user a daemon started as root becomes once its sockets are open

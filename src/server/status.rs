@@ -115,10 +115,13 @@ impl Status {
                 .to_string(),
             strip_ech: control.run.strip_ech,
             real_ech_flows: control.engine.counters.sum(|c| &c.ech_real),
-            ech_answers_stripped: control
-                .queue_stats
-                .ech_stripped
-                .load(std::sync::atomic::Ordering::Relaxed),
+            ech_answers_stripped: [
+                &control.queue_stats.ech_stripped,
+                &control.queue_stats.ech_hidden,
+            ]
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .sum(),
             started: format_system_time(control.started),
             uptime_seconds: now
                 .duration_since(control.started)

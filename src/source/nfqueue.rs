@@ -35,11 +35,14 @@ pub struct QueueStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
-    /// DNS answers with an `ech` parameter passed on without it (`strip_ech` on).
+    /// DNS answers over UDP with an `ech` parameter passed on without it (`strip_ech` on).
     pub ech_stripped: AtomicU64,
-    /// DNS answers with an `ech` parameter passed on unchanged with `strip_ech` on: over
-    /// TCP (a message cannot change length without breaking the stream), IP fragments, or
-    /// messages that cannot be rewritten safely.
+    /// DNS answers over TCP whose `ech` parameters were hidden under a private-use key
+    /// (the message keeps its length, so the stream stays intact).
+    pub ech_hidden: AtomicU64,
+    /// DNS answers with an `ech` parameter passed on unchanged with `strip_ech` on: IP
+    /// fragments, offloaded (GSO) segments, a TCP message not starting in its segment or
+    /// spread over several, or messages that cannot be rewritten safely.
     pub ech_kept: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,
@@ -144,9 +147,10 @@ pub struct QueueSettings {
     pub strip_ech: bool,
 }
 
-/// Rewrites DNS answers over UDP on their way to the client: the `ech` parameters of their
-/// HTTPS/SVCB records go, so the client makes its connection without ECH and its real
-/// server name shows in the ClientHello. Buffers are kept from packet to packet.
+/// Rewrites DNS answers on their way to the client: the `ech` parameters of their
+/// HTTPS/SVCB records go (over UDP) or are hidden under a key clients ignore (over TCP), so
+/// the client makes its connection without ECH and its real server name shows in the
+/// ClientHello. Buffers are kept from packet to packet.
 #[derive(Default)]
 pub struct AnswerRewriter {
     stripper: crate::inspect::dns::strip::EchStripper,
@@ -156,37 +160,72 @@ pub struct AnswerRewriter {
 
 impl AnswerRewriter {
     /// The rewritten IP packet for `ip_packet` when it is a DNS answer whose `ech`
-    /// parameters were taken out; `None` when it stays as it is. Counts answers with `ech`
-    /// that stay because they cannot be rewritten.
-    fn rewrite(&mut self, ip_packet: &[u8], stats: &QueueStats) -> Option<Vec<u8>> {
+    /// parameters were taken out (UDP) or hidden (TCP); `None` when it stays as it is.
+    /// Counts answers with `ech` that stay because they cannot be rewritten.
+    fn rewrite(
+        &mut self,
+        ip_packet: &[u8],
+        offloaded: bool,
+        stats: &QueueStats,
+    ) -> Option<Vec<u8>> {
         let packet = crate::wire::parse(LinkType::RawIp, ip_packet).ok()?;
-        if packet.src_port != 53 {
+        if packet.src_port != 53 || packet.payload.is_empty() {
             return None;
         }
-        let stripped = match packet.protocol {
-            crate::wire::Protocol::Udp if packet.fragment.is_none() => self
-                .stripper
-                .strip(packet.payload, &mut self.message)
-                .ok()
-                .filter(|removed| *removed > 0)
-                .and_then(|_| {
-                    crate::wire::rewrite::udp_with_payload(
-                        ip_packet,
-                        &self.message,
-                        &mut self.packet,
-                    )
-                    .ok()
-                }),
+        let whole = packet.fragment.is_none() && !offloaded;
+        let rewritten = match packet.protocol {
+            crate::wire::Protocol::Udp if whole => self.strip_udp(ip_packet, packet.payload),
+            crate::wire::Protocol::Tcp if whole => self.hide_tcp(ip_packet, packet.payload),
             _ => None,
         };
-        if stripped.is_some() {
-            bump(&stats.ech_stripped);
-            return Some(std::mem::take(&mut self.packet));
+        match rewritten {
+            Some(counter) => {
+                bump(counter(stats));
+                Some(std::mem::take(&mut self.packet))
+            }
+            None => {
+                if carries_ech(&packet) {
+                    bump(&stats.ech_kept);
+                }
+                None
+            }
         }
-        if carries_ech(&packet) {
-            bump(&stats.ech_kept);
+    }
+
+    /// An answer over UDP: the `ech` parameters are removed and the datagram shrinks.
+    fn strip_udp(
+        &mut self,
+        ip_packet: &[u8],
+        payload: &[u8],
+    ) -> Option<fn(&QueueStats) -> &AtomicU64> {
+        if self.stripper.strip(payload, &mut self.message).ok()? == 0 {
+            return None;
         }
-        None
+        crate::wire::rewrite::udp_with_payload(ip_packet, &self.message, &mut self.packet).ok()?;
+        Some(|stats| &stats.ech_stripped)
+    }
+
+    /// An answer over TCP whose message (with its 2-byte length) starts this segment and
+    /// ends in it: the `ech` parameters are hidden, the segment keeps its length.
+    fn hide_tcp(
+        &mut self,
+        ip_packet: &[u8],
+        payload: &[u8],
+    ) -> Option<fn(&QueueStats) -> &AtomicU64> {
+        let crate::inspect::Scan::Found((message, used)) = crate::inspect::dns::split_tcp(payload)
+        else {
+            return None;
+        };
+        if self.stripper.hide(message, &mut self.message).ok()? == 0 {
+            return None;
+        }
+        let mut segment = Vec::with_capacity(payload.len());
+        segment.extend_from_slice(payload.get(..2)?);
+        segment.extend_from_slice(&self.message);
+        segment.extend_from_slice(payload.get(used..)?);
+        crate::wire::rewrite::tcp_with_same_length_payload(ip_packet, &segment, &mut self.packet)
+            .ok()?;
+        Some(|stats| &stats.ech_hidden)
     }
 }
 
@@ -398,7 +437,10 @@ fn judge(
             bump(&stats.marked);
         }
     } else {
-        if let Some(rewritten) = rewriter.and_then(|r| r.rewrite(message.get_payload(), stats)) {
+        let offloaded = message.is_seg_offloaded();
+        if let Some(rewritten) =
+            rewriter.and_then(|r| r.rewrite(message.get_payload(), offloaded, stats))
+        {
             message.set_payload(rewritten);
         }
         message.set_verdict(NfVerdict::Accept);

@@ -1,10 +1,12 @@
-//! Building a changed copy of a UDP packet: the same IP and UDP headers with a new payload,
-//! lengths and checksums recomputed by etherparse (the IPv4 header checksum, the UDP checksum
-//! over the pseudo-header, RFC 768 and RFC 8200 §8.1). For the gateway's rewritten DNS
-//! answers; only whole datagrams with nothing between the IP and UDP headers (no fragment,
-//! no IPv6 extension header) are rewritten, everything else is an error and stays as it was.
+//! Building a changed copy of a UDP or TCP packet: the same IP and transport headers with a
+//! new payload, lengths and checksums recomputed by etherparse (the IPv4 header checksum, the
+//! UDP or TCP checksum over the pseudo-header, RFC 768, RFC 9293 §3.1 and RFC 8200 §8.1). For
+//! the gateway's rewritten DNS answers; only whole packets with nothing between the IP and
+//! transport headers (no fragment, no IPv6 extension header) are rewritten, everything else
+//! is an error and stays as it was. A TCP payload keeps its length (the stream's sequence
+//! numbers stay right).
 
-use etherparse::{IpNumber, Ipv4Header, Ipv6Header, UdpHeader};
+use etherparse::{IpNumber, Ipv4Header, Ipv6Header, TcpHeader, UdpHeader};
 
 use super::WireError;
 
@@ -55,6 +57,68 @@ pub fn udp_with_payload(packet: &[u8], payload: &[u8], out: &mut Vec<u8>) -> Res
         _ => return Err(WireError::Network("not IPv4 or IPv6")),
     }
     out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Writes into `out` the IP packet `packet` (a TCP segment) with `payload`, of the same
+/// length as its own, as its TCP payload, and the TCP checksum computed anew.
+pub fn tcp_with_same_length_payload(
+    packet: &[u8],
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let bad_tcp = |_| WireError::Transport("bad TCP header");
+    let (ip_len, transport, checksum) = match packet.first().map(|byte| byte >> 4) {
+        Some(4) => {
+            let (ip, rest) = Ipv4Header::from_slice(packet)
+                .map_err(|_| WireError::Network("bad IPv4 header"))?;
+            if ip.is_fragmenting_payload() || ip.protocol != IpNumber::TCP {
+                return Err(WireError::Transport("not a whole TCP segment"));
+            }
+            let rest = rest
+                .get(..usize::from(ip.total_len).saturating_sub(ip.header_len()))
+                .ok_or(WireError::Network("shorter than its total length"))?;
+            let (tcp, _) = TcpHeader::from_slice(rest).map_err(bad_tcp)?;
+            let checksum = tcp
+                .calc_checksum_ipv4(&ip, payload)
+                .map_err(|_| WireError::Transport("too long"))?;
+            (ip.header_len(), rest, checksum)
+        }
+        Some(6) => {
+            let (ip, rest) = Ipv6Header::from_slice(packet)
+                .map_err(|_| WireError::Network("bad IPv6 header"))?;
+            if ip.next_header != IpNumber::TCP {
+                return Err(WireError::Transport("not TCP right after the IPv6 header"));
+            }
+            let rest = rest
+                .get(..usize::from(ip.payload_length))
+                .ok_or(WireError::Network("shorter than its payload length"))?;
+            let (tcp, _) = TcpHeader::from_slice(rest).map_err(bad_tcp)?;
+            let checksum = tcp
+                .calc_checksum_ipv6(&ip, payload)
+                .map_err(|_| WireError::Transport("too long"))?;
+            (Ipv6Header::LEN, rest, checksum)
+        }
+        _ => return Err(WireError::Network("not IPv4 or IPv6")),
+    };
+    let (tcp, old_payload) = TcpHeader::from_slice(transport).map_err(bad_tcp)?;
+    if old_payload.len() != payload.len() {
+        return Err(WireError::Transport(
+            "the new payload is not as long as the old",
+        ));
+    }
+    out.clear();
+    out.extend_from_slice(
+        packet
+            .get(..ip_len + tcp.header_len())
+            .ok_or(WireError::Transport("short"))?,
+    );
+    out.extend_from_slice(payload);
+    // The checksum field is bytes 16-17 of the TCP header.
+    let field = out
+        .get_mut(ip_len + 16..ip_len + 18)
+        .ok_or(WireError::Transport("short TCP header"))?;
+    field.copy_from_slice(&checksum.to_be_bytes());
     Ok(())
 }
 
@@ -136,6 +200,37 @@ mod tests {
         assert_eq!((udp.source_port, udp.destination_port), (53, 40000));
         assert_eq!(payload, b"abc");
         assert!(checksum_is_right(&out));
+    }
+
+    #[test]
+    fn gives_a_tcp_segment_a_new_payload_of_the_same_length_with_its_checksum() {
+        for (v6, ip) in [(false, [10u8, 77, 0, 2]), (true, [0; 4])] {
+            let build = |payload: &[u8]| {
+                let builder = if v6 {
+                    PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 63)
+                } else {
+                    PacketBuilder::ipv4(ip, [10, 77, 0, 1], 63)
+                };
+                let mut out = Vec::new();
+                builder
+                    .tcp(53, 40000, 1000, 500)
+                    .ack(77)
+                    .psh()
+                    .write(&mut out, payload)
+                    .unwrap();
+                out
+            };
+            let mut out = Vec::new();
+            tcp_with_same_length_payload(&build(b"abcdef"), b"uvwxyz", &mut out).unwrap();
+            assert_eq!(out, build(b"uvwxyz"));
+            assert!(tcp_with_same_length_payload(&build(b"abcdef"), b"uvw", &mut out).is_err());
+            let whole = build(b"abcdef");
+            for end in 0..whole.len() {
+                assert!(tcp_with_same_length_payload(&whole[..end], b"uvwxyz", &mut out).is_err());
+            }
+        }
+        let udp = udp_v4(b"abc");
+        assert!(tcp_with_same_length_payload(&udp, b"xyz", &mut Vec::new()).is_err());
     }
 
     #[test]

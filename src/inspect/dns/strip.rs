@@ -10,8 +10,9 @@
 //! may be compressed, RFC 3597 §4) is moved with it, and every name is read again from the
 //! result to check it still says the same. A message this cannot rewrite safely (a pointer
 //! into the removed or the changed bytes, a malformed record) is an error and stays as it
-//! was.
-//! Never panics; allocates only in the reused edit lists.
+//! was. [`EchStripper::hide`] is the same-length variant for DNS over TCP: the parameter
+//! moves to the end of its record under a private-use key that clients ignore.
+//! Never panics; allocates only in the reused buffers.
 
 use std::ops::Range;
 
@@ -50,15 +51,84 @@ pub struct EchStripper {
     edits: Vec<Edit>,
     /// Where every name of the message starts (questions, owners, names in record data).
     names: Vec<usize>,
+    /// Per record with `ech`, for [`EchStripper::hide`]: the parameter's bytes, where the
+    /// record's parameters end, and whether it can be hidden (no `mandatory` naming it, no
+    /// key at or above [`HIDDEN_KEY`]).
+    hidden: Vec<(Range<usize>, usize, bool)>,
     rewritten: Vec<u8>,
 }
+
+/// The private-use SvcParamKey (RFC 9460 §14.3.2: 65280-65534) that [`EchStripper::hide`]
+/// gives the `ech` parameter: clients ignore keys they do not know (§2.2), so the keys are
+/// still in the message but no client uses them.
+pub const HIDDEN_KEY: u16 = 65534;
 
 impl EchStripper {
     /// Writes into `out` the response `message` without its `ech` parameters and returns how
     /// many it removed. With none to remove (or a query) returns 0 and leaves `out` alone.
     pub fn strip(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, DnsError> {
+        let Some(flags) = self.walk(message)? else {
+            return Ok(0);
+        };
+        self.check_pointers()?;
+        if flags & FLAG_AUTHENTIC_DATA != 0 {
+            self.edits
+                .push(Edit::Write16(2, flags & !FLAG_AUTHENTIC_DATA));
+        }
+        self.edits.sort_by_key(Edit::start);
+        self.write(message)?;
+        self.check_names(message, |offset| self.removed_before(offset))?;
+        std::mem::swap(out, &mut self.rewritten);
+        Ok(self.hidden.len())
+    }
+
+    /// The same without changing the message's length, for DNS over TCP (whose stream
+    /// cannot grow or shrink on the way): each `ech` parameter moves to the end of its
+    /// record's parameters under the private-use key [`HIDDEN_KEY`], the parameters after
+    /// it moving up; key order stays ascending, every other byte stays where it was.
+    /// Fails where a `mandatory` list names `ech` (clients would then ignore the record).
+    pub fn hide(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, DnsError> {
+        let Some(flags) = self.walk(message)? else {
+            return Ok(0);
+        };
+        let truncated = DnsError::Truncated("rewritten message");
+        let mut rewritten = std::mem::take(&mut self.rewritten);
+        rewritten.clear();
+        rewritten.extend_from_slice(message);
+        let result = (|| {
+            for (ech, params_end, hideable) in &self.hidden {
+                if !hideable {
+                    return Err(DnsError::BadRecordData);
+                }
+                let after = message.get(ech.end..*params_end).ok_or(truncated)?;
+                let value = message.get(ech.start + 2..ech.end).ok_or(truncated)?;
+                let region = rewritten.get_mut(ech.start..*params_end).ok_or(truncated)?;
+                let (moved, rest) = region.split_at_mut(after.len());
+                moved.copy_from_slice(after);
+                let (key, tail) = rest.split_at_mut(2);
+                key.copy_from_slice(&HIDDEN_KEY.to_be_bytes());
+                tail.copy_from_slice(value);
+            }
+            if flags & FLAG_AUTHENTIC_DATA != 0 {
+                let header = rewritten.get_mut(2..4).ok_or(truncated)?;
+                header.copy_from_slice(&(flags & !FLAG_AUTHENTIC_DATA).to_be_bytes());
+            }
+            Ok(())
+        })();
+        self.rewritten = rewritten;
+        result?;
+        self.check_names(message, |_| 0)?;
+        std::mem::swap(out, &mut self.rewritten);
+        Ok(self.hidden.len())
+    }
+
+    /// Walks the whole message, noting names, pointers and the `ech` parameters; the
+    /// response's flags when it has `ech` parameters, `None` when it has none (or is a
+    /// query).
+    fn walk(&mut self, message: &[u8]) -> Result<Option<u16>, DnsError> {
         self.edits.clear();
         self.names.clear();
+        self.hidden.clear();
         let mut header = Reader::new(message);
         let (Some(_id), Some(flags), Some(questions), Some(answers), Some(authority), Some(extra)) = (
             header.u16(),
@@ -71,7 +141,7 @@ impl EchStripper {
             return Err(DnsError::TruncatedHeader);
         };
         if flags & 0x8000 == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         let mut reader = Reader::at(message, HEADER_LEN);
         for _ in 0..questions {
@@ -79,31 +149,23 @@ impl EchStripper {
             reader.skip(4).ok_or(DnsError::Truncated("question"))?;
         }
         let records = u32::from(answers) + u32::from(authority) + u32::from(extra);
-        let mut removed = 0;
         for _ in 0..records {
-            removed += self.walk_record(message, &mut reader)?;
+            self.walk_record(message, &mut reader)?;
         }
-        if removed == 0 {
-            return Ok(0);
-        }
-        self.check_pointers()?;
-        if flags & FLAG_AUTHENTIC_DATA != 0 {
-            self.edits
-                .push(Edit::Write16(2, flags & !FLAG_AUTHENTIC_DATA));
-        }
-        self.edits.sort_by_key(Edit::start);
-        self.write(message)?;
-        self.check_names(message)?;
-        std::mem::swap(out, &mut self.rewritten);
-        Ok(removed)
+        Ok((!self.hidden.is_empty()).then_some(flags))
     }
 
     /// Every name must read the same in the rewritten message as in the original: a pointer
     /// may aim into the middle of other data, whose bytes may be the ones that changed.
-    fn check_names(&self, message: &[u8]) -> Result<(), DnsError> {
+    /// `moved_by` tells how far an offset of the original moved towards the start.
+    fn check_names(
+        &self,
+        message: &[u8],
+        moved_by: impl Fn(usize) -> usize,
+    ) -> Result<(), DnsError> {
         for &start in &self.names {
             let moved = start
-                .checked_sub(self.removed_before(start))
+                .checked_sub(moved_by(start))
                 .ok_or(DnsError::BadRecordData)?;
             let before = super::read_name(message, &mut Reader::at(message, start));
             let after = super::read_name(&self.rewritten, &mut Reader::at(&self.rewritten, moved));
@@ -144,8 +206,8 @@ impl EchStripper {
         Err(DnsError::BadName)
     }
 
-    /// Walks one resource record; returns the number of `ech` parameters it loses.
-    fn walk_record(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<usize, DnsError> {
+    /// Walks one resource record.
+    fn walk_record(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<(), DnsError> {
         let truncated = DnsError::Truncated("resource record");
         self.walk_name(message, reader)?;
         let rtype = reader.u16().ok_or(truncated)?;
@@ -165,7 +227,7 @@ impl EchStripper {
             TYPE_SVCB | TYPE_HTTPS => {
                 return self.walk_svcb(rdata, start, length_at, rdlength);
             }
-            _ => return Ok(0),
+            _ => return Ok(()),
         };
         let mut inside = Reader::at(message, start);
         inside.skip(skip_before).ok_or(DnsError::BadRecordData)?;
@@ -176,7 +238,7 @@ impl EchStripper {
         if inside.position() != end {
             return Err(DnsError::BadRecordData);
         }
-        Ok(0)
+        Ok(())
     }
 
     /// Notes the edits that take the `ech` parameter out of one SVCB/HTTPS record whose data
@@ -187,7 +249,7 @@ impl EchStripper {
         start: usize,
         length_at: usize,
         rdlength: u16,
-    ) -> Result<usize, DnsError> {
+    ) -> Result<(), DnsError> {
         let bad = DnsError::BadRecordData;
         let mut reader = super::svcb_params(rdata)?;
         let mut ech: Option<Range<usize>> = None;
@@ -209,10 +271,12 @@ impl EchStripper {
             }
         }
         let Some(ech) = ech else {
-            return Ok(0);
+            return Ok(());
         };
+        let last_key = previous_key.unwrap_or(SVC_PARAM_ECH);
+        let mut hideable = last_key < HIDDEN_KEY;
         let mut cut = ech.len();
-        self.edits.push(Edit::Remove(ech));
+        self.edits.push(Edit::Remove(ech.clone()));
         if let Some((param_at, mut keys)) = mandatory {
             let value_len = keys.remaining();
             if value_len % 2 != 0 {
@@ -222,6 +286,7 @@ impl EchStripper {
             let mut index = 0;
             while let Some(key) = keys.u16() {
                 if key == SVC_PARAM_ECH {
+                    hideable = false;
                     if count == 1 {
                         // An empty mandatory list is not allowed: the parameter goes.
                         self.edits
@@ -244,7 +309,8 @@ impl EchStripper {
             .and_then(|cut| rdlength.checked_sub(cut))
             .ok_or(bad)?;
         self.edits.push(Edit::Write16(length_at, shorter));
-        Ok(1)
+        self.hidden.push((ech, start + rdata.len(), hideable));
+        Ok(())
     }
 
     /// Every pointer must point at bytes that stay.
@@ -538,6 +604,8 @@ mod tests {
         for end in 0..original.len() {
             let result = stripper.strip(&original[..end], &mut out);
             assert!(result.is_err(), "prefix of {end} bytes: {result:?}");
+            let result = stripper.hide(&original[..end], &mut out);
+            assert!(result.is_err(), "prefix of {end} bytes, hiding: {result:?}");
         }
     }
 
@@ -555,6 +623,88 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(EchStripper::default().strip(&original, &mut out), Ok(1));
         assert_eq!(records(&out)[1].data, RecordData::A(V4.into()));
+    }
+
+    #[test]
+    fn hides_ech_under_a_private_key_at_the_end_without_changing_the_length() {
+        let original = https_answer(true);
+        let mut out = Vec::new();
+        assert_eq!(EchStripper::default().hide(&original, &mut out), Ok(1));
+        assert_eq!(out.len(), original.len());
+        let list = ech_config_list(crate::testkit::ECH_CONFIG_ID, "public.cdn.example");
+        // The record of a server without ECH, then the keys under 65534.
+        let mut expected = https_answer(false);
+        expected.extend_from_slice(&HIDDEN_KEY.to_be_bytes());
+        expected.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        expected.extend_from_slice(&list);
+        let rdlength_at = 12 + "svc.example".len() + 2 + 4 + 2 + 8;
+        expected[rdlength_at..rdlength_at + 2]
+            .copy_from_slice(&original[rdlength_at..rdlength_at + 2]);
+        assert_eq!(out, expected);
+        let after = records(&out);
+        assert_eq!(
+            after,
+            records(&original)
+                .into_iter()
+                .map(without_ech)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn hiding_keeps_every_pointer_and_refuses_a_mandatory_ech() {
+        let original = answer_with_pointer_behind_ech();
+        let mut out = Vec::new();
+        let mut stripper = EchStripper::default();
+        assert_eq!(stripper.hide(&original, &mut out), Ok(1));
+        assert_eq!(records(&out)[2].name.as_str(), "other.example");
+        assert_eq!(stripper.hide(&https_answer(false), &mut out), Ok(0));
+        // mandatory=ech: a client that cannot find the key must ignore the record.
+        let list = ech_config_list(7, "public.example");
+        let mut rdata = vec![0, 1, 0, 0, 0, 0, 2, 0, 5, 0, 5];
+        rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(&list);
+        let mut message = dns_response(3, "m.example", TYPE_HTTPS, &[]);
+        message[7] = 1;
+        message.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0]);
+        message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        message.extend_from_slice(&rdata);
+        assert_eq!(
+            stripper.hide(&message, &mut out),
+            Err(DnsError::BadRecordData)
+        );
+        assert_eq!(stripper.strip(&message, &mut out), Ok(1));
+    }
+
+    proptest::proptest! {
+        /// Hiding, like stripping, leaves a message that says the same but for ech, and
+        /// keeps its length.
+        #[test]
+        fn hiding_in_any_message_keeps_it_well_formed_and_as_long(
+            flip in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 0..4),
+        ) {
+            let mut message = answer_with_pointer_behind_ech();
+            for (at, byte) in flip {
+                if let Some(slot) = message.get_mut(at) {
+                    *slot = byte;
+                }
+            }
+            let mut out = Vec::new();
+            if let Ok(hidden) = EchStripper::default().hide(&message, &mut out) {
+                if hidden > 0 {
+                    proptest::prop_assert_eq!(out.len(), message.len());
+                    let after: Vec<_> = Message::parse(&out).unwrap().answers().unwrap().collect();
+                    let before: Vec<_> = Message::parse(&message).unwrap().answers().unwrap().collect();
+                    proptest::prop_assert_eq!(after.len(), before.len());
+                    for (a, b) in after.into_iter().zip(before) {
+                        match (a, b) {
+                            (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, without_ech(b)),
+                            (a, b) => proptest::prop_assert_eq!(a.is_err(), b.is_err()),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest::proptest! {

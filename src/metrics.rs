@@ -246,7 +246,7 @@ impl Metrics {
             )?,
             ech_answers: counter_vec(
                 "telestrip_dns_ech_answers_total",
-                "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (over UDP, passed on without it), hidden (over TCP, moved under a private-use key that clients ignore, the message keeping its length) or kept (passed unchanged: IP fragments, offloaded segments, a TCP message spread over several segments, messages that cannot be rewritten safely).",
+                "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (over UDP, passed on without it), hidden (over TCP, moved under a private-use key that clients ignore, the message keeping its length) or kept (passed unchanged: IP fragments, offloaded segments, messages that cannot be rewritten safely; a DNS-over-TCP message spread over several segments passes uncounted).",
                 &["result"],
             )?,
             events: counter_vec(

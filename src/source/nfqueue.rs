@@ -41,8 +41,9 @@ pub struct QueueStats {
     /// (the message keeps its length, so the stream stays intact).
     pub ech_hidden: AtomicU64,
     /// DNS answers with an `ech` parameter passed on unchanged with `strip_ech` on: IP
-    /// fragments, offloaded (GSO) segments, a TCP message not starting in its segment or
-    /// spread over several, or messages that cannot be rewritten safely.
+    /// fragments, offloaded (GSO) segments, messages that cannot be rewritten safely.
+    /// Counted where the packet holds the whole answer: a DNS-over-TCP message spread over
+    /// several segments, or not the first in its segment, passes uncounted.
     pub ech_kept: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,
@@ -485,5 +486,68 @@ fn answer_rejected_dns(
             bump(&stats.errors);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{dns_response, Answer};
+    use etherparse::PacketBuilder;
+
+    fn https_answer() -> Vec<u8> {
+        let v6 = [0xfd, 0x78, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        dns_response(
+            1,
+            "svc.example",
+            65,
+            &[Answer::Https("svc.example", [10, 78, 2, 2], v6, true)],
+        )
+    }
+
+    fn from_server(tcp: bool, payload: &[u8]) -> Vec<u8> {
+        let ip = PacketBuilder::ipv4([10, 78, 2, 2], [10, 78, 1, 2], 63);
+        let mut packet = Vec::new();
+        if tcp {
+            ip.tcp(53, 40000, 1, 1000)
+                .ack(1)
+                .write(&mut packet, payload)
+                .unwrap();
+        } else {
+            ip.udp(53, 40000).write(&mut packet, payload).unwrap();
+        }
+        packet
+    }
+
+    fn load(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn answers_lose_their_ech_over_udp_and_hide_it_over_tcp_and_the_rest_is_counted() {
+        let stats = QueueStats::default();
+        let mut rewriter = AnswerRewriter::default();
+        let answer = https_answer();
+        let udp = from_server(false, &answer);
+        let stripped = rewriter.rewrite(&udp, false, &stats).unwrap();
+        assert!(stripped.len() < udp.len());
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        let tcp = from_server(true, &framed);
+        let hidden = rewriter.rewrite(&tcp, false, &stats).unwrap();
+        assert_eq!(hidden.len(), tcp.len());
+        assert_ne!(hidden, tcp);
+        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
+        // An offloaded packet stays as it is, counted; so does half a message over TCP,
+        // uncounted (it cannot be read); a query or a packet from another port is no answer.
+        assert!(rewriter.rewrite(&udp, true, &stats).is_none());
+        assert!(rewriter
+            .rewrite(&from_server(true, &framed[..40]), false, &stats)
+            .is_none());
+        let mut elsewhere = udp.clone();
+        elsewhere[20..22].copy_from_slice(&5353u16.to_be_bytes());
+        assert!(rewriter.rewrite(&elsewhere, false, &stats).is_none());
+        assert_eq!(load(&stats.ech_kept), 1);
+        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
     }
 }

@@ -454,6 +454,16 @@ mod tests {
         assert_eq!(out, vec![1, 2, 3]);
     }
 
+    /// An answer for m.example with one HTTPS record of the given data (TTL 256).
+    fn answer_with_https_rdata(rdata: &[u8]) -> Vec<u8> {
+        let mut message = dns_response(3, "m.example", TYPE_HTTPS, &[]);
+        message[7] = 1;
+        message.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0]);
+        message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        message.extend_from_slice(rdata);
+        message
+    }
+
     /// The HTTPS answer, then an A record whose owner is written out, then one whose owner
     /// points at it: that pointer lies behind the removed bytes and must move with them.
     fn answer_with_pointer_behind_ech() -> Vec<u8> {
@@ -521,12 +531,7 @@ mod tests {
                 rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
                 rdata.extend_from_slice(&list);
             }
-            let mut message = dns_response(3, "m.example", TYPE_HTTPS, &[]);
-            message[7] = 1;
-            message.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0]);
-            message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-            message.extend_from_slice(&rdata);
-            message
+            answer_with_https_rdata(&rdata)
         };
         let mut stripper = EchStripper::default();
         let mut out = Vec::new();
@@ -664,11 +669,7 @@ mod tests {
         let mut rdata = vec![0, 1, 0, 0, 0, 0, 2, 0, 5, 0, 5];
         rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
         rdata.extend_from_slice(&list);
-        let mut message = dns_response(3, "m.example", TYPE_HTTPS, &[]);
-        message[7] = 1;
-        message.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0]);
-        message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        message.extend_from_slice(&rdata);
+        let message = answer_with_https_rdata(&rdata);
         assert_eq!(
             stripper.hide(&message, &mut out),
             Err(DnsError::BadRecordData)

@@ -444,7 +444,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
     assert!(text(&verify).contains("in 2 file(s)"), "{}", text(&verify));
     let resumed = std::fs::read_to_string(&audit).unwrap();
     let first: serde_json::Value = serde_json::from_str(resumed.lines().next().unwrap()).unwrap();
-    assert_eq!(first["kind"], "start");
+    assert_eq!(first["kind"], "start", "{resumed}");
     assert_eq!(
         first["seq"],
         log.lines().count() + 1,

@@ -172,11 +172,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         queue_stats: Arc::clone(&stats),
         audit_stats,
     };
-    let writer = std::thread::Builder::new()
-        .name("telestrip-log".into())
-        .spawn(move || writer::run(setup, events_out, control_out))?;
     let rules = engine.rules();
-    let _ = control_in.send(writer::Control::Record(Box::new(AuditEvent::Start {
+    let start = AuditEvent::Start {
         telestrip: env!("CARGO_PKG_VERSION").to_string(),
         ruleset: rules.version().to_string(),
         sha256: rules.sha256().to_string(),
@@ -186,7 +183,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         fail: run_info.fail.to_string(),
         heartbeat_seconds: heartbeat.as_secs(),
         discarded_bytes,
-    })));
+    };
+    let writer = std::thread::Builder::new()
+        .name("telestrip-log".into())
+        .spawn(move || writer::run(setup, start, events_out, control_out))?;
     let stop = Arc::new(AtomicBool::new(false));
     let writable = privileges::Writable {
         files: config

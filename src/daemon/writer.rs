@@ -34,9 +34,18 @@ pub enum Control {
     Stop,
 }
 
-/// Runs until a [`Control::Stop`] arrives or the daemon's side of the control channel is
-/// gone; then writes every flow handed over before, and the stop record.
-pub fn run(mut setup: WriterSetup, flows: Receiver<FlowEvent>, control: Receiver<Control>) {
+/// Writes `start` first, then runs until a [`Control::Stop`] arrives or the daemon's side
+/// of the control channel is gone; then writes every flow handed over before, and the stop
+/// record. (The start record is not sent over the control channel: flows are read before
+/// control records in each round, so a flow in the first round would come before it.)
+pub fn run(
+    mut setup: WriterSetup,
+    start: AuditEvent,
+    flows: Receiver<FlowEvent>,
+    control: Receiver<Control>,
+) {
+    setup.append(SystemTime::now(), start);
+    setup.commit();
     let mut next_heartbeat = Instant::now() + setup.heartbeat;
     let mut stopping = false;
     while !stopping {

@@ -676,22 +676,38 @@ fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
 }
 
 #[test]
-fn firefox_doh_canary_gets_nxdomain_from_the_gateway() {
+fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
     let Some(mut lab) = new_lab() else { return };
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // dnsmasq, forwarding nothing, answers REFUSED; the gateway's NXDOMAIN comes first and
-    // tells Firefox that the network wants no DoH.
-    let canary = lab.client(&format!(
-        "dig +time=2 +tries=1 @{SERVER_V4} use-application-dns.net A | grep -c 'status: NXDOMAIN'"
-    ));
-    assert_eq!(String::from_utf8_lossy(&canary.stdout).trim(), "1");
-    let events = lab.events();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["rule"] == "doh-firefox-canary" && e["applied"] == "reject"),
-        "{events:?}"
-    );
+    // tells Firefox that the network wants no DoH, a DDR client (an SVCB query) that the
+    // resolver has no encrypted endpoint, and an Apple device not to use Private Relay.
+    for (name, qtype, rule) in [
+        ("use-application-dns.net", "A", "doh-firefox-canary"),
+        ("_dns.resolver.arpa", "SVCB", "doh-ddr-discovery"),
+        ("mask.icloud.com", "A", "doh-icloud-private-relay-canary"),
+        (
+            "mask-h2.icloud.com",
+            "AAAA",
+            "doh-icloud-private-relay-canary",
+        ),
+    ] {
+        let canary = lab.client(&format!(
+            "dig +time=2 +tries=1 @{SERVER_V4} {name} {qtype} | grep -c 'status: NXDOMAIN'"
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&canary.stdout).trim(),
+            "1",
+            "{name}"
+        );
+        let events = lab.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e["rule"] == rule && e["name"] == name && e["applied"] == "reject"),
+            "{name}: {events:?}"
+        );
+    }
 }
 
 #[test]

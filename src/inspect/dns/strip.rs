@@ -51,10 +51,10 @@ pub struct EchStripper {
     edits: Vec<Edit>,
     /// Where every name of the message starts (questions, owners, names in record data).
     names: Vec<usize>,
-    /// Per record with `ech`, for [`EchStripper::hide`]: the parameter's bytes, where the
-    /// record's parameters end, and whether it can be hidden (no `mandatory` naming it, no
-    /// key at or above [`HIDDEN_KEY`]).
-    hidden: Vec<(Range<usize>, usize, bool)>,
+    /// Per record with `ech`: the parameter's bytes, where the record's parameters end, and
+    /// whether [`EchStripper::hide`] can hide it (no `mandatory` naming it, no key at or
+    /// above [`HIDDEN_KEY`]).
+    ech_params: Vec<(Range<usize>, usize, bool)>,
     rewritten: Vec<u8>,
 }
 
@@ -79,7 +79,7 @@ impl EchStripper {
         self.write(message)?;
         self.check_names(message, |offset| self.removed_before(offset))?;
         std::mem::swap(out, &mut self.rewritten);
-        Ok(self.hidden.len())
+        Ok(self.ech_params.len())
     }
 
     /// The same without changing the message's length, for DNS over TCP (whose stream
@@ -96,16 +96,16 @@ impl EchStripper {
         rewritten.clear();
         rewritten.extend_from_slice(message);
         let result = (|| {
-            for (ech, params_end, hideable) in &self.hidden {
+            for (ech, params_end, hideable) in &self.ech_params {
                 if !hideable {
                     return Err(DnsError::BadRecordData);
                 }
                 let after = message.get(ech.end..*params_end).ok_or(truncated)?;
                 let value = message.get(ech.start + 2..ech.end).ok_or(truncated)?;
                 let region = rewritten.get_mut(ech.start..*params_end).ok_or(truncated)?;
-                let (moved, rest) = region.split_at_mut(after.len());
+                let (moved, rest) = region.split_at_mut_checked(after.len()).ok_or(truncated)?;
                 moved.copy_from_slice(after);
-                let (key, tail) = rest.split_at_mut(2);
+                let (key, tail) = rest.split_at_mut_checked(2).ok_or(truncated)?;
                 key.copy_from_slice(&HIDDEN_KEY.to_be_bytes());
                 tail.copy_from_slice(value);
             }
@@ -119,7 +119,7 @@ impl EchStripper {
         result?;
         self.check_names(message, |_| 0)?;
         std::mem::swap(out, &mut self.rewritten);
-        Ok(self.hidden.len())
+        Ok(self.ech_params.len())
     }
 
     /// Walks the whole message, noting names, pointers and the `ech` parameters; the
@@ -128,7 +128,7 @@ impl EchStripper {
     fn walk(&mut self, message: &[u8]) -> Result<Option<u16>, DnsError> {
         self.edits.clear();
         self.names.clear();
-        self.hidden.clear();
+        self.ech_params.clear();
         let mut header = Reader::new(message);
         let (Some(_id), Some(flags), Some(questions), Some(answers), Some(authority), Some(extra)) = (
             header.u16(),
@@ -152,7 +152,7 @@ impl EchStripper {
         for _ in 0..records {
             self.walk_record(message, &mut reader)?;
         }
-        Ok((!self.hidden.is_empty()).then_some(flags))
+        Ok((!self.ech_params.is_empty()).then_some(flags))
     }
 
     /// Every name must read the same in the rewritten message as in the original: a pointer
@@ -309,7 +309,7 @@ impl EchStripper {
             .and_then(|cut| rdlength.checked_sub(cut))
             .ok_or(bad)?;
         self.edits.push(Edit::Write16(length_at, shorter));
-        self.hidden.push((ech, start + rdata.len(), hideable));
+        self.ech_params.push((ech, start + rdata.len(), hideable));
         Ok(())
     }
 

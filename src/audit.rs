@@ -11,6 +11,7 @@
 //! changed after the fact relative to a head seen earlier (the heartbeat records and the
 //! journal carry the head); it does not stop someone able to rewrite the whole file.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
@@ -86,12 +87,19 @@ pub enum AuditEvent {
         packets: u64,
         /// Matched-flow events lost because the writer fell behind (not in this log).
         events_dropped: u64,
+        /// Attempts to get around the filter by kind, as `telestrip_bypass_attempts_total`
+        /// counts them (`quic`, `ech`: real ECH, `doh`, `svcb`, `learned_address`). Absent
+        /// in logs of older versions.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        bypass: BTreeMap<String, u64>,
     },
     /// The daemon stopped cleanly.
     Stop {
         ruleset: String,
         packets: u64,
         events_dropped: u64,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        bypass: BTreeMap<String, u64>,
     },
 }
 

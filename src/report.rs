@@ -57,6 +57,9 @@ pub struct Report {
     pub coverage: f64,
     /// Matched flows the daemon could not write (its writer fell behind): not in the rows.
     pub events_dropped: u64,
+    /// Attempts to get around the filter in the period, by kind, from the counters in the
+    /// heartbeat and stop records (so up to each run's last such record).
+    pub bypass_attempts: BTreeMap<String, u64>,
     /// Blocked flows per day of the period (UTC dates).
     pub blocked_per_day: Vec<(String, u64)>,
     /// The gateway's own counters for the period, when a Prometheus server was given.
@@ -137,6 +140,25 @@ struct RunState {
     heartbeat: Duration,
     events_dropped: u64,
     silences: Vec<(SystemTime, SystemTime)>,
+    /// The run's bypass counters at its last record before the period and its last record
+    /// in the period.
+    bypass_before: BTreeMap<String, u64>,
+    bypass_last: BTreeMap<String, u64>,
+}
+
+impl RunState {
+    fn bypass_counters(
+        &mut self,
+        period: &Period,
+        time: SystemTime,
+        counts: &BTreeMap<String, u64>,
+    ) {
+        if period.since.is_some_and(|since| time < since) {
+            self.bypass_before = counts.clone();
+        } else if period.contains(time) {
+            self.bypass_last = counts.clone();
+        }
+    }
 }
 
 impl Builder {
@@ -191,6 +213,8 @@ impl Builder {
                     heartbeat: Duration::from_secs((*heartbeat_seconds).max(1)),
                     events_dropped: 0,
                     silences: Vec::new(),
+                    bypass_before: BTreeMap::new(),
+                    bypass_last: BTreeMap::new(),
                 });
                 self.ruleset_from(ruleset, sha256, &record.time);
             }
@@ -200,15 +224,25 @@ impl Builder {
                 sha256,
                 ..
             } => self.ruleset_from(ruleset, sha256, &record.time),
-            AuditEvent::Heartbeat { events_dropped, .. } => {
+            AuditEvent::Heartbeat {
+                events_dropped,
+                bypass,
+                ..
+            } => {
                 if let Some(run) = self.runs.last_mut() {
                     run.events_dropped = *events_dropped;
+                    run.bypass_counters(&self.period, time, bypass);
                 }
             }
-            AuditEvent::Stop { events_dropped, .. } => {
+            AuditEvent::Stop {
+                events_dropped,
+                bypass,
+                ..
+            } => {
                 if let Some(run) = self.runs.last_mut() {
                     run.events_dropped = *events_dropped;
                     run.stopped = true;
+                    run.bypass_counters(&self.period, time, bypass);
                 }
             }
             AuditEvent::Reload { .. } => {}
@@ -343,11 +377,38 @@ impl Builder {
             runs,
             coverage,
             events_dropped: self.runs.iter().map(|r| r.events_dropped).sum(),
+            bypass_attempts: bypass_in_period(&self.runs),
             blocked_per_day: self.per_day.into_iter().collect(),
             prometheus: None,
             period: (since, until),
         }
     }
+}
+
+/// Bypass attempts counted in the period: per run, its last counters in the period less
+/// those it had before the period (counters start at zero with each run).
+fn bypass_in_period(runs: &[RunState]) -> BTreeMap<String, u64> {
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for run in runs {
+        for (kind, last) in &run.bypass_last {
+            let before = run.bypass_before.get(kind).copied().unwrap_or(0);
+            *total.entry(kind.clone()).or_default() += last.saturating_sub(before);
+        }
+    }
+    total.retain(|_, count| *count > 0);
+    total
+}
+
+/// The bypass attempts as one line: `3 quic, 1 ech`, or `none`.
+fn bypass_text(bypass: &BTreeMap<String, u64>) -> String {
+    if bypass.is_empty() {
+        return "none".to_string();
+    }
+    bypass
+        .iter()
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Adds the cross-check with the Prometheus server at `url` (counters matching `selector`).
@@ -484,6 +545,11 @@ pub fn text(report: &Report) -> String {
             report.events_dropped
         );
     }
+    let _ = writeln!(
+        out,
+        "Attempts to get around the filter: {} (telemetry over QUIC, real ECH, DoH resolvers, HTTPS/SVCB queries for blocked names, flows blocked by a learned address)",
+        bypass_text(&report.bypass_attempts)
+    );
     if let Some(check) = &report.prometheus {
         let _ = writeln!(out, "\nCross-check with Prometheus at {}:", check.url);
         match &check.error {
@@ -650,6 +716,11 @@ pub fn html(report: &Report) -> String {
         );
     }
     h.push_str("</table>");
+    let _ = write!(
+        h,
+        "<p id=\"bypass\">Attempts to get around the filter: {} (telemetry over QUIC, real ECH, DoH resolvers, HTTPS/SVCB queries for blocked names, flows blocked by a learned address).</p>",
+        escape(&bypass_text(&report.bypass_attempts))
+    );
     if report.events_dropped > 0 {
         let _ = write!(
             h,

@@ -176,6 +176,7 @@ fn write_log(path: &Path, flows: u16) {
             ruleset: "abc".into(),
             packets: 10,
             events_dropped: 0,
+            bypass: Default::default(),
         },
     );
     writer.commit().unwrap();
@@ -510,4 +511,45 @@ fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
     assert_eq!(stop["events_dropped"], 0);
     let verify = audit_verify(&[&audit]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+#[test]
+fn the_report_counts_attempts_to_get_around_the_filter() {
+    let Some(mut lab) = common::lab() else { return };
+    let audit = lab.audit_dir().unwrap().join("audit.jsonl");
+    lab.start_telestrip(
+        &format!(
+            "queues: [0]\nfail: open\nlisten: null\naudit:\n  path: {}\n  heartbeat_seconds: 1\n",
+            audit.display()
+        ),
+        "open",
+    )
+    .unwrap();
+    // Telemetry over QUIC once, and an HTTPS-record query for a telemetry name once.
+    let quic = lab.quic("v10.events.data.microsoft.com", SERVER_V4, "");
+    assert_eq!(
+        quic.status.code(),
+        Some(28),
+        "the QUIC attempt was not blocked"
+    );
+    lab.client(&format!(
+        "dig +time=1 +tries=1 @{SERVER_V4} v10.events.data.microsoft.com HTTPS"
+    ));
+    lab.stop_daemon("TERM");
+    let report = telestrip()
+        .args(["report", "--format", "json"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(
+        json["bypass_attempts"],
+        serde_json::json!({"quic": 1, "svcb": 1}),
+        "{json}"
+    );
+    let shown = text(&telestrip().arg("report").arg(&audit).output().unwrap());
+    assert!(
+        shown.contains("Attempts to get around the filter: 1 quic, 1 svcb"),
+        "{shown}"
+    );
 }

@@ -165,12 +165,27 @@ impl WriterSetup {
         )
     }
 
+    /// Bypass attempts by kind since the start (kinds never seen left out).
+    fn bypass(&self) -> std::collections::BTreeMap<String, u64> {
+        crate::stats::Bypass::ALL
+            .iter()
+            .map(|kind| {
+                (
+                    kind.as_str().to_string(),
+                    self.engine.counters.bypass_of(*kind),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+
     fn heartbeat_record(&self) -> AuditEvent {
         let (ruleset, packets, events_dropped) = self.counters();
         AuditEvent::Heartbeat {
             ruleset,
             packets,
             events_dropped,
+            bypass: self.bypass(),
         }
     }
 
@@ -180,6 +195,7 @@ impl WriterSetup {
             ruleset,
             packets,
             events_dropped,
+            bypass: self.bypass(),
         }
     }
 }

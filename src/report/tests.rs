@@ -24,6 +24,7 @@ fn heartbeats(writer: &mut AuditWriter, from: u64, to: u64) {
                 ruleset: "r".into(),
                 packets: 0,
                 events_dropped: 0,
+                bypass: Default::default(),
             },
         );
     }
@@ -36,6 +37,7 @@ fn stop(writer: &mut AuditWriter, time: u64, events_dropped: u64) {
             ruleset: "r".into(),
             packets: 0,
             events_dropped,
+            bypass: Default::default(),
         },
     );
 }
@@ -222,4 +224,68 @@ fn an_unreachable_prometheus_is_said_not_silently_skipped() {
     );
     assert!(text(&report)
         .contains("Cross-check with Prometheus at http://127.0.0.1:1:\n  not possible:"));
+}
+
+fn heartbeat_with(writer: &mut AuditWriter, time: u64, bypass: &[(&str, u64)]) {
+    writer.append(
+        at(time),
+        AuditEvent::Heartbeat {
+            ruleset: "r".into(),
+            packets: 0,
+            events_dropped: 0,
+            bypass: bypass.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        },
+    );
+}
+
+#[test]
+fn bypass_attempts_are_counted_per_run_and_only_inside_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    // Run 1: 2 quic by t=60, 5 quic and 1 ech by t=120, then killed (no stop record).
+    w.append(at(0), audit_start("v1", true));
+    heartbeat_with(&mut w, 60, &[("quic", 2)]);
+    heartbeat_with(&mut w, 120, &[("quic", 5), ("ech", 1)]);
+    // Run 2 starts from zero again: 3 doh by its stop.
+    w.append(at(200), audit_start("v1", true));
+    heartbeat_with(&mut w, 260, &[("doh", 1)]);
+    w.append(
+        at(300),
+        AuditEvent::Stop {
+            ruleset: "r".into(),
+            packets: 0,
+            events_dropped: 0,
+            bypass: [("doh".to_string(), 3)].into(),
+        },
+    );
+    w.commit().unwrap();
+    let whole = build(std::slice::from_ref(&path), Period::default()).unwrap();
+    let expected: BTreeMap<String, u64> =
+        [("doh".into(), 3), ("ech".into(), 1), ("quic".into(), 5)].into();
+    assert_eq!(whole.bypass_attempts, expected);
+    assert!(
+        text(&whole).contains("Attempts to get around the filter: 3 doh, 1 ech, 5 quic"),
+        "{}",
+        text(&whole)
+    );
+    // From t=90: run 1 had 2 quic before, so 3 quic and 1 ech inside; run 2 all of it.
+    let late = build(
+        std::slice::from_ref(&path),
+        Period {
+            since: Some(at(90)),
+            until: None,
+        },
+    )
+    .unwrap();
+    let expected: BTreeMap<String, u64> =
+        [("doh".into(), 3), ("ech".into(), 1), ("quic".into(), 3)].into();
+    assert_eq!(late.bypass_attempts, expected);
+    assert!(html(&late).contains("Attempts to get around the filter: 3 doh, 1 ech, 3 quic"));
+    // An old log without the counters says none.
+    let old_path = dir.path().join("old.jsonl");
+    write_log(&old_path);
+    let old = build(&[old_path], Period::default()).unwrap();
+    assert!(old.bypass_attempts.is_empty(), "{:?}", old.bypass_attempts);
+    assert!(text(&old).contains("Attempts to get around the filter: none"));
 }

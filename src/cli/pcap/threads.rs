@@ -100,7 +100,8 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                             continue;
                         }
                         crate::engine::Route::Frame(hash, layout) => {
-                            let batch = &mut pending[(hash % lanes) as usize];
+                            let lane = (hash % lanes) as usize;
+                            let batch = &mut pending[lane];
                             let bytes = match frame.mapped_at {
                                 Some(start) if batch.map.is_some() => Bytes::Mapped {
                                     start,
@@ -115,16 +116,13 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                                     }
                                 }
                             };
-                            ((hash % lanes) as usize, bytes, Some(layout))
+                            (lane, bytes, Some(layout))
                         }
                         crate::engine::Route::Datagram(hash, datagram) => {
-                            let batch = &mut pending[(hash % lanes) as usize];
+                            let lane = (hash % lanes) as usize;
+                            let batch = &mut pending[lane];
                             batch.datagrams.push(datagram);
-                            (
-                                (hash % lanes) as usize,
-                                Bytes::Datagram(batch.datagrams.len() - 1),
-                                None,
-                            )
+                            (lane, Bytes::Datagram(batch.datagrams.len() - 1), None)
                         }
                     };
                 let batch = &mut pending[lane];

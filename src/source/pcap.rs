@@ -239,47 +239,36 @@ impl CaptureReader {
     /// Finds the next frame's record: where its bytes are in the map or the buffer.
     fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
         loop {
-            let (bytes, offset) = match &mut self.source {
-                Source::Mapped { map, at, window } => {
-                    window.follow(map, *at);
-                    (map.get(*at..).unwrap_or_default(), *at)
-                }
-                Source::Chunked(chunks) => (
-                    chunks
-                        .buffer
-                        .get(chunks.start..chunks.end)
-                        .unwrap_or_default(),
-                    chunks.start,
-                ),
-            };
-            let step = next_in(bytes, &mut self.parser, &mut self.counts);
+            if let Source::Mapped { map, at, window } = &mut self.source {
+                window.follow(map, *at);
+            }
+            let offset = self.source.position();
+            let step = next_in(self.source.unread(), &mut self.parser, &mut self.counts);
             match step {
                 Step::Frame(mut record) => {
                     record.data = record.data.start + offset..record.data.end + offset;
                     let consumed = record.consumed;
-                    match &mut self.source {
+                    // A chunked frame is read from before `start` until the next call.
+                    self.source.advance(consumed);
+                    match &self.source {
                         Source::Mapped { map, at, .. } => {
-                            *at += consumed;
                             prefetch(map, *at);
                             self.bytes_read.store(*at as u64, Ordering::Relaxed);
                         }
-                        Source::Chunked(chunks) => {
-                            // The frame is read from before `start` until the next call.
-                            chunks.start += consumed;
+                        Source::Chunked(_) => {
                             self.bytes_read
                                 .fetch_add(consumed as u64, Ordering::Relaxed);
                         }
                     }
                     return Ok(Some(record));
                 }
-                Step::Skip(consumed) => match &mut self.source {
-                    Source::Mapped { at, .. } => *at += consumed,
-                    Source::Chunked(chunks) => {
-                        chunks.start += consumed;
+                Step::Skip(consumed) => {
+                    self.source.advance(consumed);
+                    if let Source::Chunked(_) = self.source {
                         self.bytes_read
                             .fetch_add(consumed as u64, Ordering::Relaxed);
                     }
-                },
+                }
                 Step::Error(error) => return Err(self.corrupt(error)),
                 Step::Incomplete => match &mut self.source {
                     Source::Mapped { map, at, .. } if *at >= map.len() => return Ok(None),
@@ -316,6 +305,22 @@ impl CaptureReader {
 }
 
 impl Source {
+    /// Where the unparsed bytes start, in the map or the buffer.
+    fn position(&self) -> usize {
+        match self {
+            Source::Mapped { at, .. } => *at,
+            Source::Chunked(chunks) => chunks.start,
+        }
+    }
+
+    /// Marks `consumed` more bytes as parsed.
+    fn advance(&mut self, consumed: usize) {
+        match self {
+            Source::Mapped { at, .. } => *at += consumed,
+            Source::Chunked(chunks) => chunks.start += consumed,
+        }
+    }
+
     /// The bytes read but not parsed yet.
     fn unread(&self) -> &[u8] {
         match self {
@@ -355,10 +360,7 @@ impl Source {
             };
             match parsed {
                 Ok((used, parser)) => {
-                    match self {
-                        Source::Mapped { at, .. } => *at += used,
-                        Source::Chunked(chunks) => chunks.start += used,
-                    }
+                    self.advance(used);
                     return Ok(parser);
                 }
                 Err(PcapError::InvalidField("unsupported link type")) => {

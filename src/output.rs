@@ -253,6 +253,20 @@ fn csv_field(field: &str) -> String {
     }
 }
 
+/// Nonzero counts as one line, `3 sni, 1 dns` (in the order given), or `none`.
+pub fn counts_text<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    let listed: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    if listed.is_empty() {
+        "none".to_string()
+    } else {
+        listed.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

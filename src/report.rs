@@ -399,16 +399,9 @@ fn bypass_in_period(runs: &[RunState]) -> BTreeMap<String, u64> {
     total
 }
 
-/// The bypass attempts as one line: `3 quic, 1 ech`, or `none`.
-fn bypass_text(bypass: &BTreeMap<String, u64>) -> String {
-    if bypass.is_empty() {
-        return "none".to_string();
-    }
-    bypass
-        .iter()
-        .map(|(kind, count)| format!("{count} {kind}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The bypass attempts as one line: `3 doh, 1 ech`, or `none`.
+fn bypass_text(report: &Report) -> String {
+    crate::output::counts_text(report.bypass_attempts.iter().map(|(k, n)| (k.as_str(), *n)))
 }
 
 /// Adds the cross-check with the Prometheus server at `url` (counters matching `selector`).
@@ -548,7 +541,7 @@ pub fn text(report: &Report) -> String {
     let _ = writeln!(
         out,
         "Attempts to get around the filter: {} (telemetry over QUIC, real ECH, DoH resolvers, HTTPS/SVCB queries for blocked names, flows blocked by a learned address)",
-        bypass_text(&report.bypass_attempts)
+        bypass_text(report)
     );
     if let Some(check) = &report.prometheus {
         let _ = writeln!(out, "\nCross-check with Prometheus at {}:", check.url);
@@ -719,7 +712,7 @@ pub fn html(report: &Report) -> String {
     let _ = write!(
         h,
         "<p id=\"bypass\">Attempts to get around the filter: {} (telemetry over QUIC, real ECH, DoH resolvers, HTTPS/SVCB queries for blocked names, flows blocked by a learned address).</p>",
-        escape(&bypass_text(&report.bypass_attempts))
+        escape(&bypass_text(report))
     );
     if report.events_dropped > 0 {
         let _ = write!(

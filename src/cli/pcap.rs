@@ -105,56 +105,23 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                 load(&engine.flows().expired),
                 load(&engine.flows().refused),
             )?;
-            let inspected: Vec<String> = Via::ALL
-                .iter()
-                .filter(|v| counters.inspected_of(**v) > 0)
-                .map(|v| format!("{} {}", counters.inspected_of(*v), v))
-                .collect();
-            let errors: Vec<String> = Layer::ALL
-                .iter()
-                .filter(|l| counters.parse_errors_of(**l) > 0)
-                .map(|l| format!("{} {}", counters.parse_errors_of(*l), l.as_str()))
-                .collect();
-            let evasions: Vec<String> = Evasion::ALL
-                .iter()
-                .filter(|k| counters.evasion_of(**k) > 0)
-                .map(|k| format!("{} {}", counters.evasion_of(*k), k.as_str()))
-                .collect();
+            let inspected =
+                output::counts_text(Via::ALL.map(|v| (v.as_str(), counters.inspected_of(v))));
+            let errors =
+                output::counts_text(Layer::ALL.map(|l| (l.as_str(), counters.parse_errors_of(l))));
+            let evasions =
+                output::counts_text(Evasion::ALL.map(|k| (k.as_str(), counters.evasion_of(k))));
             writeln!(
                 out,
-                "Names seen: {}. Parse errors: {}. Not IP: {}. IP fragments: {} ({} datagrams reassembled). Evasion attempts: {}.",
-                if inspected.is_empty() {
-                    "none".into()
-                } else {
-                    inspected.join(", ")
-                },
-                if errors.is_empty() {
-                    "none".into()
-                } else {
-                    errors.join(", ")
-                },
+                "Names seen: {inspected}. Parse errors: {errors}. Not IP: {}. IP fragments: {} ({} datagrams reassembled). Evasion attempts: {evasions}.",
                 counters.sum(|c| &c.packets_not_ip),
                 counters.sum(|c| &c.packets_fragmented),
                 counters.sum(|c| &c.fragments_reassembled),
-                if evasions.is_empty() {
-                    "none".into()
-                } else {
-                    evasions.join(", ")
-                },
             )?;
-            let bypasses: Vec<String> = Bypass::ALL
-                .iter()
-                .filter(|k| counters.bypass_of(**k) > 0)
-                .map(|k| format!("{} {}", counters.bypass_of(*k), k.as_str()))
-                .collect();
             writeln!(
                 out,
                 "Bypass attempts: {}. ECH: {} flows with real ECH, {} with GREASE ECH.",
-                if bypasses.is_empty() {
-                    "none".into()
-                } else {
-                    bypasses.join(", ")
-                },
+                output::counts_text(Bypass::ALL.map(|k| (k.as_str(), counters.bypass_of(k)))),
                 counters.sum(|c| &c.ech_real),
                 counters.sum(|c| &c.ech_grease),
             )?;

@@ -894,17 +894,16 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let quic_started = flow.client_stream().is_some();
-        if !from_client {
+        if !from_client && quic_started {
             // The server's Initial may come before the client's hello is complete.
-            return if quic_started {
-                Verdict::PENDING
-            } else {
-                self.decide(flow, None, facts, events)
-            };
+            return Verdict::PENDING;
         }
-        if !quic_started && quic::client_initial_version(packet.payload).is_none() {
-            // UDP 443 is QUIC's port: a datagram of junk sent first must not get the flow
-            // waved through before its Initial, so such flows wait a few packets for one.
+        if !quic_started && (!from_client || quic::client_initial_version(packet.payload).is_none())
+        {
+            // UDP 443 is QUIC's port: a datagram sent before the client's Initial (junk from
+            // the client; from the server a Version Negotiation, after which the client
+            // starts again on the same ports, or a server speaking first) must not get the
+            // flow waved through before its Initial, so such flows wait a few packets for one.
             if facts.server_port == QUIC_PORT {
                 flow.data_packets = flow.data_packets.saturating_add(1);
                 if flow.data_packets < self.engine.config.max_pending_packets {

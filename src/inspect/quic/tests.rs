@@ -166,6 +166,22 @@ fn only_large_client_initials_of_known_versions_count() {
 }
 
 #[test]
+fn version_negotiation_is_read_as_no_initial() {
+    // Version 0, DCID and SCID of 8 bytes, then the versions offered (RFC 9000 §17.2.1).
+    let mut negotiation = vec![0x80, 0, 0, 0, 0, 8];
+    negotiation.extend_from_slice(&[0x22; 8]);
+    negotiation.push(8);
+    negotiation.extend_from_slice(&[0x33; 8]);
+    negotiation.extend_from_slice(&VERSION_1.to_be_bytes());
+    negotiation.extend_from_slice(&VERSION_2.to_be_bytes());
+    assert_eq!(client_initial_version(&negotiation), None);
+    let mut scratch = Vec::new();
+    let mut crypto = 0;
+    let seen = read_client_initials(&negotiation, &mut scratch, |_, _| crypto += 1).unwrap();
+    assert_eq!((seen.initials, seen.crypto_frames, crypto), (0, 0, 0));
+}
+
+#[test]
 fn every_prefix_and_every_single_byte_change_is_handled_without_panic() {
     let hello = handshake_client_hello("t.example", 0);
     let datagram = quic_first_flight(VERSION_2, &hello, 100, 20, &[]).remove(0);

@@ -82,7 +82,8 @@ pub enum FlowStatus {
     Pending,
     /// The verdict holds for every later packet of the flow (the kernel may take over).
     Decided,
-    /// DNS: each message is judged on its own.
+    /// The verdict is for this packet only: DNS, where each message is judged on its own,
+    /// and packets that came out of a tunnel (the kernel sees the tunnel, not their flow).
     PerMessage,
 }
 
@@ -449,7 +450,7 @@ impl<'e> Worker<'e> {
     /// Parses a frame, counting what cannot be read.
     fn decode<'f>(&self, link: LinkType, frame: &'f [u8]) -> Result<Packet<'f>, Verdict> {
         let counters = self.counters;
-        wire::parse(link, frame).map_err(|error| {
+        let packet = wire::parse(link, frame).map_err(|error| {
             match error {
                 WireError::NotIp => bump(&counters.packets_not_ip),
                 WireError::Link(_) => counters.parse_error(Layer::Link),
@@ -457,7 +458,11 @@ impl<'e> Worker<'e> {
                 WireError::Transport(_) => counters.parse_error(Layer::Transport),
             }
             Verdict::UNTRACKED
-        })
+        })?;
+        if packet.tunnel.is_some() || packet.unopened.is_some() {
+            counters.tunnel(packet.tunnel, packet.unopened);
+        }
+        Ok(packet)
     }
 
     /// Routes a frame for a source that spreads flows over several threads (`telestrip pcap
@@ -611,7 +616,12 @@ impl<'e> Worker<'e> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         match datagram.packet() {
-            Ok(whole) => self.classify_packet(&whole, time, events),
+            Ok(whole) => {
+                if whole.tunnel.is_some() || whole.unopened.is_some() {
+                    self.counters.tunnel(whole.tunnel, whole.unopened);
+                }
+                self.classify_packet(&whole, time, events)
+            }
             Err(_) => {
                 self.counters.parse_error(Layer::Transport);
                 Verdict::UNTRACKED
@@ -620,6 +630,24 @@ impl<'e> Worker<'e> {
     }
 
     fn classify_packet(
+        &mut self,
+        packet: &Packet<'_>,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = self.classify_flow_packet(packet, time, events);
+        match verdict.flow {
+            // A tunnel carries many flows: the verdict of the flow inside is for this
+            // packet only, never for the tunnel's own connection in the kernel.
+            FlowStatus::Decided if packet.tunnel.is_some() => Verdict {
+                flow: FlowStatus::PerMessage,
+                ..verdict
+            },
+            _ => verdict,
+        }
+    }
+
+    fn classify_flow_packet(
         &mut self,
         packet: &Packet<'_>,
         time: Duration,

@@ -29,13 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// L2-L4 parsing under every link type telestrip reads.
 pub fn frame(data: &[u8]) {
-    for link in [
-        LinkType::Ethernet,
-        LinkType::RawIp,
-        LinkType::LinuxSll,
-        LinkType::LinuxSll2,
-        LinkType::Null,
-    ] {
+    for link in LinkType::ALL {
         if let Ok(packet) = wire::parse(link, data) {
             assert!(packet.payload.len() <= data.len());
         }

@@ -31,9 +31,12 @@ struct Cli {
 enum Command {
     /// Audit capture files offline: list every flow that matched a rule, then a summary.
     ///
-    /// Reads pcap and pcapng files (Ethernet, VLAN/QinQ, raw IP, Linux cooked v1/v2) with
-    /// the same engine that runs inline. Exit code: 0 when no blocking rule matched, 1 when
-    /// one did (telemetry found), 2 when an input could not be read completely.
+    /// Reads pcap and pcapng files (Ethernet, VLAN/QinQ, PPPoE, raw IP, Linux cooked v1/v2,
+    /// PPP, NFLOG, BSD loopback) with the same engine that runs inline, and opens the
+    /// tunnels they carry (IP in IP, GRE, VXLAN, GTP-U). Exit code: 0 when no blocking rule
+    /// matched, 1 when one did (telemetry found), 2 when an input could not be read
+    /// completely or more than --max-unjudged of its traffic could not be judged (then
+    /// the capture is not proof of anything: the output says what was not judged, and why).
     ///
     /// Example: telestrip pcap capture.pcapng --rules rules/ --format json
     Pcap {
@@ -65,6 +68,11 @@ enum Command {
         /// collector); `-` prints them on stdout instead of the flow list.
         #[arg(long, value_name = "FILE")]
         metrics: Option<PathBuf>,
+        /// Largest share of the packets, and of the QUIC flows, that may go unjudged (link
+        /// types, headers or tunnels that could not be read; QUIC whose name could not be
+        /// read) before the capture is reported incomplete with exit code 2. 0: any.
+        #[arg(long, default_value_t = 1.0, value_name = "PERCENT", value_parser = percent)]
+        max_unjudged: f64,
     },
     /// Run the inline gateway: judge packets from NFQUEUE (needs CAP_NET_ADMIN).
     ///
@@ -298,6 +306,19 @@ fn parse_protocol(text: &str) -> Result<Protocol, String> {
     }
 }
 
+/// A percentage from 0 to 100 (`1`, `0.5`, `2%`).
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 100"))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
@@ -312,6 +333,7 @@ fn main() -> ExitCode {
             max_flows,
             threads,
             metrics,
+            max_unjudged,
         } => cli::run_pcap(
             &PcapOptions {
                 files,
@@ -322,6 +344,7 @@ fn main() -> ExitCode {
                 max_flows,
                 threads: usize::from(threads),
                 metrics,
+                max_unjudged,
             },
             &mut out,
         ),

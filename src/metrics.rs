@@ -18,7 +18,8 @@ use crate::audit::AuditStats;
 use crate::engine::Engine;
 use crate::rules::RuleSet;
 use crate::source::nfqueue::{KernelQueue, QueueStats};
-use crate::stats::{Bypass, Evasion, Layer, Via};
+use crate::stats::{Bypass, Evasion, Layer, Unjudged, Via};
+use crate::wire::Tunnel;
 
 /// Buckets of the verdict latency histogram, in seconds: NFQUEUE round trips are tens of
 /// microseconds, a stuck thread shows up in the last buckets.
@@ -44,6 +45,9 @@ pub struct Metrics {
     flows: IntCounterVec,
     inspected: IntCounterVec,
     parse_errors: IntCounterVec,
+    unjudged: IntCounterVec,
+    tunnels: IntCounterVec,
+    address_literals: IntCounter,
     undecided: IntCounterVec,
     dns_messages: IntCounter,
     bypass: IntCounterVec,
@@ -145,6 +149,20 @@ impl Metrics {
                 "telestrip_parse_errors_total",
                 "Malformed packets or messages, by layer.",
                 &["layer"],
+            )?,
+            unjudged: counter_vec(
+                "telestrip_unjudged_packets_total",
+                "Packets telestrip could not judge, by reason: link, network or transport headers that did not parse, tunnels whose inside was not opened (link_type: offline only). What is not judged may carry telemetry.",
+                &["reason"],
+            )?,
+            tunnels: counter_vec(
+                "telestrip_tunnel_packets_total",
+                "Tunnelled packets (ipip, gre, vxlan, gtpu), by whether the packet inside was taken out and judged (opened) or not.",
+                &["tunnel", "result"],
+            )?,
+            address_literals: counter(
+                "telestrip_address_literal_names_total",
+                "Flows whose TLS SNI or HTTP Host was an IP address instead of a name; judged by CIDR rules on that address.",
             )?,
             undecided: counter_vec(
                 "telestrip_flows_decided_without_name_total",
@@ -362,6 +380,21 @@ impl Metrics {
                 c.parse_errors_of(layer),
             );
         }
+        for reason in Unjudged::ALL {
+            follow(
+                &self.unjudged.with_label_values(&[reason.as_str()]),
+                c.unjudged_of(reason),
+            );
+        }
+        for tunnel in Tunnel::ALL {
+            for (result, opened) in [("opened", true), ("unopened", false)] {
+                follow(
+                    &self.tunnels.with_label_values(&[tunnel.as_str(), result]),
+                    c.tunnel_of(tunnel, opened),
+                );
+            }
+        }
+        follow(&self.address_literals, c.sum(|c| &c.address_literals));
         for (reason, value) in [
             ("stream_cap", c.sum(|c| &c.stream_cap_hits)),
             ("packet_limit", c.sum(|c| &c.pending_limit_hits)),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::rules::Action;
+use crate::wire::Tunnel;
 
 /// How a flow's name was seen (the `via` of counters, events and the audit log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,15 +63,19 @@ pub enum Bypass {
     Svcb,
     /// A flow without a name of its own blocked through an address learned from DNS.
     LearnedAddress,
+    /// A flow on UDP 443 whose QUIC telestrip could not read (an unknown version, an
+    /// Initial that does not decrypt, no Initial at all): its name stays hidden.
+    QuicUnreadable,
 }
 
 impl Bypass {
-    pub const ALL: [Bypass; 5] = [
+    pub const ALL: [Bypass; 6] = [
         Bypass::Quic,
         Bypass::Ech,
         Bypass::Doh,
         Bypass::Svcb,
         Bypass::LearnedAddress,
+        Bypass::QuicUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +85,7 @@ impl Bypass {
             Bypass::Doh => "doh",
             Bypass::Svcb => "svcb",
             Bypass::LearnedAddress => "learned_address",
+            Bypass::QuicUnreadable => "quic_unreadable",
         }
     }
 }
@@ -196,6 +202,48 @@ pub struct Counters {
     /// with any other (GREASE ECH, sent by browsers on every connection).
     pub ech_real: AtomicU64,
     pub ech_grease: AtomicU64,
+    /// Packets taken out of each kind of tunnel and judged by what they carry.
+    pub tunnels_opened: [AtomicU64; Tunnel::ALL.len()],
+    /// Packets of each kind of tunnel whose inside could not be opened.
+    pub tunnels_unopened: [AtomicU64; Tunnel::ALL.len()],
+    /// Packets of link types a capture reader cannot read (offline only).
+    pub link_type_unsupported: AtomicU64,
+    /// Flows whose SNI or Host was an address literal (judged by address rules).
+    pub address_literals: AtomicU64,
+}
+
+/// Why a packet could not be judged: what an audit of the traffic cannot vouch for. Each
+/// reason is read from the counters of the layer that failed (`SharedCounters::unjudged`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unjudged {
+    /// A link type the capture reader does not read.
+    LinkType,
+    /// The link, network or transport header did not parse.
+    Link,
+    Network,
+    Transport,
+    /// A tunnel whose inside was not opened.
+    Tunnel,
+}
+
+impl Unjudged {
+    pub const ALL: [Unjudged; 5] = [
+        Unjudged::LinkType,
+        Unjudged::Link,
+        Unjudged::Network,
+        Unjudged::Transport,
+        Unjudged::Tunnel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unjudged::LinkType => "link_type",
+            Unjudged::Link => "link",
+            Unjudged::Network => "network",
+            Unjudged::Transport => "transport",
+            Unjudged::Tunnel => "tunnel",
+        }
+    }
 }
 
 impl Counters {
@@ -245,6 +293,16 @@ impl Counters {
         self.inspected
             .get(via as usize)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a packet that came out of a tunnel, or one whose tunnel stayed closed.
+    pub fn tunnel(&self, opened: Option<Tunnel>, unopened: Option<Tunnel>) {
+        if let Some(counter) = opened.and_then(|kind| self.tunnels_opened.get(kind as usize)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(counter) = unopened.and_then(|kind| self.tunnels_unopened.get(kind as usize)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -306,6 +364,42 @@ impl SharedCounters {
 
     pub fn inspected_of(&self, via: Via) -> u64 {
         self.shards.iter().map(|s| s.0.inspected_of(via)).sum()
+    }
+
+    /// Packets taken out of `kind` tunnels (`opened`) or left in them.
+    pub fn tunnel_of(&self, kind: Tunnel, opened: bool) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let counters = if opened {
+                    &shard.0.tunnels_opened
+                } else {
+                    &shard.0.tunnels_unopened
+                };
+                counters
+                    .get(kind as usize)
+                    .map_or(0, |c| c.load(Ordering::Relaxed))
+            })
+            .sum()
+    }
+
+    /// Packets that could not be judged, by reason.
+    pub fn unjudged_of(&self, reason: Unjudged) -> u64 {
+        match reason {
+            Unjudged::LinkType => self.sum(|c| &c.link_type_unsupported),
+            Unjudged::Link => self.parse_errors_of(Layer::Link),
+            Unjudged::Network => self.parse_errors_of(Layer::Network),
+            Unjudged::Transport => self.parse_errors_of(Layer::Transport),
+            Unjudged::Tunnel => Tunnel::ALL
+                .iter()
+                .map(|&kind| self.tunnel_of(kind, false))
+                .sum(),
+        }
+    }
+
+    /// Every packet that could not be judged.
+    pub fn unjudged(&self) -> u64 {
+        Unjudged::ALL.iter().map(|&r| self.unjudged_of(r)).sum()
     }
 }
 

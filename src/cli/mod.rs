@@ -27,6 +27,9 @@ pub mod exit {
     pub const FOUND: u8 = 1;
     /// Bad input (unreadable or corrupt file, bad arguments).
     pub const ERROR: u8 = 2;
+    /// `pcap`: no telemetry found, but too much of the capture could not be judged to call
+    /// it clean (the same code as a damaged input: neither is proof of a clean network).
+    pub const INCOMPLETE: u8 = 2;
 }
 
 /// Why a command could not do its job.

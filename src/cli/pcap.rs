@@ -13,6 +13,7 @@ use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
 use crate::stats::{Bypass, Evasion, Layer, Via};
+use crate::wire::Tunnel;
 
 pub struct PcapOptions {
     pub files: Vec<PathBuf>,
@@ -26,9 +27,15 @@ pub struct PcapOptions {
     pub threads: usize,
     /// Write Prometheus metrics of the run here (`-`: stdout, instead of the flow list).
     pub metrics: Option<PathBuf>,
+    /// Largest share of packets (and of QUIC flows), in percent, that may go unjudged
+    /// before the run is reported incomplete.
+    pub max_unjudged: f64,
 }
 
+mod coverage;
 mod threads;
+
+use coverage::Coverage;
 
 /// What reading all files produced.
 #[derive(Default)]
@@ -38,6 +45,8 @@ struct Run {
     bytes: u64,
     elapsed: Duration,
     problems: Vec<String>,
+    /// Packets of link types the reader does not read.
+    skipped: u64,
 }
 
 pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, CommandError> {
@@ -63,6 +72,13 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
         }
         return Ok(exit::ERROR);
     }
+    engine
+        .counters
+        .shard()
+        .link_type_unsupported
+        .fetch_add(run.skipped, Ordering::Relaxed);
+    let coverage = Coverage::of(&engine, run.packets, options.max_unjudged);
+    let incomplete = coverage.incomplete();
     let summary = output::summarise(&run.events);
     let counters = &engine.counters;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -80,6 +96,10 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
     match options.format {
         _ if metrics_to_stdout => {}
         Format::Table => {
+            if incomplete {
+                writeln!(out, "{}", coverage.banner())?;
+                writeln!(out)?;
+            }
             output::write_table(out, &run.events, &summary)?;
             writeln!(out)?;
             let seconds = run.elapsed.as_secs_f64().max(1e-9);
@@ -125,6 +145,17 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                 counters.sum(|c| &c.ech_real),
                 counters.sum(|c| &c.ech_grease),
             )?;
+            writeln!(
+                out,
+                "Tunnels opened: {}. Address literals as names: {}. Not judged: {}.",
+                output::counts_text(Tunnel::ALL.map(|t| (t.as_str(), counters.tunnel_of(t, true)))),
+                counters.sum(|c| &c.address_literals),
+                coverage.text(),
+            )?;
+            if incomplete {
+                writeln!(out)?;
+                writeln!(out, "{}", coverage.banner())?;
+            }
             if options.dry_run {
                 writeln!(
                     out,
@@ -156,7 +187,11 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
                     "evasion_attempts": Evasion::ALL.iter().map(|k| (k.as_str(), counters.evasion_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
                     "bypass_attempts": Bypass::ALL.iter().map(|k| (k.as_str(), counters.bypass_of(*k))).collect::<std::collections::BTreeMap<_, _>>(),
                     "ech_flows": { "real": counters.sum(|c| &c.ech_real), "grease": counters.sum(|c| &c.ech_grease) },
+                    "tunnels_opened": Tunnel::ALL.iter().map(|t| (t.as_str(), counters.tunnel_of(*t, true))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "address_literals": counters.sum(|c| &c.address_literals),
                 },
+                "coverage": coverage.json(),
+                "incomplete": incomplete,
                 "ruleset": { "source": rules_label, "version": version, "rules": rules_stats.rules, "names": rules_stats.names },
                 "dry_run": options.dry_run,
                 "problems": run.problems,
@@ -164,11 +199,20 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
             serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Format::Csv => output::write_csv(out, &run.events)?,
+        Format::Csv => {
+            output::write_csv(out, &run.events)?;
+            if incomplete {
+                // A comment line (pandas: comment='#') so no reader of the file misses it.
+                writeln!(out, "# {}", coverage.banner())?;
+            }
+        }
     }
     out.flush()?;
     for problem in &run.problems {
         eprintln!("telestrip: warning: {problem}");
+    }
+    if incomplete {
+        eprintln!("telestrip: warning: {}", coverage.banner());
     }
     // Telemetry found is the stronger finding; otherwise a damaged input must not pass as
     // clean.
@@ -176,6 +220,8 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
         exit::FOUND
     } else if !run.problems.is_empty() {
         exit::ERROR
+    } else if incomplete {
+        exit::INCOMPLETE
     } else {
         exit::OK
     })
@@ -214,6 +260,7 @@ pub(crate) fn matched_flows(
         max_flows: EngineConfig::default().max_flows,
         threads: 1,
         metrics: None,
+        max_unjudged: 100.0,
     };
     let run = read_files(&engine, &options);
     (run.events, run.problems)
@@ -284,6 +331,7 @@ impl Run {
     }
 
     fn note_skipped(&mut self, path: &Path, reader: &CaptureReader) {
+        self.skipped += reader.skipped();
         if reader.skipped() > 0 {
             self.problems.push(format!(
                 "{}: skipped {} packets of unsupported link types {:?}",

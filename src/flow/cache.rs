@@ -86,6 +86,8 @@ mod tests {
             segment: &[],
             ttl: 64,
             fragment: None,
+            tunnel: None,
+            unopened: None,
         };
         FlowKey::of(&packet).0
     }

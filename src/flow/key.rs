@@ -73,6 +73,8 @@ mod tests {
             segment: &[],
             ttl: 64,
             fragment: None,
+            tunnel: None,
+            unopened: None,
         }
     }
 

@@ -207,6 +207,87 @@ impl Hosts {
     }
 }
 
+/// Ways [`tunnel`] wraps a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrap {
+    /// IP in IPv4 (protocol 4 or 41, by the inner version).
+    IpInIpv4,
+    /// IP in IPv6 (next header 4 or 41).
+    IpInIpv6,
+    /// GRE version 0 with a key, carrying IP.
+    Gre,
+    /// GRE carrying the whole Ethernet frame (gretap, protocol 0x6558).
+    GreTap,
+    /// VXLAN (UDP 4789, VNI 42) carrying the whole Ethernet frame.
+    Vxlan,
+    /// GTP-U G-PDU (UDP 2152) with a sequence number and one extension header.
+    GtpU,
+}
+
+/// Wraps the Ethernet `frame` (as the builders make it) in a tunnel between 203.0.113.1
+/// and 203.0.113.2 (IPv6: 2001:db8:ffff::1 and ::2), returning a new Ethernet frame.
+pub fn tunnel(frame: &[u8], wrap: Wrap) -> Vec<u8> {
+    let ip = &frame[14..];
+    let inner_proto = if ip[0] >> 4 == 4 { 4 } else { 41 };
+    let inner_ether_type: u16 = if inner_proto == 4 { 0x0800 } else { 0x86dd };
+    let eth = || PacketBuilder::ethernet2(SERVER_MAC, CLIENT_MAC);
+    let v4 = || eth().ipv4([203, 0, 113, 1], [203, 0, 113, 2], 64);
+    let mut out = Vec::new();
+    let with_ip_number = |number: u8, payload: &[u8], v6: bool| {
+        let mut out = Vec::new();
+        let step = if v6 {
+            eth().ipv6(v6_of("2001:db8:ffff::1"), v6_of("2001:db8:ffff::2"), 64)
+        } else {
+            v4()
+        };
+        let _ = step.write(&mut out, etherparse::IpNumber(number), payload);
+        out
+    };
+    match wrap {
+        Wrap::IpInIpv4 => return with_ip_number(inner_proto, ip, false),
+        Wrap::IpInIpv6 => return with_ip_number(inner_proto, ip, true),
+        Wrap::Gre | Wrap::GreTap => {
+            let (ether_type, body) = if wrap == Wrap::Gre {
+                (inner_ether_type, ip)
+            } else {
+                (0x6558, frame)
+            };
+            // K bit set, version 0, then the 4-byte key.
+            let mut gre = vec![0x20, 0x00];
+            gre.extend_from_slice(&ether_type.to_be_bytes());
+            gre.extend_from_slice(&7u32.to_be_bytes());
+            gre.extend_from_slice(body);
+            return with_ip_number(47, &gre, false);
+        }
+        Wrap::Vxlan => {
+            let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+            vxlan.extend_from_slice(frame);
+            let _ = v4().udp(54321, 4789).write(&mut out, &vxlan);
+        }
+        Wrap::GtpU => {
+            // Flags: version 1, PT, E and S; G-PDU; length; TEID; sequence number, N-PDU
+            // number, next extension (0x85: PDU session container), the extension (one
+            // 4-byte unit ending in "no more"), then the user packet.
+            let extension = [0x01, 0x10, 0x01, 0x00];
+            let length = (4 + extension.len() + ip.len()) as u16;
+            let mut gtp = vec![0x36, 0xff];
+            gtp.extend_from_slice(&length.to_be_bytes());
+            gtp.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            gtp.extend_from_slice(&[0x00, 0x01, 0x00, 0x85]);
+            gtp.extend_from_slice(&extension);
+            gtp.extend_from_slice(ip);
+            let _ = v4().udp(2152, 2152).write(&mut out, &gtp);
+        }
+    }
+    out
+}
+
+fn v6_of(text: &str) -> [u8; 16] {
+    text.parse::<std::net::Ipv6Addr>()
+        .map(|a| a.octets())
+        .unwrap_or_default()
+}
+
 /// How [`Hosts::tcp_shaped`] builds a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {

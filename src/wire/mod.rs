@@ -34,16 +34,42 @@ pub enum LinkType {
     LinuxSll2,
     /// LINKTYPE_NULL (0): BSD loopback, a 4-byte address family in host byte order.
     Null,
+    /// LINKTYPE_PPP (9), LINKTYPE_PPP_HDLC (50): a PPP frame, with or without the HDLC
+    /// address and control bytes (RFC 1661 §2, RFC 1662 §3.1).
+    Ppp,
+    /// LINKTYPE_PPP_WITH_DIR (204): a direction byte, then a PPP frame.
+    PppWithDirection,
+    /// LINKTYPE_PPP_ETHER (51): a PPPoE session header (RFC 2516 §4), then PPP.
+    PppOverEthernet,
+    /// LINKTYPE_NFLOG (239): Linux NFLOG (`tcpdump -i nflog:N`): a header and TLVs, one of
+    /// which is the logged IP packet.
+    Nflog,
 }
 
 impl LinkType {
+    pub const ALL: [LinkType; 9] = [
+        LinkType::Ethernet,
+        LinkType::RawIp,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Null,
+        LinkType::Ppp,
+        LinkType::PppWithDirection,
+        LinkType::PppOverEthernet,
+        LinkType::Nflog,
+    ];
+
     /// Maps a libpcap link-type number; `None` for link types telestrip does not read.
     pub fn from_linktype(value: u32) -> Option<Self> {
         match value {
             0 => Some(Self::Null),
             1 => Some(Self::Ethernet),
+            9 | 50 => Some(Self::Ppp),
+            51 => Some(Self::PppOverEthernet),
             12 | 14 | 101 | 228 | 229 => Some(Self::RawIp),
             113 => Some(Self::LinuxSll),
+            204 => Some(Self::PppWithDirection),
+            239 => Some(Self::Nflog),
             276 => Some(Self::LinuxSll2),
             _ => None,
         }
@@ -78,6 +104,38 @@ impl std::fmt::Display for Protocol {
         }
     }
 }
+
+/// A tunnel whose inner packet wire opens, so the flow inside is judged rather than the
+/// tunnel. Opened at most [`MAX_TUNNEL_DEPTH`] deep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tunnel {
+    /// IPv4 or IPv6 inside IPv4 or IPv6 (IP protocols 4 and 41: ipip, sit, ip6tnl).
+    IpInIp,
+    /// GRE (RFC 2784, keys and sequence numbers of RFC 2890) carrying IP or Ethernet.
+    Gre,
+    /// VXLAN (RFC 7348) on UDP port 4789: Ethernet inside.
+    Vxlan,
+    /// GTP-U (3GPP TS 29.281) on UDP port 2152: the user's IP packet inside a G-PDU.
+    GtpU,
+}
+
+impl Tunnel {
+    pub const ALL: [Tunnel; 4] = [Tunnel::IpInIp, Tunnel::Gre, Tunnel::Vxlan, Tunnel::GtpU];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tunnel::IpInIp => "ipip",
+            Tunnel::Gre => "gre",
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::GtpU => "gtpu",
+        }
+    }
+}
+
+/// Tunnels opened inside one another before the rest is left closed: real networks nest
+/// two (GTP-U inside GRE, VXLAN inside IPsec-less GRE); more is an attempt to tire the
+/// parser.
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
 
 /// The TCP header fields the flow tracker needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +176,8 @@ pub struct Packet<'a> {
     pub dst_port: u16,
     /// Set for TCP packets only.
     pub tcp: Option<TcpInfo>,
-    /// Transport payload (empty for IP fragments and portless protocols).
+    /// Transport payload; for protocols without ports (ICMP, GRE) the whole IP payload;
+    /// empty for IP fragments.
     pub payload: &'a [u8],
     /// The whole TCP segment, header included (for its checksum); empty for other packets.
     pub segment: &'a [u8],
@@ -126,6 +185,12 @@ pub struct Packet<'a> {
     pub ttl: u8,
     /// The IP payload is a fragment: ports and payload are not available until reassembly.
     pub fragment: Option<Fragment<'a>>,
+    /// The outermost tunnel opened to reach this packet (`None`: not tunnelled).
+    pub tunnel: Option<Tunnel>,
+    /// A tunnel this packet carries that was not opened (its inside did not parse, an
+    /// unknown payload type, or deeper than [`MAX_TUNNEL_DEPTH`]): what is inside was not
+    /// judged.
+    pub unopened: Option<Tunnel>,
 }
 
 impl Packet<'_> {
@@ -157,6 +222,8 @@ pub struct Layout {
     pub dst_port: u16,
     pub tcp: Option<TcpInfo>,
     pub ttl: u8,
+    pub tunnel: Option<Tunnel>,
+    pub unopened: Option<Tunnel>,
     payload: (u32, u32),
     segment: (u32, u32),
 }
@@ -176,6 +243,8 @@ impl<'a> Packet<'a> {
             dst_port: self.dst_port,
             tcp: self.tcp,
             ttl: self.ttl,
+            tunnel: self.tunnel,
+            unopened: self.unopened,
             payload: span_in(frame, self.payload)?,
             segment: span_in(frame, self.segment)?,
         })
@@ -199,6 +268,8 @@ impl Layout {
             segment: slice(self.segment),
             ttl: self.ttl,
             fragment: None,
+            tunnel: self.tunnel,
+            unopened: self.unopened,
         }
     }
 }
@@ -241,43 +312,38 @@ impl WireError {
 
 /// Linux cooked capture v2 header length (fixed, see libpcap `sll.h`).
 const SLL2_HEADER_LEN: usize = 20;
+/// Linux cooked capture v1 header length; its last two bytes are the protocol.
+const SLL_HEADER_LEN: usize = 16;
 
-/// Parses one frame of the given link type.
+/// Parses one frame of the given link type, opening the tunnels it carries.
 pub fn parse(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireError> {
-    match parse_common(link, frame) {
-        Some(packet) => Ok(packet),
-        None => parse_general(link, frame),
-    }
+    let packet = match parse_common(link, frame) {
+        Some(packet) => packet,
+        None => parse_general(link, frame)?,
+    };
+    open_tunnels(packet)
 }
 
 /// EtherTypes of 802.1Q, 802.1ad (QinQ) and the older 0x9100 double tag.
 const VLAN_ETHER_TYPES: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 /// Tags etherparse reads before it stops (its `link_exts` holds three).
 const MAX_VLAN_TAGS: usize = 3;
+/// EtherType of a PPPoE session frame (RFC 2516 §4).
+const ETHER_TYPE_PPPOE_SESSION: u16 = 0x8864;
 
-/// The common case on its own path: Ethernet (with up to three VLAN tags), Linux cooked v2
-/// or raw IP, then IPv4 or IPv6 and TCP or UDP, read with etherparse's per-layer slices.
-/// `SlicedPacket` builds and moves a view of every layer (several hundred bytes) through
-/// its cursor; this path costs a third of that. `None` for anything else and for every
-/// error, which [`parse_general`] then reports exactly as before (tests check that both
-/// paths agree on every input).
+/// The common case on its own path: Ethernet (with up to three VLAN tags), Linux cooked v1
+/// or v2, or raw IP, then IPv4 or IPv6 and TCP or UDP, read with etherparse's per-layer
+/// slices. `SlicedPacket` builds and moves a view of every layer (several hundred bytes)
+/// through its cursor; this path costs a third of that. `None` for anything else and for
+/// every error, which [`parse_general`] then reports exactly as before (tests check that
+/// both paths agree on every input). Tunnels are not opened here (see [`parse`]).
 pub fn parse_common(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
     let (ether_type, ip) = match link {
-        LinkType::Ethernet => {
-            let (&header, mut rest) = frame.split_first_chunk::<14>()?;
+        LinkType::Ethernet => ethernet_payload(frame)?,
+        LinkType::LinuxSll => {
+            let (&header, rest) = frame.split_first_chunk::<SLL_HEADER_LEN>()?;
             let [.., high, low] = header;
-            let mut ether_type = u16::from_be_bytes([high, low]);
-            let mut tags = 0;
-            while VLAN_ETHER_TYPES.contains(&ether_type) {
-                if tags == MAX_VLAN_TAGS {
-                    return None;
-                }
-                let (&[_, _, high, low], after) = rest.split_first_chunk::<4>()?;
-                ether_type = u16::from_be_bytes([high, low]);
-                rest = after;
-                tags += 1;
-            }
-            (ether_type, rest)
+            (u16::from_be_bytes([high, low]), rest)
         }
         LinkType::LinuxSll2 => {
             let (&header, rest) = frame.split_first_chunk::<SLL2_HEADER_LEN>()?;
@@ -289,7 +355,11 @@ pub fn parse_common(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             6 => (0x86dd, frame),
             _ => return None,
         },
-        LinkType::LinuxSll | LinkType::Null => return None,
+        LinkType::Null
+        | LinkType::Ppp
+        | LinkType::PppWithDirection
+        | LinkType::PppOverEthernet
+        | LinkType::Nflog => return None,
     };
     let net = match ether_type {
         0x0800 => NetSlice::Ipv4(etherparse::Ipv4Slice::from_slice(ip).ok()?),
@@ -318,13 +388,45 @@ pub fn parse_common(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
     packet_from_parts(&net, transport.as_ref()).ok()
 }
 
+/// An Ethernet frame's EtherType after its VLAN tags, and what follows; `None` when the
+/// frame is too short or has more tags than etherparse reads.
+fn ethernet_payload(frame: &[u8]) -> Option<(u16, &[u8])> {
+    let (&header, mut rest) = frame.split_first_chunk::<14>()?;
+    let [.., high, low] = header;
+    let mut ether_type = u16::from_be_bytes([high, low]);
+    let mut tags = 0;
+    while VLAN_ETHER_TYPES.contains(&ether_type) {
+        if tags == MAX_VLAN_TAGS {
+            return None;
+        }
+        let (&[_, _, high, low], after) = rest.split_first_chunk::<4>()?;
+        ether_type = u16::from_be_bytes([high, low]);
+        rest = after;
+        tags += 1;
+    }
+    Some((ether_type, rest))
+}
+
 /// Every frame through etherparse's `SlicedPacket`: all link types, ARP, MACsec, ICMP, and
 /// the precise error of a frame that does not parse.
 pub fn parse_general(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireError> {
     let sliced = match link {
-        LinkType::Ethernet => SlicedPacket::from_ethernet(frame),
+        LinkType::Ethernet => match ethernet_payload(frame) {
+            Some((ETHER_TYPE_PPPOE_SESSION, rest)) => {
+                return parse_ip_of(ppp_payload(pppoe_payload(rest)?)?)
+            }
+            _ => SlicedPacket::from_ethernet(frame),
+        },
         LinkType::RawIp => SlicedPacket::from_ip(frame),
-        LinkType::LinuxSll => SlicedPacket::from_linux_sll(frame),
+        // The protocol field is what the kernel wrote for the packet (an EtherType for IP
+        // on every device type); etherparse's own reader accepts Ethernet devices only.
+        LinkType::LinuxSll => {
+            let (header, rest) = frame
+                .split_first_chunk::<SLL_HEADER_LEN>()
+                .ok_or(WireError::Link("truncated SLL header"))?;
+            let [.., high, low] = *header;
+            SlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([high, low])), rest)
+        }
         LinkType::LinuxSll2 => {
             let (header, rest) = frame
                 .split_at_checked(SLL2_HEADER_LEN)
@@ -346,10 +448,220 @@ pub fn parse_general(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireErr
                 _ => return Err(WireError::NotIp),
             }
         }
+        LinkType::Ppp => return parse_ip_of(ppp_payload(frame)?),
+        LinkType::PppWithDirection => {
+            let rest = frame
+                .get(1..)
+                .ok_or(WireError::Link("truncated PPP header"))?;
+            return parse_ip_of(ppp_payload(rest)?);
+        }
+        LinkType::PppOverEthernet => return parse_ip_of(ppp_payload(pppoe_payload(frame)?)?),
+        LinkType::Nflog => return parse_ip_of(nflog_payload(frame)?),
     }
     .map_err(map_slice_error)?;
     let net = sliced.net.as_ref().ok_or(WireError::NotIp)?;
     packet_from_parts(net, sliced.transport.as_ref())
+}
+
+/// A link payload that is an IP packet (`Some`) or another protocol (`None`).
+fn parse_ip_of(ip: Option<&[u8]>) -> Result<Packet<'_>, WireError> {
+    let ip = ip.ok_or(WireError::NotIp)?;
+    let sliced = SlicedPacket::from_ip(ip).map_err(map_slice_error)?;
+    let net = sliced.net.as_ref().ok_or(WireError::NotIp)?;
+    packet_from_parts(net, sliced.transport.as_ref())
+}
+
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+
+/// The IP packet of a PPP frame; `None` for other PPP protocols (LCP, IPCP, ...). The
+/// HDLC address and control bytes (0xff 0x03) may be there or not, and the protocol field
+/// may be compressed to one byte (RFC 1661 §6.5: odd first byte).
+fn ppp_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
+    const TRUNCATED: WireError = WireError::Link("truncated PPP header");
+    let frame = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+    let (&first, rest) = frame.split_first().ok_or(TRUNCATED)?;
+    let (protocol, rest) = if first & 1 == 1 {
+        (u16::from(first), rest)
+    } else {
+        let (&second, rest) = rest.split_first().ok_or(TRUNCATED)?;
+        (u16::from_be_bytes([first, second]), rest)
+    };
+    Ok(matches!(protocol, PPP_IPV4 | PPP_IPV6).then_some(rest))
+}
+
+/// The PPP frame of a PPPoE session packet: version 1, type 1, code 0 (RFC 2516 §4), its
+/// length bounding the payload (Ethernet may pad the frame).
+fn pppoe_payload(frame: &[u8]) -> Result<&[u8], WireError> {
+    let (&[version_type, code, _, _, high, low], rest) = frame
+        .split_first_chunk::<6>()
+        .ok_or(WireError::Link("truncated PPPoE header"))?;
+    if version_type != 0x11 || code != 0 {
+        return Err(WireError::Link("not a PPPoE session packet"));
+    }
+    let length = usize::from(u16::from_be_bytes([high, low]));
+    rest.get(..length)
+        .ok_or(WireError::Link("PPPoE length past the frame"))
+}
+
+/// NFLOG attribute holding the logged packet (NFULA_PAYLOAD, linux/netfilter/nfnetlink_log.h).
+const NFULA_PAYLOAD: u16 = 9;
+/// Attributes read before giving up on finding the payload.
+const MAX_NFLOG_ATTRIBUTES: usize = 64;
+
+/// The IP packet of an NFLOG frame: a 4-byte header (address family, version, group), then
+/// attributes of length (header included, padded to 4 bytes) and type, in the byte order
+/// of the host that captured (libpcap `nflog.h`); both orders are tried.
+fn nflog_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
+    const TRUNCATED: WireError = WireError::Link("truncated NFLOG header");
+    let (&[family, ..], mut rest) = frame.split_first_chunk::<4>().ok_or(TRUNCATED)?;
+    if !matches!(family, 2 | 10) {
+        return Ok(None);
+    }
+    for _ in 0..MAX_NFLOG_ATTRIBUTES {
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let (&[l0, l1, t0, t1], _) = rest.split_first_chunk::<4>().ok_or(TRUNCATED)?;
+        let little = (u16::from_le_bytes([l0, l1]), u16::from_le_bytes([t0, t1]));
+        let big = (u16::from_be_bytes([l0, l1]), u16::from_be_bytes([t0, t1]));
+        let fits = |len: u16| usize::from(len) >= 4 && usize::from(len) <= rest.len();
+        // The attribute type is small (under 20): that tells the byte order apart.
+        let (len, kind) = if fits(little.0) && little.1 & 0x7fff < 0x100 {
+            little
+        } else if fits(big.0) {
+            big
+        } else {
+            return Err(WireError::Link("NFLOG attribute length past the frame"));
+        };
+        let len = usize::from(len);
+        if kind & 0x7fff == NFULA_PAYLOAD {
+            return Ok(Some(rest.get(4..len).ok_or(TRUNCATED)?));
+        }
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
+    }
+    Ok(None)
+}
+
+/// Opens the tunnels `packet` carries, up to [`MAX_TUNNEL_DEPTH`] deep, and returns the
+/// packet inside. A tunnel whose inside does not parse stays closed: the outer packet is
+/// returned with `unopened` set. Inside that is not IP (ARP in VXLAN) is `NotIp`.
+fn open_tunnels(mut packet: Packet<'_>) -> Result<Packet<'_>, WireError> {
+    let mut outermost = None;
+    for depth in 0..=MAX_TUNNEL_DEPTH {
+        let Some(kind) = tunnel_of(&packet) else {
+            break;
+        };
+        let inner = if depth == MAX_TUNNEL_DEPTH {
+            None
+        } else {
+            open(kind, packet.payload)
+        };
+        match inner {
+            Some(Err(WireError::NotIp)) => return Err(WireError::NotIp),
+            Some(Ok(inner)) => {
+                outermost.get_or_insert(kind);
+                packet = inner;
+            }
+            Some(Err(_)) | None => {
+                packet.unopened = Some(kind);
+                break;
+            }
+        }
+    }
+    packet.tunnel = outermost;
+    Ok(packet)
+}
+
+/// UDP ports of VXLAN (RFC 7348 §5) and GTP-U (3GPP TS 29.281 §4.4.2).
+const VXLAN_PORT: u16 = 4789;
+const GTP_U_PORT: u16 = 2152;
+
+/// The tunnel `packet` is, if any. UDP on the tunnel ports counts only when its header
+/// says so (a VXLAN header with a valid VNI, a GTP-U G-PDU): other traffic on those ports
+/// is judged as the UDP it is.
+fn tunnel_of(packet: &Packet<'_>) -> Option<Tunnel> {
+    if packet.fragment.is_some() {
+        return None;
+    }
+    match packet.protocol {
+        Protocol::Other(4 | 41) => Some(Tunnel::IpInIp),
+        Protocol::Other(47) => Some(Tunnel::Gre),
+        Protocol::Udp if packet.dst_port == VXLAN_PORT => {
+            // Flags: the I bit (valid VNI) set, the rest reserved (RFC 7348 §5).
+            let flags = *packet.payload.first()?;
+            (flags & 0x08 != 0 && packet.payload.len() >= 8).then_some(Tunnel::Vxlan)
+        }
+        Protocol::Udp if packet.dst_port == GTP_U_PORT || packet.src_port == GTP_U_PORT => {
+            // Version 1, protocol type GTP, message type 255 (G-PDU).
+            let (&[flags, message_type], _) = packet.payload.split_first_chunk::<2>()?;
+            (flags & 0xf0 == 0x30 && message_type == 0xff).then_some(Tunnel::GtpU)
+        }
+        _ => None,
+    }
+}
+
+/// The packet inside a tunnel; `None` when the tunnel header is not one telestrip opens.
+fn open(kind: Tunnel, payload: &[u8]) -> Option<Result<Packet<'_>, WireError>> {
+    match kind {
+        Tunnel::IpInIp => Some(parse_general(LinkType::RawIp, payload)),
+        Tunnel::Gre => {
+            let (ether_type, inner) = gre_payload(payload)?;
+            Some(match ether_type {
+                // Transparent Ethernet bridging (gretap).
+                0x6558 => parse_general(LinkType::Ethernet, inner),
+                0x0800 | 0x86dd => parse_general(LinkType::RawIp, inner),
+                _ => return None,
+            })
+        }
+        Tunnel::Vxlan => Some(parse_general(LinkType::Ethernet, payload.get(8..)?)),
+        Tunnel::GtpU => Some(parse_general(LinkType::RawIp, gtp_u_payload(payload)?)),
+    }
+}
+
+/// GRE version 0 (RFC 2784 §2.1, RFC 2890 §2): the protocol type and the payload after the
+/// optional checksum, key and sequence number. Source routing (RFC 1701) and version 1
+/// (PPTP) are not opened.
+fn gre_payload(bytes: &[u8]) -> Option<(u16, &[u8])> {
+    let (&[flags, version, high, low], mut rest) = bytes.split_first_chunk::<4>()?;
+    if version & 0x07 != 0 || flags & 0x40 != 0 {
+        return None;
+    }
+    for bit in [0x80, 0x20, 0x10] {
+        if flags & bit != 0 {
+            rest = rest.get(4..)?;
+        }
+    }
+    Some((u16::from_be_bytes([high, low]), rest))
+}
+
+/// Extension headers of one GTP-U packet read before giving up.
+const MAX_GTP_EXTENSIONS: usize = 8;
+
+/// The user packet of a GTP-U G-PDU (3GPP TS 29.281 §5.1): an 8-byte header, 4 more
+/// bytes when any of the E, S and PN flags is set, then extension headers (length in
+/// 4-byte units, the last byte naming the next one).
+fn gtp_u_payload(bytes: &[u8]) -> Option<&[u8]> {
+    let (&[flags, _, high, low, ..], rest) = bytes.split_first_chunk::<8>()?;
+    let rest = rest.get(..usize::from(u16::from_be_bytes([high, low])))?;
+    if flags & 0x07 == 0 {
+        return Some(rest);
+    }
+    let (&[_, _, _, mut next], mut rest) = rest.split_first_chunk::<4>()?;
+    for _ in 0..MAX_GTP_EXTENSIONS {
+        if next == 0 {
+            return Some(rest);
+        }
+        let units = usize::from(*rest.first()?);
+        if units == 0 {
+            return None;
+        }
+        let (extension, after) = rest.split_at_checked(units * 4)?;
+        next = *extension.last()?;
+        rest = after;
+    }
+    None
 }
 
 fn packet_from_parts<'a>(
@@ -416,6 +728,8 @@ fn packet_from_parts<'a>(
         segment: &[],
         ttl,
         fragment,
+        tunnel: None,
+        unopened: None,
     };
     if payload.fragmented && packet.fragment.is_none() {
         // An IPv6 packet etherparse calls fragmented always has a fragment header.
@@ -424,6 +738,8 @@ fn packet_from_parts<'a>(
     match transport {
         Some(TransportSlice::Tcp(tcp)) => fill_tcp(&mut packet, tcp),
         Some(TransportSlice::Udp(udp)) => fill_udp(&mut packet, udp),
+        // Other protocols (ICMP, tunnels): their whole IP payload.
+        Some(_) | None if !payload.fragmented => packet.payload = payload.payload,
         Some(_) | None => {}
     }
     Ok(packet)
@@ -448,6 +764,8 @@ pub fn reassembled(
         segment: &[],
         ttl,
         fragment: None,
+        tunnel: None,
+        unopened: None,
     };
     match packet.protocol {
         Protocol::Tcp => {
@@ -460,9 +778,9 @@ pub fn reassembled(
                 .map_err(|_| WireError::Transport("bad UDP header"))?;
             fill_udp(&mut packet, &udp);
         }
-        Protocol::Other(_) => {}
+        Protocol::Other(_) => packet.payload = bytes,
     }
-    Ok(packet)
+    open_tunnels(packet)
 }
 
 fn protocol_of(ip_number: u8) -> Protocol {

@@ -102,6 +102,11 @@ pub struct Config {
     /// Flows with real ECH (hidden true name): allow, log or drop.
     #[serde(default)]
     pub ech: crate::engine::EchPolicy,
+    /// Flows on UDP 443 whose QUIC telestrip cannot read (a version it does not know, an
+    /// Initial that does not decrypt): allow, log or drop. `drop` makes browsers fall back
+    /// to TCP, where the name is visible; each such flow is counted as a bypass attempt.
+    #[serde(default)]
+    pub quic_unreadable: crate::engine::Policy,
     /// Inline mode: take the `ech` parameter out of the HTTPS/SVCB records of DNS answers
     /// (over TCP: hide it), so clients connect without ECH and show their real server name.
     #[serde(default)]

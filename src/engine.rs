@@ -37,7 +37,8 @@ use crate::flow::{
     Streams, SynShape, VerdictCache,
 };
 use crate::inspect::dns::{self, Message, RecordData};
-use crate::inspect::{http, quic, tls, Name, Scan};
+use crate::inspect::quic::HelloKind;
+use crate::inspect::{gquic, http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
 use crate::stats::{
     bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, SharedCounters, Via,
@@ -194,26 +195,35 @@ pub struct EngineConfig {
     pub max_pending_packets: u16,
     /// What to do with flows that use real ECH (their true name is encrypted).
     pub ech_policy: EchPolicy,
+    /// What to do with flows on UDP 443 whose QUIC telestrip cannot read.
+    pub quic_unreadable: Policy,
 }
 
-/// Policy for flows with real ECH (an ECH extension whose config_id the server announced
-/// in DNS for the outer name): the name inside is hidden, only the public name shows.
+/// What to do with flows whose true name telestrip cannot see: real ECH (an ECH extension
+/// whose config_id the server announced in DNS for the outer name: only the public name
+/// shows), or QUIC it cannot read (an unknown version, an Initial that does not decrypt).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EchPolicy {
-    /// Judge the flow by its public name, learned address and CIDR rules only.
+pub enum Policy {
+    /// Judge the flow by its visible name, learned address and CIDR rules only.
     #[default]
     Allow,
-    /// The same, and record every such flow (rule `ech-policy`, vendor `telestrip`).
+    /// The same, and record every such flow (vendor `telestrip`, rule `ech-policy` or
+    /// `quic-unreadable`).
     Log,
-    /// Block such flows. The connection fails: a browser does not try again without ECH
-    /// (Chromium was seen not to); `strip_ech` makes it connect without ECH instead.
+    /// Block such flows. Real ECH: the connection fails, a browser does not try again
+    /// without ECH (Chromium was seen not to), `strip_ech` makes it connect without ECH
+    /// instead. QUIC: browsers fall back to TCP, where the name is visible.
     Drop,
 }
 
-/// Rule id and vendor under which the ECH policy records flows.
+/// The policy for flows with real ECH.
+pub type EchPolicy = Policy;
+
+/// Rule ids and vendor under which the policies record flows.
 pub const ECH_POLICY_RULE: &str = "ech-policy";
 pub const ECH_POLICY_VENDOR: &str = "telestrip";
+pub const QUIC_POLICY_RULE: &str = "quic-unreadable";
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -224,6 +234,7 @@ impl Default for EngineConfig {
             max_learned: 262_144,
             max_pending_packets: 16,
             ech_policy: EchPolicy::Allow,
+            quic_unreadable: Policy::Allow,
         }
     }
 }
@@ -239,10 +250,36 @@ pub struct Engine {
     ech_configs: EchConfigs,
     pub counters: SharedCounters,
     pub flow_counts: FlowCounts,
-    /// Flows recorded by the ECH policy, and the names its events carry.
-    ech_policy_hits: Arc<AtomicU64>,
-    ech_rule: Arc<str>,
-    ech_vendor: Arc<str>,
+    /// What the ECH and unreadable-QUIC policies record flows under.
+    ech_record: PolicyRecord,
+    quic_record: PolicyRecord,
+}
+
+/// The rule and vendor a policy records its flows under, and their counter.
+struct PolicyRecord {
+    rule: Arc<str>,
+    vendor: Arc<str>,
+    action: Action,
+    hits: Arc<AtomicU64>,
+}
+
+impl PolicyRecord {
+    fn new(rule: &str, policy: Policy, counts: &FlowCounts, enforce: bool) -> Self {
+        let rule: Arc<str> = rule.into();
+        let vendor: Arc<str> = ECH_POLICY_VENDOR.into();
+        let action = policy.action();
+        let hits = counts.handle(FlowSeries {
+            vendor: Arc::clone(&vendor),
+            rule: Arc::clone(&rule),
+            action: applied_action(action, enforce),
+        });
+        Self {
+            rule,
+            vendor,
+            action,
+            hits,
+        }
+    }
 }
 
 /// The installed ruleset with the flow counter of each of its rules, swapped as one.
@@ -263,22 +300,26 @@ impl Engine {
     pub fn with_shared_rules(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
         let flow_counts = FlowCounts::default();
         let active = Active::new(rules, &flow_counts, config.enforce);
-        let ech_rule: Arc<str> = ECH_POLICY_RULE.into();
-        let ech_vendor: Arc<str> = ECH_POLICY_VENDOR.into();
-        let ech_policy_hits = flow_counts.handle(FlowSeries {
-            vendor: Arc::clone(&ech_vendor),
-            rule: Arc::clone(&ech_rule),
-            action: applied_action(config.ech_policy.action(), config.enforce),
-        });
+        let ech_record = PolicyRecord::new(
+            ECH_POLICY_RULE,
+            config.ech_policy,
+            &flow_counts,
+            config.enforce,
+        );
+        let quic_record = PolicyRecord::new(
+            QUIC_POLICY_RULE,
+            config.quic_unreadable,
+            &flow_counts,
+            config.enforce,
+        );
         Self {
             active: ArcSwap::from_pointee(active),
             generation: AtomicU64::new(0),
             flows: FlowTable::new(config.max_flows, config.timeouts),
             learned: LearnedNames::new(config.max_learned),
             ech_configs: EchConfigs::new(ECH_CONFIGS_KEPT),
-            ech_policy_hits,
-            ech_rule,
-            ech_vendor,
+            ech_record,
+            quic_record,
             config,
             counters: SharedCounters::default(),
             flow_counts,
@@ -361,6 +402,8 @@ enum Seen {
     NoName,
     NeedMore,
     Malformed(Layer),
+    /// QUIC on UDP 443 whose name could not be read.
+    QuicUnreadable,
 }
 
 /// Facts about the packet the decision needs, oriented client → server.
@@ -938,9 +981,13 @@ impl<'e> Worker<'e> {
                     return Verdict::PENDING;
                 }
                 bump(&self.counters.pending_limit_hits);
+                return self.quic_unreadable(flow, facts, events);
             }
             return self.decide(flow, None, facts, events);
         }
+        let hello = quic::long_header_version(packet.payload)
+            .and_then(quic::hello_kind)
+            .unwrap_or(HelloKind::Tls);
         flow.data_packets = flow.data_packets.saturating_add(1);
         let stream = flow
             .streams_mut()
@@ -954,19 +1001,41 @@ impl<'e> Worker<'e> {
         });
         let seen = if over_cap {
             bump(&self.counters.stream_cap_hits);
-            Seen::NoName
+            Seen::QuicUnreadable
         } else {
             let bytes = stream.contiguous();
-            match (read, tls::scan_handshake(bytes)) {
-                // Whatever follows a complete ClientHello in the datagram (junk coalesced
-                // behind it, which the server ignores too) cannot hide it.
-                (_, Ok(Scan::Found(hello))) => hello_seen(hello, Via::Quic),
+            let scanned = match hello {
+                HelloKind::Tls => tls::scan_handshake(bytes)
+                    .map(|scan| match scan {
+                        Scan::Found(hello) => Some(hello_seen(hello, Via::Quic)),
+                        Scan::NeedMore => None,
+                        Scan::NotThis => Some(Seen::QuicUnreadable),
+                    })
+                    .map_err(|_| ()),
+                HelloKind::Chlo => gquic::scan_chlo(bytes)
+                    .map(|scan| match scan {
+                        Scan::Found(Some(name)) => Some(Seen::Name(name, Via::Quic)),
+                        Scan::Found(None) => Some(Seen::NoName),
+                        Scan::NeedMore => None,
+                        Scan::NotThis => Some(Seen::QuicUnreadable),
+                    })
+                    .map_err(|_| ()),
+            };
+            match (read, scanned) {
+                // Whatever follows a complete hello in the datagram (junk coalesced behind
+                // it, which the server ignores too) cannot hide it.
+                (_, Ok(Some(seen))) => seen,
                 // A first datagram of which nothing decrypts is not QUIC as telestrip knows
                 // it; a later one (a retransmission under new keys, junk) is skipped.
-                (Err(_), _) if !quic_started && bytes.is_empty() => Seen::Malformed(Layer::Quic),
-                (_, Ok(Scan::NeedMore)) => Seen::NeedMore,
-                (_, Ok(Scan::NotThis)) => Seen::NoName,
-                (_, Err(_)) => Seen::Malformed(Layer::Quic),
+                (Err(_), _) if !quic_started && bytes.is_empty() => {
+                    self.counters.parse_error(Layer::Quic);
+                    Seen::QuicUnreadable
+                }
+                (_, Ok(None)) => Seen::NeedMore,
+                (_, Err(())) => {
+                    self.counters.parse_error(Layer::Quic);
+                    Seen::QuicUnreadable
+                }
             }
         };
         self.conclude(flow, seen, facts, events)
@@ -1008,17 +1077,18 @@ impl<'e> Worker<'e> {
                 if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
                     return verdict;
                 }
+                let record = &self.engine.ech_record;
                 match self.engine.config.ech_policy {
                     EchPolicy::Drop if real => {
                         let applied = self.applied(Action::Drop);
-                        self.record_ech_policy(name, via, facts, applied, events);
+                        self.record_policy(record, Some(name), via, facts, applied, events);
                         decided(flow, action_for(applied))
                     }
                     EchPolicy::Log if real => {
                         let recorded = events.len();
                         let verdict = self.decide(flow, None, facts, events);
                         if events.len() == recorded && verdict.action == PacketAction::Accept {
-                            self.record_ech_policy(name, via, facts, Action::Log, events);
+                            self.record_policy(record, Some(name), via, facts, Action::Log, events);
                         }
                         verdict
                     }
@@ -1026,6 +1096,7 @@ impl<'e> Worker<'e> {
                 }
             }
             Seen::NoName => self.decide(flow, None, facts, events),
+            Seen::QuicUnreadable => self.quic_unreadable(flow, facts, events),
             Seen::Malformed(layer) => {
                 self.counters.parse_error(layer);
                 self.decide(flow, None, facts, events)
@@ -1134,24 +1205,53 @@ impl<'e> Worker<'e> {
     }
 
     /// Records a flow with real ECH that the ECH policy logs or blocks.
-    fn record_ech_policy(
+    fn record_policy(
         &self,
-        name: Name,
+        record: &PolicyRecord,
+        name: Option<Name>,
         via: Via,
         facts: Facts,
         applied: Action,
         events: &mut Vec<FlowEvent>,
     ) {
-        bump(&self.engine.ech_policy_hits);
-        let engine = self.engine;
+        bump(&record.hits);
         events.push(facts.event(
-            Some(name.as_str()),
+            name.as_ref().map(Name::as_str),
             via,
-            &engine.ech_rule,
-            &engine.ech_vendor,
-            engine.config.ech_policy.action(),
+            &record.rule,
+            &record.vendor,
+            record.action,
             applied,
         ));
+    }
+
+    /// A flow on UDP 443 whose QUIC could not be read: judged by learned names and CIDR
+    /// rules, then by the `quic_unreadable` policy.
+    fn quic_unreadable(
+        &self,
+        flow: &mut FlowState,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        self.counters.bypass(Bypass::QuicUnreadable);
+        let recorded = events.len();
+        let verdict = self.decide(flow, None, facts, events);
+        if events.len() > recorded || verdict.action != PacketAction::Accept {
+            return verdict;
+        }
+        let record = &self.engine.quic_record;
+        match self.engine.config.quic_unreadable {
+            Policy::Allow => verdict,
+            Policy::Log => {
+                self.record_policy(record, None, Via::Quic, facts, Action::Log, events);
+                verdict
+            }
+            Policy::Drop => {
+                let applied = self.applied(Action::Drop);
+                self.record_policy(record, None, Via::Quic, facts, applied, events);
+                decided(flow, action_for(applied))
+            }
+        }
     }
 
     /// What is done for a rule's action: the action itself, or `log` in dry run.
@@ -1632,7 +1732,7 @@ impl Active {
     }
 }
 
-impl EchPolicy {
+impl Policy {
     /// The action the policy stands for in events and counters.
     pub fn action(self) -> Action {
         match self {

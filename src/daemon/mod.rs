@@ -103,6 +103,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             enforce,
             max_flows: config.max_flows,
             ech_policy: config.ech,
+            quic_unreadable: config.quic_unreadable,
             ..EngineConfig::default()
         },
     ));

@@ -18,6 +18,7 @@
 )]
 
 pub mod dns;
+pub mod gquic;
 pub mod http;
 pub mod name;
 pub mod quic;

@@ -1,9 +1,12 @@
-//! QUIC Initial packets (RFC 9000 §17.2.2), versions 1 and 2 (RFC 9369): the client's first
-//! flight, protected with keys anyone can derive from the packet's Destination Connection ID
-//! (RFC 9001 §5.2). [`read_client_initials`] removes header protection, decrypts every
-//! Initial packet coalesced in a datagram and hands over the CRYPTO frames (offset and
-//! bytes); the caller reassembles them, in any order and across datagrams, into the TLS
-//! ClientHello ([`super::tls::scan_handshake`]).
+//! QUIC Initial packets (RFC 9000 §17.2.2), versions 1 and 2 (RFC 9369), the IETF drafts
+//! older clients still send (22-34) and Google QUIC (Q046, Q050, T050, T051): the client's
+//! first flight, protected with keys anyone can derive from the packet's Destination
+//! Connection ID (RFC 9001 §5.2; each draft and Google version has its own published
+//! salt), or plaintext (Q046). [`read_client_initials`] removes header protection,
+//! decrypts every Initial packet coalesced in a datagram and hands over the CRYPTO frames
+//! (offset and bytes); the caller reassembles them, in any order and across datagrams,
+//! into the TLS ClientHello ([`super::tls::scan_handshake`]) or, for Q046 and Q050, the
+//! Google handshake message CHLO ([`super::gquic::scan_chlo`]); [`hello_kind`] says which.
 //!
 //! The cryptography is `ring`'s (HKDF, AES-128-GCM, AES header protection); this module
 //! only lays out the labels and bytes. Never panics; every length is checked.
@@ -16,6 +19,13 @@ use super::reader::Reader;
 
 pub const VERSION_1: u32 = 0x0000_0001;
 pub const VERSION_2: u32 = 0x6b33_43cf;
+/// draft-ietf-quic-transport-29, the draft most pre-RFC clients still send.
+pub const DRAFT_29: u32 = 0xff00_001d;
+/// Google QUIC versions ("Q046" etc. in ASCII).
+pub const Q046: u32 = 0x5130_3436;
+pub const Q050: u32 = 0x5130_3530;
+pub const T050: u32 = 0x5430_3530;
+pub const T051: u32 = 0x5430_3531;
 /// Connection IDs are at most 20 bytes in versions 1 and 2 (RFC 9000 §17.2).
 pub const MAX_CID_LEN: usize = 20;
 /// Clients pad datagrams with Initial packets to at least 1,200 bytes (RFC 9000 §14.1);
@@ -30,6 +40,100 @@ const SALT_V2: [u8; 20] = [
     0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb,
     0xf9, 0xbd, 0x2e, 0xd9,
 ];
+/// draft-ietf-quic-tls-22 §5.2 (also Facebook's mvfst draft-22 version).
+const SALT_DRAFT_22: [u8; 20] = [
+    0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51, 0x9e, 0xbd,
+    0x7a, 0x02, 0x64, 0x4a,
+];
+/// draft-ietf-quic-tls-23 to -28 §5.2.
+const SALT_DRAFT_23: [u8; 20] = [
+    0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65,
+    0xbe, 0xf9, 0xf5, 0x02,
+];
+/// draft-ietf-quic-tls-29 to -32 §5.2.
+const SALT_DRAFT_29: [u8; 20] = [
+    0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0,
+    0x43, 0x90, 0xa8, 0x99,
+];
+/// Google QUIC's Initial salts (Chromium `quic_crypto_stream` / `GetSaltForVersion`, as
+/// Wireshark and nDPI use them).
+const SALT_Q050: [u8; 20] = [
+    0x50, 0x45, 0x74, 0xef, 0xd0, 0x66, 0xfe, 0x2f, 0x9d, 0x94, 0x5c, 0xfc, 0xdb, 0xd3, 0xa7, 0xf0,
+    0xd3, 0xb5, 0x6b, 0x45,
+];
+const SALT_T050: [u8; 20] = [
+    0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72, 0x91, 0x55, 0x80, 0x30, 0x4c, 0x43, 0xa2, 0x36, 0x7c,
+    0x60, 0x48, 0x83, 0x10,
+];
+const SALT_T051: [u8; 20] = [
+    0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee, 0x5f, 0xa4, 0x50, 0x6c, 0x19, 0x12, 0x4f, 0xc8, 0xcc,
+    0xda, 0x6e, 0x03, 0x3d,
+];
+
+/// What a client's first flight carries in its CRYPTO data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloKind {
+    /// A TLS 1.3 ClientHello (IETF versions, T050, T051).
+    Tls,
+    /// A Google QUIC crypto handshake message, CHLO (Q046, Q050).
+    Chlo,
+}
+
+/// How one version protects and frames its Initial packets.
+struct VersionRules {
+    salt: &'static [u8; 20],
+    /// Version 2 renamed the HKDF labels and reordered the packet types.
+    v2: bool,
+    /// Frame type of CRYPTO data: 0x06 in IETF QUIC, 0x08 in Google's Q050/T05x.
+    crypto_frame: u64,
+    hello: HelloKind,
+}
+
+fn version_rules(version: u32) -> Option<VersionRules> {
+    let ietf = |salt| VersionRules {
+        salt,
+        v2: false,
+        crypto_frame: 0x06,
+        hello: HelloKind::Tls,
+    };
+    let google = |salt, hello| VersionRules {
+        salt,
+        v2: false,
+        crypto_frame: 0x08,
+        hello,
+    };
+    Some(match version {
+        VERSION_1 | 0xff00_0021 | 0xff00_0022 => ietf(&SALT_V1),
+        VERSION_2 => VersionRules {
+            v2: true,
+            ..ietf(&SALT_V2)
+        },
+        0xff00_001d..=0xff00_0020 => ietf(&SALT_DRAFT_29),
+        0xff00_0017..=0xff00_001c | 0xface_b002 | 0xface_b00e => ietf(&SALT_DRAFT_23),
+        0xff00_0016 | 0xface_b001 => ietf(&SALT_DRAFT_22),
+        Q050 => google(&SALT_Q050, HelloKind::Chlo),
+        T050 => google(&SALT_T050, HelloKind::Tls),
+        T051 => google(&SALT_T051, HelloKind::Tls),
+        _ => return None,
+    })
+}
+
+/// What the CRYPTO data of a client Initial of `version` holds; `None` for versions
+/// telestrip does not read.
+pub fn hello_kind(version: u32) -> Option<HelloKind> {
+    if version == Q046 {
+        return Some(HelloKind::Chlo);
+    }
+    version_rules(version).map(|rules| rules.hello)
+}
+
+/// The version field of a long-header packet at the start of `datagram`, known or not.
+pub fn long_header_version(datagram: &[u8]) -> Option<u32> {
+    let mut reader = Reader::new(datagram);
+    let first = reader.u8()?;
+    (first & 0x80 != 0).then(|| reader.u32()).flatten()
+}
+
 const TAG_LEN: usize = 16;
 const SAMPLE_LEN: usize = 16;
 
@@ -55,6 +159,9 @@ pub fn client_initial_version(datagram: &[u8]) -> Option<u32> {
     let mut reader = Reader::new(datagram);
     let first = reader.u8()?;
     let version = reader.u32()?;
+    if version == Q046 {
+        return (first & 0x80 != 0 && q046_header(datagram).is_some()).then_some(version);
+    }
     (first & 0x80 != 0 && packet_type(first, version) == Some(PacketType::Initial))
         .then_some(version)
 }
@@ -70,20 +177,20 @@ enum PacketType {
 /// The long-header packet type; the bits mean different types in version 2.
 fn packet_type(first: u8, version: u32) -> Option<PacketType> {
     let bits = (first >> 4) & 0x3;
-    let types = match version {
-        VERSION_1 => [
-            PacketType::Initial,
-            PacketType::ZeroRtt,
-            PacketType::Handshake,
-            PacketType::Retry,
-        ],
-        VERSION_2 => [
+    let types = if version_rules(version)?.v2 {
+        [
             PacketType::Retry,
             PacketType::Initial,
             PacketType::ZeroRtt,
             PacketType::Handshake,
-        ],
-        _ => return None,
+        ]
+    } else {
+        [
+            PacketType::Initial,
+            PacketType::ZeroRtt,
+            PacketType::Handshake,
+            PacketType::Retry,
+        ]
     };
     types.get(usize::from(bits)).copied()
 }
@@ -135,13 +242,16 @@ pub struct KeyMaterial {
     pub hp: [u8; 16],
 }
 
-/// RFC 9001 §5.2 (labels "quic key", "quic iv", "quic hp") and RFC 9369 §3.3.
+/// RFC 9001 §5.2 (labels "quic key", "quic iv", "quic hp", which the drafts from 23 on
+/// and Google's TLS-style versions use too) and RFC 9369 §3.3.
 pub fn client_key_material(version: u32, dcid: &[u8]) -> Result<KeyMaterial, QuicError> {
-    let (salt, labels): (&[u8], [&[u8]; 3]) = match version {
-        VERSION_1 => (&SALT_V1, [b"quic key", b"quic iv", b"quic hp"]),
-        VERSION_2 => (&SALT_V2, [b"quicv2 key", b"quicv2 iv", b"quicv2 hp"]),
-        _ => return Err(QuicError::Decrypt),
+    let rules = version_rules(version).ok_or(QuicError::Decrypt)?;
+    let labels: [&[u8]; 3] = if rules.v2 {
+        [b"quicv2 key", b"quicv2 iv", b"quicv2 hp"]
+    } else {
+        [b"quic key", b"quic iv", b"quic hp"]
     };
+    let salt: &[u8] = rules.salt;
     let initial = Salt::new(HKDF_SHA256, salt).extract(dcid);
     let mut client_secret = [0u8; 32];
     expand_label(&initial, b"client in", &mut client_secret)?;
@@ -191,6 +301,9 @@ pub fn read_client_initials(
     mut crypto: impl FnMut(u64, &[u8]),
 ) -> Result<Datagram, QuicError> {
     let mut seen = Datagram::default();
+    if long_header_version(datagram) == Some(Q046) {
+        return read_q046(datagram, &mut crypto);
+    }
     let mut rest = datagram;
     while let Some(&first) = rest.first() {
         if first & 0x80 == 0 {
@@ -203,9 +316,10 @@ pub fn read_client_initials(
         if let Some(initial) = initial {
             decrypt_initial(packet, &initial, scratch)?;
             seen.initials = seen.initials.saturating_add(1);
-            seen.crypto_frames = seen
-                .crypto_frames
-                .saturating_add(read_frames(scratch, &mut crypto)?);
+            let crypto_frame = version_rules(initial.version).map_or(0x06, |r| r.crypto_frame);
+            seen.crypto_frames =
+                seen.crypto_frames
+                    .saturating_add(read_frames(scratch, crypto_frame, &mut crypto)?);
         }
         rest = rest.get(packet_len..).unwrap_or(&[]);
     }
@@ -420,12 +534,35 @@ fn put_varint(out: &mut Vec<u8>, value: u64) {
     }
 }
 
-/// Walks the frames of a decrypted Initial; returns how many CRYPTO frames it handed over.
-fn read_frames(plaintext: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<u16, QuicError> {
+/// Walks the frames of a decrypted Initial; returns how many CRYPTO frames (of type
+/// `crypto_frame`) it handed over. Google's Q050/T05x frames other than PADDING and
+/// CRYPTO have encodings of their own: reading stops at the first of them.
+fn read_frames(
+    plaintext: &[u8],
+    crypto_frame: u64,
+    crypto: &mut impl FnMut(u64, &[u8]),
+) -> Result<u16, QuicError> {
     let mut reader = Reader::new(plaintext);
     let mut frames = 0u16;
     while reader.remaining() > 0 {
         let kind = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+        if crypto_frame != 0x06 {
+            match kind {
+                0x00 => continue,
+                kind if kind == crypto_frame => {
+                    let offset = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    let len = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    let data = usize::try_from(len)
+                        .ok()
+                        .and_then(|len| reader.take(len))
+                        .ok_or(QuicError::BadFrame)?;
+                    crypto(offset, data);
+                    frames = frames.saturating_add(1);
+                    continue;
+                }
+                _ => break,
+            }
+        }
         match kind {
             // PADDING, PING
             0x00 | 0x01 => {}
@@ -462,6 +599,75 @@ fn read_frames(plaintext: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<
         }
     }
     Ok(frames)
+}
+
+/// A Q046 client Initial's layout: where its frames start. Q046 keeps IETF's long header
+/// form but packs both connection ID lengths into one byte (each nibble + 3), sends an
+/// 8-byte Destination CID and no Source CID, and puts a 12-byte message hash (FNV-1a,
+/// not a secret) before its plaintext frames.
+fn q046_header(datagram: &[u8]) -> Option<usize> {
+    let mut reader = Reader::new(datagram);
+    let first = reader.u8()?;
+    let _version = reader.u32()?;
+    // Initial (type 0) in a long header; DCID length 8, SCID length 0.
+    if first & 0x30 != 0 || reader.u8()? != 0x50 {
+        return None;
+    }
+    let packet_number_len = usize::from(first & 0x03) + 1;
+    reader.skip(8 + packet_number_len + Q046_HASH_LEN)?;
+    Some(reader.position())
+}
+
+const Q046_HASH_LEN: usize = 12;
+/// Google QUIC's crypto stream, which carries the CHLO.
+const GQUIC_CRYPTO_STREAM: u64 = 1;
+
+/// The CHLO data of a Q046 Initial, from its STREAM frames on the crypto stream (frame
+/// type 1fdooossb: FIN, data length present, offset length, stream ID length; lengths and
+/// offsets big-endian).
+fn read_q046(datagram: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<Datagram, QuicError> {
+    let start = q046_header(datagram).ok_or(QuicError::Truncated("Q046 header"))?;
+    let mut reader = Reader::new(datagram.get(start..).unwrap_or(&[]));
+    let mut seen = Datagram {
+        initials: 1,
+        crypto_frames: 0,
+    };
+    while let Some(kind) = reader.u8() {
+        if kind == 0x00 {
+            // PADDING runs to the end of the packet.
+            break;
+        }
+        if kind & 0x80 == 0 {
+            // Not a STREAM frame (ACK, STOP_WAITING...): nothing more to read here.
+            break;
+        }
+        let stream_len = usize::from(kind & 0x03) + 1;
+        let offset_len = match (kind >> 2) & 0x07 {
+            0 => 0,
+            n => usize::from(n) + 1,
+        };
+        let stream = big_endian(&mut reader, stream_len).ok_or(QuicError::BadFrame)?;
+        let offset = big_endian(&mut reader, offset_len).ok_or(QuicError::BadFrame)?;
+        let len = if kind & 0x20 != 0 {
+            usize::from(reader.u16().ok_or(QuicError::BadFrame)?)
+        } else {
+            reader.remaining()
+        };
+        let data = reader.take(len).ok_or(QuicError::BadFrame)?;
+        if stream == GQUIC_CRYPTO_STREAM {
+            crypto(offset, data);
+            seen.crypto_frames = seen.crypto_frames.saturating_add(1);
+        }
+    }
+    Ok(seen)
+}
+
+fn big_endian(reader: &mut Reader<'_>, len: usize) -> Option<u64> {
+    let mut value = 0u64;
+    for _ in 0..len {
+        value = (value << 8) | u64::from(reader.u8()?);
+    }
+    Some(value)
 }
 
 #[cfg(test)]

@@ -696,3 +696,41 @@ pub fn quic_first_flight(
         })
         .collect()
 }
+
+/// A Google QUIC Q046 client Initial carrying `chlo` on the crypto stream, padded to 1,200
+/// bytes: long header 0xc3 (Initial, 4-byte packet number), version, the packed CID lengths
+/// 0x50 (DCID 8, no SCID), the DCID, packet number 1, a 12-byte message hash (not checked
+/// by telestrip), then a STREAM frame (0xa0: length present, no offset, 1-byte stream ID).
+pub fn gquic_q046_initial(chlo: &[u8]) -> Vec<u8> {
+    let mut datagram = vec![0xc3];
+    datagram.extend_from_slice(&crate::inspect::quic::Q046.to_be_bytes());
+    datagram.push(0x50);
+    datagram.extend_from_slice(&[0x51, 0x30, 0x34, 0x36, 0xde, 0xad, 0xbe, 0xef]);
+    datagram.extend_from_slice(&1u32.to_be_bytes());
+    datagram.extend_from_slice(&[0x5a; 12]);
+    datagram.extend_from_slice(&[0xa0, 0x01]);
+    datagram.extend_from_slice(&(chlo.len() as u16).to_be_bytes());
+    datagram.extend_from_slice(chlo);
+    if datagram.len() < 1200 {
+        datagram.resize(1200, 0);
+    }
+    datagram
+}
+
+/// A protected Q050, T050 or T051 client Initial: `crypto` in Google's CRYPTO frame (type
+/// 0x08), a CHLO for Q050 and a TLS ClientHello handshake message for T05x.
+pub fn gquic_protected_initial(version: u32, crypto: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x08, 0x00];
+    let len = crypto.len() as u16;
+    frame.extend_from_slice(&(0x4000 | len).to_be_bytes());
+    frame.extend_from_slice(crypto);
+    crate::inspect::quic::protect_client_initial(
+        version,
+        &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+        &[],
+        0,
+        &frame,
+        1200,
+    )
+    .unwrap_or_default()
+}

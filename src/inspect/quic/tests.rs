@@ -157,7 +157,8 @@ fn only_large_client_initials_of_known_versions_count() {
     short_header[0] &= 0x7f;
     assert_eq!(client_initial_version(&short_header), None);
     let mut other_version = datagram.clone();
-    other_version[1..5].copy_from_slice(&0xff00_001du32.to_be_bytes());
+    // A version reserved to exercise negotiation (RFC 9000 §15): no keys are known for it.
+    other_version[1..5].copy_from_slice(&0x1a2a_3a4au32.to_be_bytes());
     assert_eq!(client_initial_version(&other_version), None);
     // Version 1 type bits 0b01 are 0-RTT, which in version 2 means Initial.
     let mut zero_rtt = datagram;
@@ -215,5 +216,72 @@ proptest::proptest! {
         bytes.extend_from_slice(&(if v2 { VERSION_2 } else { VERSION_1 }).to_be_bytes());
         bytes.extend_from_slice(&rest);
         let _ = read_client_initials(&bytes, &mut Vec::new(), |_, _| {});
+    }
+}
+
+#[test]
+fn draft_29_keys_match_its_appendix_a() {
+    // draft-ietf-quic-tls-29 Appendix A.1.
+    let material = client_key_material(DRAFT_29, &hex(RFC_DCID)).unwrap();
+    assert_eq!(
+        material.key.to_vec(),
+        hex("175257a31eb09dea9366d8bb79ad80ba")
+    );
+    assert_eq!(material.iv.to_vec(), hex("6b26114b9cba2b63a9e8dd4f"));
+    assert_eq!(
+        material.hp.to_vec(),
+        hex("9ddd12c994c0698b89374a9c077a3077")
+    );
+}
+
+#[test]
+fn a_client_hello_comes_back_from_draft_and_google_tls_initials() {
+    let hello = handshake_client_hello("x.telemetry.acme.example", 0);
+    for version in [DRAFT_29, 0xff00_0020, 0xff00_001b, 0xff00_0022, 0xface_b002] {
+        let datagrams = quic_first_flight(version, &hello, 4096, 1, &[]);
+        assert_eq!(client_initial_version(&datagrams[0]), Some(version));
+        assert_eq!(hello_kind(version), Some(HelloKind::Tls));
+        assert_eq!(sni_of(&reassemble(&datagrams)), "x.telemetry.acme.example");
+    }
+    for version in [T050, T051] {
+        let datagram = crate::testkit::gquic_protected_initial(version, &hello);
+        assert_eq!(client_initial_version(&datagram), Some(version));
+        assert_eq!(sni_of(&reassemble(&[datagram])), "x.telemetry.acme.example");
+    }
+}
+
+#[test]
+fn a_chlo_comes_back_from_q046_and_q050_initials() {
+    use crate::inspect::gquic::{build_chlo, scan_chlo};
+    let chlo = build_chlo(&[(b"SNI\0", b"x.telemetry.acme.example"), (b"VER\0", b"Q050")]);
+    for datagram in [
+        crate::testkit::gquic_q046_initial(&chlo),
+        crate::testkit::gquic_protected_initial(Q050, &chlo),
+    ] {
+        let version = client_initial_version(&datagram).unwrap();
+        assert_eq!(hello_kind(version), Some(HelloKind::Chlo));
+        let stream = reassemble(&[datagram]);
+        match scan_chlo(&stream) {
+            Ok(Scan::Found(Some(name))) => assert_eq!(name.as_str(), "x.telemetry.acme.example"),
+            other => panic!("{version:08x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_prefix_of_a_q046_initial_is_handled_without_panic() {
+    let chlo = crate::inspect::gquic::build_chlo(&[(b"SNI\0", b"a.example")]);
+    let datagram = crate::testkit::gquic_q046_initial(&chlo);
+    let mut scratch = Vec::new();
+    for len in 0..datagram.len() {
+        let _ = client_initial_version(&datagram[..len]);
+        let _ = read_client_initials(&datagram[..len], &mut scratch, |_, _| {});
+    }
+}
+
+#[test]
+fn unknown_versions_have_no_rules() {
+    for version in [0x1a2a_3a4a, 0x5130_3433, 0xff00_0015, 0] {
+        assert_eq!(hello_kind(version), None, "{version:08x}");
     }
 }

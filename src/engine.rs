@@ -404,6 +404,8 @@ enum Seen {
     Malformed(Layer),
     /// QUIC on UDP 443 whose name could not be read.
     QuicUnreadable,
+    /// An IPv4 address where a name belongs (SNI, Host): judged by CIDR rules on it.
+    Address(Name, Via),
 }
 
 /// Facts about the packet the decision needs, oriented client → server.
@@ -1097,6 +1099,21 @@ impl<'e> Worker<'e> {
             }
             Seen::NoName => self.decide(flow, None, facts, events),
             Seen::QuicUnreadable => self.quic_unreadable(flow, facts, events),
+            Seen::Address(literal, via) => {
+                let counters = self.counters;
+                bump(&counters.address_literals);
+                counters.inspected(via);
+                let hit = literal.as_str().parse::<IpAddr>().ok().and_then(|address| {
+                    self.rules
+                        .match_addr(address, facts.server_port, facts.protocol)
+                });
+                match hit {
+                    Some(hit) => {
+                        self.settle(flow, Some(hit), Some(literal.as_str()), via, facts, events)
+                    }
+                    None => self.decide(flow, None, facts, events),
+                }
+            }
             Seen::Malformed(layer) => {
                 self.counters.parse_error(layer);
                 self.decide(flow, None, facts, events)
@@ -1510,7 +1527,7 @@ impl<'e> Worker<'e> {
 /// What a ClientHello says of the flow's name.
 fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     match hello.sni {
-        Some(sni) if sni.is_address_literal() => Seen::NoName,
+        Some(sni) if sni.is_address_literal() => Seen::Address(sni, via),
         Some(sni) if hello.ech => Seen::EchFacade(sni, via, hello.ech_config_id),
         Some(sni) => with_other(sni, hello.other_sni, via),
         None => Seen::NoName,
@@ -1547,7 +1564,7 @@ fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
         Ok(Scan::Found(request)) => match request.host {
             Some(host) if host.is_address_literal() => match request.other_host {
                 Some(other) if !other.is_address_literal() => Seen::Name(other, Via::Http),
-                _ => Seen::NoName,
+                _ => Seen::Address(host, Via::Http),
             },
             Some(host) => with_other(host, request.other_host, Via::Http),
             None => match request.other_host {

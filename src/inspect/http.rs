@@ -12,9 +12,16 @@ use super::{Name, Scan};
 /// large_client_header_buffers is 8k per line); it bounds the bytes buffered per flow.
 pub const MAX_HEAD_LEN: usize = 8 * 1024;
 
+/// The methods of RFC 9110 §9. Any other token is a method too (RFC 9110 §9.1: WebDAV's
+/// PROPFIND and MKCOL, custom ones, `get` that some servers take for GET), read once its
+/// request line is complete and ends in an HTTP/1.x version.
 const METHODS: &[&[u8]] = &[
     b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
 ];
+
+/// Longest method token read: WebDAV's longest is 16 bytes (VERSION-CONTROL 15,
+/// BASELINE-CONTROL 16); servers refuse far shorter unknown ones.
+const MAX_METHOD_LEN: usize = 32;
 
 /// What telestrip reads from a request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,14 +51,31 @@ pub enum HttpError {
 pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
     let method_len = match stream.iter().position(|&b| b == b' ') {
         Some(len) => len,
-        None if METHODS.iter().any(|m| m.starts_with(stream)) && stream.len() < 8 => {
+        // A method cut by the segment's end (a split is a way to hide the request).
+        None if stream.len() <= MAX_METHOD_LEN && stream.iter().all(is_tchar) => {
             return Ok(Scan::NeedMore)
         }
         None => return Ok(Scan::NotThis),
     };
     let method = stream.get(..method_len).unwrap_or(&[]);
     if !METHODS.contains(&method) {
-        return Ok(Scan::NotThis);
+        // Another token: HTTP only if the request line ends in an HTTP/1.x version, so a
+        // line of another protocol (SMTP's EHLO, IRC) is not taken for a request.
+        if method.is_empty() || method.len() > MAX_METHOD_LEN || !method.iter().all(is_tchar) {
+            return Ok(Scan::NotThis);
+        }
+        let Some(line_end) = stream.iter().position(|&b| b == b'\n') else {
+            return Ok(if stream.len() > MAX_HEAD_LEN {
+                Scan::NotThis
+            } else {
+                Scan::NeedMore
+            });
+        };
+        let line = trim_cr(stream.get(..line_end).unwrap_or(&[]));
+        let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
+        if !version.starts_with(b"HTTP/1.") {
+            return Ok(Scan::NotThis);
+        }
     }
     let Some(head_len) = find_head_end(stream) else {
         return if stream.len() > MAX_HEAD_LEN {
@@ -135,6 +159,11 @@ fn find_head_end(stream: &[u8]) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// A token character (RFC 9110 §5.6.2).
+fn is_tchar(byte: &u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(byte)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {

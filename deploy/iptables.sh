@@ -71,6 +71,11 @@ rules() {
     # Everything else (new and undecided TCP/UDP flows, DNS) goes to telestrip.
     $t -A TELESTRIP -p tcp "${queue_target[@]}"
     $t -A TELESTRIP -p udp "${queue_target[@]}"
+    # Tunnels (IP in IP, IPv6 in IP, GRE): telestrip judges the flows inside them, packet by
+    # packet, since the kernel tracks only the tunnel. VXLAN and GTP-U are UDP, queued above.
+    for proto in 4 41 47; do
+        $t -A TELESTRIP -p "$proto" "${queue_target[@]}"
+    done
 }
 
 for t in "$ipt" "$ip6t"; do

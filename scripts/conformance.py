@@ -35,6 +35,10 @@ rules:
     action: log
     description: Matches every name, so that every extracted name is listed.
     domains: ["regex:.+"]
+  - id: every-address
+    action: log
+    description: Matches every address, so that address literals in SNI and Host are listed.
+    cidrs: [0.0.0.0/0, "::/0"]
 """
 
 

@@ -117,16 +117,21 @@ pub fn tls_hello(data: &[u8]) {
     let _ = tls::scan_handshake(data);
 }
 
-/// QUIC client Initials: the datagram as received, and, so that the decrypted side is
-/// reached, the input as the plaintext frames of a correctly protected v1 or v2 Initial.
+/// QUIC client Initials: the datagram as received, the input as a Google CHLO and inside
+/// a Q046 Initial, and, so that the decrypted side is reached, the input as the plaintext
+/// frames of a correctly protected Initial of version 1, 2, draft 29 or Q050 (whose frames
+/// are Google's).
 pub fn quic_initial(data: &[u8]) {
     let mut scratch = Vec::new();
     let _ = quic::client_initial_version(data);
     let _ = quic::read_client_initials(data, &mut scratch, |_, _| {});
+    let _ = crate::inspect::gquic::scan_chlo(data);
+    let q046 = crate::testkit::gquic_q046_initial(data);
+    let _ = quic::read_client_initials(&q046, &mut scratch, |_, _| {});
     let Some((&selector, frames)) = data.split_first() else {
         return;
     };
-    let version = if selector & 1 == 0 { 1 } else { 0x6b33_43cf };
+    let version = [1, 0x6b33_43cf, quic::DRAFT_29, quic::Q050][usize::from(selector & 3)];
     let dcid = [selector; 8];
     if let Ok(datagram) =
         quic::protect_client_initial(version, &dcid, &[1, 2, 3, 4], 0, frames, 1200)

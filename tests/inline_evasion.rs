@@ -283,3 +283,99 @@ fn decoys_and_fragments_from_a_raw_socket_client_do_not_get_telemetry_through() 
     assert_eq!(names.len(), 7, "{names:?}");
     assert!(names.iter().all(|n| n == TELEMETRY), "{names:?}");
 }
+
+/// Sends, from the client namespace, GRE packets (scapy) to the server namespace whose inner
+/// packet is an HTTP request for `host` (or, with `mpls`, GRE carrying MPLS that telestrip
+/// does not open); returns how many GRE packets reached the server (tcpdump there).
+/// Each call uses its own inner source port `sport`: a new flow inside the tunnel.
+fn send_gre(lab: &Lab, host: &str, mpls: bool, count: usize, sport: u16) -> usize {
+    let capture = lab.dir.path().join(format!("gre-{host}-{mpls}.pcap"));
+    let mut dump = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.server,
+            "tcpdump",
+            "-Z",
+            "root",
+            "--immediate-mode",
+        ])
+        .args(["-U", "-q", "-w", capture.to_str().unwrap(), "ip proto 47"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let inner = if mpls {
+        format!("GRE(proto=0x8847)/Raw(b'\\x00\\x01\\x01\\x40' + bytes(IP(src='10.99.0.1', dst='10.99.0.2')/TCP(sport={sport}, dport=80, flags='PA')/request))")
+    } else {
+        format!("GRE(key_present=1, key=7)/IP(src='10.99.0.1', dst='10.99.0.2')/TCP(sport={sport}, dport=80, flags='PA', seq=1000)/request")
+    };
+    let script = format!(
+        "from scapy.all import *\nrequest = b'GET / HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n'\nsend([IP(src='10.78.1.2', dst='{SERVER_V4}')/{inner}] * {count}, verbose=False)\n"
+    );
+    let path = lab.dir.path().join("gre.py");
+    std::fs::write(&path, script).unwrap();
+    let output = lab.client(&format!("timeout 30 python3 {}", path.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &dump.id().to_string()])
+        .status();
+    let _ = dump.wait();
+    let listed = std::process::Command::new("tcpdump")
+        .args(["-nr", capture.to_str().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&listed.stdout).lines().count()
+}
+
+#[test]
+fn telemetry_inside_a_gre_tunnel_is_stopped_and_what_is_not_opened_is_counted() {
+    let Some(gateway) = Gateway::start() else {
+        return;
+    };
+    let lab = &gateway.lab;
+    assert_eq!(
+        send_gre(lab, ALLOWED, false, 3, 40001),
+        3,
+        "allowed request in GRE"
+    );
+    assert_eq!(
+        send_gre(lab, TELEMETRY, false, 3, 40002),
+        0,
+        "telemetry in GRE reached the server"
+    );
+    // MPLS in GRE is not opened: it passes (fail open, as before) and is counted.
+    assert_eq!(send_gre(lab, TELEMETRY, true, 2, 40003), 2);
+    let metrics = lab.gateway("curl -s http://127.0.0.1:9477/metrics");
+    let text = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in the metrics"))
+    };
+    assert_eq!(
+        value("telestrip_tunnel_packets_total{result=\"opened\",tunnel=\"gre\"} "),
+        6
+    );
+    assert_eq!(
+        value("telestrip_tunnel_packets_total{result=\"unopened\",tunnel=\"gre\"} "),
+        2
+    );
+    assert_eq!(
+        value("telestrip_unjudged_packets_total{reason=\"tunnel\"} "),
+        2
+    );
+    let events = lab.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["name"] == TELEMETRY && e["via"] == "http" && e["action"] == "drop"),
+        "{events:?}"
+    );
+}

@@ -37,7 +37,7 @@ pub enum CaptureError {
     Empty,
     #[error("not a pcap or pcapng file (magic number {0:02x?})")]
     NotACapture(Vec<u8>),
-    #[error("link type {0} is not supported (telestrip reads Ethernet, raw IP, Linux cooked v1/v2 and BSD loopback)")]
+    #[error("link type {0} is not supported (telestrip reads Ethernet, raw IP, Linux cooked v1/v2, PPP, PPPoE, NFLOG and BSD loopback)")]
     UnsupportedLinkType(u32),
     #[error("corrupt or truncated after {packets} packets: {reason}")]
     Corrupt { packets: u64, reason: String },

@@ -404,8 +404,8 @@ enum Seen {
     Malformed(Layer),
     /// QUIC on UDP 443 whose name could not be read.
     QuicUnreadable,
-    /// An IPv4 address where a name belongs (SNI, Host): judged by CIDR rules on it.
-    Address(Name, Via),
+    /// An address where a name belongs (SNI, Host): judged by CIDR rules on it.
+    Address(IpAddr, Via),
 }
 
 /// Facts about the packet the decision needs, oriented client → server.
@@ -1099,17 +1099,16 @@ impl<'e> Worker<'e> {
             }
             Seen::NoName => self.decide(flow, None, facts, events),
             Seen::QuicUnreadable => self.quic_unreadable(flow, facts, events),
-            Seen::Address(literal, via) => {
-                let counters = self.counters;
-                bump(&counters.address_literals);
-                counters.inspected(via);
-                let hit = literal.as_str().parse::<IpAddr>().ok().and_then(|address| {
-                    self.rules
-                        .match_addr(address, facts.server_port, facts.protocol)
-                });
-                match hit {
+            Seen::Address(address, via) => {
+                // Counted apart: an address is not a name seen (`inspected`).
+                bump(&self.counters.address_literals);
+                match self
+                    .rules
+                    .match_addr(address, facts.server_port, facts.protocol)
+                {
                     Some(hit) => {
-                        self.settle(flow, Some(hit), Some(literal.as_str()), via, facts, events)
+                        let literal = address.to_string();
+                        self.settle(flow, Some(hit), Some(&literal), via, facts, events)
                     }
                     None => self.decide(flow, None, facts, events),
                 }
@@ -1527,10 +1526,18 @@ impl<'e> Worker<'e> {
 /// What a ClientHello says of the flow's name.
 fn hello_seen(hello: tls::ClientHello, via: Via) -> Seen {
     match hello.sni {
-        Some(sni) if sni.is_address_literal() => Seen::Address(sni, via),
+        Some(sni) if sni.is_address_literal() => address_seen(&sni, via),
         Some(sni) if hello.ech => Seen::EchFacade(sni, via, hello.ech_config_id),
         Some(sni) => with_other(sni, hello.other_sni, via),
         None => Seen::NoName,
+    }
+}
+
+/// An IPv4 literal that stood where a name belongs.
+fn address_seen(literal: &Name, via: Via) -> Seen {
+    match literal.as_str().parse::<IpAddr>() {
+        Ok(address) => Seen::Address(address, via),
+        Err(_) => Seen::NoName,
     }
 }
 
@@ -1564,11 +1571,12 @@ fn scan_first_flight(bytes: &[u8], scratch: &mut Vec<u8>) -> Seen {
         Ok(Scan::Found(request)) => match request.host {
             Some(host) if host.is_address_literal() => match request.other_host {
                 Some(other) if !other.is_address_literal() => Seen::Name(other, Via::Http),
-                _ => Seen::Address(host, Via::Http),
+                _ => address_seen(&host, Via::Http),
             },
             Some(host) => with_other(host, request.other_host, Via::Http),
-            None => match request.other_host {
-                Some(other) if !other.is_address_literal() => Seen::Name(other, Via::Http),
+            None => match (request.other_host, request.host_v6) {
+                (Some(other), _) if !other.is_address_literal() => Seen::Name(other, Via::Http),
+                (_, Some(v6)) => Seen::Address(IpAddr::V6(v6), Via::Http),
                 _ => Seen::NoName,
             },
         },

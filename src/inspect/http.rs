@@ -36,6 +36,9 @@ pub struct Request {
     /// absolute-form target, or a second Host header): servers and proxies differ on which
     /// one they use, so a filter judges both.
     pub other_host: Option<Name>,
+    /// The IPv6 address literal (`[2001:db8::1]:8080`) the request is for, when it names
+    /// no host: an address where a name belongs.
+    pub host_v6: Option<std::net::Ipv6Addr>,
 }
 
 /// What is wrong with a request head.
@@ -104,12 +107,14 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
         host_headers: 0,
         host_from_target: false,
         other_host: None,
+        host_v6: None,
     };
     let target_authority = if method == b"CONNECT" {
         Some(target)
     } else {
         absolute_form_authority(target)
     };
+    let mut header_v6 = None;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -117,18 +122,22 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
         let (field, value) = line.split_at(colon);
         if field.eq_ignore_ascii_case(b"host") {
             request.host_headers = request.host_headers.saturating_add(1);
-            let name = host_name(value.get(1..).unwrap_or(&[]));
+            let value = value.get(1..).unwrap_or(&[]);
+            let name = host_name(value);
             if request.host_headers == 1 {
                 request.host = name;
+                header_v6 = host_v6(value);
             } else if name.is_some() && name != request.host {
                 request.other_host = name;
             }
         }
     }
+    request.host_v6 = header_v6;
     if let Some(authority) = target_authority {
         let header_host = request.host;
         request.host = host_name(authority);
         request.host_from_target = true;
+        request.host_v6 = host_v6(authority).or(header_v6);
         if header_host.is_some() && header_host != request.host {
             request.other_host = header_host;
         }
@@ -159,6 +168,14 @@ fn find_head_end(stream: &[u8]) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// The IPv6 literal of a Host value or authority (`[2001:db8::1]`, `[::1]:8080`; RFC 3986
+/// §3.2.2), if it is one.
+fn host_v6(value: &[u8]) -> Option<std::net::Ipv6Addr> {
+    let inside = value.trim_ascii().strip_prefix(b"[")?;
+    let end = inside.iter().position(|&b| b == b']')?;
+    std::str::from_utf8(inside.get(..end)?).ok()?.parse().ok()
 }
 
 /// A token character (RFC 9110 §5.6.2).

@@ -220,9 +220,9 @@ pub enum Policy {
 /// The policy for flows with real ECH.
 pub type EchPolicy = Policy;
 
-/// Rule ids and vendor under which the policies record flows.
+/// Rule ids, and the vendor, under which the policies record flows.
 pub const ECH_POLICY_RULE: &str = "ech-policy";
-pub const ECH_POLICY_VENDOR: &str = "telestrip";
+pub const POLICY_VENDOR: &str = "telestrip";
 pub const QUIC_POLICY_RULE: &str = "quic-unreadable";
 
 impl Default for EngineConfig {
@@ -266,7 +266,7 @@ struct PolicyRecord {
 impl PolicyRecord {
     fn new(rule: &str, policy: Policy, counts: &FlowCounts, enforce: bool) -> Self {
         let rule: Arc<str> = rule.into();
-        let vendor: Arc<str> = ECH_POLICY_VENDOR.into();
+        let vendor: Arc<str> = POLICY_VENDOR.into();
         let action = policy.action();
         let hits = counts.handle(FlowSeries {
             vendor: Arc::clone(&vendor),
@@ -504,9 +504,7 @@ impl<'e> Worker<'e> {
             }
             Verdict::UNTRACKED
         })?;
-        if packet.tunnel.is_some() || packet.unopened.is_some() {
-            counters.tunnel(packet.tunnel, packet.unopened);
-        }
+        counters.tunnel(packet.tunnel, packet.unopened);
         Ok(packet)
     }
 
@@ -662,9 +660,7 @@ impl<'e> Worker<'e> {
     ) -> Verdict {
         match datagram.packet() {
             Ok(whole) => {
-                if whole.tunnel.is_some() || whole.unopened.is_some() {
-                    self.counters.tunnel(whole.tunnel, whole.unopened);
-                }
+                self.counters.tunnel(whole.tunnel, whole.unopened);
                 self.classify_packet(&whole, time, events)
             }
             Err(_) => {

@@ -164,11 +164,19 @@ impl Gateway {
     }
 
     fn evasion_count(&self, kind: &str) -> u64 {
+        self.metric(&format!(
+            "telestrip_evasion_attempts_total{{kind=\"{kind}\"}}"
+        ))
+    }
+
+    /// The value of one series (name and labels as the exporter writes them) on the
+    /// gateway's /metrics.
+    fn metric(&self, series: &str) -> u64 {
         let metrics = self.lab.gateway("curl -s http://127.0.0.1:9477/metrics");
         let text = String::from_utf8_lossy(&metrics.stdout).to_string();
-        let series = format!("telestrip_evasion_attempts_total{{kind=\"{kind}\"}} ");
+        let prefix = format!("{series} ");
         text.lines()
-            .find_map(|l| l.strip_prefix(&series))
+            .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in the metrics"))
     }
@@ -351,24 +359,17 @@ fn telemetry_inside_a_gre_tunnel_is_stopped_and_what_is_not_opened_is_counted() 
     );
     // MPLS in GRE is not opened: it passes (fail open, as before) and is counted.
     assert_eq!(send_gre(lab, TELEMETRY, true, 2, 40003), 2);
-    let metrics = lab.gateway("curl -s http://127.0.0.1:9477/metrics");
-    let text = String::from_utf8_lossy(&metrics.stdout).to_string();
-    let value = |series: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in the metrics"))
-    };
+    let value = |series: &str| gateway.metric(series);
     assert_eq!(
-        value("telestrip_tunnel_packets_total{result=\"opened\",tunnel=\"gre\"} "),
+        value("telestrip_tunnel_packets_total{result=\"opened\",tunnel=\"gre\"}"),
         6
     );
     assert_eq!(
-        value("telestrip_tunnel_packets_total{result=\"unopened\",tunnel=\"gre\"} "),
+        value("telestrip_tunnel_packets_total{result=\"unopened\",tunnel=\"gre\"}"),
         2
     );
     assert_eq!(
-        value("telestrip_unjudged_packets_total{reason=\"tunnel\"} "),
+        value("telestrip_unjudged_packets_total{reason=\"tunnel\"}"),
         2
     );
     let events = lab.events();

@@ -413,7 +413,7 @@ pub fn parse_general(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireErr
     let sliced = match link {
         LinkType::Ethernet => match ethernet_payload(frame) {
             Some((ETHER_TYPE_PPPOE_SESSION, rest)) => {
-                return parse_ip_of(ppp_payload(pppoe_payload(rest)?)?)
+                SlicedPacket::from_ip(ip_or_not(ppp_payload(pppoe_payload(rest)?)?)?)
             }
             _ => SlicedPacket::from_ethernet(frame),
         },
@@ -448,27 +448,27 @@ pub fn parse_general(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireErr
                 _ => return Err(WireError::NotIp),
             }
         }
-        LinkType::Ppp => return parse_ip_of(ppp_payload(frame)?),
+        LinkType::Ppp => SlicedPacket::from_ip(ip_or_not(ppp_payload(frame)?)?),
         LinkType::PppWithDirection => {
             let rest = frame
                 .get(1..)
                 .ok_or(WireError::Link("truncated PPP header"))?;
-            return parse_ip_of(ppp_payload(rest)?);
+            SlicedPacket::from_ip(ip_or_not(ppp_payload(rest)?)?)
         }
-        LinkType::PppOverEthernet => return parse_ip_of(ppp_payload(pppoe_payload(frame)?)?),
-        LinkType::Nflog => return parse_ip_of(nflog_payload(frame)?),
+        LinkType::PppOverEthernet => {
+            SlicedPacket::from_ip(ip_or_not(ppp_payload(pppoe_payload(frame)?)?)?)
+        }
+        LinkType::Nflog => SlicedPacket::from_ip(ip_or_not(nflog_payload(frame)?)?),
     }
     .map_err(map_slice_error)?;
     let net = sliced.net.as_ref().ok_or(WireError::NotIp)?;
     packet_from_parts(net, sliced.transport.as_ref())
 }
 
-/// A link payload that is an IP packet (`Some`) or another protocol (`None`).
-fn parse_ip_of(ip: Option<&[u8]>) -> Result<Packet<'_>, WireError> {
-    let ip = ip.ok_or(WireError::NotIp)?;
-    let sliced = SlicedPacket::from_ip(ip).map_err(map_slice_error)?;
-    let net = sliced.net.as_ref().ok_or(WireError::NotIp)?;
-    packet_from_parts(net, sliced.transport.as_ref())
+/// A link payload that is an IP packet (`Some`), or not IP (another PPP protocol, an NFLOG
+/// frame without a packet).
+fn ip_or_not(ip: Option<&[u8]>) -> Result<&[u8], WireError> {
+    ip.ok_or(WireError::NotIp)
 }
 
 /// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).

@@ -1,7 +1,7 @@
 //! Captures of the kinds admins bring that are not plain Ethernet, recorded now by
 //! tests/fixtures/capture_kinds.sh from real clients in two namespaces: Linux cooked v1 on
 //! loopback, WebDAV methods, a real VXLAN tunnel, and one HTTP session re-sent inside GRE,
-//! gretap, IP in IP, IPv4 in IPv6 and GTP-U. In each, `telestrip pcap` must find the
+//! gretap, IP in IP, IPv4 in IPv6, IPv6 in IPv4 and GTP-U. In each, `telestrip pcap` must find the
 //! telemetry request and judge every packet. Also: a capture telestrip cannot read is
 //! reported incomplete (exit 2), never clean.
 //!
@@ -55,6 +55,7 @@ fn captures_of_every_kind_show_the_telemetry_request_and_judge_every_packet() {
         ("tunnel-gretap", 1, Some("gre")),
         ("tunnel-ipip", 1, Some("ipip")),
         ("tunnel-4in6", 1, Some("ipip")),
+        ("tunnel-6in4", 1, Some("ipip")),
         ("tunnel-gtpu", 1, Some("gtpu")),
     ];
     for (file, requests, tunnel) in cases {

@@ -62,7 +62,7 @@ fn bindgen_test_layout_nfattr() {
         concat!("Alignment of ", stringify!(nfattr))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfattr>())).nfa_len as *const _ as usize },
+        ::core::mem::offset_of!(nfattr, nfa_len),
         0usize,
         concat!(
             "Offset of field: ",
@@ -72,7 +72,7 @@ fn bindgen_test_layout_nfattr() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfattr>())).nfa_type as *const _ as usize },
+        ::core::mem::offset_of!(nfattr, nfa_type),
         2usize,
         concat!(
             "Offset of field: ",
@@ -113,7 +113,7 @@ fn bindgen_test_layout_nfgenmsg() {
         concat!("Alignment of ", stringify!(nfgenmsg))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfgenmsg>())).nfgen_family as *const _ as usize },
+        ::core::mem::offset_of!(nfgenmsg, nfgen_family),
         0usize,
         concat!(
             "Offset of field: ",
@@ -123,7 +123,7 @@ fn bindgen_test_layout_nfgenmsg() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfgenmsg>())).version as *const _ as usize },
+        ::core::mem::offset_of!(nfgenmsg, version),
         1usize,
         concat!(
             "Offset of field: ",
@@ -133,7 +133,7 @@ fn bindgen_test_layout_nfgenmsg() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfgenmsg>())).res_id as *const _ as usize },
+        ::core::mem::offset_of!(nfgenmsg, res_id),
         2usize,
         concat!(
             "Offset of field: ",
@@ -172,7 +172,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hdr() {
         concat!("Alignment of ", stringify!(nfqnl_msg_packet_hdr))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_hdr>())).packet_id as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hdr, packet_id),
         0usize,
         concat!(
             "Offset of field: ",
@@ -182,9 +182,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hdr() {
         )
     );
     assert_eq!(
-        unsafe {
-            &(*(::core::ptr::null::<nfqnl_msg_packet_hdr>())).hw_protocol as *const _ as usize
-        },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hdr, hw_protocol),
         4usize,
         concat!(
             "Offset of field: ",
@@ -194,7 +192,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hdr() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_hdr>())).hook as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hdr, hook),
         6usize,
         concat!(
             "Offset of field: ",
@@ -223,7 +221,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hw() {
         concat!("Alignment of ", stringify!(nfqnl_msg_packet_hw))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_hw>())).hw_addrlen as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hw, hw_addrlen),
         0usize,
         concat!(
             "Offset of field: ",
@@ -233,7 +231,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hw() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_hw>()))._pad as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hw, _pad),
         2usize,
         concat!(
             "Offset of field: ",
@@ -243,7 +241,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_hw() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_hw>())).hw_addr as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_hw, hw_addr),
         4usize,
         concat!(
             "Offset of field: ",
@@ -271,7 +269,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_timestamp() {
         concat!("Alignment of ", stringify!(nfqnl_msg_packet_timestamp))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_packet_timestamp>())).sec as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_packet_timestamp, sec),
         0usize,
         concat!(
             "Offset of field: ",
@@ -281,9 +279,7 @@ fn bindgen_test_layout_nfqnl_msg_packet_timestamp() {
         )
     );
     assert_eq!(
-        unsafe {
-            &(*(::core::ptr::null::<nfqnl_msg_packet_timestamp>())).usec as *const _ as usize
-        },
+        ::core::mem::offset_of!(nfqnl_msg_packet_timestamp, usec),
         8usize,
         concat!(
             "Offset of field: ",
@@ -339,7 +335,7 @@ fn bindgen_test_layout_nfqnl_msg_verdict_hdr() {
         concat!("Alignment of ", stringify!(nfqnl_msg_verdict_hdr))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_verdict_hdr>())).verdict as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_verdict_hdr, verdict),
         0usize,
         concat!(
             "Offset of field: ",
@@ -349,7 +345,7 @@ fn bindgen_test_layout_nfqnl_msg_verdict_hdr() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_verdict_hdr>())).id as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_verdict_hdr, id),
         4usize,
         concat!(
             "Offset of field: ",
@@ -384,7 +380,7 @@ fn bindgen_test_layout_nfqnl_msg_config_cmd() {
         concat!("Alignment of ", stringify!(nfqnl_msg_config_cmd))
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_config_cmd>())).command as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_config_cmd, command),
         0usize,
         concat!(
             "Offset of field: ",
@@ -394,7 +390,7 @@ fn bindgen_test_layout_nfqnl_msg_config_cmd() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_config_cmd>()))._pad as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_config_cmd, _pad),
         1usize,
         concat!(
             "Offset of field: ",
@@ -404,7 +400,7 @@ fn bindgen_test_layout_nfqnl_msg_config_cmd() {
         )
     );
     assert_eq!(
-        unsafe { &(*(::core::ptr::null::<nfqnl_msg_config_cmd>())).pf as *const _ as usize },
+        ::core::mem::offset_of!(nfqnl_msg_config_cmd, pf),
         2usize,
         concat!(
             "Offset of field: ",
@@ -436,9 +432,7 @@ fn bindgen_test_layout_nfqnl_msg_config_params() {
         concat!("Alignment of ", stringify!(nfqnl_msg_config_params))
     );
     assert_eq!(
-        unsafe {
-            &(*(::core::ptr::null::<nfqnl_msg_config_params>())).copy_range as *const _ as usize
-        },
+        ::core::mem::offset_of!(nfqnl_msg_config_params, copy_range),
         0usize,
         concat!(
             "Offset of field: ",
@@ -448,9 +442,7 @@ fn bindgen_test_layout_nfqnl_msg_config_params() {
         )
     );
     assert_eq!(
-        unsafe {
-            &(*(::core::ptr::null::<nfqnl_msg_config_params>())).copy_mode as *const _ as usize
-        },
+        ::core::mem::offset_of!(nfqnl_msg_config_params, copy_mode),
         4usize,
         concat!(
             "Offset of field: ",

@@ -31,9 +31,9 @@ mod binding;
 use binding::*;
 use libc::{
     bind, c_int, c_uint, close, nlattr, nlmsgerr, nlmsghdr, recv, sendto, setsockopt, sockaddr_nl,
-    socket, sysconf, AF_NETLINK, AF_UNSPEC, EINTR, ENOSPC, MSG_DONTWAIT, MSG_TRUNC,
+    socket, sysconf, _SC_PAGE_SIZE, AF_NETLINK, AF_UNSPEC, EINTR, ENOSPC, MSG_DONTWAIT, MSG_TRUNC,
     NETLINK_NETFILTER, NETLINK_NO_ENOBUFS, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE, NLM_F_ACK,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST, PF_NETLINK, SOCK_RAW, SOL_NETLINK, _SC_PAGE_SIZE,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST, PF_NETLINK, SOCK_RAW, SOL_NETLINK,
 };
 use std::collections::VecDeque;
 use std::io::Result;
@@ -335,8 +335,11 @@ impl Message {
             return None;
         }
         unsafe {
-            let duration = Duration::from_secs(be64_to_cpu((*self.timestamp).sec))
-                + Duration::from_micros(be64_to_cpu((*self.timestamp).usec));
+            // Netlink attributes are 4-byte aligned and this struct holds u64s: read it
+            // unaligned (dereferencing it is undefined behaviour).
+            let timestamp = std::ptr::read_unaligned(self.timestamp);
+            let duration = Duration::from_secs(be64_to_cpu(timestamp.sec))
+                + Duration::from_micros(be64_to_cpu(timestamp.usec));
             Some(SystemTime::UNIX_EPOCH + duration)
         }
     }
@@ -1070,3 +1073,6 @@ fn _assert_send_and_sync() {
     check::<Message>();
     check::<Queue>();
 }
+
+#[cfg(test)]
+mod telestrip_tests;

@@ -17,11 +17,11 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telestrip::engine::{Engine, EngineConfig};
 use telestrip::inspect::{dns, http, quic, tls};
 use telestrip::rules::{load_sources, LoadedFile, RuleSet, Source};
-use telestrip::testkit::traffic;
-use telestrip::testkit::{
+use telestrip::wire::{self, LinkType, Protocol};
+use telestrip_testkit::traffic;
+use telestrip_testkit::{
     client_hello_with, dns_query, dns_response, http_get, Answer, HelloOptions, Hosts, ACK, SYN,
 };
-use telestrip::wire::{self, LinkType, Protocol};
 
 /// A rule file with `count` synthetic domains, half exact names and half `*.` suffixes,
 /// plus names that real traffic in the benchmarks uses.
@@ -139,9 +139,9 @@ fn bench_inspect(c: &mut Criterion) {
         })
     });
     // One 1,200-byte QUIC v1 Initial: key derivation, header protection, AES-GCM, frames.
-    let hello = telestrip::testkit::handshake_client_hello("v10.events.data.microsoft.com", 0);
+    let hello = telestrip_testkit::handshake_client_hello("v10.events.data.microsoft.com", 0);
     let initial =
-        telestrip::testkit::quic_first_flight(quic::VERSION_1, &hello, 4096, 1, &[]).remove(0);
+        telestrip_testkit::quic_first_flight(quic::VERSION_1, &hello, 4096, 1, &[]).remove(0);
     group.bench_function("quic_initial_decrypt_and_sni", |b| {
         b.iter(|| {
             let mut crypto = Vec::new();

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use telestrip::fuzzing::engine_input;
 use telestrip::source::pcap::CaptureReader;
 use telestrip::wire::{self, LinkType, Protocol};
+use telestrip_testkit::fuzzing::engine_input;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         write("engine", &stem, &engine_input(selector, &refs))?;
     }
     // HTTPS answers offering ECH (none of the captures has one), for the ech stripping.
-    use telestrip::testkit::{dns_response, Answer};
+    use telestrip_testkit::{dns_response, Answer};
     let v6 = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
     write(
         "dns",

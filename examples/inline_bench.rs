@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use telestrip::lab::{Lab, SERVER_V4};
-use telestrip::testkit::client_hello;
+use telestrip_testkit::client_hello;
 
 const FLOW_PORT: u16 = 9443;
 const CONNECTIONS: usize = 3000;

@@ -8,7 +8,7 @@
 //! Defaults: 1,000,000 packets, 10% of named sessions to telemetry names from the bundled
 //! rules' own test cases, seed 1, 100,000 packets/s of capture time. The expected matches
 //! (via, name, rule, flows) go to `OUT.expected.tsv` unless `--expect` says otherwise. See
-//! `telestrip::testkit::traffic` for the mix.
+//! `telestrip_testkit::traffic` for the mix.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::Parser;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use telestrip::rules::{bundled_sources, load_sources, RuleSet};
-use telestrip::testkit::traffic::{generate, telemetry_names, MixOptions};
+use telestrip_testkit::traffic::{generate, telemetry_names, MixOptions};
 
 #[derive(Parser)]
 #[command(about = "Write a realistic mixed capture and the matches telestrip must find in it")]

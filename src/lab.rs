@@ -23,7 +23,7 @@ pub const ECH_PUBLIC_NAME: &str = "public.example.org";
 fn ech_https_record_hex() -> String {
     let v4: std::net::Ipv4Addr = SERVER_V4.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
     let v6: std::net::Ipv6Addr = SERVER_V6.parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
-    let list = crate::testkit::ech_config_list(7, ECH_PUBLIC_NAME);
+    let list = crate::inspect::dns::ech_config_list(7, ECH_PUBLIC_NAME);
     // Priority 1, target "." (RFC 9460 §2.2), then the parameters in key order.
     let mut rdata = vec![0, 1, 0];
     rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']);

@@ -1,5 +1,18 @@
 //! telestrip: a telemetry-stripping network filter for Linux gateways.
 //!
+//! The pipeline is a stack of crates; each depends only on the ones below it, so a
+//! wrong-way import does not compile:
+//!
+//! ```text
+//!  telestrip            cli, report, demo, lab: the commands                ◄── this crate
+//!      └─► telestrip-gateway   sources (NFQUEUE, passive, pcap), daemon, config,
+//!            │                 metrics, control-plane server, audit log
+//!            └─► telestrip-engine    flow, rules, engine: no I/O, no clock
+//!                  └─► telestrip-wire      wire, inspect: no state
+//!  telestrip-testkit    packet builders, traffic generator, fuzz bodies: a dev-dependency,
+//!                       never linked into the released binary
+//! ```
+//!
 //! How a packet flows through the modules:
 //!
 //! ```text
@@ -12,29 +25,19 @@
 //!                                        └─ rules    name / address → Hit (rule, vendor, action)
 //! ```
 //!
-//! `wire`, `flow`, `inspect`, `rules` and `engine` do no I/O and never panic on input;
-//! `source`, `daemon`, `output`, `cli`, `demo` and `lab` are the edges.
+//! The lower crates' modules are re-exported here, so `telestrip::engine` and
+//! `telestrip::wire` name the same items as `telestrip_engine::engine` and
+//! `telestrip_wire::wire`.
 
-pub mod audit;
+pub use telestrip_gateway::{
+    audit, config, daemon, engine, flow, html, inspect, metrics, output, rules, server, source,
+    stats, wire,
+};
+
 pub mod cli;
-pub mod config;
-pub mod daemon;
 pub mod demo;
-pub mod engine;
-pub mod flow;
-pub mod fuzzing;
-pub mod html;
-pub mod inspect;
 pub mod lab;
-pub mod metrics;
-pub mod output;
 pub mod report;
-pub mod rules;
-pub mod server;
-pub mod source;
-pub mod stats;
-pub mod testkit;
-pub mod wire;
 
 pub use engine::{Engine, EngineConfig, FlowEvent, PacketAction, Verdict, Worker};
 pub use rules::RuleSet;

@@ -12,7 +12,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
-use telestrip::testkit::{client_hello, tls_flow, write_pcap, write_pcap_linktype, Hosts, Vlan};
+use telestrip_testkit::{client_hello, tls_flow, write_pcap, write_pcap_linktype, Hosts, Vlan};
 
 fn telestrip(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_telestrip"))

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use telestrip::engine::{Engine, EngineConfig};
 use telestrip::stats::Evasion;
-use telestrip::testkit::{
+use telestrip::wire::LinkType;
+use telestrip_testkit::{
     client_hello, client_hello_with, dns_query, http_get, ip_fragments, tls_flow, write_pcap,
     HelloOptions, Hosts, Shape, Vlan, ACK, SYN, SYN_ACK,
 };
-use telestrip::wire::LinkType;
 
 /// Dropped by the bundled Microsoft pack.
 const TELEMETRY: &str = "v10.events.data.microsoft.com";

@@ -126,6 +126,7 @@ fn run_with_rules(setup: impl Fn(&std::path::Path)) -> (i32, String) {
 }
 
 #[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn invalid_or_unreadable_rules_stop_the_start_with_a_clear_error() {
     if !common::can_run() {
         return;
@@ -161,6 +162,7 @@ fn invalid_or_unreadable_rules_stop_the_start_with_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_full_audit_disk_keeps_packets_flowing_and_shows_on_healthz() {
     let Some(mut lab) = common::lab() else { return };
     let logs = lab.audit_dir().unwrap();

@@ -1,10 +1,10 @@
 //! Inputs that once made a fuzz target fail (fuzz/regressions/TARGET/*), run through the same
-//! entry points as the fuzz targets (`telestrip::fuzzing`), plus every seed kind built from the
+//! entry points as the fuzz targets (`telestrip_testkit::fuzzing`), plus every seed kind built from the
 //! fixtures, so a fixed crash stays fixed without cargo-fuzz.
 
 use std::path::Path;
 
-use telestrip::fuzzing::TARGETS;
+use telestrip_testkit::fuzzing::TARGETS;
 
 #[test]
 fn every_kept_crash_input_runs_without_panicking() {

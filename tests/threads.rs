@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use telestrip::rules::{bundled_sources, load_sources, RuleSet};
-use telestrip::testkit::traffic::{generate, telemetry_names, MixOptions};
-use telestrip::testkit::{client_hello, dns_query, ip_fragments, tls_flow, write_pcap, Hosts};
+use telestrip_testkit::traffic::{generate, telemetry_names, MixOptions};
+use telestrip_testkit::{client_hello, dns_query, ip_fragments, tls_flow, write_pcap, Hosts};
 
 /// The mix, then a fragmented telemetry ClientHello and a fragmented DNS query.
 fn capture(path: &Path, packets: u64, seed: u64) -> u64 {

@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::audit_line`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::audit_line(data));
+//! See `telestrip_testkit::fuzzing::audit_line`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::audit_line(data));

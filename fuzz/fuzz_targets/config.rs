@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::config`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::config(data));
+//! See `telestrip_testkit::fuzzing::config`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::config(data));

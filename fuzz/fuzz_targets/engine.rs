@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::engine`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::engine(data));
+//! See `telestrip_testkit::fuzzing::engine`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::engine(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::frame`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::frame(data));
+//! See `telestrip_testkit::fuzzing::frame`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::frame(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::quic_initial`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::quic_initial(data));
+//! See `telestrip_testkit::fuzzing::quic_initial`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::quic_initial(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::rules_yaml`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::rules_yaml(data));
+//! See `telestrip_testkit::fuzzing::rules_yaml`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::rules_yaml(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! See `telestrip::fuzzing::tls_hello`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip::fuzzing::tls_hello(data));
+//! See `telestrip_testkit::fuzzing::tls_hello`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| telestrip_testkit::fuzzing::tls_hello(data));

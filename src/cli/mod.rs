@@ -8,8 +8,6 @@ mod rules_cmd;
 mod rules_diff_cmd;
 mod rules_test_cmd;
 
-use std::path::Path;
-
 pub use audit_cmd::{audit_verify, report, ReportFormat};
 pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
@@ -17,7 +15,7 @@ pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};
 pub use rules_diff_cmd::rules_diff;
 pub use rules_test_cmd::{rules_test, RulesTestOptions};
 
-use crate::rules::{self, LoadedFile, RuleErrors, RuleSet};
+use crate::rules::{self, LoadedFile, RuleErrors};
 
 /// Exit codes shared by the commands.
 pub mod exit {
@@ -43,15 +41,7 @@ pub enum CommandError {
     Output(#[from] std::io::Error),
 }
 
-/// Loads rules from `dir`, or the bundled default when `None`.
-pub fn load_rules(dir: Option<&Path>) -> Result<(Vec<LoadedFile>, RuleSet), RuleErrors> {
-    let files = match dir {
-        Some(dir) => rules::load_dir(dir)?,
-        None => rules::load_sources(rules::bundled_sources())?,
-    };
-    let set = RuleSet::compile(&files)?;
-    Ok((files, set))
-}
+pub use crate::rules::load_rules;
 
 /// Where a rule is defined, as `file:line`.
 pub(crate) fn rule_location(files: &[LoadedFile], rule: &rules::Rule) -> String {

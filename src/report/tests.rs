@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::audit::AuditWriter;
-use crate::testkit::{audit_flow, audit_start};
+use telestrip_testkit::{audit_flow, audit_start};
 
 const DAY: u64 = 86_400;
 /// 2026-11-01T00:00:00Z.

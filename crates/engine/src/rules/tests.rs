@@ -1,0 +1,301 @@
+use super::*;
+
+fn load(text: &str) -> Result<Vec<LoadedFile>, RuleErrors> {
+    load_sources(vec![Source {
+        name: "test.yaml".into(),
+        text: text.into(),
+    }])
+}
+
+fn compile(text: &str) -> RuleSet {
+    RuleSet::compile(&load(text).unwrap()).unwrap()
+}
+
+fn first_error(text: &str) -> RuleError {
+    load(text).unwrap_err().0.remove(0)
+}
+
+fn winner(set: &RuleSet, name: &str) -> Option<(String, Action)> {
+    set.match_name(name.as_bytes(), 443, Protocol::Tcp)
+        .and_then(|h| set.rule(h.rule))
+        .map(|r| (r.id.to_string(), r.action))
+}
+
+#[test]
+fn unknown_fields_are_errors_with_line_and_column() {
+    let error =
+        first_error("vendor: v\nrules:\n  - id: a\n    action: drop\n    domain: [x.example]\n");
+    assert_eq!(error.file, "test.yaml");
+    assert_eq!(error.line, Some(5));
+    assert!(error.column.is_some());
+    assert!(
+        error.message.contains("unknown field `domain`"),
+        "{}",
+        error.message
+    );
+    assert!(error.to_string().starts_with("test.yaml:5:"));
+}
+
+#[test]
+fn bad_values_name_their_position() {
+    let cases = [
+        (
+            "    action: dorp\n    domains: [x.example]\n",
+            4,
+            "unknown variant `dorp`",
+        ),
+        (
+            "    action: drop\n    domains: [\"a*.example\"]\n",
+            5,
+            "'*' is only allowed",
+        ),
+        (
+            "    action: drop\n    domains: [\"bad name.example\"]\n",
+            5,
+            "not a valid domain name",
+        ),
+        (
+            "    action: drop\n    domains: [\"regex:(unclosed\"]\n",
+            5,
+            "bad regex",
+        ),
+        (
+            "    action: drop\n    cidrs: [192.0.2.1/24]\n",
+            5,
+            "host bits set",
+        ),
+        (
+            "    action: drop\n    cidrs: [not-an-address]\n",
+            5,
+            "not an address",
+        ),
+        (
+            "    action: drop\n    ports: [70000]\n    domains: [x.example]\n",
+            5,
+            "",
+        ),
+    ];
+    for (body, line, message) in cases {
+        let text = format!("vendor: v\nrules:\n  - id: a\n{body}");
+        let error = first_error(&text);
+        assert_eq!(error.line, Some(line), "{body}: {error}");
+        assert!(error.message.contains(message), "{body}: {error}");
+    }
+}
+
+#[test]
+fn a_rule_must_match_something() {
+    let error = first_error("vendor: v\nrules:\n  - id: empty\n    action: drop\n");
+    assert_eq!(error.line, Some(3));
+    assert!(error.message.contains("neither domains nor cidrs"));
+}
+
+#[test]
+fn duplicate_ids_across_files_point_at_the_first() {
+    let file = |name: &str| Source {
+        name: name.into(),
+        text: "vendor: v\nrules:\n  - id: same\n    action: drop\n    domains: [x.example]\n"
+            .into(),
+    };
+    let errors = load_sources(vec![file("a.yaml"), file("b.yaml")]).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert_eq!(errors.0[0].file, "b.yaml");
+    assert!(errors.0[0].message.contains("first defined at a.yaml:3"));
+}
+
+#[test]
+fn every_bad_file_is_reported() {
+    let errors = load_sources(vec![
+        Source {
+            name: "one.yaml".into(),
+            text: "vendor: [\n".into(),
+        },
+        Source {
+            name: "two.yaml".into(),
+            text: "".into(),
+        },
+        Source {
+            name: "three.yaml".into(),
+            text: "vendor: Upper\nrules: []\n".into(),
+        },
+    ])
+    .unwrap_err();
+    let files: Vec<&str> = errors.0.iter().map(|e| e.file.as_str()).collect();
+    assert_eq!(files, ["one.yaml", "two.yaml", "three.yaml"]);
+}
+
+#[test]
+fn exact_suffix_and_regex_entries_follow_the_contract() {
+    let set = compile(
+        "vendor: v\nrules:\n  - id: exact\n    action: drop\n    domains: [host.example]\n  - id: below\n    action: drop\n    domains: [\"*.below.example\"]\n  - id: pattern\n    action: log\n    domains: [\"regex:tracker[0-9]+\\\\.example\"]\n",
+    );
+    assert_eq!(winner(&set, "host.example").unwrap().0, "exact");
+    assert_eq!(winner(&set, "a.host.example"), None);
+    assert_eq!(winner(&set, "a.below.example").unwrap().0, "below");
+    assert_eq!(winner(&set, "below.example"), None);
+    assert_eq!(winner(&set, "tracker42.example").unwrap().0, "pattern");
+    // Regexes are anchored: a longer name does not match.
+    assert_eq!(winner(&set, "x.tracker42.example"), None);
+    assert_eq!(winner(&set, "tracker42.example.evil"), None);
+}
+
+#[test]
+fn allow_beats_a_more_specific_block_and_specific_beats_general() {
+    let set = compile(
+        "vendor: v\nrules:\n  - id: general\n    action: drop\n    domains: [\"*.example\"]\n  - id: specific\n    action: reject\n    domains: [\"*.t.example\"]\n  - id: exception\n    action: allow\n    domains: [\"*.example\"]\n    ports: [8443]\n",
+    );
+    assert_eq!(winner(&set, "x.t.example").unwrap().0, "specific");
+    assert_eq!(winner(&set, "x.example").unwrap().0, "general");
+    let on_8443 = set
+        .match_name(b"x.t.example", 8443, Protocol::Tcp)
+        .and_then(|h| set.rule(h.rule))
+        .unwrap();
+    assert_eq!(&*on_8443.id, "exception");
+}
+
+#[test]
+fn protocol_restrictions_apply() {
+    let set = compile("vendor: v\nrules:\n  - id: udp-only\n    action: drop\n    protocols: [udp]\n    domains: [q.example]\n");
+    assert!(set.match_name(b"q.example", 443, Protocol::Udp).is_some());
+    assert!(set.match_name(b"q.example", 443, Protocol::Tcp).is_none());
+}
+
+#[test]
+fn cidr_entries_match_addresses() {
+    let set = compile("vendor: v\nrules:\n  - id: net\n    action: drop\n    cidrs: [203.0.113.0/24, \"2001:db8::/32\", 198.51.100.7]\n");
+    let hit = |a: &str| {
+        set.match_addr(a.parse().unwrap(), 443, Protocol::Tcp)
+            .is_some()
+    };
+    assert!(hit("203.0.113.200"));
+    assert!(hit("2001:db8::1"));
+    assert!(hit("198.51.100.7"));
+    assert!(!hit("198.51.100.8"));
+}
+
+#[test]
+fn ruleset_version_follows_content() {
+    let a = compile("vendor: v\nrules:\n  - id: a\n    action: drop\n    domains: [a.example]\n");
+    let b = compile("vendor: v\nrules:\n  - id: a\n    action: drop\n    domains: [b.example]\n");
+    assert_ne!(a.sha256(), b.sha256());
+    assert_eq!(a.sha256().len(), 64);
+    assert_eq!(a.version().len(), 12);
+}
+
+#[test]
+fn scales_to_many_names() {
+    let mut text =
+        String::from("vendor: v\nrules:\n  - id: many\n    action: drop\n    domains:\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("      - \"*.d{i}.example\"\n"));
+    }
+    let set = compile(&text);
+    assert_eq!(set.stats().names, 20_000);
+    assert!(winner(&set, "x.d19999.example").is_some());
+    assert!(winner(&set, "x.d20000.example").is_none());
+    // About 40-50 bytes per name; generous bound so allocator changes do not break it.
+    assert!(set.stats().name_table_bytes < 20_000 * 100);
+}
+
+mod bundled {
+    use super::*;
+
+    fn set() -> RuleSet {
+        RuleSet::compile(&load_sources(bundled_sources()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_rule_has_references_and_a_description() {
+        for file in load_sources(bundled_sources()).unwrap() {
+            for rule in &file.spec.rules {
+                assert!(
+                    !rule.references.is_empty(),
+                    "{} has no references",
+                    rule.id.0
+                );
+                assert!(
+                    rule.references.iter().all(|r| r.starts_with("https://")),
+                    "{}",
+                    rule.id.0
+                );
+                assert!(
+                    !rule.description.is_empty(),
+                    "{} has no description",
+                    rule.id.0
+                );
+                assert!(
+                    !rule.tests.should_match.is_empty(),
+                    "{} has no tests",
+                    rule.id.0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_documented_telemetry_endpoints() {
+        let set = set();
+        for name in [
+            "v10.events.data.microsoft.com",
+            "v10c.events.data.microsoft.com",
+            "eu-v10c.events.data.microsoft.com",
+            "watson.telemetry.microsoft.com",
+            "umwatsonc.events.data.microsoft.com",
+            "oca.telemetry.microsoft.com",
+            "self.events.data.microsoft.com",
+            "mobile.events.data.microsoft.com",
+            "browser.events.data.msn.com",
+            "nexus.officeapps.live.com",
+            "dc.services.visualstudio.com",
+            "vortex.data.microsoft.com",
+        ] {
+            let (id, action) = winner(&set, name).unwrap_or_else(|| panic!("{name} not matched"));
+            assert!(action.blocks(), "{name} matched {id} with {action}");
+        }
+    }
+
+    #[test]
+    fn does_not_break_updates_sign_in_or_main_sites() {
+        let set = set();
+        for name in [
+            "download.windowsupdate.com",
+            "fe3.delivery.mp.microsoft.com",
+            "sls.update.microsoft.com",
+            "login.microsoftonline.com",
+            "login.live.com",
+            "aadcdn.msftauth.net",
+            "www.microsoft.com",
+            "microsoft.com",
+            "learn.microsoft.com",
+            "www.office.com",
+            "outlook.office365.com",
+            "teams.microsoft.com",
+            "activation-v2.sls.microsoft.com",
+            "www.bing.com",
+            "update.code.visualstudio.com",
+            "marketplace.visualstudio.com",
+        ] {
+            if let Some((id, action)) = winner(&set, name) {
+                assert!(!action.blocks(), "{name} would be blocked by {id}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_file_of_the_rules_directory_is_bundled_in_load_order() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .map(|n| format!("rules/{n}"))
+        .collect();
+    on_disk.sort();
+    let bundled: Vec<&str> = load::BUNDLED.iter().map(|(name, _)| *name).collect();
+    assert_eq!(bundled, on_disk);
+    // Bundled and loaded from the directory, the ruleset is the same.
+    let from_dir = RuleSet::compile(&load_dir(&dir).unwrap()).unwrap();
+    let from_binary = RuleSet::compile(&load_sources(bundled_sources()).unwrap()).unwrap();
+    assert_eq!(from_dir.stats(), from_binary.stats());
+}

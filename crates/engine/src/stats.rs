@@ -1,0 +1,441 @@
+//! [`Counters`]: what the engine counts, as plain atomics the packet threads bump without
+//! locks or label lookups. The metrics exporter and the CLI summary read them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::rules::Action;
+use crate::wire::Tunnel;
+
+/// How a flow's name was seen (the `via` of counters, events and the audit log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    Sni,
+    /// The SNI of a QUIC Initial's ClientHello.
+    Quic,
+    Http,
+    Dns,
+    Learned,
+    Cidr,
+}
+
+impl Via {
+    pub const ALL: [Via; 6] = [
+        Via::Sni,
+        Via::Quic,
+        Via::Http,
+        Via::Dns,
+        Via::Learned,
+        Via::Cidr,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Sni => "sni",
+            Via::Quic => "quic",
+            Via::Http => "http",
+            Via::Dns => "dns",
+            Via::Learned => "learned",
+            Via::Cidr => "cidr",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ways around a name-based filter that telestrip sees and counts, so a dashboard shows
+/// attempts to get around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bypass {
+    /// Telemetry over QUIC instead of TCP (a blocking rule matched a QUIC Initial).
+    Quic,
+    /// A ClientHello with an encrypted_client_hello extension (real or GREASE): its SNI
+    /// is only the public name.
+    Ech,
+    /// A flow to a DNS-over-HTTPS/TLS/QUIC resolver (a blocking rule of category `doh`).
+    Doh,
+    /// An SVCB/HTTPS query for a blocked name (address hints and ECH keys).
+    Svcb,
+    /// A flow without a name of its own blocked through an address learned from DNS.
+    LearnedAddress,
+    /// A flow on UDP 443 whose QUIC telestrip could not read (an unknown version, an
+    /// Initial that does not decrypt, no Initial at all): its name stays hidden.
+    QuicUnreadable,
+}
+
+impl Bypass {
+    pub const ALL: [Bypass; 6] = [
+        Bypass::Quic,
+        Bypass::Ech,
+        Bypass::Doh,
+        Bypass::Svcb,
+        Bypass::LearnedAddress,
+        Bypass::QuicUnreadable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bypass::Quic => "quic",
+            Bypass::Ech => "ech",
+            Bypass::Doh => "doh",
+            Bypass::Svcb => "svcb",
+            Bypass::LearnedAddress => "learned_address",
+            Bypass::QuicUnreadable => "quic_unreadable",
+        }
+    }
+}
+
+/// Tricks that try to show a filter something else than what the receiving host will
+/// act on. Each is seen, counted, and kept from deciding a flow by what it shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evasion {
+    /// A client segment with a lower TTL (hop limit) than the client's SYN: built to expire
+    /// before it reaches the server.
+    LowTtl,
+    /// A client segment with a wrong TCP checksum while the SYN's was right.
+    BadChecksum,
+    /// A client segment with a TCP MD5 signature option the SYN did not have.
+    Md5Option,
+    /// A client segment that starts outside the window after the SYN's sequence number.
+    OutOfWindow,
+    /// Overlapping TCP segments with different bytes: both versions are judged.
+    OverlapConflict,
+    /// Two names in one request (server_name list, absolute-form target and Host, two Host
+    /// headers): every name is judged.
+    SeveralNames,
+    /// IP fragments that overlap: the datagram is discarded (RFC 5722), as hosts do.
+    FragmentOverlap,
+}
+
+impl Evasion {
+    pub const ALL: [Evasion; 7] = [
+        Evasion::LowTtl,
+        Evasion::BadChecksum,
+        Evasion::Md5Option,
+        Evasion::OutOfWindow,
+        Evasion::OverlapConflict,
+        Evasion::SeveralNames,
+        Evasion::FragmentOverlap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evasion::LowTtl => "low_ttl",
+            Evasion::BadChecksum => "bad_checksum",
+            Evasion::Md5Option => "md5_option",
+            Evasion::OutOfWindow => "out_of_window",
+            Evasion::OverlapConflict => "overlap_conflict",
+            Evasion::SeveralNames => "several_names",
+            Evasion::FragmentOverlap => "fragment_overlap",
+        }
+    }
+}
+
+/// Layers whose parse errors are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Link,
+    Network,
+    Transport,
+    Dns,
+    Tls,
+    Quic,
+    Http,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 7] = [
+        Layer::Link,
+        Layer::Network,
+        Layer::Transport,
+        Layer::Dns,
+        Layer::Tls,
+        Layer::Quic,
+        Layer::Http,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Link => "link",
+            Layer::Network => "network",
+            Layer::Transport => "transport",
+            Layer::Dns => "dns",
+            Layer::Tls => "tls",
+            Layer::Quic => "quic",
+            Layer::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub packets_accepted: AtomicU64,
+    pub packets_dropped: AtomicU64,
+    pub packets_rejected: AtomicU64,
+    /// Frames that are not IP (ARP, LLDP, ...).
+    pub packets_not_ip: AtomicU64,
+    /// IP fragments seen.
+    pub packets_fragmented: AtomicU64,
+    /// Datagrams reassembled from fragments and inspected.
+    pub fragments_reassembled: AtomicU64,
+    /// Datagrams in reassembly given up (caps reached or timed out).
+    pub fragments_evicted: AtomicU64,
+    pub evasion: [AtomicU64; Evasion::ALL.len()],
+    pub parse_errors: [AtomicU64; Layer::ALL.len()],
+    /// Flows (or DNS messages) whose name was seen, by how.
+    pub inspected: [AtomicU64; Via::ALL.len()],
+    pub flows_new: AtomicU64,
+    /// Client segments of pending flows dropped because they did not fit the reassembly
+    /// buffer (too far ahead or too many holes); the flow stays pending.
+    pub stream_cap_hits: AtomicU64,
+    /// Pending flows decided without a name after too many client packets that brought no
+    /// new in-order bytes.
+    pub pending_limit_hits: AtomicU64,
+    pub dns_messages: AtomicU64,
+    pub bypass: [AtomicU64; Bypass::ALL.len()],
+    /// ClientHellos with ECH whose config_id the server announced in DNS (real ECH), and
+    /// with any other (GREASE ECH, sent by browsers on every connection).
+    pub ech_real: AtomicU64,
+    pub ech_grease: AtomicU64,
+    /// Packets taken out of each kind of tunnel and judged by what they carry.
+    pub tunnels_opened: [AtomicU64; Tunnel::ALL.len()],
+    /// Packets of each kind of tunnel whose inside could not be opened.
+    pub tunnels_unopened: [AtomicU64; Tunnel::ALL.len()],
+    /// Packets of link types a capture reader cannot read (offline only).
+    pub link_type_unsupported: AtomicU64,
+    /// Flows whose SNI or Host was an address literal (judged by address rules).
+    pub address_literals: AtomicU64,
+}
+
+/// Why a packet could not be judged: what an audit of the traffic cannot vouch for. Each
+/// reason is read from the counters of the layer that failed (`SharedCounters::unjudged`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unjudged {
+    /// A link type the capture reader does not read.
+    LinkType,
+    /// The link, network or transport header did not parse.
+    Link,
+    Network,
+    Transport,
+    /// A tunnel whose inside was not opened.
+    Tunnel,
+}
+
+impl Unjudged {
+    pub const ALL: [Unjudged; 5] = [
+        Unjudged::LinkType,
+        Unjudged::Link,
+        Unjudged::Network,
+        Unjudged::Transport,
+        Unjudged::Tunnel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unjudged::LinkType => "link_type",
+            Unjudged::Link => "link",
+            Unjudged::Network => "network",
+            Unjudged::Transport => "transport",
+            Unjudged::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl Counters {
+    pub fn parse_error(&self, layer: Layer) {
+        if let Some(counter) = self.parse_errors.get(layer as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn inspected(&self, via: Via) {
+        if let Some(counter) = self.inspected.get(via as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn bypass(&self, kind: Bypass) {
+        if let Some(counter) = self.bypass.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn evasion(&self, kind: Evasion) {
+        if let Some(counter) = self.evasion.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn evasion_of(&self, kind: Evasion) -> u64 {
+        self.evasion
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn bypass_of(&self, kind: Bypass) -> u64 {
+        self.bypass
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn parse_errors_of(&self, layer: Layer) -> u64 {
+        self.parse_errors
+            .get(layer as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn inspected_of(&self, via: Via) -> u64 {
+        self.inspected
+            .get(via as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a packet that came out of a tunnel, or one whose tunnel stayed closed.
+    pub fn tunnel(&self, opened: Option<Tunnel>, unopened: Option<Tunnel>) {
+        if let Some(counter) = opened.and_then(|kind| self.tunnels_opened.get(kind as usize)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(counter) = unopened.and_then(|kind| self.tunnels_unopened.get(kind as usize)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The engine's counters, one copy per packet thread (each on cache lines of its own), so
+/// threads never write the same line; readers add the copies up.
+#[derive(Debug)]
+pub struct SharedCounters {
+    shards: Box<[Padded<Counters>]>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps a shard off its neighbours' cache lines (128 bytes: adjacent-line prefetch).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Copies made: more packet threads than this share copies (still correct).
+const COUNTER_SHARDS: usize = 16;
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        Self {
+            shards: (0..COUNTER_SHARDS).map(|_| Padded::default()).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SharedCounters {
+    /// The copy for a new packet thread (round robin).
+    pub fn shard(&self) -> &Counters {
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        let index = next % self.shards.len().max(1);
+        match self.shards.get(index) {
+            Some(shard) => &shard.0,
+            None => unreachable!("there is always one shard"),
+        }
+    }
+
+    /// One counter added up over every copy, e.g. `sum(|c| &c.packets_accepted)`.
+    pub fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| field(&shard.0).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn evasion_of(&self, kind: Evasion) -> u64 {
+        self.shards.iter().map(|s| s.0.evasion_of(kind)).sum()
+    }
+
+    pub fn bypass_of(&self, kind: Bypass) -> u64 {
+        self.shards.iter().map(|s| s.0.bypass_of(kind)).sum()
+    }
+
+    pub fn parse_errors_of(&self, layer: Layer) -> u64 {
+        self.shards.iter().map(|s| s.0.parse_errors_of(layer)).sum()
+    }
+
+    pub fn inspected_of(&self, via: Via) -> u64 {
+        self.shards.iter().map(|s| s.0.inspected_of(via)).sum()
+    }
+
+    /// Packets taken out of `kind` tunnels (`opened`) or left in them.
+    pub fn tunnel_of(&self, kind: Tunnel, opened: bool) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let counters = if opened {
+                    &shard.0.tunnels_opened
+                } else {
+                    &shard.0.tunnels_unopened
+                };
+                counters
+                    .get(kind as usize)
+                    .map_or(0, |c| c.load(Ordering::Relaxed))
+            })
+            .sum()
+    }
+
+    /// Packets that could not be judged, by reason.
+    pub fn unjudged_of(&self, reason: Unjudged) -> u64 {
+        match reason {
+            Unjudged::LinkType => self.sum(|c| &c.link_type_unsupported),
+            Unjudged::Link => self.parse_errors_of(Layer::Link),
+            Unjudged::Network => self.parse_errors_of(Layer::Network),
+            Unjudged::Transport => self.parse_errors_of(Layer::Transport),
+            Unjudged::Tunnel => Tunnel::ALL
+                .iter()
+                .map(|&kind| self.tunnel_of(kind, false))
+                .sum(),
+        }
+    }
+
+    /// Every packet that could not be judged.
+    pub fn unjudged(&self) -> u64 {
+        Unjudged::ALL.iter().map(|&r| self.unjudged_of(r)).sum()
+    }
+}
+
+/// Shorthand for a relaxed increment.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One series of `telestrip_flows_total`: what was done with flows matched by one rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowSeries {
+    pub vendor: Arc<str>,
+    pub rule: Arc<str>,
+    /// What was done: the rule's action, or `log` for a blocking rule in dry run.
+    pub action: Action,
+}
+
+/// Matched flows per rule, kept across rule reloads so the counters only ever grow. Packet
+/// threads bump handles resolved once when a ruleset is installed, never by label.
+#[derive(Debug, Default)]
+pub struct FlowCounts {
+    series: Mutex<BTreeMap<FlowSeries, Arc<AtomicU64>>>,
+}
+
+impl FlowCounts {
+    /// The counter of `series`, created at zero the first time.
+    pub fn handle(&self, series: FlowSeries) -> Arc<AtomicU64> {
+        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(series).or_default())
+    }
+
+    /// Every series with its current count, sorted by vendor, rule and action.
+    pub fn snapshot(&self) -> Vec<(FlowSeries, u64)> {
+        let map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(series, count)| (series.clone(), count.load(Ordering::Relaxed)))
+            .collect()
+    }
+}

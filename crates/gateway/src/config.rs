@@ -1,0 +1,333 @@
+//! The daemon's configuration file (`telestrip run --config FILE`), YAML with every field
+//! documented in `deploy/telestrip.yaml`. Unknown fields are errors; errors name file, line
+//! and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What to do with traffic when telestrip cannot judge it (daemon down, queue full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Let traffic pass unfiltered: the network keeps working, telemetry may leak.
+    Open,
+    /// Drop traffic: nothing leaks, the network stops.
+    Closed,
+}
+
+/// Packet marks that carry a verdict from telestrip to the firewall rules in `deploy/`: a
+/// 4-bit code at bit `mark_shift` of the packet and connection mark, so other users of the
+/// mark keep their bits. Codes: 1 accept, 2 drop, 3 reject (saved on the connection);
+/// 6 drop and 7 reject this packet only (DNS messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks {
+    pub shift: u8,
+}
+
+impl Marks {
+    pub const ACCEPT: u32 = 1;
+    pub const DROP: u32 = 2;
+    pub const REJECT: u32 = 3;
+    pub const DROP_PACKET: u32 = 6;
+    pub const REJECT_PACKET: u32 = 7;
+
+    pub fn mask(self) -> u32 {
+        0xf << self.shift
+    }
+
+    pub fn mark(self, code: u32) -> u32 {
+        code << self.shift
+    }
+}
+
+/// How packets reach telestrip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Inline: the firewall queues packets to telestrip, which decides their fate.
+    Nfqueue,
+    /// A copy of the traffic from capture interfaces: log only, optionally TCP resets.
+    Passive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Passive mode: interfaces to capture on (mirror port, or the LAN side).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Passive mode: send a TCP RST to both ends of a flow whose rule blocks.
+    #[serde(default)]
+    pub passive_resets: bool,
+    /// NFQUEUE queue numbers, one packet thread each.
+    #[serde(default = "default_queues")]
+    pub queues: Vec<u16>,
+    /// Rule directory; absent: the rules bundled into the binary.
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// How often (milliseconds) to look for changed rule files and reload them; 0: only on
+    /// SIGHUP.
+    #[serde(default = "default_rules_poll_ms")]
+    pub rules_poll_ms: u64,
+    /// `false`: dry run, blocking rules only log.
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    #[serde(default = "default_fail")]
+    pub fail: FailMode,
+    /// Bit offset of telestrip's 4-bit field in the packet and connection mark.
+    #[serde(default = "default_mark_shift")]
+    pub mark_shift: u8,
+    /// Hard cap on tracked flows.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// Packets the kernel may hold for one queue before the fail mode applies.
+    #[serde(default = "default_queue_length")]
+    pub queue_length: u32,
+    /// Microseconds a packet thread keeps asking for the next packet before it sleeps
+    /// (0: sleeps at once). Spares the wake-up (tens of microseconds) for packets that
+    /// follow each other closely, at the cost of CPU time while it waits.
+    #[serde(default)]
+    pub busy_poll_us: u32,
+    /// Address of the control-plane HTTP server (`/metrics`, `/healthz`, `/readyz`, status
+    /// page at `/`); `null` turns it off.
+    #[serde(default = "default_listen")]
+    pub listen: Option<SocketAddr>,
+    /// The tamper-evident audit log; absent: matched flows only go to stdout.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+    /// Flows with real ECH (hidden true name): allow, log or drop.
+    #[serde(default)]
+    pub ech: crate::engine::EchPolicy,
+    /// Flows on UDP 443 whose QUIC telestrip cannot read (a version it does not know, an
+    /// Initial that does not decrypt): allow, log or drop. `drop` makes browsers fall back
+    /// to TCP, where the name is visible; each such flow is counted as a bypass attempt.
+    #[serde(default)]
+    pub quic_unreadable: crate::engine::Policy,
+    /// Inline mode: take the `ech` parameter out of the HTTPS/SVCB records of DNS answers
+    /// (over TCP: hide it), so clients connect without ECH and show their real server name.
+    #[serde(default)]
+    pub strip_ech: bool,
+    /// The unprivileged user a daemon started as root becomes once its sockets are open
+    /// (`root` keeps root). It must be able to read the rules and write the audit
+    /// directory. Whatever the user, only CAP_NET_ADMIN (inline) or no capability
+    /// (passive) is kept.
+    #[serde(default = "default_user")]
+    pub user: String,
+}
+
+/// The `audit:` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The log file (JSON lines, hash-chained). Rotate it by moving it away (logrotate's
+    /// default `create` mode), never with `copytruncate`.
+    pub path: PathBuf,
+    /// File holding a secret (16 bytes or more): client addresses are then written as a
+    /// keyed hash, the same for the same client, so the log can be kept under data
+    /// protection rules.
+    #[serde(default)]
+    pub pseudonymize_key_file: Option<PathBuf>,
+    /// Seconds between heartbeat records, which show the filter ran without a gap.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_seconds: u64,
+}
+
+fn default_mode() -> Mode {
+    Mode::Nfqueue
+}
+fn default_mark_shift() -> u8 {
+    4
+}
+fn default_queues() -> Vec<u16> {
+    vec![0]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_fail() -> FailMode {
+    FailMode::Open
+}
+fn default_max_flows() -> usize {
+    1_000_000
+}
+fn default_queue_length() -> u32 {
+    4096
+}
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+}
+fn default_user() -> String {
+    "nobody".into()
+}
+fn default_rules_poll_ms() -> u64 {
+    1000
+}
+fn default_heartbeat() -> u64 {
+    60
+}
+
+/// Longest busy-poll time accepted.
+const MAX_BUSY_POLL_US: u32 = 10_000;
+
+/// Default port of the control-plane HTTP server.
+pub const DEFAULT_PORT: u16 = 9477;
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        Self::from_text(&path.display().to_string(), &text)
+    }
+
+    /// Parses and checks configuration text; `name` is the file shown in errors.
+    pub fn from_text(name: &str, text: &str) -> anyhow::Result<Self> {
+        let config: Config = serde_yaml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", crate::rules::yaml_error(name, &e)))?;
+        config.check().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.mode == Mode::Nfqueue && self.queues.is_empty() {
+            return Err("queues: at least one queue is needed".into());
+        }
+        if self.mode == Mode::Passive && self.interfaces.is_empty() {
+            return Err("interfaces: passive mode needs at least one capture interface".into());
+        }
+        if self.mode == Mode::Passive && self.strip_ech {
+            return Err(
+                "strip_ech: passive mode sees a copy of the traffic and cannot change \
+                 DNS answers; use mode: nfqueue, or leave strip_ech off"
+                    .into(),
+            );
+        }
+        if let Some(audit) = &self.audit {
+            if !(1..=3600).contains(&audit.heartbeat_seconds) {
+                return Err(format!(
+                    "audit.heartbeat_seconds: {} is not between 1 and 3600",
+                    audit.heartbeat_seconds
+                ));
+            }
+        }
+        if self.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(format!(
+                "busy_poll_us: {} is more than {MAX_BUSY_POLL_US} (10 ms); a packet thread \
+                 that polls longer only burns CPU time",
+                self.busy_poll_us
+            ));
+        }
+        if self.mark_shift > 28 {
+            return Err(format!(
+                "mark_shift: {} leaves no room for 4 bits in a 32-bit mark",
+                self.mark_shift
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn marks(&self) -> Marks {
+        Marks {
+            shift: self.mark_shift,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_mapping() {
+        let config = parse("{}").unwrap();
+        assert_eq!(config.queues, [0]);
+        assert!(config.enforce);
+        assert_eq!(config.fail, FailMode::Open);
+        assert_eq!(config.marks().mask(), 0xf0);
+        assert_eq!(config.marks().mark(Marks::DROP), 0x20);
+        assert_eq!(
+            config.user, "nobody",
+            "a daemon started as root drops to nobody"
+        );
+    }
+
+    #[test]
+    fn the_control_plane_listens_on_loopback_unless_told_otherwise() {
+        let config = parse("{}").unwrap();
+        assert_eq!(
+            config.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9477)))
+        );
+        assert_eq!(config.audit, None);
+        assert_eq!(parse("listen: null\n").unwrap().listen, None);
+        let config = parse("listen: \"[::1]:9100\"\naudit:\n  path: /tmp/a.jsonl\n").unwrap();
+        assert_eq!(config.listen, Some("[::1]:9100".parse().unwrap()));
+        let audit = config.audit.unwrap();
+        assert_eq!(audit.heartbeat_seconds, 60);
+        assert_eq!(audit.pseudonymize_key_file, None);
+    }
+
+    #[test]
+    fn bad_control_plane_settings_name_the_line() {
+        let error = parse("queues: [0]\nlisten: localhost\n").unwrap_err();
+        assert!(error.contains("c.yaml:2:9"), "{error}");
+        let error = parse("audit:\n  path: /tmp/a\n  pseudonymise: yes\n").unwrap_err();
+        assert!(
+            error.contains(":3:3") && error.contains("unknown field"),
+            "{error}"
+        );
+        let error = parse("ech: block\n").unwrap_err();
+        assert!(
+            error.contains("c.yaml:1:6") && error.contains("allow"),
+            "{error}"
+        );
+        assert_eq!(
+            parse("ech: drop\n").unwrap().ech,
+            crate::engine::EchPolicy::Drop
+        );
+        let error = parse("audit:\n  path: /tmp/a\n  heartbeat_seconds: 0\n").unwrap_err();
+        assert!(error.contains("heartbeat_seconds"), "{error}");
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/telestrip.yaml");
+        let config = Config::load(&example).unwrap();
+        assert_eq!(config.queues, [0, 1]);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let error = parse("queues: [0]\nfail: sometimes\n").unwrap_err();
+        assert!(error.contains("c.yaml:2:7"), "{error}");
+        let error = parse("queues: [0]\ncolour: red\n").unwrap_err();
+        assert!(
+            error.contains(":2:1") && error.contains("unknown field"),
+            "{error}"
+        );
+        let error = parse("mode: passive\n").unwrap_err();
+        assert!(
+            error.contains("needs at least one capture interface"),
+            "{error}"
+        );
+        let error = parse("mark_shift: 30\n").unwrap_err();
+        assert!(error.contains("no room"), "{error}");
+        let error = parse("mode: passive\ninterfaces: [eth1]\nstrip_ech: true\n").unwrap_err();
+        assert!(error.contains("strip_ech: passive mode"), "{error}");
+        assert!(parse("strip_ech: true\n").unwrap().strip_ech);
+        let error = parse("busy_poll_us: 20000\n").unwrap_err();
+        assert!(error.contains("busy_poll_us: 20000"), "{error}");
+        assert_eq!(parse("busy_poll_us: 100\n").unwrap().busy_poll_us, 100);
+    }
+}

@@ -1,0 +1,462 @@
+//! `telestrip run`: the inline gateway. Loads the configuration and rules, binds one NFQUEUE
+//! queue per configured queue number with a packet thread each (or captures passively),
+//! starts the control-plane server and the log writer (JSON lines on stdout, the audit log),
+//! reloads rules on SIGHUP and when the rule files change (keeping the old ones when the new
+//! ones have errors) and stops on SIGTERM or SIGINT, printing its counters.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+mod privileges;
+mod writer;
+
+use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
+use crate::config::{Config, FailMode, Mode};
+use crate::engine::{Engine, EngineConfig, FlowEvent};
+use crate::metrics::{Metrics, RunInfo};
+use crate::rules::load_rules;
+use crate::server::{self, ControlPlane, ReloadStatus};
+use crate::source::nfqueue::{self, QueueSettings};
+use crate::source::passive;
+use crate::source::SourceStats;
+
+/// Matched-flow events buffered between packet threads and the log writer; when full,
+/// events are dropped and counted, packets are never held up.
+const EVENT_CHANNEL_CAPACITY: usize = 8192;
+
+/// How long packets may wait in a queue with no packet handled before the watchdog acts.
+const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// Exit code when the watchdog finds a stuck packet thread (the service manager restarts).
+pub const EXIT_STUCK: i32 = 3;
+
+/// Watches the kernel's queues: reports packets the kernel dropped, and exits the process
+/// when packets wait while no packet thread makes progress, so systemd restarts telestrip
+/// (the fail mode of the firewall rules covers the gap).
+fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("telestrip-watchdog".into())
+        .spawn(move || {
+            let mut last_handled = stats.packets.load(Ordering::Relaxed);
+            let mut progress_at = Instant::now();
+            let mut dropped_reported = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let handled = stats.packets.load(Ordering::Relaxed);
+                if handled != last_handled {
+                    last_handled = handled;
+                    progress_at = Instant::now();
+                }
+                let kernel: Vec<_> = nfqueue::kernel_queues()
+                    .into_iter()
+                    .filter(|q| queues.contains(&q.queue))
+                    .collect();
+                let dropped: u64 = kernel.iter().map(|q| q.queue_dropped + q.user_dropped).sum();
+                if dropped > dropped_reported {
+                    eprintln!("telestrip: warning: the kernel dropped {} queued packets so far (queue full or socket buffer full); the fail mode applied to them", dropped);
+                    dropped_reported = dropped;
+                }
+                let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
+                if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
+                    eprintln!(
+                        "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
+                        STUCK_AFTER.as_secs()
+                    );
+                    std::process::exit(EXIT_STUCK);
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    privileges::limit_for_life(if config.mode == Mode::Passive {
+        &[]
+    } else {
+        &[caps::Capability::CAP_NET_ADMIN]
+    })?;
+    let (_, rules) = load_rules(config.rules.as_deref())
+        .map_err(|e| anyhow::anyhow!("the rules have errors, not starting:\n{e}"))?;
+    let source = config
+        .rules
+        .as_ref()
+        .map_or_else(|| "bundled rules".to_string(), |p| p.display().to_string());
+    eprintln!(
+        "telestrip: ruleset {} from {source}: {} rules, {} names, {} CIDRs",
+        rules.version(),
+        rules.stats().rules,
+        rules.stats().names,
+        rules.stats().cidrs
+    );
+    let passive = config.mode == Mode::Passive;
+    // Passive mode blocks nothing unless it may send resets: its matches are logged as such.
+    let enforce = config.enforce && (!passive || config.passive_resets);
+    let engine = Arc::new(Engine::new(
+        rules,
+        EngineConfig {
+            enforce,
+            max_flows: config.max_flows,
+            ech_policy: config.ech,
+            quic_unreadable: config.quic_unreadable,
+            ..EngineConfig::default()
+        },
+    ));
+    let run_info = RunInfo {
+        mode: if passive { "passive" } else { "nfqueue" },
+        fail: match config.fail {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        },
+        enforce,
+        strip_ech: config.strip_ech,
+    };
+    let stats = Arc::new(SourceStats::default());
+    let audit_stats = Arc::new(AuditStats::default());
+    let (audit, pseudonymizer, heartbeat) = match &config.audit {
+        Some(audit) => {
+            let writer = AuditWriter::open(&audit.path)
+                .with_context(|| format!("cannot open the audit log {}", audit.path.display()))?;
+            let pseudonymizer = audit
+                .pseudonymize_key_file
+                .as_deref()
+                .map(Pseudonymizer::from_file)
+                .transpose()?;
+            let (seq, _) = writer.head();
+            eprintln!(
+                "telestrip: audit log {} (chain continues after record {seq}){}",
+                audit.path.display(),
+                if pseudonymizer.is_some() {
+                    ", client addresses pseudonymised"
+                } else {
+                    ""
+                }
+            );
+            (
+                Some(writer),
+                pseudonymizer,
+                Duration::from_secs(audit.heartbeat_seconds),
+            )
+        }
+        None => (None, None, Duration::from_secs(60)),
+    };
+    let discarded_bytes = audit.as_ref().map_or(0, AuditWriter::discarded_bytes);
+    let metrics = Metrics::new(&run_info)?;
+    let control = Arc::new(ControlPlane::new(
+        Arc::clone(&engine),
+        metrics,
+        Arc::clone(&stats),
+        if passive {
+            Vec::new()
+        } else {
+            config.queues.clone()
+        },
+        config.audit.as_ref().map(|_| Arc::clone(&audit_stats)),
+        run_info.clone(),
+    ));
+    if let Some(listen) = config.listen {
+        let bound = server::spawn(listen, Arc::clone(&control))?;
+        eprintln!("telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics");
+    }
+    let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
+    let (control_in, control_out) = channel::<writer::Control>();
+    let setup = writer::WriterSetup {
+        audit,
+        pseudonymizer,
+        heartbeat,
+        engine: Arc::clone(&engine),
+        queue_stats: Arc::clone(&stats),
+        audit_stats,
+    };
+    let rules = engine.rules();
+    let start = AuditEvent::Start {
+        telestrip: env!("CARGO_PKG_VERSION").to_string(),
+        ruleset: rules.version().to_string(),
+        sha256: rules.sha256().to_string(),
+        rules: rules.stats().rules,
+        mode: run_info.mode.to_string(),
+        enforce,
+        fail: run_info.fail.to_string(),
+        heartbeat_seconds: heartbeat.as_secs(),
+        discarded_bytes,
+    };
+    let writer = std::thread::Builder::new()
+        .name("telestrip-log".into())
+        .spawn(move || writer::run(setup, start, events_out, control_out))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writable = privileges::Writable {
+        files: config
+            .audit
+            .iter()
+            .flat_map(|a| [a.path.clone(), crate::audit::head_path(&a.path)])
+            .collect(),
+    };
+    if passive {
+        let mut captures = Vec::new();
+        for interface in &config.interfaces {
+            captures.push(passive::open(interface).with_context(|| {
+                format!(
+                    "cannot capture on {interface} (needs CAP_NET_RAW and an existing interface)"
+                )
+            })?);
+        }
+        // Open capture sockets keep working without any capability.
+        let dropped =
+            privileges::drop_privileges(&config.user, &[], &writable, config.rules.as_deref())?;
+        eprintln!("telestrip: {dropped}");
+        for capture in captures {
+            let (engine, stats, stop, events_in) = (
+                Arc::clone(&engine),
+                Arc::clone(&stats),
+                Arc::clone(&stop),
+                events_in.clone(),
+            );
+            let resets = config.passive_resets && config.enforce;
+            std::thread::Builder::new()
+                .name(format!("telestrip-{}", capture.interface))
+                .spawn(move || passive::run(&engine, capture, resets, &events_in, &stats, &stop))?;
+        }
+        eprintln!(
+            "telestrip: filtering passively on {:?}, {}",
+            config.interfaces,
+            if enforce {
+                "log and reset blocked TCP flows"
+            } else {
+                "log only"
+            }
+        );
+    } else {
+        let mut queues = Vec::new();
+        for &number in &config.queues {
+            let settings = QueueSettings {
+                queue: number,
+                marks: config.marks(),
+                fail: config.fail,
+                max_length: config.queue_length,
+                busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
+                strip_ech: config.strip_ech,
+            };
+            let queue = nfqueue::open(&settings).with_context(|| {
+                format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
+            })?;
+            queues.push((queue, nfqueue::open_injector(), settings));
+        }
+        if let Err(error) = nfqueue::open_kernel_queues() {
+            eprintln!("telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
+        }
+        // Started before the drop, so it keeps no capability.
+        spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
+        // Verdicts are netlink messages the kernel accepts only with CAP_NET_ADMIN.
+        let dropped = privileges::drop_privileges(
+            &config.user,
+            &[caps::Capability::CAP_NET_ADMIN],
+            &writable,
+            config.rules.as_deref(),
+        )?;
+        eprintln!("telestrip: {dropped}");
+        for (queue, injector, settings) in queues {
+            let (engine, stats, stop, events_in) = (
+                Arc::clone(&engine),
+                Arc::clone(&stats),
+                Arc::clone(&stop),
+                events_in.clone(),
+            );
+            let latency = control.metrics.verdict_latency.clone();
+            std::thread::Builder::new()
+                .name(format!("telestrip-q{}", settings.queue))
+                .spawn(move || {
+                    nfqueue::run(
+                        &engine, queue, injector, &settings, &events_in, &stats, &stop, &latency,
+                    )
+                })?;
+        }
+        eprintln!(
+            "telestrip: filtering on NFQUEUE {:?}, {}, fail {:?}, mark field at bit {}",
+            config.queues,
+            if config.enforce {
+                "enforcing"
+            } else {
+                "dry run (log only)"
+            },
+            config.fail,
+            config.mark_shift
+        );
+    }
+    drop(events_in);
+    control.ready.store(true, Ordering::Relaxed);
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let mut watcher = config
+        .rules
+        .as_deref()
+        .filter(|_| config.rules_poll_ms > 0)
+        .map(|dir| RulesWatcher::new(dir, Duration::from_millis(config.rules_poll_ms)));
+    'running: loop {
+        for signal in signals.pending() {
+            if signal != SIGHUP {
+                break 'running;
+            }
+            if let Some(watcher) = &mut watcher {
+                watcher.loaded_now();
+            }
+            reload(&config, &engine, &control, &control_in, "SIGHUP");
+        }
+        if let Some(watcher) = &mut watcher {
+            if watcher.changed_and_settled() {
+                reload(&config, &engine, &control, &control_in, "changed files");
+            }
+        }
+        std::thread::sleep(SIGNAL_POLL);
+    }
+    stop.store(true, Ordering::Relaxed);
+    // The writer writes every matched flow handed to it, then the stop record.
+    let _ = control_in.send(writer::Control::Stop);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !writer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let counters = &engine.counters;
+    eprintln!(
+        "telestrip: stopping. {} packets from the kernel in {} verdict batches, {} flow verdicts handed to the kernel, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
+        load(&stats.packets),
+        load(&stats.batches),
+        load(&stats.marked),
+        counters.sum(|c| &c.flows_new),
+        counters.sum(|c| &c.packets_accepted),
+        counters.sum(|c| &c.packets_dropped),
+        counters.sum(|c| &c.packets_rejected),
+        load(&stats.nxdomain_sent),
+        load(&stats.resets_sent),
+        load(&stats.events_dropped),
+        load(&stats.errors),
+    );
+    // Packet threads may be blocked in recv; the process exit closes their sockets and the
+    // kernel applies the fail mode of the firewall rules.
+    Ok(())
+}
+
+/// How often the main thread looks at signals (and the rules watcher's clock).
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Notices changed rule files by their size, modification time and inode (which catches
+/// editors and tools that replace files by renaming), and reports a change once the files
+/// have stopped changing for one interval, so a file being written is not loaded half-done.
+struct RulesWatcher {
+    path: std::path::PathBuf,
+    interval: Duration,
+    next_look: Instant,
+    /// What the rules looked like when last loaded (or tried).
+    loaded: Vec<FileStamp>,
+    /// What they looked like at the previous look.
+    previous: Vec<FileStamp>,
+}
+
+type FileStamp = (std::path::PathBuf, u64, Option<SystemTime>, u64);
+
+impl RulesWatcher {
+    fn new(path: &Path, interval: Duration) -> Self {
+        let now = stamps(path);
+        Self {
+            path: path.to_path_buf(),
+            interval,
+            next_look: Instant::now() + interval,
+            loaded: now.clone(),
+            previous: now,
+        }
+    }
+
+    /// The rules were just loaded (SIGHUP): a change seen so far is handled.
+    fn loaded_now(&mut self) {
+        self.loaded = stamps(&self.path);
+        self.previous = self.loaded.clone();
+    }
+
+    /// True once per settled change: the files differ from the loaded ones and are the same
+    /// as one interval ago.
+    fn changed_and_settled(&mut self) -> bool {
+        if Instant::now() < self.next_look {
+            return false;
+        }
+        self.next_look = Instant::now() + self.interval;
+        let now = stamps(&self.path);
+        let settled = now == self.previous && now != self.loaded;
+        self.previous = now;
+        if settled {
+            self.loaded = self.previous.clone();
+        }
+        settled
+    }
+}
+
+/// The rule files' stamps, sorted by path (a path that is not a readable directory is stamped
+/// as one file; a file that cannot be read has no stamp).
+fn stamps(path: &Path) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let files: Vec<std::path::PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
+        Err(_) => vec![path.to_path_buf()],
+    };
+    let mut stamps: Vec<FileStamp> = files
+        .into_iter()
+        .filter_map(|file| {
+            let meta = std::fs::metadata(&file).ok()?;
+            Some((file, meta.len(), meta.modified().ok(), meta.ino()))
+        })
+        .collect();
+    stamps.sort();
+    stamps
+}
+
+/// Reloads the rules (SIGHUP or changed files): compiled off the packet path, swapped in one
+/// step; on any error the old ruleset stays. Logged, counted, shown on the status page and
+/// audited.
+fn reload(
+    config: &Config,
+    engine: &Engine,
+    control: &ControlPlane,
+    audit: &std::sync::mpsc::Sender<writer::Control>,
+    why: &str,
+) {
+    let (ok, message, error) = match load_rules(config.rules.as_deref()) {
+        Ok((_, rules)) => {
+            eprintln!(
+                "telestrip: reloaded rules ({why}): ruleset {}",
+                rules.version()
+            );
+            control.metrics.reloaded(Ok(&rules));
+            engine.swap_rules(rules);
+            (true, format!("ruleset {}", engine.rules().version()), None)
+        }
+        Err(errors) => {
+            eprintln!(
+                "telestrip: reload failed ({why}), keeping ruleset {}:\n{errors}",
+                engine.rules().version()
+            );
+            control.metrics.reloaded(Err(()));
+            let text = errors.to_string();
+            (false, text.clone(), Some(text))
+        }
+    };
+    control.record_reload(ReloadStatus {
+        time: SystemTime::now(),
+        ok,
+        message,
+    });
+    let rules = engine.rules();
+    let _ = audit.send(writer::Control::Record(Box::new(AuditEvent::Reload {
+        ok,
+        ruleset: rules.version().to_string(),
+        sha256: rules.sha256().to_string(),
+        error,
+    })));
+}

@@ -1,0 +1,182 @@
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use super::*;
+use crate::engine::EngineConfig;
+use crate::rules::load_rules;
+use crate::wire::LinkType;
+use telestrip_testkit::{client_hello, tls_flow, Hosts};
+
+fn control(enforce: bool) -> Arc<ControlPlane> {
+    let (_, rules) = load_rules(None).unwrap();
+    let engine = Arc::new(Engine::new(
+        rules,
+        EngineConfig {
+            enforce,
+            ..EngineConfig::default()
+        },
+    ));
+    let run = RunInfo {
+        mode: "nfqueue",
+        fail: "open",
+        enforce,
+        strip_ech: true,
+    };
+    let metrics = Metrics::new(&run).unwrap();
+    let audit = Some(Arc::new(AuditStats::default()));
+    Arc::new(ControlPlane::new(
+        engine,
+        metrics,
+        Arc::new(SourceStats::default()),
+        vec![0],
+        audit,
+        run,
+    ))
+}
+
+/// Sends `flows` TLS connections to a bundled telemetry name through the engine.
+fn telemetry_flows(control: &ControlPlane, flows: u16) {
+    let mut worker = control.engine.worker();
+    let mut events = Vec::new();
+    for i in 0..flows {
+        let hosts = Hosts::new("10.0.0.2", 40_000 + i, "192.0.2.1", 443);
+        for frame in tls_flow(&hosts, &client_hello("v10.events.data.microsoft.com"), 0) {
+            worker.process(
+                LinkType::Ethernet,
+                &frame,
+                Duration::from_secs(1),
+                &mut events,
+            );
+        }
+    }
+}
+
+/// One GET over plain TCP (HTTP/1.0, so the server closes): status line and body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[test]
+fn history_answers_with_the_last_sample_at_or_before_a_time() {
+    let mut history = History::default();
+    let tally = |blocked| BTreeMap::from([("v".to_string(), Tally { blocked, logged: 0 })]);
+    history.record(100, tally(1));
+    history.record(160, tally(5));
+    assert_eq!(history.at(99), BTreeMap::new());
+    assert_eq!(history.at(100), tally(1));
+    assert_eq!(history.at(159), tally(1));
+    assert_eq!(history.at(1000), tally(5));
+}
+
+#[test]
+fn history_keeps_a_bounded_number_of_samples() {
+    let mut history = History::default();
+    for minute in 0..(SAMPLES_KEPT as u64 + 10) {
+        history.record(minute * 60, BTreeMap::new());
+    }
+    assert_eq!(history.samples.len(), SAMPLES_KEPT);
+}
+
+#[test]
+fn the_status_counts_blocked_flows_per_vendor_and_says_the_mode() {
+    let control = control(true);
+    telemetry_flows(&control, 3);
+    let status = status::Status::of(&control, SystemTime::now());
+    assert_eq!(
+        status.vendors,
+        [status::VendorRow {
+            vendor: "microsoft".into(),
+            blocked_last_hour: 3,
+            blocked_last_day: 3,
+            logged_last_day: 0,
+            blocked_since_start: 3,
+        }]
+    );
+    assert_eq!(status.blocked_per_hour.len(), 24);
+    assert_eq!(
+        status.blocked_per_hour.last(),
+        Some(&("now".to_string(), 3))
+    );
+    let page = status::page(&status);
+    assert!(page.contains("Enforcing"), "{page}");
+    assert!(page.contains(&status.ruleset));
+    assert!(
+        page.contains("<td>microsoft</td><td class=\"n\">3</td>"),
+        "{page}"
+    );
+    // The ECH settings in force (this control plane strips ECH keys) and what they did.
+    control
+        .queue_stats
+        .ech_stripped
+        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    let page = status::page(&status::Status::of(&control, SystemTime::now()));
+    assert!(
+        page.contains("flows with real ECH: allow (0 since the start); ECH keys in DNS answers: taken out (2 answers so far)"),
+        "{page}"
+    );
+}
+
+#[test]
+fn flows_older_than_the_window_are_not_in_the_last_hour() {
+    let control = control(true);
+    telemetry_flows(&control, 2);
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    control
+        .history
+        .lock()
+        .unwrap()
+        .record(unix_seconds(later) - 5400, tally(&control.engine));
+    telemetry_flows(&control, 1);
+    let status = status::Status::of(&control, later);
+    assert_eq!(status.vendors[0].blocked_last_hour, 1);
+    assert_eq!(status.vendors[0].blocked_last_day, 3);
+}
+
+#[test]
+fn dry_run_shows_flows_as_only_logged() {
+    let control = control(false);
+    telemetry_flows(&control, 2);
+    let status = status::Status::of(&control, SystemTime::now());
+    assert_eq!(status.vendors[0].blocked_since_start, 0);
+    assert_eq!(status.vendors[0].logged_last_day, 2);
+    assert!(status::page(&status).contains("Dry run"));
+}
+
+#[test]
+fn the_server_serves_metrics_health_and_status() {
+    let control = control(true);
+    telemetry_flows(&control, 2);
+    let addr = spawn("127.0.0.1:0".parse().unwrap(), Arc::clone(&control)).unwrap();
+    let (status_line, body) = get(addr, "/metrics");
+    assert!(status_line.contains("200"), "{status_line}");
+    assert!(
+        body.contains("telestrip_flows_total{action=\"drop\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 2"),
+        "{body}"
+    );
+    assert!(body.contains("telestrip_ruleset_info{sha256=\""), "{body}");
+    assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    assert!(get(addr, "/healthz").0.contains("200"));
+    assert!(get(addr, "/readyz").0.contains("503"));
+    control.ready.store(true, Ordering::Relaxed);
+    assert!(get(addr, "/readyz").0.contains("200"));
+    let (status_line, page) = get(addr, "/");
+    assert!(
+        status_line.contains("200") && page.contains("microsoft"),
+        "{page}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&get(addr, "/status.json").1).unwrap();
+    assert_eq!(json["vendors"][0]["blocked_since_start"], 2);
+    // An audit log that cannot be written makes the daemon unhealthy, and says why.
+    *control.audit.as_ref().unwrap().last_error.lock().unwrap() =
+        Some("No space left on device".into());
+    let (status_line, body) = get(addr, "/healthz");
+    assert!(
+        status_line.contains("503") && body.contains("No space left"),
+        "{body}"
+    );
+}

@@ -1,0 +1,521 @@
+//! Inline source: packets from NFQUEUE (`nfq` crate), verdicts back to the kernel.
+//!
+//! Every packet of an undecided flow comes up; the verdict goes back with a mark. For a flow
+//! whose verdict is final the packet is re-injected (`NF_REPEAT`) with the accept, drop or
+//! reject mark, and the firewall rules in `deploy/` copy that mark onto the connection and act
+//! on it, so the rest of the flow never leaves the kernel. Pending packets are accepted as
+//! they are. DNS is judged per message and never marked.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nfq::{Message, Queue, Verdict as NfVerdict};
+use prometheus::Histogram;
+
+use crate::config::{FailMode, Marks};
+use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
+use crate::source::inject::Injector;
+use crate::source::SourceStats;
+use crate::stats::bump;
+use crate::wire::LinkType;
+
+/// Fault injection for the watchdog test (`tests/inline_nfqueue.rs`): with the
+/// `fault-injection` feature, `TELESTRIP_FAULT_STALL_AFTER_PACKETS=N` makes a queue thread
+/// stop handling packets after N. Without the feature (every released binary) the hook
+/// does not exist and the variable is never read.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    pub(super) fn stall_after() -> Option<u64> {
+        std::env::var("TELESTRIP_FAULT_STALL_AFTER_PACKETS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }
+
+    pub(super) fn maybe_stall(stall_after: Option<u64>, packets: u64) {
+        if stall_after.is_some_and(|n| packets > n) {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+mod fault {
+    pub(super) fn stall_after() -> Option<u64> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn maybe_stall(_: Option<u64>, _: u64) {}
+}
+
+/// One line of /proc/net/netfilter/nfnetlink_queue: what the kernel knows of a queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelQueue {
+    pub queue: u16,
+    /// Packets waiting for a verdict.
+    pub waiting: u64,
+    /// Packets dropped because the queue was full.
+    pub queue_dropped: u64,
+    /// Packets dropped because the netlink socket buffer was full.
+    pub user_dropped: u64,
+}
+
+const PROC_QUEUES: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// The queue statistics file, opened before privileges are dropped: it is readable by root
+/// only, and a /proc file opened once can be read again from the start.
+static PROC_QUEUES_FILE: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> =
+    std::sync::OnceLock::new();
+
+/// Opens the kernel's queue statistics for later reads (call while still privileged).
+pub fn open_kernel_queues() -> std::io::Result<()> {
+    let file = std::fs::File::open(PROC_QUEUES)?;
+    let _ = PROC_QUEUES_FILE.set(std::sync::Mutex::new(file));
+    Ok(())
+}
+
+fn read_kernel_queues() -> String {
+    use std::io::{Read, Seek};
+    let Some(file) = PROC_QUEUES_FILE.get() else {
+        return std::fs::read_to_string(PROC_QUEUES).unwrap_or_default();
+    };
+    let mut file = file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut text = String::new();
+    if file.rewind().is_ok() {
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
+/// The kernel's view of every bound queue in this network namespace.
+pub fn kernel_queues() -> Vec<KernelQueue> {
+    let text = read_kernel_queues();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(KernelQueue {
+                queue: u16::try_from(*fields.first()?).ok()?,
+                waiting: *fields.get(2)?,
+                queue_dropped: *fields.get(5)?,
+                user_dropped: *fields.get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Settings of one queue thread.
+pub struct QueueSettings {
+    pub queue: u16,
+    pub marks: Marks,
+    pub fail: FailMode,
+    pub max_length: u32,
+    /// How long to keep polling for the next packet before sleeping (zero: not at all).
+    pub busy_poll: Duration,
+    /// Take the `ech` parameter out of DNS answers (see [`AnswerRewriter`]).
+    pub strip_ech: bool,
+}
+
+/// Rewrites DNS answers on their way to the client: the `ech` parameters of their
+/// HTTPS/SVCB records go (over UDP) or are hidden under a key clients ignore (over TCP), so
+/// the client makes its connection without ECH and its real server name shows in the
+/// ClientHello. Buffers are kept from packet to packet.
+#[derive(Default)]
+pub struct AnswerRewriter {
+    stripper: crate::inspect::dns::strip::EchStripper,
+    message: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+impl AnswerRewriter {
+    /// The rewritten IP packet for `ip_packet` when it is a DNS answer whose `ech`
+    /// parameters were taken out (UDP) or hidden (TCP); `None` when it stays as it is.
+    /// Counts answers with `ech` that stay because they cannot be rewritten.
+    fn rewrite(
+        &mut self,
+        ip_packet: &[u8],
+        offloaded: bool,
+        stats: &SourceStats,
+    ) -> Option<Vec<u8>> {
+        let packet = crate::wire::parse(LinkType::RawIp, ip_packet).ok()?;
+        if packet.src_port != 53 || packet.payload.is_empty() {
+            return None;
+        }
+        let whole = packet.fragment.is_none() && !offloaded;
+        let rewritten = match packet.protocol {
+            crate::wire::Protocol::Udp if whole => self.strip_udp(ip_packet, packet.payload),
+            crate::wire::Protocol::Tcp if whole => self.hide_tcp(ip_packet, packet.payload),
+            _ => None,
+        };
+        match rewritten {
+            Some(counter) => {
+                bump(counter(stats));
+                Some(std::mem::take(&mut self.packet))
+            }
+            None => {
+                if carries_ech(&packet) {
+                    bump(&stats.ech_kept);
+                }
+                None
+            }
+        }
+    }
+
+    /// An answer over UDP: the `ech` parameters are removed and the datagram shrinks.
+    fn strip_udp(
+        &mut self,
+        ip_packet: &[u8],
+        payload: &[u8],
+    ) -> Option<fn(&SourceStats) -> &AtomicU64> {
+        if self.stripper.strip(payload, &mut self.message).ok()? == 0 {
+            return None;
+        }
+        crate::wire::rewrite::udp_with_payload(ip_packet, &self.message, &mut self.packet).ok()?;
+        Some(|stats| &stats.ech_stripped)
+    }
+
+    /// An answer over TCP whose message (with its 2-byte length) starts this segment and
+    /// ends in it: the `ech` parameters are hidden, the segment keeps its length.
+    fn hide_tcp(
+        &mut self,
+        ip_packet: &[u8],
+        payload: &[u8],
+    ) -> Option<fn(&SourceStats) -> &AtomicU64> {
+        let crate::inspect::Scan::Found((message, used)) = crate::inspect::dns::split_tcp(payload)
+        else {
+            return None;
+        };
+        if self.stripper.hide(message, &mut self.message).ok()? == 0 {
+            return None;
+        }
+        let mut segment = Vec::with_capacity(payload.len());
+        segment.extend_from_slice(payload.get(..2)?);
+        segment.extend_from_slice(&self.message);
+        segment.extend_from_slice(payload.get(used..)?);
+        crate::wire::rewrite::tcp_with_same_length_payload(ip_packet, &segment, &mut self.packet)
+            .ok()?;
+        Some(|stats| &stats.ech_hidden)
+    }
+}
+
+/// Whether the DNS message at the start of this packet's payload (for TCP: after its
+/// length prefix, when the segment starts a message) has an answer with an `ech` parameter.
+fn carries_ech(packet: &crate::wire::Packet<'_>) -> bool {
+    use crate::inspect::dns::{split_tcp, Message, RecordData};
+    let message = match packet.protocol {
+        crate::wire::Protocol::Tcp => match split_tcp(packet.payload) {
+            crate::inspect::Scan::Found((message, _)) => message,
+            _ => return false,
+        },
+        _ => packet.payload,
+    };
+    let Ok(message) = Message::parse(message) else {
+        return false;
+    };
+    message.answers().is_ok_and(|mut records| {
+        records
+            .any(|record| matches!(record, Ok(r) if matches!(r.data, RecordData::Svcb(h) if h.ech)))
+    })
+}
+
+/// Packets judged before their verdicts go back together in one system call.
+const VERDICT_BATCH: usize = 64;
+
+/// Socket buffer for a queue of `max_length` packets: about 2 KiB of buffer per queued
+/// packet (a small packet with its netlink metadata; GSO packets take more), at least
+/// 1 MiB and at most 128 MiB.
+fn socket_buffer_bytes(max_length: u32) -> usize {
+    (max_length as usize * 2048).clamp(1 << 20, 128 << 20)
+}
+
+/// Opens and binds an NFQUEUE queue (needs CAP_NET_ADMIN).
+pub fn open(settings: &QueueSettings) -> std::io::Result<Queue> {
+    let mut queue = Queue::open()?;
+    queue.bind(settings.queue)?;
+    queue.set_queue_max_len(settings.queue, settings.max_length)?;
+    // With fail-open the kernel accepts packets when the queue is full instead of dropping.
+    queue.set_fail_open(settings.queue, settings.fail == FailMode::Open)?;
+    // Large GSO packets come up whole; telestrip only reads headers and first flights.
+    queue.set_recv_gso(settings.queue, true)?;
+    // Room for the whole queue in the socket: packets that do not fit there would be
+    // dropped, or with fail-open passed unseen, and counted nowhere.
+    queue.set_recv_buffer_size(socket_buffer_bytes(settings.max_length))?;
+    Ok(queue)
+}
+
+/// Opens the raw socket for forged DNS answers (needs CAP_NET_RAW, so before privileges are
+/// dropped). Without it rejected DNS queries get the firewall's ICMP error instead.
+pub fn open_injector() -> Option<Injector> {
+    match Injector::open() {
+        Ok(injector) => Some(injector),
+        Err(error) => {
+            eprintln!("telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
+            None
+        }
+    }
+}
+
+/// Runs one queue until `stop` is set (checked between batches).
+///
+/// Packets are taken in batches: after a blocking receive, whatever else the kernel has
+/// queued (up to [`VERDICT_BATCH`]) is taken without waiting, every packet is judged, and
+/// all verdicts go back in one system call (`Queue::verdict_batch`). Under light load a
+/// batch is one packet, so nothing waits for a batch to fill. With `busy_poll` set the
+/// thread keeps polling that long for more packets before it sleeps again.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    engine: &Engine,
+    mut queue: Queue,
+    mut injector: Option<Injector>,
+    settings: &QueueSettings,
+    events_out: &SyncSender<FlowEvent>,
+    stats: &SourceStats,
+    stop: &AtomicBool,
+    latency: &Histogram,
+) {
+    let mut worker = engine.worker();
+    let mut rewriter = settings.strip_ech.then(AnswerRewriter::default);
+    let mut events = Vec::new();
+    let mut batch: Vec<Message> = Vec::with_capacity(VERDICT_BATCH);
+    let mut received: Vec<Instant> = Vec::with_capacity(VERDICT_BATCH);
+    let stall_after = fault::stall_after();
+    let mut polling_until: Option<Instant> = None;
+    // The kernel numbers a queue's packets one by one; a skipped number is a packet that
+    // did not fit in the socket buffer.
+    let mut next_id: Option<u32> = None;
+    while !stop.load(Ordering::Relaxed) {
+        // The first packet: wait for it (or poll for it while the busy-poll time lasts).
+        queue.set_nonblocking(polling_until.is_some());
+        let first = match queue.recv() {
+            Ok(message) => message,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                match polling_until {
+                    Some(until) if Instant::now() < until => std::hint::spin_loop(),
+                    _ => polling_until = None,
+                }
+                continue;
+            }
+            Err(_) => {
+                bump(&stats.errors);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        received.push(Instant::now());
+        batch.push(first);
+        // Whatever else is queued already, without waiting.
+        queue.set_nonblocking(true);
+        while batch.len() < VERDICT_BATCH {
+            match queue.recv() {
+                Ok(message) => {
+                    received.push(Instant::now());
+                    batch.push(message);
+                }
+                Err(error) => {
+                    if error.kind() != std::io::ErrorKind::WouldBlock {
+                        bump(&stats.errors);
+                    }
+                    break;
+                }
+            }
+        }
+        worker.refresh_rules();
+        for message in &mut batch {
+            let id = message.get_packet_id();
+            if let Some(expected) = next_id {
+                let skipped = id.wrapping_sub(expected);
+                // A difference this large is no loss but the numbering starting over.
+                if skipped > 0 && skipped < 1 << 30 {
+                    stats.note_undelivered(settings.queue, u64::from(skipped));
+                }
+            }
+            next_id = Some(id.wrapping_add(1));
+            bump(&stats.packets);
+            fault::maybe_stall(stall_after, stats.packets.load(Ordering::Relaxed));
+            judge(
+                &mut worker,
+                message,
+                injector.as_mut(),
+                rewriter.as_mut(),
+                settings,
+                stats,
+                &mut events,
+            );
+        }
+        bump(&stats.batches);
+        if queue.verdict_batch(&mut batch).is_err() {
+            bump(&stats.errors);
+        }
+        for at in received.drain(..) {
+            latency.observe(at.elapsed().as_secs_f64());
+        }
+        forward_events(&mut events, events_out, stats);
+        if !settings.busy_poll.is_zero() {
+            polling_until = Some(Instant::now() + settings.busy_poll);
+        }
+    }
+}
+
+/// Judges one packet and sets its verdict and mark.
+fn judge(
+    worker: &mut crate::engine::Worker<'_>,
+    message: &mut Message,
+    injector: Option<&mut Injector>,
+    rewriter: Option<&mut AnswerRewriter>,
+    settings: &QueueSettings,
+    stats: &SourceStats,
+    events: &mut Vec<FlowEvent>,
+) {
+    let time = message
+        .get_timestamp()
+        .unwrap_or_else(SystemTime::now)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let verdict = worker.process_queued(
+        message.get_payload(),
+        time,
+        events,
+        message.is_checksum_ready(),
+    );
+    let code = match (verdict.flow, verdict.action) {
+        (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
+        (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
+        (FlowStatus::Decided, PacketAction::Reject) => Some(Marks::REJECT),
+        // Per-message (DNS) and untracked blocks concern this packet only.
+        (_, PacketAction::Drop) => Some(Marks::DROP_PACKET),
+        (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
+        (_, PacketAction::Accept) => None,
+    };
+    if verdict.action == PacketAction::Reject
+        && answer_rejected_dns(injector, message.get_payload(), stats)
+    {
+        // The client got its NXDOMAIN; the query itself goes no further.
+        message.set_verdict(NfVerdict::Drop);
+    } else if let Some(code) = code {
+        let marks = settings.marks;
+        message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
+        message.set_verdict(NfVerdict::Repeat);
+        if verdict.flow == FlowStatus::Decided {
+            bump(&stats.marked);
+        }
+    } else {
+        let offloaded = message.is_seg_offloaded();
+        if let Some(rewritten) =
+            rewriter.and_then(|r| r.rewrite(message.get_payload(), offloaded, stats))
+        {
+            message.set_payload(rewritten);
+        }
+        message.set_verdict(NfVerdict::Accept);
+    }
+}
+
+pub(crate) fn forward_events(
+    events: &mut Vec<FlowEvent>,
+    out: &SyncSender<FlowEvent>,
+    stats: &SourceStats,
+) {
+    for event in events.drain(..) {
+        match out.try_send(event) {
+            Ok(()) => bump(&stats.events_sent),
+            Err(_) => bump(&stats.events_dropped),
+        }
+    }
+}
+
+/// For a rejected DNS query over UDP, sends the NXDOMAIN answer; false when the packet is
+/// not one (TCP, not DNS) or sending failed, so the firewall rules reject it instead.
+fn answer_rejected_dns(
+    injector: Option<&mut Injector>,
+    ip_packet: &[u8],
+    stats: &SourceStats,
+) -> bool {
+    let Some(injector) = injector else {
+        return false;
+    };
+    let Ok(packet) = crate::wire::parse(LinkType::RawIp, ip_packet) else {
+        return false;
+    };
+    if packet.protocol != crate::wire::Protocol::Udp || packet.dst_port != 53 {
+        return false;
+    }
+    match injector.answer_nxdomain(&packet) {
+        Ok(()) => {
+            bump(&stats.nxdomain_sent);
+            true
+        }
+        Err(_) => {
+            bump(&stats.errors);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use telestrip_testkit::{dns_response, Answer};
+
+    fn https_answer() -> Vec<u8> {
+        let v6 = [0xfd, 0x78, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        dns_response(
+            1,
+            "svc.example",
+            65,
+            &[Answer::Https("svc.example", [10, 78, 2, 2], v6, true)],
+        )
+    }
+
+    fn from_server(tcp: bool, payload: &[u8]) -> Vec<u8> {
+        let ip = PacketBuilder::ipv4([10, 78, 2, 2], [10, 78, 1, 2], 63);
+        let mut packet = Vec::new();
+        if tcp {
+            ip.tcp(53, 40000, 1, 1000)
+                .ack(1)
+                .write(&mut packet, payload)
+                .unwrap();
+        } else {
+            ip.udp(53, 40000).write(&mut packet, payload).unwrap();
+        }
+        packet
+    }
+
+    fn load(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn answers_lose_their_ech_over_udp_and_hide_it_over_tcp_and_the_rest_is_counted() {
+        let stats = SourceStats::default();
+        let mut rewriter = AnswerRewriter::default();
+        let answer = https_answer();
+        let udp = from_server(false, &answer);
+        let stripped = rewriter.rewrite(&udp, false, &stats).unwrap();
+        assert!(stripped.len() < udp.len());
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        let tcp = from_server(true, &framed);
+        let hidden = rewriter.rewrite(&tcp, false, &stats).unwrap();
+        assert_eq!(hidden.len(), tcp.len());
+        assert_ne!(hidden, tcp);
+        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
+        // An offloaded packet stays as it is, counted; so does half a message over TCP,
+        // uncounted (it cannot be read); a query or a packet from another port is no answer.
+        assert!(rewriter.rewrite(&udp, true, &stats).is_none());
+        assert!(rewriter
+            .rewrite(&from_server(true, &framed[..40]), false, &stats)
+            .is_none());
+        let mut elsewhere = udp.clone();
+        elsewhere[20..22].copy_from_slice(&5353u16.to_be_bytes());
+        assert!(rewriter.rewrite(&elsewhere, false, &stats).is_none());
+        assert_eq!(load(&stats.ech_kept), 1);
+        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
+    }
+}

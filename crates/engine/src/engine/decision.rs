@@ -1,0 +1,447 @@
+//! Decisions: from what the first flight showed (a name, two names, an ECH facade, an
+//! address) to a rule hit, a verdict, counters and a flow event; the ECH and QUIC policies.
+
+use super::*;
+
+impl Worker<'_> {
+    /// Combines what two views of one stream showed: wait for both, judge both names.
+    pub(super) fn either(&self, main: Seen, alt: Seen, facts: Facts) -> Seen {
+        let main = self.resolve(main, facts);
+        let alt = self.resolve(alt, facts);
+        match (main, alt) {
+            (Seen::NeedMore, _) | (_, Seen::NeedMore) => Seen::NeedMore,
+            (Seen::Name(a, via), Seen::Name(b, _)) => Seen::Name(self.stricter(a, b, facts), via),
+            (main @ Seen::Name(..), _) => main,
+            (_, alt @ Seen::Name(..)) => alt,
+            (main, _) => main,
+        }
+    }
+
+    /// Turns two names into the one whose rule is strictest.
+    pub(super) fn resolve(&self, seen: Seen, facts: Facts) -> Seen {
+        match seen {
+            Seen::Names(a, b, via) => Seen::Name(self.stricter(a, b, facts), via),
+            other => other,
+        }
+    }
+
+    /// Of two names of one flow, the one whose rule blocks (then logs, then matches
+    /// nothing, then allows); the first on a tie.
+    pub(super) fn stricter(&self, first: Name, second: Name, facts: Facts) -> Name {
+        let rank = |name: &Name| {
+            self.rank(
+                self.rules
+                    .match_name(name.as_bytes(), facts.server_port, facts.protocol),
+            )
+        };
+        if rank(&second) > rank(&first) {
+            second
+        } else {
+            first
+        }
+    }
+
+    /// How strict a rule match is: blocking, then logging, then none, then allowing.
+    pub(super) fn rank(&self, hit: Option<Hit>) -> u8 {
+        match hit
+            .and_then(|hit| self.rules.rule(hit.rule))
+            .map(|r| r.action)
+        {
+            Some(Action::Drop | Action::Reject) => 3,
+            Some(Action::Log) => 2,
+            None => 1,
+            Some(Action::Allow) => 0,
+        }
+    }
+
+    /// Decides a pending flow from what its first flight showed, or keeps it pending (up to
+    /// the configured number of client packets).
+    pub(super) fn conclude(
+        &mut self,
+        flow: &mut FlowState,
+        seen: Seen,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        match seen {
+            Seen::Name(name, via) => {
+                self.counters.inspected(via);
+                self.decide(flow, Some((name, via)), facts, events)
+            }
+            Seen::Names(first, second, via) => {
+                self.counters.evasion(Evasion::SeveralNames);
+                let name = self.stricter(first, second, facts);
+                self.conclude(flow, Seen::Name(name, via), facts, events)
+            }
+            Seen::EchFacade(name, via, config_id) => {
+                let counters = self.counters;
+                counters.inspected(via);
+                let real = config_id.is_some_and(|id| {
+                    self.engine
+                        .ech_configs
+                        .contains(name_tag(&name), id, facts.time)
+                });
+                if real {
+                    counters.bypass(Bypass::Ech);
+                    bump(&counters.ech_real);
+                } else {
+                    bump(&counters.ech_grease);
+                }
+                if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+                    return verdict;
+                }
+                let record = &self.engine.ech_record;
+                match self.engine.config.ech_policy {
+                    EchPolicy::Drop if real => {
+                        let applied = self.applied(Action::Drop);
+                        self.record_policy(record, Some(name), via, facts, applied, events);
+                        decided(flow, action_for(applied))
+                    }
+                    EchPolicy::Log if real => {
+                        let recorded = events.len();
+                        let verdict = self.decide(flow, None, facts, events);
+                        if events.len() == recorded && verdict.action == PacketAction::Accept {
+                            self.record_policy(record, Some(name), via, facts, Action::Log, events);
+                        }
+                        verdict
+                    }
+                    _ => self.decide(flow, None, facts, events),
+                }
+            }
+            Seen::NoName => self.decide(flow, None, facts, events),
+            Seen::QuicUnreadable => self.quic_unreadable(flow, facts, events),
+            Seen::Address(address, via) => {
+                // Counted apart: an address is not a name seen (`inspected`).
+                bump(&self.counters.address_literals);
+                match self
+                    .rules
+                    .match_addr(address, facts.server_port, facts.protocol)
+                {
+                    Some(hit) => {
+                        let literal = address.to_string();
+                        self.settle(flow, Some(hit), Some(&literal), via, facts, events)
+                    }
+                    None => self.decide(flow, None, facts, events),
+                }
+            }
+            Seen::Malformed(layer) => {
+                self.counters.parse_error(layer);
+                self.decide(flow, None, facts, events)
+            }
+            Seen::NeedMore if flow.data_packets >= self.engine.config.max_pending_packets => {
+                bump(&self.counters.pending_limit_hits);
+                self.decide(flow, None, facts, events)
+            }
+            Seen::NeedMore => Verdict::PENDING,
+        }
+    }
+
+    /// Decides a flow by its own name if a rule matches it; `None` when none does.
+    pub(super) fn decide_by_name(
+        &self,
+        flow: &mut FlowState,
+        name: Name,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Option<Verdict> {
+        let hit = self
+            .rules
+            .match_name(name.as_bytes(), facts.server_port, facts.protocol)?;
+        Some(self.settle(flow, Some(hit), Some(name.as_str()), via, facts, events))
+    }
+
+    /// Decides a flow: by its own name when it has one, else by a learned name, then CIDR.
+    pub(super) fn decide(
+        &self,
+        flow: &mut FlowState,
+        own_name: Option<(Name, Via)>,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        if let Some((name, via)) = own_name {
+            if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+                return verdict;
+            }
+        } else if let Some(Some(verdict)) =
+            self.engine
+                .learned
+                .with_name(facts.server, facts.time, |learned| {
+                    let hit = self.rules.match_name(
+                        learned.as_bytes(),
+                        facts.server_port,
+                        facts.protocol,
+                    )?;
+                    Some(self.settle(flow, Some(hit), Some(learned), Via::Learned, facts, events))
+                })
+        {
+            return verdict;
+        }
+        let hit = self
+            .rules
+            .match_addr(facts.server, facts.server_port, facts.protocol);
+        self.settle(flow, hit, None, Via::Cidr, facts, events)
+    }
+
+    /// Caches the verdict for `hit` in the flow and records the match.
+    pub(super) fn settle(
+        &self,
+        flow: &mut FlowState,
+        hit: Option<Hit>,
+        name: Option<&str>,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let verdict = match hit {
+            Some(hit) => self.record(hit, name, via, facts, events),
+            None => PacketAction::Accept,
+        };
+        decided(flow, verdict)
+    }
+
+    /// Records a match and returns what to do with the packet.
+    pub(super) fn record(
+        &self,
+        hit: Hit,
+        name: Option<&str>,
+        via: Via,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let Some(rule) = self.rules.rule(hit.rule) else {
+            return PacketAction::Accept;
+        };
+        let applied = self.applied(rule.action);
+        if let Some(hits) = self.hits.get(hit.rule as usize) {
+            bump(hits);
+        }
+        if rule.action.blocks() {
+            let counters = self.counters;
+            match via {
+                Via::Quic => counters.bypass(Bypass::Quic),
+                Via::Learned => counters.bypass(Bypass::LearnedAddress),
+                _ => {}
+            }
+            if rule.category.as_deref() == Some(DOH_CATEGORY) {
+                counters.bypass(Bypass::Doh);
+            }
+        }
+        events.push(facts.event(name, via, &rule.id, &rule.vendor, rule.action, applied));
+        action_for(applied)
+    }
+
+    /// Records a flow with real ECH that the ECH policy logs or blocks.
+    pub(super) fn record_policy(
+        &self,
+        record: &PolicyRecord,
+        name: Option<Name>,
+        via: Via,
+        facts: Facts,
+        applied: Action,
+        events: &mut Vec<FlowEvent>,
+    ) {
+        bump(&record.hits);
+        events.push(facts.event(
+            name.as_ref().map(Name::as_str),
+            via,
+            &record.rule,
+            &record.vendor,
+            record.action,
+            applied,
+        ));
+    }
+
+    /// What is done for a rule's action: the action itself, or `log` in dry run.
+    pub(super) fn applied(&self, action: Action) -> Action {
+        applied_action(action, self.engine.config.enforce)
+    }
+
+    /// The packet action for a hit, without recording it.
+    pub(super) fn action_of(&self, hit: Option<Hit>) -> PacketAction {
+        hit.and_then(|h| self.rules.rule(h.rule))
+            .map_or(PacketAction::Accept, |rule| {
+                action_for(self.applied(rule.action))
+            })
+    }
+
+    /// A packet of a new flow when the flow table is full: judged on its own bytes only.
+    pub(super) fn stateless(
+        &mut self,
+        packet: &Packet<'_>,
+        time: Duration,
+        is_dns: bool,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let from_client = src_is_client(packet);
+        let facts = orient(packet, from_client, time, time.as_secs());
+        let mut scratch_flow = FlowState::new(true, facts.now);
+        let action = if is_dns {
+            self.dns_packet(&mut scratch_flow, packet, from_client, facts, events)
+                .action
+        } else {
+            let seen = if packet.payload.is_empty() || !from_client {
+                Seen::NeedMore
+            } else {
+                scan_first_flight(packet.payload, &mut self.scratch)
+            };
+            match seen {
+                Seen::Name(name, via) => {
+                    self.decide(&mut scratch_flow, Some((name, via)), facts, events)
+                        .action
+                }
+                _ => {
+                    // No name in this packet: address-based rules still apply, silently.
+                    let mut quiet = Vec::new();
+                    self.decide(&mut scratch_flow, None, facts, &mut quiet)
+                        .action
+                }
+            }
+        };
+        Verdict {
+            action,
+            flow: FlowStatus::Untracked,
+        }
+    }
+}
+
+impl Facts {
+    /// The event of a match on this flow.
+    pub(super) fn event(
+        &self,
+        name: Option<&str>,
+        via: Via,
+        rule: &Arc<str>,
+        vendor: &Arc<str>,
+        action: Action,
+        applied: Action,
+    ) -> FlowEvent {
+        FlowEvent {
+            time: self.time,
+            client: self.client,
+            client_port: self.client_port,
+            server: self.server,
+            server_port: self.server_port,
+            protocol: self.protocol,
+            name: name.map(str::to_string),
+            via,
+            rule: Arc::clone(rule),
+            vendor: Arc::clone(vendor),
+            action,
+            applied,
+        }
+    }
+}
+
+pub(super) fn orient(packet: &Packet<'_>, from_client: bool, time: Duration, now: u64) -> Facts {
+    let (client, client_port, server, server_port) = if from_client {
+        (packet.src, packet.src_port, packet.dst, packet.dst_port)
+    } else {
+        (packet.dst, packet.dst_port, packet.src, packet.src_port)
+    };
+    Facts {
+        client,
+        client_port,
+        server,
+        server_port,
+        protocol: packet.protocol,
+        time,
+        now,
+    }
+}
+
+pub(super) fn action_for(applied: Action) -> PacketAction {
+    match applied {
+        Action::Drop => PacketAction::Drop,
+        Action::Reject => PacketAction::Reject,
+        Action::Log | Action::Allow => PacketAction::Accept,
+    }
+}
+
+pub(super) fn worse(a: PacketAction, b: PacketAction) -> PacketAction {
+    let rank = |action| match action {
+        PacketAction::Accept => 0,
+        PacketAction::Reject => 1,
+        PacketAction::Drop => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// A cheap tag of a name (FNV-1a), to recognise a retransmitted DNS query.
+pub(super) fn name_tag(name: &Name) -> u64 {
+    name.as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+        | 1
+}
+
+/// What is done for a rule's action: the action itself, or `log` for a blocking rule in dry run.
+pub(super) fn applied_action(action: Action, enforce: bool) -> Action {
+    if action.blocks() && !enforce {
+        Action::Log
+    } else {
+        action
+    }
+}
+
+impl Active {
+    pub(super) fn new(rules: impl Into<Arc<RuleSet>>, counts: &FlowCounts, enforce: bool) -> Self {
+        let rules: Arc<RuleSet> = rules.into();
+        let hits = rules
+            .rules()
+            .iter()
+            .map(|rule| {
+                counts.handle(FlowSeries {
+                    vendor: Arc::clone(&rule.vendor),
+                    rule: Arc::clone(&rule.id),
+                    action: applied_action(rule.action, enforce),
+                })
+            })
+            .collect();
+        Self { rules, hits }
+    }
+}
+
+impl Policy {
+    /// The action the policy stands for in events and counters.
+    pub fn action(self) -> Action {
+        match self {
+            EchPolicy::Allow => Action::Allow,
+            EchPolicy::Log => Action::Log,
+            EchPolicy::Drop => Action::Drop,
+        }
+    }
+}
+
+/// The rule and vendor a policy records its flows under, and their counter.
+pub(super) struct PolicyRecord {
+    pub(super) rule: Arc<str>,
+    pub(super) vendor: Arc<str>,
+    pub(super) action: Action,
+    pub(super) hits: Arc<AtomicU64>,
+}
+
+impl PolicyRecord {
+    pub(super) fn new(rule: &str, policy: Policy, counts: &FlowCounts, enforce: bool) -> Self {
+        let rule: Arc<str> = rule.into();
+        let vendor: Arc<str> = POLICY_VENDOR.into();
+        let action = policy.action();
+        let hits = counts.handle(FlowSeries {
+            vendor: Arc::clone(&vendor),
+            rule: Arc::clone(&rule),
+            action: applied_action(action, enforce),
+        });
+        Self {
+            rule,
+            vendor,
+            action,
+            hits,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! DNS: queries judged by their question (per message, over UDP and TCP), answers for
+//! matched names learned (addresses and ECH configurations) for later flows.
+
+use super::*;
+
+impl Worker<'_> {
+    /// A DNS packet (UDP or TCP): every message is judged on its own.
+    pub(super) fn dns_packet(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let mut action = PacketAction::Accept;
+        match packet.tcp {
+            None => action = self.dns_message(flow, packet.payload, from_client, facts, events),
+            Some(tcp) => {
+                note_syn(flow, tcp, from_client);
+                if !packet.payload.is_empty() {
+                    action = self.dns_tcp_segment(
+                        flow,
+                        packet,
+                        data_seq(tcp),
+                        from_client,
+                        facts,
+                        events,
+                    );
+                }
+                // A blocked message's retransmission is old data to the reassembler, so the
+                // block sticks to the connection (which cannot carry on past it anyway).
+                action = worse(action, flow.dns_sticky);
+                flow.dns_sticky = action;
+            }
+        }
+        Verdict {
+            action,
+            flow: FlowStatus::PerMessage,
+        }
+    }
+
+    /// Feeds a DNS-over-TCP segment into its direction's stream and judges every complete
+    /// message (RFC 1035 §4.2.2: 2-byte length prefix; several per segment or one over many).
+    pub(super) fn dns_tcp_segment(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        seq: u32,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let isn = if from_client {
+            flow.client_isn()
+        } else {
+            flow.server_isn()
+        };
+        // Taken out while its messages are judged (which needs the flow), put back after.
+        let mut stream = stream_slot(flow, from_client)
+            .take()
+            .unwrap_or_else(|| StreamBuf::new(isn.unwrap_or(seq)));
+        let mut worst = PacketAction::Accept;
+        if stream.insert(seq, packet.payload) == Insert::OverCap {
+            // A message larger than the cap: this direction is no longer followed.
+            bump(&self.counters.stream_cap_hits);
+        } else {
+            while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
+                let action = self.dns_message(flow, message, from_client, facts, events);
+                worst = worse(worst, action);
+                stream.consume(used);
+            }
+        }
+        *stream_slot(flow, from_client) = Some(stream);
+        worst
+    }
+
+    /// Judges one DNS message: queries by their question, responses also teach addresses.
+    pub(super) fn dns_message(
+        &mut self,
+        flow: &mut FlowState,
+        bytes: &[u8],
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> PacketAction {
+        let counters = self.counters;
+        let message = match Message::parse(bytes) {
+            Ok(message) => message,
+            Err(_) => {
+                counters.parse_error(Layer::Dns);
+                return PacketAction::Accept;
+            }
+        };
+        bump(&counters.dns_messages);
+        // Resolvers answer the first question or refuse several; a filter judges them all
+        // and goes by the strictest.
+        let mut chosen: Option<(dns::Question, Option<Hit>)> = None;
+        let mut asked = 0;
+        for question in message.questions() {
+            let Ok(question) = question else {
+                counters.parse_error(Layer::Dns);
+                break;
+            };
+            asked += 1;
+            let hit =
+                self.rules
+                    .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
+            if chosen.is_none_or(|(_, best)| self.rank(hit) > self.rank(best)) {
+                chosen = Some((question, hit));
+            }
+        }
+        let Some((question, hit)) = chosen else {
+            return PacketAction::Accept;
+        };
+        if asked > 1 && !message.is_response() {
+            counters.evasion(Evasion::SeveralNames);
+        }
+        if message.is_response() {
+            self.learn(&message, question.name, hit, facts.time);
+            return self.action_of(hit);
+        }
+        if !from_client {
+            return PacketAction::Accept;
+        }
+        counters.inspected(Via::Dns);
+        let Some(hit) = hit else {
+            return PacketAction::Accept;
+        };
+        let tag = name_tag(&question.name);
+        if flow.last_dns_event == tag {
+            // A retransmitted query: same verdict, recorded once.
+            return self.action_of(Some(hit));
+        }
+        flow.last_dns_event = tag;
+        if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
+            && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
+        {
+            self.counters.bypass(Bypass::Svcb);
+        }
+        self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
+    }
+
+    /// Learns the A/AAAA addresses of a response whose question, or a CNAME target in its
+    /// answer chain, matched a rule other than `allow`.
+    pub(super) fn learn(
+        &self,
+        message: &Message<'_>,
+        question: Name,
+        hit: Option<Hit>,
+        time: Duration,
+    ) {
+        let not_allowed = |hit: Option<Hit>| {
+            hit.and_then(|h| self.rules.rule(h.rule))
+                .is_some_and(|rule| rule.action != Action::Allow)
+        };
+        let mut attributed = not_allowed(hit).then_some(question);
+        let Ok(records) = message.answers() else {
+            self.counters.parse_error(Layer::Dns);
+            return;
+        };
+        for record in records {
+            let Ok(record) = record else {
+                self.counters.parse_error(Layer::Dns);
+                return;
+            };
+            match record.data {
+                RecordData::Cname(target) if attributed.is_none() => {
+                    // CNAME cloaking: an innocent name aliased to a telemetry endpoint.
+                    let target_hit = self.rules.match_name(target.as_bytes(), 0, Protocol::Tcp);
+                    if not_allowed(target_hit) {
+                        attributed = Some(target);
+                    }
+                }
+                RecordData::A(v4) => {
+                    if let Some(name) = &attributed {
+                        self.engine
+                            .learned
+                            .learn(IpAddr::V4(v4), name.as_str(), record.ttl, time);
+                    }
+                }
+                RecordData::Aaaa(v6) => {
+                    if let Some(name) = &attributed {
+                        self.engine
+                            .learned
+                            .learn(IpAddr::V6(v6), name.as_str(), record.ttl, time);
+                    }
+                }
+                // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup;
+                // the ECH configuration of every name is kept to recognise real ECH.
+                RecordData::Svcb(hints) => {
+                    if let Some((config_id, public_name)) = hints.ech_config {
+                        self.engine.ech_configs.learn(
+                            name_tag(&public_name),
+                            config_id,
+                            record.ttl,
+                            time,
+                        );
+                    }
+                    if let Some(name) = &attributed {
+                        for addr in hints.addresses() {
+                            self.engine
+                                .learned
+                                .learn(addr, name.as_str(), record.ttl, time);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// DNS is judged message by message, by port (either direction).
+pub(super) fn is_dns(packet: &Packet<'_>) -> bool {
+    packet.dst_port == 53 || packet.src_port == 53
+}

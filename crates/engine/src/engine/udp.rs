@@ -1,0 +1,123 @@
+//! UDP flows: QUIC Initials (IETF and Google QUIC) decrypted and reassembled into their
+//! ClientHello, and QUIC whose name cannot be read judged by its policy.
+
+use super::*;
+
+impl Worker<'_> {
+    /// A UDP packet of an undecided flow. A QUIC client's Initial packets are decrypted and
+    /// their CRYPTO frames reassembled (in any order, across datagrams) until the ClientHello
+    /// is complete; any other first packet decides the flow without a name of its own.
+    pub(super) fn udp_pending(
+        &mut self,
+        flow: &mut FlowState,
+        packet: &Packet<'_>,
+        from_client: bool,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        let quic_started = flow.client_stream().is_some();
+        if !from_client && quic_started {
+            // The server's Initial may come before the client's hello is complete.
+            return Verdict::PENDING;
+        }
+        if !quic_started && (!from_client || quic::client_initial_version(packet.payload).is_none())
+        {
+            // UDP 443 is QUIC's port: a datagram sent before the client's Initial (junk from
+            // the client; from the server a Version Negotiation, after which the client
+            // starts again on the same ports, or a server speaking first) must not get the
+            // flow waved through before its Initial, so such flows wait a few packets for one.
+            if facts.server_port == QUIC_PORT {
+                flow.data_packets = flow.data_packets.saturating_add(1);
+                if flow.data_packets < self.engine.config.max_pending_packets {
+                    return Verdict::PENDING;
+                }
+                bump(&self.counters.pending_limit_hits);
+                return self.quic_unreadable(flow, facts, events);
+            }
+            return self.decide(flow, None, facts, events);
+        }
+        let hello = quic::long_header_version(packet.payload)
+            .and_then(quic::hello_kind)
+            .unwrap_or(HelloKind::Tls);
+        flow.data_packets = flow.data_packets.saturating_add(1);
+        let stream = flow
+            .streams_mut()
+            .client
+            .get_or_insert_with(|| StreamBuf::new(0));
+        let mut over_cap = false;
+        let read = quic::read_client_initials(packet.payload, &mut self.scratch, |offset, data| {
+            let inserted =
+                u32::try_from(offset).map_or(Insert::OverCap, |at| stream.insert(at, data));
+            over_cap |= inserted == Insert::OverCap;
+        });
+        let seen = if over_cap {
+            bump(&self.counters.stream_cap_hits);
+            Seen::QuicUnreadable
+        } else {
+            let bytes = stream.contiguous();
+            let scanned = match hello {
+                HelloKind::Tls => tls::scan_handshake(bytes)
+                    .map(|scan| match scan {
+                        Scan::Found(hello) => Some(hello_seen(hello, Via::Quic)),
+                        Scan::NeedMore => None,
+                        Scan::NotThis => Some(Seen::QuicUnreadable),
+                    })
+                    .map_err(|_| ()),
+                HelloKind::Chlo => gquic::scan_chlo(bytes)
+                    .map(|scan| match scan {
+                        Scan::Found(Some(name)) => Some(Seen::Name(name, Via::Quic)),
+                        Scan::Found(None) => Some(Seen::NoName),
+                        Scan::NeedMore => None,
+                        Scan::NotThis => Some(Seen::QuicUnreadable),
+                    })
+                    .map_err(|_| ()),
+            };
+            match (read, scanned) {
+                // Whatever follows a complete hello in the datagram (junk coalesced behind
+                // it, which the server ignores too) cannot hide it.
+                (_, Ok(Some(seen))) => seen,
+                // A first datagram of which nothing decrypts is not QUIC as telestrip knows
+                // it; a later one (a retransmission under new keys, junk) is skipped.
+                (Err(_), _) if !quic_started && bytes.is_empty() => {
+                    self.counters.parse_error(Layer::Quic);
+                    Seen::QuicUnreadable
+                }
+                (_, Ok(None)) => Seen::NeedMore,
+                (_, Err(())) => {
+                    self.counters.parse_error(Layer::Quic);
+                    Seen::QuicUnreadable
+                }
+            }
+        };
+        self.conclude(flow, seen, facts, events)
+    }
+
+    /// A flow on UDP 443 whose QUIC could not be read: judged by learned names and CIDR
+    /// rules, then by the `quic_unreadable` policy.
+    pub(super) fn quic_unreadable(
+        &self,
+        flow: &mut FlowState,
+        facts: Facts,
+        events: &mut Vec<FlowEvent>,
+    ) -> Verdict {
+        self.counters.bypass(Bypass::QuicUnreadable);
+        let recorded = events.len();
+        let verdict = self.decide(flow, None, facts, events);
+        if events.len() > recorded || verdict.action != PacketAction::Accept {
+            return verdict;
+        }
+        let record = &self.engine.quic_record;
+        match self.engine.config.quic_unreadable {
+            Policy::Allow => verdict,
+            Policy::Log => {
+                self.record_policy(record, None, Via::Quic, facts, Action::Log, events);
+                verdict
+            }
+            Policy::Drop => {
+                let applied = self.applied(Action::Drop);
+                self.record_policy(record, None, Via::Quic, facts, applied, events);
+                decided(flow, action_for(applied))
+            }
+        }
+    }
+}

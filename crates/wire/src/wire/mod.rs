@@ -273,21 +273,107 @@ fn span_in(outer: &[u8], inner: &[u8]) -> Option<(u32, u32)> {
     (end <= outer.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
 }
 
-/// Which layer could not be parsed. Small and `Copy`: one counter per variant.
+/// Which layer could not be parsed, what was wrong and where. Small and `Copy`: one
+/// counter per variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("link layer: {0}")]
-    Link(&'static str),
+    Link(Fault),
     #[error("network layer: {0}")]
-    Network(&'static str),
+    Network(Fault),
     #[error("transport layer: {0}")]
-    Transport(&'static str),
+    Transport(Fault),
     /// Not IP (ARP, LLDP, ...): not an error of the packet, just nothing to inspect.
     #[error("not an IP packet")]
     NotIp,
 }
 
+/// What was wrong in a layer, and where: `offset` is the byte of the frame (of the tunnel
+/// payload, for a packet inside a tunnel) where the header that failed starts, when known;
+/// for a header cut short, `needed` and `available` are the bytes it takes and the bytes
+/// that were there (both 0 otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub what: &'static str,
+    pub offset: Option<u32>,
+    pub needed: u32,
+    pub available: u32,
+}
+
+impl Fault {
+    pub const fn new(what: &'static str) -> Self {
+        Fault {
+            what,
+            offset: None,
+            needed: 0,
+            available: 0,
+        }
+    }
+
+    /// The fault at byte `offset`.
+    pub const fn at(self, offset: usize) -> Self {
+        Fault {
+            offset: if offset > u32::MAX as usize {
+                None
+            } else {
+                Some(offset as u32)
+            },
+            ..self
+        }
+    }
+
+    /// A header that takes `needed` bytes where `available` were left.
+    pub const fn short(self, needed: usize, available: usize) -> Self {
+        const fn clamp(n: usize) -> u32 {
+            if n > u32::MAX as usize {
+                u32::MAX
+            } else {
+                n as u32
+            }
+        }
+        Fault {
+            needed: clamp(needed),
+            available: clamp(available),
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)?;
+        if let Some(offset) = self.offset {
+            write!(f, " at byte {offset}")?;
+        }
+        if self.needed > 0 {
+            write!(
+                f,
+                " ({} bytes needed, {} there)",
+                self.needed, self.available
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl WireError {
+    /// The same error, its offset moved `base` bytes on (an error found in a part of the
+    /// frame, told in the frame's offsets).
+    pub fn shifted(self, base: usize) -> Self {
+        let shift = |fault: Fault| Fault {
+            offset: fault
+                .offset
+                .and_then(|o| u32::try_from(base).ok()?.checked_add(o)),
+            ..fault
+        };
+        match self {
+            WireError::Link(fault) => WireError::Link(shift(fault)),
+            WireError::Network(fault) => WireError::Network(shift(fault)),
+            WireError::Transport(fault) => WireError::Transport(shift(fault)),
+            WireError::NotIp => WireError::NotIp,
+        }
+    }
+
     /// Label for the `layer` of parse-error counters.
     pub fn layer(self) -> &'static str {
         match self {
@@ -399,59 +485,100 @@ fn ethernet_payload(frame: &[u8]) -> Option<(u16, &[u8])> {
 /// Every frame through etherparse's `SlicedPacket`: all link types, ARP, MACsec, ICMP, and
 /// the precise error of a frame that does not parse.
 pub fn parse_general(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, WireError> {
-    let sliced = match link {
+    // Errors of the link helpers are at offsets within the slice they were given; `at`
+    // moves them to the frame's.
+    let at = |inner: &[u8]| {
+        let base = offset_in(frame, inner);
+        move |error: WireError| error.shifted(base)
+    };
+    // What etherparse reads (the frame, or the packet after a link header read here), and
+    // what it made of it.
+    let (input, sliced) = match link {
         LinkType::Ethernet => match ethernet_payload(frame) {
             Some((ETHER_TYPE_PPPOE_SESSION, rest)) => {
-                SlicedPacket::from_ip(ip_or_not(ppp_payload(pppoe_payload(rest)?)?)?)
+                let ip = ip_or_not(ppp_payload(pppoe_payload(rest).map_err(at(rest))?)?)?;
+                (ip, SlicedPacket::from_ip(ip))
             }
-            _ => SlicedPacket::from_ethernet(frame),
+            _ => (frame, SlicedPacket::from_ethernet(frame)),
         },
-        LinkType::RawIp => SlicedPacket::from_ip(frame),
+        LinkType::RawIp => (frame, SlicedPacket::from_ip(frame)),
         // The protocol field is what the kernel wrote for the packet (an EtherType for IP
         // on every device type); etherparse's own reader accepts Ethernet devices only.
         LinkType::LinuxSll => {
-            let (header, rest) = frame
-                .split_first_chunk::<SLL_HEADER_LEN>()
-                .ok_or(WireError::Link("truncated SLL header"))?;
+            let (header, rest) =
+                frame
+                    .split_first_chunk::<SLL_HEADER_LEN>()
+                    .ok_or(WireError::Link(
+                        Fault::new("truncated SLL header")
+                            .at(0)
+                            .short(SLL_HEADER_LEN, frame.len()),
+                    ))?;
             let [.., high, low] = *header;
-            SlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([high, low])), rest)
+            let ether_type = EtherType(u16::from_be_bytes([high, low]));
+            (rest, SlicedPacket::from_ether_type(ether_type, rest))
         }
         LinkType::LinuxSll2 => {
-            let (header, rest) = frame
-                .split_at_checked(SLL2_HEADER_LEN)
-                .ok_or(WireError::Link("truncated SLL2 header"))?;
+            let truncated = WireError::Link(
+                Fault::new("truncated SLL2 header")
+                    .at(0)
+                    .short(SLL2_HEADER_LEN, frame.len()),
+            );
+            let (header, rest) = frame.split_at_checked(SLL2_HEADER_LEN).ok_or(truncated)?;
             let ether_type = header
                 .first_chunk::<2>()
                 .map(|b| u16::from_be_bytes(*b))
-                .ok_or(WireError::Link("truncated SLL2 header"))?;
-            SlicedPacket::from_ether_type(EtherType(ether_type), rest)
+                .ok_or(truncated)?;
+            (
+                rest,
+                SlicedPacket::from_ether_type(EtherType(ether_type), rest),
+            )
         }
         LinkType::Null => {
-            let (family, rest) = frame
-                .split_first_chunk::<4>()
-                .ok_or(WireError::Link("truncated loopback header"))?;
+            let (family, rest) = frame.split_first_chunk::<4>().ok_or(WireError::Link(
+                Fault::new("truncated loopback header")
+                    .at(0)
+                    .short(4, frame.len()),
+            ))?;
             // Host byte order of the capturing machine: accept both.
             let family = u32::from_le_bytes(*family).min(u32::from_be_bytes(*family));
             match family {
-                2 | 10 | 24 | 28 | 30 => SlicedPacket::from_ip(rest),
+                2 | 10 | 24 | 28 | 30 => (rest, SlicedPacket::from_ip(rest)),
                 _ => return Err(WireError::NotIp),
             }
         }
-        LinkType::Ppp => SlicedPacket::from_ip(ip_or_not(ppp_payload(frame)?)?),
+        LinkType::Ppp => {
+            let ip = ip_or_not(ppp_payload(frame)?)?;
+            (ip, SlicedPacket::from_ip(ip))
+        }
         LinkType::PppWithDirection => {
-            let rest = frame
-                .get(1..)
-                .ok_or(WireError::Link("truncated PPP header"))?;
-            SlicedPacket::from_ip(ip_or_not(ppp_payload(rest)?)?)
+            let rest = frame.get(1..).ok_or(WireError::Link(
+                Fault::new("truncated PPP header")
+                    .at(0)
+                    .short(2, frame.len()),
+            ))?;
+            let ip = ip_or_not(ppp_payload(rest).map_err(at(rest))?)?;
+            (ip, SlicedPacket::from_ip(ip))
         }
         LinkType::PppOverEthernet => {
-            SlicedPacket::from_ip(ip_or_not(ppp_payload(pppoe_payload(frame)?)?)?)
+            let ip = ip_or_not(ppp_payload(pppoe_payload(frame)?).map_err(at(frame))?)?;
+            (ip, SlicedPacket::from_ip(ip))
         }
-        LinkType::Nflog => SlicedPacket::from_ip(ip_or_not(nflog_payload(frame)?)?),
-    }
-    .map_err(map_slice_error)?;
+        LinkType::Nflog => {
+            let ip = ip_or_not(nflog_payload(frame)?)?;
+            (ip, SlicedPacket::from_ip(ip))
+        }
+    };
+    let sliced = sliced.map_err(|error| map_slice_error(error).shifted(offset_in(frame, input)))?;
     let net = sliced.net.as_ref().ok_or(WireError::NotIp)?;
     packet_from_parts(net, sliced.transport.as_ref())
+}
+
+/// Where `inner` starts in `outer` (0 when it is not inside it).
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize)
+        .checked_sub(outer.as_ptr() as usize)
+        .filter(|&start| start <= outer.len())
+        .unwrap_or(0)
 }
 
 /// A link payload that is an IP packet (`Some`), or not IP (another PPP protocol, an NFLOG
@@ -468,13 +595,14 @@ const PPP_IPV6: u16 = 0x0057;
 /// HDLC address and control bytes (0xff 0x03) may be there or not, and the protocol field
 /// may be compressed to one byte (RFC 1661 §6.5: odd first byte).
 fn ppp_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
-    const TRUNCATED: WireError = WireError::Link("truncated PPP header");
-    let frame = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
-    let (&first, rest) = frame.split_first().ok_or(TRUNCATED)?;
+    let protocol_field = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+    let truncated =
+        WireError::Link(Fault::new("truncated PPP header").at(offset_in(frame, protocol_field)));
+    let (&first, rest) = protocol_field.split_first().ok_or(truncated)?;
     let (protocol, rest) = if first & 1 == 1 {
         (u16::from(first), rest)
     } else {
-        let (&second, rest) = rest.split_first().ok_or(TRUNCATED)?;
+        let (&second, rest) = rest.split_first().ok_or(truncated)?;
         (u16::from_be_bytes([first, second]), rest)
     };
     Ok(matches!(protocol, PPP_IPV4 | PPP_IPV6).then_some(rest))
@@ -483,15 +611,23 @@ fn ppp_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
 /// The PPP frame of a PPPoE session packet: version 1, type 1, code 0 (RFC 2516 §4), its
 /// length bounding the payload (Ethernet may pad the frame).
 fn pppoe_payload(frame: &[u8]) -> Result<&[u8], WireError> {
-    let (&[version_type, code, _, _, high, low], rest) = frame
-        .split_first_chunk::<6>()
-        .ok_or(WireError::Link("truncated PPPoE header"))?;
+    let (&[version_type, code, _, _, high, low], rest) =
+        frame.split_first_chunk::<6>().ok_or(WireError::Link(
+            Fault::new("truncated PPPoE header")
+                .at(0)
+                .short(6, frame.len()),
+        ))?;
     if version_type != 0x11 || code != 0 {
-        return Err(WireError::Link("not a PPPoE session packet"));
+        return Err(WireError::Link(
+            Fault::new("not a PPPoE session packet").at(0),
+        ));
     }
     let length = usize::from(u16::from_be_bytes([high, low]));
-    rest.get(..length)
-        .ok_or(WireError::Link("PPPoE length past the frame"))
+    rest.get(..length).ok_or(WireError::Link(
+        Fault::new("PPPoE length past the frame")
+            .at(6)
+            .short(length, rest.len()),
+    ))
 }
 
 /// NFLOG attribute holding the logged packet (NFULA_PAYLOAD, linux/netfilter/nfnetlink_log.h).
@@ -503,7 +639,7 @@ const MAX_NFLOG_ATTRIBUTES: usize = 64;
 /// attributes of length (header included, padded to 4 bytes) and type, in the byte order
 /// of the host that captured (libpcap `nflog.h`); both orders are tried.
 fn nflog_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
-    const TRUNCATED: WireError = WireError::Link("truncated NFLOG header");
+    const TRUNCATED: WireError = WireError::Link(Fault::new("truncated NFLOG header").at(0));
     let (&[family, ..], mut rest) = frame.split_first_chunk::<4>().ok_or(TRUNCATED)?;
     if !matches!(family, 2 | 10) {
         return Ok(None);
@@ -522,7 +658,9 @@ fn nflog_payload(frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
         } else if fits(big.0) {
             big
         } else {
-            return Err(WireError::Link("NFLOG attribute length past the frame"));
+            return Err(WireError::Link(Fault::new(
+                "NFLOG attribute length past the frame",
+            )));
         };
         let len = usize::from(len);
         if kind & 0x7fff == NFULA_PAYLOAD {
@@ -722,7 +860,9 @@ fn packet_from_parts<'a>(
     };
     if payload.fragmented && packet.fragment.is_none() {
         // An IPv6 packet etherparse calls fragmented always has a fragment header.
-        return Err(WireError::Network("fragment without fragment header"));
+        return Err(WireError::Network(Fault::new(
+            "fragment without fragment header",
+        )));
     }
     match transport {
         Some(TransportSlice::Tcp(tcp)) => fill_tcp(&mut packet, tcp),
@@ -759,12 +899,12 @@ pub fn reassembled(
     match packet.protocol {
         Protocol::Tcp => {
             let tcp = etherparse::TcpSlice::from_slice(bytes)
-                .map_err(|_| WireError::Transport("bad TCP header"))?;
+                .map_err(|_| WireError::Transport(Fault::new("bad TCP header")))?;
             fill_tcp(&mut packet, &tcp);
         }
         Protocol::Udp => {
             let udp = etherparse::UdpSlice::from_slice(bytes)
-                .map_err(|_| WireError::Transport("bad UDP header"))?;
+                .map_err(|_| WireError::Transport(Fault::new("bad UDP header")))?;
             fill_udp(&mut packet, &udp);
         }
         Protocol::Other(_) => packet.payload = bytes,
@@ -829,22 +969,32 @@ fn has_md5_option(mut options: &[u8]) -> bool {
 fn map_slice_error(error: err::packet::SliceError) -> WireError {
     use err::packet::SliceError as E;
     match error {
-        E::Len(len) => match len.layer {
-            err::Layer::Ethernet2Header
-            | err::Layer::VlanHeader
-            | err::Layer::LinuxSllHeader
-            | err::Layer::MacsecHeader => WireError::Link("truncated link header"),
-            err::Layer::TcpHeader | err::Layer::UdpHeader | err::Layer::UdpPayload => {
-                WireError::Transport("truncated transport header")
+        // etherparse says where the layer started and how many bytes it needed.
+        E::Len(len) => {
+            let fault = |what| {
+                Fault::new(what)
+                    .at(len.layer_start_offset)
+                    .short(len.required_len, len.len)
+            };
+            match len.layer {
+                err::Layer::Ethernet2Header
+                | err::Layer::VlanHeader
+                | err::Layer::LinuxSllHeader
+                | err::Layer::MacsecHeader => WireError::Link(fault("truncated link header")),
+                err::Layer::TcpHeader | err::Layer::UdpHeader | err::Layer::UdpPayload => {
+                    WireError::Transport(fault("truncated transport header"))
+                }
+                _ => WireError::Network(fault("truncated IP packet")),
             }
-            _ => WireError::Network("truncated IP packet"),
-        },
-        E::LinuxSll(_) => WireError::Link("bad Linux cooked capture header"),
-        E::Macsec(_) => WireError::Link("bad MACsec header"),
-        E::Ip(_) | E::Ipv4(_) => WireError::Network("bad IPv4 header"),
-        E::Ipv6(_) => WireError::Network("bad IPv6 header"),
-        E::Ipv4Exts(_) | E::Ipv6Exts(_) => WireError::Network("bad IP extension header"),
-        E::Tcp(_) => WireError::Transport("bad TCP header"),
+        }
+        E::LinuxSll(_) => WireError::Link(Fault::new("bad Linux cooked capture header")),
+        E::Macsec(_) => WireError::Link(Fault::new("bad MACsec header")),
+        E::Ip(_) | E::Ipv4(_) => WireError::Network(Fault::new("bad IPv4 header")),
+        E::Ipv6(_) => WireError::Network(Fault::new("bad IPv6 header")),
+        E::Ipv4Exts(_) | E::Ipv6Exts(_) => {
+            WireError::Network(Fault::new("bad IP extension header"))
+        }
+        E::Tcp(_) => WireError::Transport(Fault::new("bad TCP header")),
     }
 }
 

@@ -8,27 +8,27 @@
 
 use etherparse::{IpNumber, Ipv4Header, Ipv6Header, TcpHeader, UdpHeader};
 
-use super::WireError;
+use super::{Fault, WireError};
 
 /// Writes into `out` the IP packet `packet` (a UDP datagram) with `payload` as its UDP
 /// payload. The checksum is always computed in full: the kernel takes a changed packet as
 /// it is, and the original may only have carried a partial one.
 pub fn udp_with_payload(packet: &[u8], payload: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
-    let too_big = |_| WireError::Transport("UDP payload too long");
-    let written = |_| WireError::Network("header not written");
+    let too_big = |_| WireError::Transport(Fault::new("UDP payload too long"));
+    let written = |_| WireError::Network(Fault::new("header not written"));
     out.clear();
     match packet.first().map(|byte| byte >> 4) {
         Some(4) => {
             let (mut ip, rest) = Ipv4Header::from_slice(packet)
-                .map_err(|_| WireError::Network("bad IPv4 header"))?;
+                .map_err(|_| WireError::Network(Fault::new("bad IPv4 header")))?;
             if ip.is_fragmenting_payload() {
-                return Err(WireError::Network("IPv4 fragment"));
+                return Err(WireError::Network(Fault::new("IPv4 fragment")));
             }
             if ip.protocol != IpNumber::UDP {
-                return Err(WireError::Transport("not UDP"));
+                return Err(WireError::Transport(Fault::new("not UDP")));
             }
             let (udp, _) = UdpHeader::from_slice(rest)
-                .map_err(|_| WireError::Transport("short UDP header"))?;
+                .map_err(|_| WireError::Transport(Fault::new("short UDP header")))?;
             ip.set_payload_len(UdpHeader::LEN + payload.len())
                 .map_err(too_big)?;
             let udp =
@@ -40,12 +40,14 @@ pub fn udp_with_payload(packet: &[u8], payload: &[u8], out: &mut Vec<u8>) -> Res
         }
         Some(6) => {
             let (mut ip, rest) = Ipv6Header::from_slice(packet)
-                .map_err(|_| WireError::Network("bad IPv6 header"))?;
+                .map_err(|_| WireError::Network(Fault::new("bad IPv6 header")))?;
             if ip.next_header != IpNumber::UDP {
-                return Err(WireError::Transport("not UDP right after the IPv6 header"));
+                return Err(WireError::Transport(Fault::new(
+                    "not UDP right after the IPv6 header",
+                )));
             }
             let (udp, _) = UdpHeader::from_slice(rest)
-                .map_err(|_| WireError::Transport("short UDP header"))?;
+                .map_err(|_| WireError::Transport(Fault::new("short UDP header")))?;
             ip.set_payload_length(UdpHeader::LEN + payload.len())
                 .map_err(too_big)?;
             let udp =
@@ -54,7 +56,7 @@ pub fn udp_with_payload(packet: &[u8], payload: &[u8], out: &mut Vec<u8>) -> Res
             ip.write(out).map_err(written)?;
             udp.write(out).map_err(written)?;
         }
-        _ => return Err(WireError::Network("not IPv4 or IPv6")),
+        _ => return Err(WireError::Network(Fault::new("not IPv4 or IPv6"))),
     }
     out.extend_from_slice(payload);
     Ok(())
@@ -67,57 +69,63 @@ pub fn tcp_with_same_length_payload(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), WireError> {
-    let bad_tcp = |_| WireError::Transport("bad TCP header");
+    let bad_tcp = |_| WireError::Transport(Fault::new("bad TCP header"));
     let (ip_len, transport, checksum) = match packet.first().map(|byte| byte >> 4) {
         Some(4) => {
             let (ip, rest) = Ipv4Header::from_slice(packet)
-                .map_err(|_| WireError::Network("bad IPv4 header"))?;
+                .map_err(|_| WireError::Network(Fault::new("bad IPv4 header")))?;
             if ip.is_fragmenting_payload() || ip.protocol != IpNumber::TCP {
-                return Err(WireError::Transport("not a whole TCP segment"));
+                return Err(WireError::Transport(Fault::new("not a whole TCP segment")));
             }
             let rest = rest
                 .get(..usize::from(ip.total_len).saturating_sub(ip.header_len()))
-                .ok_or(WireError::Network("shorter than its total length"))?;
+                .ok_or(WireError::Network(Fault::new(
+                    "shorter than its total length",
+                )))?;
             let (tcp, _) = TcpHeader::from_slice(rest).map_err(bad_tcp)?;
             let checksum = tcp
                 .calc_checksum_ipv4(&ip, payload)
-                .map_err(|_| WireError::Transport("too long"))?;
+                .map_err(|_| WireError::Transport(Fault::new("too long")))?;
             (ip.header_len(), rest, checksum)
         }
         Some(6) => {
             let (ip, rest) = Ipv6Header::from_slice(packet)
-                .map_err(|_| WireError::Network("bad IPv6 header"))?;
+                .map_err(|_| WireError::Network(Fault::new("bad IPv6 header")))?;
             if ip.next_header != IpNumber::TCP {
-                return Err(WireError::Transport("not TCP right after the IPv6 header"));
+                return Err(WireError::Transport(Fault::new(
+                    "not TCP right after the IPv6 header",
+                )));
             }
             let rest = rest
                 .get(..usize::from(ip.payload_length))
-                .ok_or(WireError::Network("shorter than its payload length"))?;
+                .ok_or(WireError::Network(Fault::new(
+                    "shorter than its payload length",
+                )))?;
             let (tcp, _) = TcpHeader::from_slice(rest).map_err(bad_tcp)?;
             let checksum = tcp
                 .calc_checksum_ipv6(&ip, payload)
-                .map_err(|_| WireError::Transport("too long"))?;
+                .map_err(|_| WireError::Transport(Fault::new("too long")))?;
             (Ipv6Header::LEN, rest, checksum)
         }
-        _ => return Err(WireError::Network("not IPv4 or IPv6")),
+        _ => return Err(WireError::Network(Fault::new("not IPv4 or IPv6"))),
     };
     let (tcp, old_payload) = TcpHeader::from_slice(transport).map_err(bad_tcp)?;
     if old_payload.len() != payload.len() {
-        return Err(WireError::Transport(
+        return Err(WireError::Transport(Fault::new(
             "the new payload is not as long as the old",
-        ));
+        )));
     }
     out.clear();
     out.extend_from_slice(
         packet
             .get(..ip_len + tcp.header_len())
-            .ok_or(WireError::Transport("short"))?,
+            .ok_or(WireError::Transport(Fault::new("short")))?,
     );
     out.extend_from_slice(payload);
     // The checksum field is bytes 16-17 of the TCP header.
     let field = out
         .get_mut(ip_len + 16..ip_len + 18)
-        .ok_or(WireError::Transport("short TCP header"))?;
+        .ok_or(WireError::Transport(Fault::new("short TCP header")))?;
     field.copy_from_slice(&checksum.to_be_bytes());
     Ok(())
 }

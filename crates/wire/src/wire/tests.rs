@@ -120,6 +120,40 @@ fn every_prefix_of_a_frame_is_an_error_or_a_shorter_packet() {
 }
 
 #[test]
+fn errors_say_where_and_stay_small() {
+    let frame = hosts().tcp(true, 1, ACK, b"x");
+    // Cut inside the IPv4 header: it starts after the 14-byte Ethernet header and takes 20.
+    let error = parse(LinkType::Ethernet, &frame[..20]).unwrap_err();
+    let WireError::Network(fault) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(
+        (fault.offset, fault.needed, fault.available),
+        (Some(14), 20, 6)
+    );
+    assert_eq!(
+        error.to_string(),
+        "network layer: truncated IP packet at byte 14 (20 bytes needed, 6 there)"
+    );
+    // Behind a Linux cooked header read by telestrip, in the frame's offsets too.
+    let mut cooked = vec![0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+    cooked.extend_from_slice(&frame[14..30]);
+    let WireError::Network(fault) = parse(LinkType::LinuxSll, &cooked).unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(
+        (fault.offset, fault.needed, fault.available),
+        (Some(16), 20, 16)
+    );
+    let short = parse(LinkType::LinuxSll, &cooked[..9]).unwrap_err();
+    assert_eq!(
+        short.to_string(),
+        "link layer: truncated SLL header at byte 0 (16 bytes needed, 9 there)"
+    );
+    assert!(std::mem::size_of::<WireError>() <= 40);
+}
+
+#[test]
 fn reports_the_layer_that_failed() {
     let frame = hosts().tcp(true, 1, ACK, b"x");
     assert!(matches!(
@@ -329,7 +363,7 @@ fn reads_ppp_with_and_without_hdlc_bytes_and_compressed_protocol() {
     );
     assert_eq!(
         parse(LinkType::Ppp, &[0xff, 0x03]),
-        Err(WireError::Link("truncated PPP header"))
+        Err(WireError::Link(Fault::new("truncated PPP header").at(2)))
     );
 }
 
@@ -357,7 +391,17 @@ fn reads_pppoe_sessions_on_ethernet_and_as_their_own_link_type() {
     session[0] = 0x12;
     assert_eq!(
         parse(LinkType::PppOverEthernet, &session),
-        Err(WireError::Link("not a PPPoE session packet"))
+        Err(WireError::Link(
+            Fault::new("not a PPPoE session packet").at(0)
+        ))
+    );
+    // On Ethernet, the offset is the frame's.
+    ethernet[14] = 0x12;
+    assert_eq!(
+        parse(LinkType::Ethernet, &ethernet),
+        Err(WireError::Link(
+            Fault::new("not a PPPoE session packet").at(14)
+        ))
     );
 }
 

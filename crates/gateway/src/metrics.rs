@@ -485,13 +485,13 @@ impl Metrics {
             follow(
                 &self
                     .queue_kernel_dropped
-                    .with_label_values(&[&number, "queue_full"]),
+                    .with_label_values(&[number.as_str(), "queue_full"]),
                 queue.queue_dropped,
             );
             follow(
                 &self
                     .queue_kernel_dropped
-                    .with_label_values(&[&number, "socket_full"]),
+                    .with_label_values(&[number.as_str(), "socket_full"]),
                 queue.user_dropped,
             );
             self.queue_waiting

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{exit, load_rules, CommandError};
+use crate::audit::AuditStats;
 use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
+use crate::source::SourceStats;
 use crate::stats::{Bypass, Evasion, Layer, Via};
 use crate::wire::Tunnel;
 
@@ -239,7 +241,13 @@ fn metrics_text(engine: &Engine, enforce: bool) -> String {
     match Metrics::new(&run) {
         Ok(metrics) => {
             metrics.set_ruleset(&engine.rules());
-            metrics.render(|m| m.update_engine(engine))
+            // The sources' and audit log's families at zero too, as a live gateway shows
+            // them before its first packet: one metric set for dashboards and alerts.
+            metrics.render(|sink| {
+                engine.export_metrics(sink);
+                SourceStats::default().export_metrics(&[], sink);
+                AuditStats::default().export_metrics(sink);
+            })
         }
         Err(error) => format!("# metrics unavailable: {error}\n"),
     }

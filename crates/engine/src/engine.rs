@@ -49,7 +49,7 @@ use crate::inspect::quic::HelloKind;
 use crate::inspect::{gquic, http, quic, tls, Name, Scan};
 use crate::rules::{Action, Hit, RuleSet};
 use crate::stats::{
-    bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, SharedCounters, Via,
+    bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, MetricSink, SharedCounters, Via,
 };
 use crate::wire::{self, LinkType, Packet, Protocol, TcpInfo, WireError};
 
@@ -258,6 +258,15 @@ impl Engine {
 
     pub fn learned(&self) -> &LearnedNames {
         &self.learned
+    }
+
+    /// Reports the engine's metrics when scraped: its counters, the matched flows per
+    /// rule, the flow table and the learned addresses (each defined where it is counted).
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        self.counters.export_metrics(sink);
+        self.flow_counts.export_metrics(sink);
+        self.flows.export_metrics(sink);
+        self.learned.export_metrics(sink);
     }
 
     /// A packet thread's handle: its own scratch buffers and ruleset snapshot.

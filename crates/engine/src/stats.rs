@@ -306,6 +306,100 @@ impl Counters {
     }
 }
 
+/// A metric as the layer that counts it declares it: its one definition. The layer's
+/// `export_metrics` reports it with the values it reads from its own counters.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+/// Where layers report their metrics when they are scraped (the gateway's `metrics`
+/// module turns the reports into Prometheus families). Packet threads never call it.
+pub trait MetricSink {
+    /// A counter's value now; the sink never shows a counter going down.
+    fn counter(&mut self, family: &'static Family, labels: &[&str], value: u64);
+    /// A gauge's value now.
+    fn gauge(&mut self, family: &'static Family, labels: &[&str], value: u64);
+}
+
+const PACKETS: Family = Family {
+    name: "telestrip_packets_total",
+    help: "Packets judged, by verdict.",
+    labels: &["verdict"],
+};
+const PACKETS_UNINSPECTED: Family = Family {
+    name: "telestrip_packets_uninspected_total",
+    help: "Packets passed without inspection: not IP, or IP fragments of datagrams given up before they were complete (reassembly caps or 30 s timeout; counted per datagram).",
+    labels: &["reason"],
+};
+const INSPECTED: Family = Family {
+    name: "telestrip_inspected_flows_total",
+    help: "Flows and DNS messages whose name was seen, by how.",
+    labels: &["via"],
+};
+const PARSE_ERRORS: Family = Family {
+    name: "telestrip_parse_errors_total",
+    help: "Malformed packets or messages, by layer.",
+    labels: &["layer"],
+};
+const UNJUDGED: Family = Family {
+    name: "telestrip_unjudged_packets_total",
+    help: "Packets telestrip could not judge, by reason: link, network or transport headers that did not parse, tunnels whose inside was not opened (link_type: offline only). What is not judged may carry telemetry.",
+    labels: &["reason"],
+};
+const TUNNELS: Family = Family {
+    name: "telestrip_tunnel_packets_total",
+    help: "Tunnelled packets (ipip, gre, vxlan, gtpu), by whether the packet inside was taken out and judged (opened) or not.",
+    labels: &["tunnel", "result"],
+};
+const ADDRESS_LITERALS: Family = Family {
+    name: "telestrip_address_literal_names_total",
+    help: "Flows whose TLS SNI or HTTP Host was an IP address instead of a name; judged by CIDR rules on that address.",
+    labels: &[],
+};
+const UNDECIDED: Family = Family {
+    name: "telestrip_flows_decided_without_name_total",
+    help: "Flows decided without a name after too many client packets that brought no new in-order bytes (packet_limit); stream_cap counts client segments dropped because they did not fit the reassembly buffer (the flow stays pending).",
+    labels: &["reason"],
+};
+const DNS_MESSAGES: Family = Family {
+    name: "telestrip_dns_messages_total",
+    help: "DNS messages inspected.",
+    labels: &[],
+};
+const ECH: Family = Family {
+    name: "telestrip_ech_flows_total",
+    help: "ClientHellos with an ECH extension: real (a config the server announced in DNS) or GREASE (browsers send it on every connection).",
+    labels: &["kind"],
+};
+const BYPASS: Family = Family {
+    name: "telestrip_bypass_attempts_total",
+    help: "Attempts to get around name-based filtering, by kind: telemetry over QUIC, ClientHellos with ECH, DoH resolvers, SVCB/HTTPS queries for blocked names, blocked flows known only by a learned address.",
+    labels: &["kind"],
+};
+const EVASION: Family = Family {
+    name: "telestrip_evasion_attempts_total",
+    help: "Packets built to show a filter something else than what the server acts on, by kind: decoy segments (low_ttl, bad_checksum, md5_option, out_of_window) never read, overlapping segments with different bytes (both versions judged), several names in one request (every one judged), overlapping IP fragments (datagram discarded).",
+    labels: &["kind"],
+};
+const IP_FRAGMENTS: Family = Family {
+    name: "telestrip_ip_fragments_total",
+    help: "IP fragments seen.",
+    labels: &[],
+};
+const IP_REASSEMBLED: Family = Family {
+    name: "telestrip_ip_datagrams_reassembled_total",
+    help: "IP datagrams reassembled from fragments and inspected.",
+    labels: &[],
+};
+const FLOWS: Family = Family {
+    name: "telestrip_flows_total",
+    help: "Flows (and DNS messages) matched by a rule, by what was done: the rule's action, or log for a blocking rule in dry run.",
+    labels: &["vendor", "rule", "action"],
+};
+
 /// The engine's counters, one copy per packet thread (each on cache lines of its own), so
 /// threads never write the same line; readers add the copies up.
 #[derive(Debug)]
@@ -339,6 +433,60 @@ impl SharedCounters {
         match self.shards.get(index) {
             Some(shard) => &shard.0,
             None => unreachable!("there is always one shard"),
+        }
+    }
+
+    /// Reports every counter (summed over the copies) to `sink`.
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        for (verdict, value) in [
+            ("accept", self.sum(|c| &c.packets_accepted)),
+            ("drop", self.sum(|c| &c.packets_dropped)),
+            ("reject", self.sum(|c| &c.packets_rejected)),
+        ] {
+            sink.counter(&PACKETS, &[verdict], value);
+        }
+        for (reason, value) in [
+            ("not_ip", self.sum(|c| &c.packets_not_ip)),
+            ("fragment", self.sum(|c| &c.fragments_evicted)),
+        ] {
+            sink.counter(&PACKETS_UNINSPECTED, &[reason], value);
+        }
+        for via in Via::ALL {
+            sink.counter(&INSPECTED, &[via.as_str()], self.inspected_of(via));
+        }
+        for layer in Layer::ALL {
+            sink.counter(
+                &PARSE_ERRORS,
+                &[layer.as_str()],
+                self.parse_errors_of(layer),
+            );
+        }
+        for reason in Unjudged::ALL {
+            sink.counter(&UNJUDGED, &[reason.as_str()], self.unjudged_of(reason));
+        }
+        for tunnel in Tunnel::ALL {
+            for (result, opened) in [("opened", true), ("unopened", false)] {
+                let value = self.tunnel_of(tunnel, opened);
+                sink.counter(&TUNNELS, &[tunnel.as_str(), result], value);
+            }
+        }
+        sink.counter(&ADDRESS_LITERALS, &[], self.sum(|c| &c.address_literals));
+        for (reason, value) in [
+            ("stream_cap", self.sum(|c| &c.stream_cap_hits)),
+            ("packet_limit", self.sum(|c| &c.pending_limit_hits)),
+        ] {
+            sink.counter(&UNDECIDED, &[reason], value);
+        }
+        sink.counter(&DNS_MESSAGES, &[], self.sum(|c| &c.dns_messages));
+        sink.counter(&ECH, &["real"], self.sum(|c| &c.ech_real));
+        sink.counter(&ECH, &["grease"], self.sum(|c| &c.ech_grease));
+        for kind in Evasion::ALL {
+            sink.counter(&EVASION, &[kind.as_str()], self.evasion_of(kind));
+        }
+        sink.counter(&IP_FRAGMENTS, &[], self.sum(|c| &c.packets_fragmented));
+        sink.counter(&IP_REASSEMBLED, &[], self.sum(|c| &c.fragments_reassembled));
+        for kind in Bypass::ALL {
+            sink.counter(&BYPASS, &[kind.as_str()], self.bypass_of(kind));
         }
     }
 
@@ -429,6 +577,14 @@ impl FlowCounts {
     pub fn handle(&self, series: FlowSeries) -> Arc<AtomicU64> {
         let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(map.entry(series).or_default())
+    }
+
+    /// Reports the matched flows per rule to `sink`.
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        for (series, count) in self.snapshot() {
+            let labels = [&*series.vendor, &*series.rule, series.action.as_str()];
+            sink.counter(&FLOWS, &labels, count);
+        }
     }
 
     /// Every series with its current count, sorted by vendor, rule and action.

@@ -17,7 +17,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::FlowEvent;
 use crate::output::format_system_time;
+use crate::stats::{Family, MetricSink};
 
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -197,6 +198,25 @@ pub struct AuditStats {
     pub failed: AtomicU64,
     /// The last write error, cleared by the next successful write.
     pub last_error: Mutex<Option<String>>,
+}
+
+const AUDIT_RECORDS: Family = Family {
+    name: "telestrip_audit_records_total",
+    help: "Audit log records, by result.",
+    labels: &["result"],
+};
+
+impl AuditStats {
+    /// Reports the records written and lost to `sink`.
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        let written = self.written.load(Ordering::Relaxed);
+        sink.counter(&AUDIT_RECORDS, &["written"], written);
+        sink.counter(
+            &AUDIT_RECORDS,
+            &["failed"],
+            self.failed.load(Ordering::Relaxed),
+        );
+    }
 }
 
 /// Appends records to the chain. Records are staged with [`AuditWriter::append`] and written

@@ -132,15 +132,17 @@ impl ControlPlane {
     }
 
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(|m| {
-            m.update_engine(&self.engine);
-            let kernel: Vec<_> = nfqueue::kernel_queues()
-                .into_iter()
-                .filter(|q| self.queues.contains(&q.queue))
-                .collect();
-            m.update_queues(&self.queue_stats, &kernel);
-            if let Some(audit) = &self.audit {
-                m.update_audit(audit);
+        let kernel: Vec<_> = nfqueue::kernel_queues()
+            .into_iter()
+            .filter(|q| self.queues.contains(&q.queue))
+            .collect();
+        self.metrics.render(|sink| {
+            self.engine.export_metrics(sink);
+            self.queue_stats.export_metrics(&kernel, sink);
+            // Without an audit log the series exist at zero, as alerts expect.
+            match &self.audit {
+                Some(audit) => audit.export_metrics(sink),
+                None => AuditStats::default().export_metrics(sink),
             }
         })
     }

@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::stats::{Family, MetricSink};
+
+const LEARNED: Family = Family {
+    name: "telestrip_learned_addresses",
+    help: "Addresses learned from DNS answers for matched names.",
+    labels: &[],
+};
+
 /// Clients keep using an address a little past its TTL; a floor keeps short-TTL CDN answers
 /// useful for the connection that follows the lookup.
 pub const MIN_TTL_SECONDS: u64 = 60;
@@ -45,6 +53,11 @@ impl LearnedNames {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Reports how many addresses are learned now to `sink`.
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        sink.gauge(&LEARNED, &[], self.len() as u64);
     }
 
     /// Records that `addr` serves `name` for `ttl` seconds from capture time `time`.

@@ -6,6 +6,28 @@ use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
 use super::{FlowKey, StreamBuf};
+use crate::stats::{Family, MetricSink};
+
+const ENTRIES: Family = Family {
+    name: "telestrip_flow_table_entries",
+    help: "Flows tracked now.",
+    labels: &[],
+};
+const CAPACITY: Family = Family {
+    name: "telestrip_flow_table_capacity",
+    help: "Configured maximum of tracked flows.",
+    labels: &[],
+};
+const EVICTIONS: Family = Family {
+    name: "telestrip_flow_table_evictions_total",
+    help: "Flows removed from the table: after their idle timeout, or to make room in a full table (connections that never sent data, decided UDP flows).",
+    labels: &[],
+};
+const FULL: Family = Family {
+    name: "telestrip_flow_table_full_total",
+    help: "New flows not tracked because the table was full (judged packet by packet).",
+    labels: &[],
+};
 
 /// Where a flow is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +250,14 @@ impl FlowTable {
 
     pub fn max_flows(&self) -> usize {
         self.max_flows
+    }
+
+    /// Reports the table's size, cap, evictions and refusals to `sink`.
+    pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
+        sink.gauge(&ENTRIES, &[], self.len() as u64);
+        sink.gauge(&CAPACITY, &[], self.max_flows as u64);
+        sink.counter(&EVICTIONS, &[], self.expired.load(Ordering::Relaxed));
+        sink.counter(&FULL, &[], self.refused.load(Ordering::Relaxed));
     }
 
     /// The flow's state, created with `make` if new. `None` when the table is full even after

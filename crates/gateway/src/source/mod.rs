@@ -2,7 +2,10 @@
 //! (inline), AF_PACKET (passive), pcap files (offline), and the packets the sources send
 //! themselves ([`inject`]). [`SourceStats`] counts what the live sources did.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::stats::{Family, MetricSink};
+use nfqueue::KernelQueue;
 
 pub mod inject;
 pub mod nfqueue;
@@ -63,5 +66,89 @@ impl SourceStats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *map.entry(queue).or_default() += packets;
+    }
+}
+
+const QUEUE_PACKETS: Family = Family {
+    name: "telestrip_nfqueue_packets_total",
+    help: "Packets received from NFQUEUE.",
+    labels: &[],
+};
+const QUEUE_BATCHES: Family = Family {
+    name: "telestrip_nfqueue_verdict_batches_total",
+    help: "System calls that sent verdicts back to NFQUEUE (packets / batches is the mean batch size).",
+    labels: &[],
+};
+const QUEUE_ERRORS: Family = Family {
+    name: "telestrip_nfqueue_errors_total",
+    help: "Errors receiving packets or sending verdicts.",
+    labels: &[],
+};
+const KERNEL_DROPPED: Family = Family {
+    name: "telestrip_nfqueue_kernel_dropped_total",
+    help: "Packets the kernel could not queue to telestrip (the fail mode applied), by queue and reason.",
+    labels: &["queue", "reason"],
+};
+const UNDELIVERED: Family = Family {
+    name: "telestrip_nfqueue_undelivered_packets_total",
+    help: "Packets the kernel queued but could not hand to telestrip (socket buffer full), by queue, counted when the next packet arrives: with fail-open they passed unjudged, with fail-closed they were dropped.",
+    labels: &["queue"],
+};
+const WAITING: Family = Family {
+    name: "telestrip_nfqueue_waiting_packets",
+    help: "Packets waiting in the kernel for a verdict, by queue.",
+    labels: &["queue"],
+};
+const INJECTED: Family = Family {
+    name: "telestrip_injected_packets_total",
+    help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries, TCP resets in passive mode.",
+    labels: &["kind"],
+};
+const ECH_ANSWERS: Family = Family {
+    name: "telestrip_dns_ech_answers_total",
+    help: "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (over UDP, passed on without it), hidden (over TCP, moved under a private-use key that clients ignore, the message keeping its length) or kept (passed unchanged: IP fragments, offloaded segments, messages that cannot be rewritten safely; a DNS-over-TCP message spread over several segments passes uncounted).",
+    labels: &["result"],
+};
+const EVENTS: Family = Family {
+    name: "telestrip_match_events_total",
+    help: "Matched-flow events for the log writer: handed over, or dropped because the writer fell behind.",
+    labels: &["result"],
+};
+
+impl SourceStats {
+    /// Reports the sources' counters to `sink`, with what the kernel says of the bound
+    /// queues in `kernel` (a series per bound queue from the start: zero is evidence too).
+    pub fn export_metrics(&self, kernel: &[KernelQueue], sink: &mut dyn MetricSink) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        sink.counter(&QUEUE_PACKETS, &[], load(&self.packets));
+        sink.counter(&QUEUE_BATCHES, &[], load(&self.batches));
+        sink.counter(&QUEUE_ERRORS, &[], load(&self.errors));
+        sink.counter(&INJECTED, &["nxdomain"], load(&self.nxdomain_sent));
+        sink.counter(&INJECTED, &["tcp_reset"], load(&self.resets_sent));
+        sink.counter(&ECH_ANSWERS, &["stripped"], load(&self.ech_stripped));
+        sink.counter(&ECH_ANSWERS, &["hidden"], load(&self.ech_hidden));
+        sink.counter(&ECH_ANSWERS, &["kept"], load(&self.ech_kept));
+        sink.counter(&EVENTS, &["sent"], load(&self.events_sent));
+        sink.counter(&EVENTS, &["dropped"], load(&self.events_dropped));
+        let undelivered = self.undelivered();
+        for queue in kernel {
+            let number = queue.queue.to_string();
+            let lost = undelivered
+                .iter()
+                .find(|(q, _)| *q == queue.queue)
+                .map_or(0, |(_, n)| *n);
+            sink.counter(&UNDELIVERED, &[&number], lost);
+            sink.counter(
+                &KERNEL_DROPPED,
+                &[&number, "queue_full"],
+                queue.queue_dropped,
+            );
+            sink.counter(
+                &KERNEL_DROPPED,
+                &[&number, "socket_full"],
+                queue.user_dropped,
+            );
+            sink.gauge(&WAITING, &[&number], queue.waiting);
+        }
     }
 }

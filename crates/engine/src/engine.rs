@@ -19,16 +19,20 @@
 //!   decoy segments set apart;
 //! - `udp`: QUIC Initials decrypted into their ClientHello, other UDP flows;
 //! - `dns_judge`: DNS messages judged, and what their answers teach learned;
+//! - `reply`: for the inline source, DNS answers without their `ech` parameter and the
+//!   NXDOMAIN answers to rejected queries, as part of the verdict;
 //! - `decision`: from a name or address to a rule hit, a verdict, counters and an event,
 //!   with the ECH and unreadable-QUIC policies.
 
 mod decision;
 mod dns_judge;
 mod first_flight;
+mod reply;
 mod route;
 mod udp;
 
 use self::{decision::*, dns_judge::*, first_flight::*};
+pub use reply::{Queued, Reply};
 pub use route::{Datagram, Prepared, Route};
 
 use std::net::IpAddr;
@@ -134,6 +138,8 @@ pub struct EngineConfig {
     pub ech_policy: EchPolicy,
     /// What to do with flows on UDP 443 whose QUIC telestrip cannot read.
     pub quic_unreadable: Policy,
+    /// Inline: take the `ech` parameter out of DNS answers (see [`Reply`]).
+    pub strip_ech: bool,
 }
 
 /// What to do with flows whose true name telestrip cannot see: real ECH (an ECH extension
@@ -172,6 +178,7 @@ impl Default for EngineConfig {
             max_pending_packets: 16,
             ech_policy: EchPolicy::Allow,
             quic_unreadable: Policy::Allow,
+            strip_ech: false,
         }
     }
 }
@@ -284,6 +291,7 @@ impl Engine {
             checksums_trusted: false,
             sweeps: true,
             decided: VerdictCache::default(),
+            replies: reply::Replies::default(),
         }
     }
 }
@@ -306,6 +314,8 @@ pub struct Worker<'e> {
     sweeps: bool,
     /// Verdicts of decided flows this thread judged, in front of the shared table.
     decided: VerdictCache,
+    /// Buffers of the packets an inline source sends in place of, or in answer to, one.
+    replies: reply::Replies,
 }
 
 /// What the client's first flight told about the flow's name. A short-lived stack value,
@@ -374,21 +384,6 @@ impl<'e> Worker<'e> {
     ) -> Verdict {
         let verdict = self.classify(link, frame, time, events);
         self.count(verdict)
-    }
-
-    /// Runs one packet from NFQUEUE through the pipeline; `checksum_ready` is false when
-    /// the kernel says the packet's checksum has not been computed yet (offload).
-    pub fn process_queued(
-        &mut self,
-        frame: &[u8],
-        time: Duration,
-        events: &mut Vec<FlowEvent>,
-        checksum_ready: bool,
-    ) -> Verdict {
-        self.checksums_trusted = checksum_ready;
-        let verdict = self.process(LinkType::RawIp, frame, time, events);
-        self.checksums_trusted = false;
-        verdict
     }
 
     fn classify(

@@ -210,6 +210,37 @@ pub struct Counters {
     pub link_type_unsupported: AtomicU64,
     /// Flows whose SNI or Host was an address literal (judged by address rules).
     pub address_literals: AtomicU64,
+    /// DNS answers with an `ech` parameter that passed an inline gateway with `strip_ech`
+    /// on, by what became of them.
+    pub ech_answers: [AtomicU64; EchAnswer::ALL.len()],
+}
+
+/// What became of a DNS answer with an `ech` parameter on an inline gateway with
+/// `strip_ech` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchAnswer {
+    /// Over UDP: passed on without it.
+    Stripped,
+    /// Over TCP: moved under a private-use key that clients ignore (the message keeps its
+    /// length, so the stream stays intact).
+    Hidden,
+    /// Passed unchanged: IP fragments, offloaded (GSO) segments, messages that cannot be
+    /// rewritten safely. Counted where the packet holds the whole answer: a DNS-over-TCP
+    /// message spread over several segments, or not the first in its segment, passes
+    /// uncounted.
+    Kept,
+}
+
+impl EchAnswer {
+    pub const ALL: [EchAnswer; 3] = [EchAnswer::Stripped, EchAnswer::Hidden, EchAnswer::Kept];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchAnswer::Stripped => "stripped",
+            EchAnswer::Hidden => "hidden",
+            EchAnswer::Kept => "kept",
+        }
+    }
 }
 
 /// Why a packet could not be judged: what an audit of the traffic cannot vouch for. Each
@@ -283,6 +314,12 @@ impl Counters {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    pub fn ech_answer_of(&self, kind: EchAnswer) -> u64 {
+        self.ech_answers
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     pub fn parse_errors_of(&self, layer: Layer) -> u64 {
         self.parse_errors
             .get(layer as usize)
@@ -293,6 +330,13 @@ impl Counters {
         self.inspected
             .get(via as usize)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a DNS answer with an `ech` parameter by what became of it.
+    pub fn ech_answer(&self, kind: EchAnswer) {
+        if let Some(counter) = self.ech_answers.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a packet that came out of a tunnel, or one whose tunnel stayed closed.
@@ -394,6 +438,11 @@ const IP_REASSEMBLED: Family = Family {
     help: "IP datagrams reassembled from fragments and inspected.",
     labels: &[],
 };
+const ECH_ANSWERS: Family = Family {
+    name: "telestrip_dns_ech_answers_total",
+    help: "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (over UDP, passed on without it), hidden (over TCP, moved under a private-use key that clients ignore, the message keeping its length) or kept (passed unchanged: IP fragments, offloaded segments, messages that cannot be rewritten safely; a DNS-over-TCP message spread over several segments passes uncounted).",
+    labels: &["result"],
+};
 const FLOWS: Family = Family {
     name: "telestrip_flows_total",
     help: "Flows (and DNS messages) matched by a rule, by what was done: the rule's action, or log for a blocking rule in dry run.",
@@ -488,6 +537,9 @@ impl SharedCounters {
         for kind in Bypass::ALL {
             sink.counter(&BYPASS, &[kind.as_str()], self.bypass_of(kind));
         }
+        for kind in EchAnswer::ALL {
+            sink.counter(&ECH_ANSWERS, &[kind.as_str()], self.ech_answer_of(kind));
+        }
     }
 
     /// One counter added up over every copy, e.g. `sum(|c| &c.packets_accepted)`.
@@ -504,6 +556,10 @@ impl SharedCounters {
 
     pub fn bypass_of(&self, kind: Bypass) -> u64 {
         self.shards.iter().map(|s| s.0.bypass_of(kind)).sum()
+    }
+
+    pub fn ech_answer_of(&self, kind: EchAnswer) -> u64 {
+        self.shards.iter().map(|s| s.0.ech_answer_of(kind)).sum()
     }
 
     pub fn parse_errors_of(&self, layer: Layer) -> u64 {

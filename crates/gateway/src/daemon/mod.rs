@@ -105,6 +105,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             max_flows: config.max_flows,
             ech_policy: config.ech,
             quic_unreadable: config.quic_unreadable,
+            strip_ech: config.strip_ech,
             ..EngineConfig::default()
         },
     ));
@@ -240,7 +241,6 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 fail: config.fail,
                 max_length: config.queue_length,
                 busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
-                strip_ech: config.strip_ech,
             };
             let queue = nfqueue::open(&settings).with_context(|| {
                 format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")

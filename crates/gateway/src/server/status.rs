@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{tally, unix_seconds, ControlPlane};
 use crate::html::{bar_chart, escape, STYLE};
 use crate::output::format_system_time;
+use crate::stats::EchAnswer;
 
 /// What the page shows, also served as `/status.json`.
 #[derive(Debug, Serialize)]
@@ -115,13 +116,10 @@ impl Status {
                 .to_string(),
             strip_ech: control.run.strip_ech,
             real_ech_flows: control.engine.counters.sum(|c| &c.ech_real),
-            ech_answers_stripped: [
-                &control.queue_stats.ech_stripped,
-                &control.queue_stats.ech_hidden,
-            ]
-            .iter()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            .sum(),
+            ech_answers_stripped: [EchAnswer::Stripped, EchAnswer::Hidden]
+                .into_iter()
+                .map(|kind| control.engine.counters.ech_answer_of(kind))
+                .sum(),
             started: format_system_time(control.started),
             uptime_seconds: now
                 .duration_since(control.started)

@@ -110,10 +110,9 @@ fn the_status_counts_blocked_flows_per_vendor_and_says_the_mode() {
         "{page}"
     );
     // The ECH settings in force (this control plane strips ECH keys) and what they did.
-    control
-        .queue_stats
-        .ech_stripped
-        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    let counters = control.engine.counters.shard();
+    counters.ech_answer(crate::stats::EchAnswer::Stripped);
+    counters.ech_answer(crate::stats::EchAnswer::Hidden);
     let page = status::page(&status::Status::of(&control, SystemTime::now()));
     assert!(
         page.contains("flows with real ECH: allow (0 since the start); ECH keys in DNS answers: taken out (2 answers so far)"),

@@ -28,16 +28,6 @@ pub struct SourceStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
-    /// DNS answers over UDP with an `ech` parameter passed on without it (`strip_ech` on).
-    pub ech_stripped: AtomicU64,
-    /// DNS answers over TCP whose `ech` parameters were hidden under a private-use key
-    /// (the message keeps its length, so the stream stays intact).
-    pub ech_hidden: AtomicU64,
-    /// DNS answers with an `ech` parameter passed on unchanged with `strip_ech` on: IP
-    /// fragments, offloaded (GSO) segments, messages that cannot be rewritten safely.
-    /// Counted where the packet holds the whole answer: a DNS-over-TCP message spread over
-    /// several segments, or not the first in its segment, passes uncounted.
-    pub ech_kept: AtomicU64,
     /// TCP resets sent in passive mode.
     pub resets_sent: AtomicU64,
     /// Matched-flow events handed to the log writer, and written by it.
@@ -104,11 +94,6 @@ const INJECTED: Family = Family {
     help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries, TCP resets in passive mode.",
     labels: &["kind"],
 };
-const ECH_ANSWERS: Family = Family {
-    name: "telestrip_dns_ech_answers_total",
-    help: "DNS answers with an ech parameter (keys for encrypted ClientHellos) that passed an inline gateway with strip_ech on: stripped (over UDP, passed on without it), hidden (over TCP, moved under a private-use key that clients ignore, the message keeping its length) or kept (passed unchanged: IP fragments, offloaded segments, messages that cannot be rewritten safely; a DNS-over-TCP message spread over several segments passes uncounted).",
-    labels: &["result"],
-};
 const EVENTS: Family = Family {
     name: "telestrip_match_events_total",
     help: "Matched-flow events for the log writer: handed over, or dropped because the writer fell behind.",
@@ -125,9 +110,6 @@ impl SourceStats {
         sink.counter(&QUEUE_ERRORS, &[], load(&self.errors));
         sink.counter(&INJECTED, &["nxdomain"], load(&self.nxdomain_sent));
         sink.counter(&INJECTED, &["tcp_reset"], load(&self.resets_sent));
-        sink.counter(&ECH_ANSWERS, &["stripped"], load(&self.ech_stripped));
-        sink.counter(&ECH_ANSWERS, &["hidden"], load(&self.ech_hidden));
-        sink.counter(&ECH_ANSWERS, &["kept"], load(&self.ech_kept));
         sink.counter(&EVENTS, &["sent"], load(&self.events_sent));
         sink.counter(&EVENTS, &["dropped"], load(&self.events_dropped));
         let undelivered = self.undelivered();

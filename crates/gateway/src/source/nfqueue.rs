@@ -6,7 +6,7 @@
 //! on it, so the rest of the flow never leaves the kernel. Pending packets are accepted as
 //! they are. DNS is judged per message and never marked.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,11 +14,10 @@ use nfq::{Message, Queue, Verdict as NfVerdict};
 use prometheus::Histogram;
 
 use crate::config::{FailMode, Marks};
-use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction};
+use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction, Queued, Reply};
 use crate::source::inject::Injector;
 use crate::source::SourceStats;
 use crate::stats::bump;
-use crate::wire::LinkType;
 
 /// Fault injection for the watchdog test (`tests/inline_nfqueue.rs`): with the
 /// `fault-injection` feature, `TELESTRIP_FAULT_STALL_AFTER_PACKETS=N` makes a queue thread
@@ -119,110 +118,6 @@ pub struct QueueSettings {
     pub max_length: u32,
     /// How long to keep polling for the next packet before sleeping (zero: not at all).
     pub busy_poll: Duration,
-    /// Take the `ech` parameter out of DNS answers (see [`AnswerRewriter`]).
-    pub strip_ech: bool,
-}
-
-/// Rewrites DNS answers on their way to the client: the `ech` parameters of their
-/// HTTPS/SVCB records go (over UDP) or are hidden under a key clients ignore (over TCP), so
-/// the client makes its connection without ECH and its real server name shows in the
-/// ClientHello. Buffers are kept from packet to packet.
-#[derive(Default)]
-pub struct AnswerRewriter {
-    stripper: crate::inspect::dns::strip::EchStripper,
-    message: Vec<u8>,
-    packet: Vec<u8>,
-}
-
-impl AnswerRewriter {
-    /// The rewritten IP packet for `ip_packet` when it is a DNS answer whose `ech`
-    /// parameters were taken out (UDP) or hidden (TCP); `None` when it stays as it is.
-    /// Counts answers with `ech` that stay because they cannot be rewritten.
-    fn rewrite(
-        &mut self,
-        ip_packet: &[u8],
-        offloaded: bool,
-        stats: &SourceStats,
-    ) -> Option<Vec<u8>> {
-        let packet = crate::wire::parse(LinkType::RawIp, ip_packet).ok()?;
-        if packet.src_port != 53 || packet.payload.is_empty() {
-            return None;
-        }
-        let whole = packet.fragment.is_none() && !offloaded;
-        let rewritten = match packet.protocol {
-            crate::wire::Protocol::Udp if whole => self.strip_udp(ip_packet, packet.payload),
-            crate::wire::Protocol::Tcp if whole => self.hide_tcp(ip_packet, packet.payload),
-            _ => None,
-        };
-        match rewritten {
-            Some(counter) => {
-                bump(counter(stats));
-                Some(std::mem::take(&mut self.packet))
-            }
-            None => {
-                if carries_ech(&packet) {
-                    bump(&stats.ech_kept);
-                }
-                None
-            }
-        }
-    }
-
-    /// An answer over UDP: the `ech` parameters are removed and the datagram shrinks.
-    fn strip_udp(
-        &mut self,
-        ip_packet: &[u8],
-        payload: &[u8],
-    ) -> Option<fn(&SourceStats) -> &AtomicU64> {
-        if self.stripper.strip(payload, &mut self.message).ok()? == 0 {
-            return None;
-        }
-        crate::wire::rewrite::udp_with_payload(ip_packet, &self.message, &mut self.packet).ok()?;
-        Some(|stats| &stats.ech_stripped)
-    }
-
-    /// An answer over TCP whose message (with its 2-byte length) starts this segment and
-    /// ends in it: the `ech` parameters are hidden, the segment keeps its length.
-    fn hide_tcp(
-        &mut self,
-        ip_packet: &[u8],
-        payload: &[u8],
-    ) -> Option<fn(&SourceStats) -> &AtomicU64> {
-        let crate::inspect::Scan::Found((message, used)) = crate::inspect::dns::split_tcp(payload)
-        else {
-            return None;
-        };
-        if self.stripper.hide(message, &mut self.message).ok()? == 0 {
-            return None;
-        }
-        let mut segment = Vec::with_capacity(payload.len());
-        segment.extend_from_slice(payload.get(..2)?);
-        segment.extend_from_slice(&self.message);
-        segment.extend_from_slice(payload.get(used..)?);
-        crate::wire::rewrite::tcp_with_same_length_payload(ip_packet, &segment, &mut self.packet)
-            .ok()?;
-        Some(|stats| &stats.ech_hidden)
-    }
-}
-
-/// Whether the DNS message at the start of this packet's payload (for TCP: after its
-/// length prefix, when the segment starts a message) has an answer with an `ech` parameter.
-fn carries_ech(packet: &crate::wire::Packet<'_>) -> bool {
-    use crate::inspect::dns::{split_tcp, Message, RecordData};
-    let message = match packet.protocol {
-        crate::wire::Protocol::Tcp => match split_tcp(packet.payload) {
-            crate::inspect::Scan::Found((message, _)) => message,
-            _ => return false,
-        },
-        _ => packet.payload,
-    };
-    let Ok(message) = Message::parse(message) else {
-        return false;
-    };
-    message.answers().is_ok_and(|mut records| {
-        records
-            .any(|record| matches!(record, Ok(r) if matches!(r.data, RecordData::Svcb(h) if h.ech)))
-    })
 }
 
 /// Packets judged before their verdicts go back together in one system call.
@@ -281,7 +176,6 @@ pub fn run(
     latency: &Histogram,
 ) {
     let mut worker = engine.worker();
-    let mut rewriter = settings.strip_ech.then(AnswerRewriter::default);
     let mut events = Vec::new();
     let mut batch: Vec<Message> = Vec::with_capacity(VERDICT_BATCH);
     let mut received: Vec<Instant> = Vec::with_capacity(VERDICT_BATCH);
@@ -343,7 +237,6 @@ pub fn run(
                 &mut worker,
                 message,
                 injector.as_mut(),
-                rewriter.as_mut(),
                 settings,
                 stats,
                 &mut events,
@@ -363,12 +256,13 @@ pub fn run(
     }
 }
 
-/// Judges one packet and sets its verdict and mark.
+/// Judges one packet and sets its verdict and mark, or applies the engine's reply: an
+/// answer without its `ech` parameter passes in place of the packet, a rejected DNS query
+/// is answered with NXDOMAIN (or, without the raw socket, rejected by the firewall).
 fn judge(
     worker: &mut crate::engine::Worker<'_>,
     message: &mut Message,
     injector: Option<&mut Injector>,
-    rewriter: Option<&mut AnswerRewriter>,
     settings: &QueueSettings,
     stats: &SourceStats,
     events: &mut Vec<FlowEvent>,
@@ -378,12 +272,12 @@ fn judge(
         .unwrap_or_else(SystemTime::now)
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let verdict = worker.process_queued(
-        message.get_payload(),
-        time,
-        events,
-        message.is_checksum_ready(),
-    );
+    let queued = Queued {
+        packet: message.get_payload(),
+        checksum_ready: message.is_checksum_ready(),
+        offloaded: message.is_seg_offloaded(),
+    };
+    let (verdict, reply) = worker.process_queued(queued, time, events);
     let code = match (verdict.flow, verdict.action) {
         (FlowStatus::Decided, PacketAction::Accept) => Some(Marks::ACCEPT),
         (FlowStatus::Decided, PacketAction::Drop) => Some(Marks::DROP),
@@ -393,12 +287,20 @@ fn judge(
         (_, PacketAction::Reject) => Some(Marks::REJECT_PACKET),
         (_, PacketAction::Accept) => None,
     };
-    if verdict.action == PacketAction::Reject
-        && answer_rejected_dns(injector, message.get_payload(), stats)
-    {
-        // The client got its NXDOMAIN; the query itself goes no further.
-        message.set_verdict(NfVerdict::Drop);
-    } else if let Some(code) = code {
+    match reply {
+        Reply::Answer(answer) if send_answer(injector, answer, stats) => {
+            // The client got its NXDOMAIN; the query itself goes no further.
+            message.set_verdict(NfVerdict::Drop);
+            return;
+        }
+        Reply::Replace(packet) if code.is_none() => {
+            message.set_payload(packet.to_vec());
+            message.set_verdict(NfVerdict::Accept);
+            return;
+        }
+        _ => {}
+    }
+    if let Some(code) = code {
         let marks = settings.marks;
         message.set_nfmark((message.get_nfmark() & !marks.mask()) | marks.mark(code));
         message.set_verdict(NfVerdict::Repeat);
@@ -406,12 +308,6 @@ fn judge(
             bump(&stats.marked);
         }
     } else {
-        let offloaded = message.is_seg_offloaded();
-        if let Some(rewritten) =
-            rewriter.and_then(|r| r.rewrite(message.get_payload(), offloaded, stats))
-        {
-            message.set_payload(rewritten);
-        }
         message.set_verdict(NfVerdict::Accept);
     }
 }
@@ -429,23 +325,13 @@ pub(crate) fn forward_events(
     }
 }
 
-/// For a rejected DNS query over UDP, sends the NXDOMAIN answer; false when the packet is
-/// not one (TCP, not DNS) or sending failed, so the firewall rules reject it instead.
-fn answer_rejected_dns(
-    injector: Option<&mut Injector>,
-    ip_packet: &[u8],
-    stats: &SourceStats,
-) -> bool {
+/// Sends the engine's answer to a rejected DNS query; false without the raw socket or
+/// when sending failed, so the firewall rules reject the query instead.
+fn send_answer(injector: Option<&mut Injector>, answer: &[u8], stats: &SourceStats) -> bool {
     let Some(injector) = injector else {
         return false;
     };
-    let Ok(packet) = crate::wire::parse(LinkType::RawIp, ip_packet) else {
-        return false;
-    };
-    if packet.protocol != crate::wire::Protocol::Udp || packet.dst_port != 53 {
-        return false;
-    }
-    match injector.answer_nxdomain(&packet) {
+    match injector.send(answer) {
         Ok(()) => {
             bump(&stats.nxdomain_sent);
             true
@@ -454,68 +340,5 @@ fn answer_rejected_dns(
             bump(&stats.errors);
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::PacketBuilder;
-    use telestrip_testkit::{dns_response, Answer};
-
-    fn https_answer() -> Vec<u8> {
-        let v6 = [0xfd, 0x78, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-        dns_response(
-            1,
-            "svc.example",
-            65,
-            &[Answer::Https("svc.example", [10, 78, 2, 2], v6, true)],
-        )
-    }
-
-    fn from_server(tcp: bool, payload: &[u8]) -> Vec<u8> {
-        let ip = PacketBuilder::ipv4([10, 78, 2, 2], [10, 78, 1, 2], 63);
-        let mut packet = Vec::new();
-        if tcp {
-            ip.tcp(53, 40000, 1, 1000)
-                .ack(1)
-                .write(&mut packet, payload)
-                .unwrap();
-        } else {
-            ip.udp(53, 40000).write(&mut packet, payload).unwrap();
-        }
-        packet
-    }
-
-    fn load(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    #[test]
-    fn answers_lose_their_ech_over_udp_and_hide_it_over_tcp_and_the_rest_is_counted() {
-        let stats = SourceStats::default();
-        let mut rewriter = AnswerRewriter::default();
-        let answer = https_answer();
-        let udp = from_server(false, &answer);
-        let stripped = rewriter.rewrite(&udp, false, &stats).unwrap();
-        assert!(stripped.len() < udp.len());
-        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&answer);
-        let tcp = from_server(true, &framed);
-        let hidden = rewriter.rewrite(&tcp, false, &stats).unwrap();
-        assert_eq!(hidden.len(), tcp.len());
-        assert_ne!(hidden, tcp);
-        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
-        // An offloaded packet stays as it is, counted; so does half a message over TCP,
-        // uncounted (it cannot be read); a query or a packet from another port is no answer.
-        assert!(rewriter.rewrite(&udp, true, &stats).is_none());
-        assert!(rewriter
-            .rewrite(&from_server(true, &framed[..40]), false, &stats)
-            .is_none());
-        let mut elsewhere = udp.clone();
-        elsewhere[20..22].copy_from_slice(&5353u16.to_be_bytes());
-        assert!(rewriter.rewrite(&elsewhere, false, &stats).is_none());
-        assert_eq!(load(&stats.ech_kept), 1);
-        assert_eq!((load(&stats.ech_stripped), load(&stats.ech_hidden)), (1, 1));
     }
 }

@@ -1,0 +1,324 @@
+//! Packets an inline gateway puts on the wire in place of, or in answer to, the packet it
+//! judged: a DNS answer whose `ech` parameters were taken out (UDP) or hidden under a key
+//! clients ignore (TCP), so the client connects without ECH and its real server name shows;
+//! and the NXDOMAIN answer to a rejected DNS query over UDP. They are part of the verdict,
+//! so the NFQUEUE source only applies them.
+
+use etherparse::PacketBuilder;
+
+use super::*;
+use crate::inspect::dns::strip::EchStripper;
+use crate::inspect::dns::{nxdomain_answer, split_tcp};
+use crate::stats::EchAnswer;
+
+/// A packet from the kernel's queue: an IP packet, and what the kernel says of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Queued<'f> {
+    pub packet: &'f [u8],
+    /// Its checksums are filled in (not left to the network card).
+    pub checksum_ready: bool,
+    /// It is an offloaded (GSO) segment, several segments long.
+    pub offloaded: bool,
+}
+
+/// What an inline source does with a packet besides its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply<'w> {
+    /// Nothing: the packet passes or is dropped as it is.
+    None,
+    /// This IP packet passes in place of the one judged.
+    Replace(&'w [u8]),
+    /// This IP packet goes back to the client, and the packet judged goes no further.
+    Answer(&'w [u8]),
+}
+
+/// A packet thread's buffers for replies, kept from packet to packet.
+#[derive(Debug, Default)]
+pub(super) struct Replies {
+    stripper: EchStripper,
+    message: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+impl Worker<'_> {
+    /// Judges a packet from the kernel's queue: its verdict, and the packet to send
+    /// instead or in answer, if any.
+    pub fn process_queued(
+        &mut self,
+        queued: Queued<'_>,
+        time: Duration,
+        events: &mut Vec<FlowEvent>,
+    ) -> (Verdict, Reply<'_>) {
+        self.checksums_trusted = queued.checksum_ready;
+        let verdict = self.process(LinkType::RawIp, queued.packet, time, events);
+        self.checksums_trusted = false;
+        let reply = match verdict.action {
+            PacketAction::Reject => self.nxdomain(queued.packet),
+            PacketAction::Accept if verdict.flow != FlowStatus::Decided && self.strip_ech() => {
+                self.without_ech(queued)
+            }
+            _ => false,
+        };
+        let packet = &self.replies.packet;
+        let reply = match (reply, verdict.action) {
+            (false, _) => Reply::None,
+            (true, PacketAction::Reject) => Reply::Answer(packet),
+            (true, _) => Reply::Replace(packet),
+        };
+        (verdict, reply)
+    }
+
+    fn strip_ech(&self) -> bool {
+        self.engine.config.strip_ech
+    }
+
+    /// The NXDOMAIN answer to `ip_packet` when it is a DNS query over UDP.
+    fn nxdomain(&mut self, ip_packet: &[u8]) -> bool {
+        let Ok(query) = wire::parse(LinkType::RawIp, ip_packet) else {
+            return false;
+        };
+        if query.protocol != Protocol::Udp || query.dst_port != 53 {
+            return false;
+        }
+        let replies = &mut self.replies;
+        if nxdomain_answer(query.payload, &mut replies.message).is_err() {
+            return false;
+        }
+        // From the server the client asked, back to the client.
+        let builder = match (query.dst, query.src) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => {
+                PacketBuilder::ipv4(from.octets(), to.octets(), 64)
+            }
+            (IpAddr::V6(from), IpAddr::V6(to)) => {
+                PacketBuilder::ipv6(from.octets(), to.octets(), 64)
+            }
+            _ => return false,
+        }
+        .udp(query.dst_port, query.src_port);
+        replies.packet.clear();
+        builder.write(&mut replies.packet, &replies.message).is_ok()
+    }
+
+    /// `queued` with the `ech` parameters of its DNS answer taken out (UDP) or hidden
+    /// (TCP), in the reply buffer. Answers with `ech` that stay as they are (fragments,
+    /// offloaded segments, messages that cannot be rewritten) are counted as kept.
+    fn without_ech(&mut self, queued: Queued<'_>) -> bool {
+        let Ok(packet) = wire::parse(LinkType::RawIp, queued.packet) else {
+            return false;
+        };
+        if packet.src_port != 53 || packet.payload.is_empty() {
+            return false;
+        }
+        let whole = packet.fragment.is_none() && !queued.offloaded;
+        let replies = &mut self.replies;
+        let done = match packet.protocol {
+            Protocol::Udp if whole => replies.strip_udp(queued.packet, packet.payload),
+            Protocol::Tcp if whole => replies.hide_tcp(queued.packet, packet.payload),
+            _ => None,
+        };
+        match done {
+            Some(kind) => {
+                self.counters.ech_answer(kind);
+                true
+            }
+            None => {
+                if carries_ech(&packet) {
+                    self.counters.ech_answer(EchAnswer::Kept);
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Replies {
+    /// An answer over UDP: the `ech` parameters are removed and the datagram shrinks.
+    fn strip_udp(&mut self, ip_packet: &[u8], payload: &[u8]) -> Option<EchAnswer> {
+        if self.stripper.strip(payload, &mut self.message).ok()? == 0 {
+            return None;
+        }
+        wire::rewrite::udp_with_payload(ip_packet, &self.message, &mut self.packet).ok()?;
+        Some(EchAnswer::Stripped)
+    }
+
+    /// An answer over TCP whose message (with its 2-byte length) starts this segment and
+    /// ends in it: the `ech` parameters are hidden, the segment keeps its length.
+    fn hide_tcp(&mut self, ip_packet: &[u8], payload: &[u8]) -> Option<EchAnswer> {
+        let Scan::Found((message, used)) = split_tcp(payload) else {
+            return None;
+        };
+        if self.stripper.hide(message, &mut self.message).ok()? == 0 {
+            return None;
+        }
+        let mut segment = Vec::with_capacity(payload.len());
+        segment.extend_from_slice(payload.get(..2)?);
+        segment.extend_from_slice(&self.message);
+        segment.extend_from_slice(payload.get(used..)?);
+        wire::rewrite::tcp_with_same_length_payload(ip_packet, &segment, &mut self.packet).ok()?;
+        Some(EchAnswer::Hidden)
+    }
+}
+
+/// Whether the DNS answer in `packet` has an HTTPS or SVCB record with an `ech` parameter.
+fn carries_ech(packet: &Packet<'_>) -> bool {
+    let message = match packet.protocol {
+        Protocol::Tcp => match split_tcp(packet.payload) {
+            Scan::Found((message, _)) => message,
+            _ => return false,
+        },
+        _ => packet.payload,
+    };
+    let Ok(message) = Message::parse(message) else {
+        return false;
+    };
+    message.answers().is_ok_and(|mut records| {
+        records
+            .any(|record| matches!(record, Ok(r) if matches!(r.data, RecordData::Svcb(h) if h.ech)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load_rules;
+    use etherparse::PacketBuilder;
+    use telestrip_testkit::{dns_query, dns_response, Answer};
+
+    const CLIENT: [u8; 4] = [10, 78, 1, 2];
+    const SERVER: [u8; 4] = [10, 78, 2, 2];
+
+    fn engine(strip_ech: bool) -> Engine {
+        let (_, rules) = load_rules(None).unwrap();
+        let config = EngineConfig {
+            strip_ech,
+            ..EngineConfig::default()
+        };
+        Engine::new(rules, config)
+    }
+
+    fn https_answer() -> Vec<u8> {
+        let v6 = [0xfd, 0x78, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        dns_response(
+            1,
+            "svc.example",
+            65,
+            &[Answer::Https("svc.example", SERVER, v6, true)],
+        )
+    }
+
+    /// An IP packet between the client's port 40000 and the server's `port`.
+    fn ip(from_server: bool, tcp: bool, port: u16, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, src_port, dst_port) = if from_server {
+            (SERVER, CLIENT, port, 40_000)
+        } else {
+            (CLIENT, SERVER, 40_000, port)
+        };
+        let builder = PacketBuilder::ipv4(src, dst, 63);
+        let mut packet = Vec::new();
+        if tcp {
+            let tcp = builder.tcp(src_port, dst_port, 1, 1000).ack(1);
+            tcp.write(&mut packet, payload).unwrap();
+        } else {
+            builder
+                .udp(src_port, dst_port)
+                .write(&mut packet, payload)
+                .unwrap();
+        }
+        packet
+    }
+
+    fn queued(packet: &[u8], offloaded: bool) -> Queued<'_> {
+        Queued {
+            packet,
+            checksum_ready: true,
+            offloaded,
+        }
+    }
+
+    /// What became of `packet`: the reply kind and bytes.
+    fn reply_to(worker: &mut Worker<'_>, packet: &[u8], offloaded: bool) -> (char, Vec<u8>) {
+        let mut events = Vec::new();
+        let (_, reply) =
+            worker.process_queued(queued(packet, offloaded), Duration::ZERO, &mut events);
+        match reply {
+            Reply::None => ('-', Vec::new()),
+            Reply::Replace(bytes) => ('R', bytes.to_vec()),
+            Reply::Answer(bytes) => ('A', bytes.to_vec()),
+        }
+    }
+
+    #[test]
+    fn answers_lose_their_ech_over_udp_and_hide_it_over_tcp_and_the_rest_is_counted() {
+        let engine = engine(true);
+        let mut worker = engine.worker();
+        let answer = https_answer();
+        let udp = ip(true, false, 53, &answer);
+        let (kind, stripped) = reply_to(&mut worker, &udp, false);
+        assert_eq!(kind, 'R');
+        assert!(stripped.len() < udp.len());
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        let tcp = ip(true, true, 53, &framed);
+        let (kind, hidden) = reply_to(&mut worker, &tcp, false);
+        assert_eq!(kind, 'R');
+        assert_eq!(hidden.len(), tcp.len());
+        assert_ne!(hidden, tcp);
+        let count = |kind| engine.counters.ech_answer_of(kind);
+        assert_eq!(
+            (count(EchAnswer::Stripped), count(EchAnswer::Hidden)),
+            (1, 1)
+        );
+        // An offloaded packet stays as it is, counted; so does half a message over TCP,
+        // uncounted (it cannot be read); a packet from another port is no answer.
+        assert_eq!(reply_to(&mut worker, &udp, true).0, '-');
+        assert_eq!(
+            reply_to(&mut worker, &ip(true, true, 53, &framed[..40]), false).0,
+            '-'
+        );
+        assert_eq!(
+            reply_to(&mut worker, &ip(true, false, 5353, &answer), false).0,
+            '-'
+        );
+        assert_eq!(count(EchAnswer::Kept), 1);
+        assert_eq!(
+            (count(EchAnswer::Stripped), count(EchAnswer::Hidden)),
+            (1, 1)
+        );
+        // With strip_ech off, answers pass as they are.
+        let plain = self::engine(false);
+        assert_eq!(reply_to(&mut plain.worker(), &udp, false).0, '-');
+    }
+
+    #[test]
+    fn a_rejected_dns_query_over_udp_gets_an_nxdomain_answer_from_its_server() {
+        let engine = engine(false);
+        let mut worker = engine.worker();
+        let query = dns_query(0x4242, "use-application-dns.net", 1);
+        let (kind, answer) = reply_to(&mut worker, &ip(false, false, 53, &query), false);
+        assert_eq!(kind, 'A');
+        let packet = wire::parse(LinkType::RawIp, &answer).unwrap();
+        assert_eq!(packet.src, IpAddr::from(SERVER));
+        assert_eq!(packet.dst, IpAddr::from(CLIENT));
+        assert_eq!((packet.src_port, packet.dst_port), (53, 40_000));
+        let message = Message::parse(packet.payload).unwrap();
+        assert_eq!(packet.payload.get(..2), Some(&[0x42, 0x42][..]));
+        assert_eq!(
+            packet.payload.get(3).map(|flags| flags & 0x0f),
+            Some(3),
+            "NXDOMAIN"
+        );
+        assert!(message.answers().unwrap().next().is_none());
+        // Over TCP the firewall rejects it; an allowed query gets no reply.
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        assert_eq!(
+            reply_to(&mut worker, &ip(false, true, 53, &framed), false).0,
+            '-'
+        );
+        let allowed = dns_query(7, "www.example.org", 1);
+        assert_eq!(
+            reply_to(&mut worker, &ip(false, false, 53, &allowed), false).0,
+            '-'
+        );
+    }
+}

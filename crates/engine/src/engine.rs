@@ -33,7 +33,7 @@ mod udp;
 
 use self::{decision::*, dns_judge::*, first_flight::*};
 pub use reply::{Queued, Reply};
-pub use route::{Datagram, Prepared, Route};
+pub use route::{Datagram, Prepared, Route, Routed};
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -290,7 +290,7 @@ impl Engine {
             defrag: Defrag::new(),
             checksums_trusted: false,
             sweeps: true,
-            decided: VerdictCache::default(),
+            verdict_cache: VerdictCache::default(),
             replies: reply::Replies::default(),
         }
     }
@@ -313,7 +313,7 @@ pub struct Worker<'e> {
     /// Sweeps the flow table of idle flows as packet time passes (see `set_sweeping`).
     sweeps: bool,
     /// Verdicts of decided flows this thread judged, in front of the shared table.
-    decided: VerdictCache,
+    verdict_cache: VerdictCache,
     /// Buffers of the packets an inline source sends in place of, or in answer to, one.
     replies: reply::Replies,
 }
@@ -335,6 +335,17 @@ enum Seen {
     QuicUnreadable,
     /// An address where a name belongs (SNI, Host): judged by CIDR rules on it.
     Address(IpAddr, Via),
+}
+
+/// One packet of a tracked flow as the decision sees it, built once per packet and handed
+/// down instead of five arguments: the flow's state, the packet, which way it goes, the
+/// facts oriented client → server, and where matched-flow events go.
+struct Judging<'a, 'p> {
+    flow: &'a mut FlowState,
+    packet: &'a Packet<'p>,
+    from_client: bool,
+    facts: Facts,
+    events: &'a mut Vec<FlowEvent>,
 }
 
 /// Facts about the packet the decision needs, oriented client → server.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::engine::Route;
+use crate::engine::{Route, Routed};
 use crate::inspect::{dns, http, quic, tls};
 use crate::rules::{self, RuleSet, Source};
 use crate::wire::{self, LinkType, Protocol};
@@ -233,9 +233,11 @@ pub fn engine(data: &[u8]) {
         }
         let routed = match router.finish_route(prepared, frame, time, &mut split_events) {
             Route::Done(verdict) => verdict,
-            Route::Frame(_, layout) => lane.process_parsed(frame, &layout, time, &mut split_events),
+            Route::Frame(_, layout) => {
+                lane.process_routed(Routed::Frame(frame, &layout), time, &mut split_events)
+            }
             Route::Datagram(_, datagram) => {
-                lane.process_datagram(&datagram, time, &mut split_events)
+                lane.process_routed(Routed::Datagram(&datagram), time, &mut split_events)
             }
         };
         assert_eq!(

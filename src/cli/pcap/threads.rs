@@ -1,5 +1,5 @@
 //! `telestrip pcap --threads N`: this thread reads the files, reassembles IP fragments and
-//! judges DNS in capture order (`Worker::route`), N packet threads judge the other packets,
+//! judges DNS in capture order (`Worker::prepare`, `Worker::finish_route`), N packet threads judge the other packets,
 //! each flow on one thread, from the layout the reader parsed. Every match carries its
 //! packet's index, so the list comes out in capture order; idle flows are swept at the
 //! packet where one thread would sweep, once every thread has caught up. The matches and
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{next_frame, open_capture, PcapOptions, Progress, Run};
-use crate::engine::{Engine, FlowEvent};
+use crate::engine::{Engine, FlowEvent, Routed};
 
 /// Frames handed to a packet thread at a time.
 const BATCH: usize = 4096;
@@ -218,12 +218,14 @@ fn judge_batches(
                     };
                     let frame = source.get(start..start + len).unwrap_or_default();
                     if let Some(layout) = &item.layout {
-                        worker.process_parsed(frame, layout, item.time, &mut events);
+                        let routed = Routed::Frame(frame, layout);
+                        worker.process_routed(routed, item.time, &mut events);
                     }
                 }
                 Bytes::Datagram(at) => {
                     if let Some(datagram) = batch.datagrams.get(at) {
-                        worker.process_datagram(datagram, item.time, &mut events);
+                        let routed = Routed::Datagram(datagram);
+                        worker.process_routed(routed, item.time, &mut events);
                     }
                 }
             }

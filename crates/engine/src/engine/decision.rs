@@ -56,22 +56,16 @@ impl Worker<'_> {
 
     /// Decides a pending flow from what its first flight showed, or keeps it pending (up to
     /// the configured number of client packets).
-    pub(super) fn conclude(
-        &mut self,
-        flow: &mut FlowState,
-        seen: Seen,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
+    pub(super) fn conclude(&mut self, j: &mut Judging<'_, '_>, seen: Seen) -> Verdict {
         match seen {
             Seen::Name(name, via) => {
                 self.counters.inspected(via);
-                self.decide(flow, Some((name, via)), facts, events)
+                self.decide(j, Some((name, via)))
             }
             Seen::Names(first, second, via) => {
                 self.counters.evasion(Evasion::SeveralNames);
-                let name = self.stricter(first, second, facts);
-                self.conclude(flow, Seen::Name(name, via), facts, events)
+                let name = self.stricter(first, second, j.facts);
+                self.conclude(j, Seen::Name(name, via))
             }
             Seen::EchFacade(name, via, config_id) => {
                 let counters = self.counters;
@@ -79,7 +73,7 @@ impl Worker<'_> {
                 let real = config_id.is_some_and(|id| {
                     self.engine
                         .ech_configs
-                        .contains(name_tag(&name), id, facts.time)
+                        .contains(name_tag(&name), id, j.facts.time)
                 });
                 if real {
                     counters.bypass(Bypass::Ech);
@@ -87,50 +81,57 @@ impl Worker<'_> {
                 } else {
                     bump(&counters.ech_grease);
                 }
-                if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+                if let Some(verdict) = self.decide_by_name(j, name, via) {
                     return verdict;
                 }
                 let record = &self.engine.ech_record;
                 match self.engine.config.ech_policy {
                     EchPolicy::Drop if real => {
                         let applied = self.applied(Action::Drop);
-                        self.record_policy(record, Some(name), via, facts, applied, events);
-                        decided(flow, action_for(applied))
+                        self.record_policy(record, Some(name), via, j.facts, applied, j.events);
+                        finalize(j.flow, action_for(applied))
                     }
                     EchPolicy::Log if real => {
-                        let recorded = events.len();
-                        let verdict = self.decide(flow, None, facts, events);
-                        if events.len() == recorded && verdict.action == PacketAction::Accept {
-                            self.record_policy(record, Some(name), via, facts, Action::Log, events);
+                        let recorded = j.events.len();
+                        let verdict = self.decide(j, None);
+                        if j.events.len() == recorded && verdict.action == PacketAction::Accept {
+                            self.record_policy(
+                                record,
+                                Some(name),
+                                via,
+                                j.facts,
+                                Action::Log,
+                                j.events,
+                            );
                         }
                         verdict
                     }
-                    _ => self.decide(flow, None, facts, events),
+                    _ => self.decide(j, None),
                 }
             }
-            Seen::NoName => self.decide(flow, None, facts, events),
-            Seen::QuicUnreadable => self.quic_unreadable(flow, facts, events),
+            Seen::NoName => self.decide(j, None),
+            Seen::QuicUnreadable => self.quic_unreadable(j),
             Seen::Address(address, via) => {
                 // Counted apart: an address is not a name seen (`inspected`).
                 bump(&self.counters.address_literals);
                 match self
                     .rules
-                    .match_addr(address, facts.server_port, facts.protocol)
+                    .match_addr(address, j.facts.server_port, j.facts.protocol)
                 {
                     Some(hit) => {
                         let literal = address.to_string();
-                        self.settle(flow, Some(hit), Some(&literal), via, facts, events)
+                        self.settle(j, Some(hit), Some(&literal), via)
                     }
-                    None => self.decide(flow, None, facts, events),
+                    None => self.decide(j, None),
                 }
             }
             Seen::Malformed(layer) => {
                 self.counters.parse_error(layer);
-                self.decide(flow, None, facts, events)
+                self.decide(j, None)
             }
-            Seen::NeedMore if flow.data_packets >= self.engine.config.max_pending_packets => {
+            Seen::NeedMore if j.flow.data_packets >= self.engine.config.max_pending_packets => {
                 bump(&self.counters.pending_limit_hits);
-                self.decide(flow, None, facts, events)
+                self.decide(j, None)
             }
             Seen::NeedMore => Verdict::PENDING,
         }
@@ -139,65 +140,55 @@ impl Worker<'_> {
     /// Decides a flow by its own name if a rule matches it; `None` when none does.
     pub(super) fn decide_by_name(
         &self,
-        flow: &mut FlowState,
+        j: &mut Judging<'_, '_>,
         name: Name,
         via: Via,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
     ) -> Option<Verdict> {
         let hit = self
             .rules
-            .match_name(name.as_bytes(), facts.server_port, facts.protocol)?;
-        Some(self.settle(flow, Some(hit), Some(name.as_str()), via, facts, events))
+            .match_name(name.as_bytes(), j.facts.server_port, j.facts.protocol)?;
+        Some(self.settle(j, Some(hit), Some(name.as_str()), via))
     }
 
     /// Decides a flow: by its own name when it has one, else by a learned name, then CIDR.
-    pub(super) fn decide(
-        &self,
-        flow: &mut FlowState,
-        own_name: Option<(Name, Via)>,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
+    pub(super) fn decide(&self, j: &mut Judging<'_, '_>, own_name: Option<(Name, Via)>) -> Verdict {
         if let Some((name, via)) = own_name {
-            if let Some(verdict) = self.decide_by_name(flow, name, via, facts, events) {
+            if let Some(verdict) = self.decide_by_name(j, name, via) {
                 return verdict;
             }
         } else if let Some(Some(verdict)) =
             self.engine
                 .learned
-                .with_name(facts.server, facts.time, |learned| {
+                .with_name(j.facts.server, j.facts.time, |learned| {
                     let hit = self.rules.match_name(
                         learned.as_bytes(),
-                        facts.server_port,
-                        facts.protocol,
+                        j.facts.server_port,
+                        j.facts.protocol,
                     )?;
-                    Some(self.settle(flow, Some(hit), Some(learned), Via::Learned, facts, events))
+                    Some(self.settle(j, Some(hit), Some(learned), Via::Learned))
                 })
         {
             return verdict;
         }
         let hit = self
             .rules
-            .match_addr(facts.server, facts.server_port, facts.protocol);
-        self.settle(flow, hit, None, Via::Cidr, facts, events)
+            .match_addr(j.facts.server, j.facts.server_port, j.facts.protocol);
+        self.settle(j, hit, None, Via::Cidr)
     }
 
     /// Caches the verdict for `hit` in the flow and records the match.
     pub(super) fn settle(
         &self,
-        flow: &mut FlowState,
+        j: &mut Judging<'_, '_>,
         hit: Option<Hit>,
         name: Option<&str>,
         via: Via,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let verdict = match hit {
-            Some(hit) => self.record(hit, name, via, facts, events),
+            Some(hit) => self.record(hit, name, via, j.facts, j.events),
             None => PacketAction::Accept,
         };
-        decided(flow, verdict)
+        finalize(j.flow, verdict)
     }
 
     /// Records a match and returns what to do with the packet.
@@ -276,9 +267,16 @@ impl Worker<'_> {
         let from_client = src_is_client(packet);
         let facts = orient(packet, from_client, time, time.as_secs());
         let mut scratch_flow = FlowState::new(true, facts.now);
+        let mut quiet = Vec::new();
+        let mut j = Judging {
+            flow: &mut scratch_flow,
+            packet,
+            from_client,
+            facts,
+            events,
+        };
         let action = if is_dns {
-            self.dns_packet(&mut scratch_flow, packet, from_client, facts, events)
-                .action
+            self.dns_packet(&mut j).action
         } else {
             let seen = if packet.payload.is_empty() || !from_client {
                 Seen::NeedMore
@@ -286,15 +284,11 @@ impl Worker<'_> {
                 scan_first_flight(packet.payload, &mut self.scratch)
             };
             match seen {
-                Seen::Name(name, via) => {
-                    self.decide(&mut scratch_flow, Some((name, via)), facts, events)
-                        .action
-                }
+                Seen::Name(name, via) => self.decide(&mut j, Some((name, via))).action,
                 _ => {
                     // No name in this packet: address-based rules still apply, silently.
-                    let mut quiet = Vec::new();
-                    self.decide(&mut scratch_flow, None, facts, &mut quiet)
-                        .action
+                    j.events = &mut quiet;
+                    self.decide(&mut j, None).action
                 }
             }
         };

@@ -5,33 +5,19 @@ use super::*;
 
 impl Worker<'_> {
     /// A DNS packet (UDP or TCP): every message is judged on its own.
-    pub(super) fn dns_packet(
-        &mut self,
-        flow: &mut FlowState,
-        packet: &Packet<'_>,
-        from_client: bool,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
+    pub(super) fn dns_packet(&mut self, j: &mut Judging<'_, '_>) -> Verdict {
         let mut action = PacketAction::Accept;
-        match packet.tcp {
-            None => action = self.dns_message(flow, packet.payload, from_client, facts, events),
+        match j.packet.tcp {
+            None => action = self.dns_message(j, j.packet.payload),
             Some(tcp) => {
-                note_syn(flow, tcp, from_client);
-                if !packet.payload.is_empty() {
-                    action = self.dns_tcp_segment(
-                        flow,
-                        packet,
-                        data_seq(tcp),
-                        from_client,
-                        facts,
-                        events,
-                    );
+                note_syn(j.flow, tcp, j.from_client);
+                if !j.packet.payload.is_empty() {
+                    action = self.dns_tcp_segment(j, data_seq(tcp));
                 }
                 // A blocked message's retransmission is old data to the reassembler, so the
                 // block sticks to the connection (which cannot carry on past it anyway).
-                action = worse(action, flow.dns_sticky);
-                flow.dns_sticky = action;
+                action = worse(action, j.flow.dns_sticky);
+                j.flow.dns_sticky = action;
             }
         }
         Verdict {
@@ -42,48 +28,33 @@ impl Worker<'_> {
 
     /// Feeds a DNS-over-TCP segment into its direction's stream and judges every complete
     /// message (RFC 1035 §4.2.2: 2-byte length prefix; several per segment or one over many).
-    pub(super) fn dns_tcp_segment(
-        &mut self,
-        flow: &mut FlowState,
-        packet: &Packet<'_>,
-        seq: u32,
-        from_client: bool,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> PacketAction {
-        let isn = if from_client {
-            flow.client_isn()
+    pub(super) fn dns_tcp_segment(&mut self, j: &mut Judging<'_, '_>, seq: u32) -> PacketAction {
+        let isn = if j.from_client {
+            j.flow.client_isn()
         } else {
-            flow.server_isn()
+            j.flow.server_isn()
         };
         // Taken out while its messages are judged (which needs the flow), put back after.
-        let mut stream = stream_slot(flow, from_client)
+        let mut stream = stream_slot(j.flow, j.from_client)
             .take()
             .unwrap_or_else(|| StreamBuf::new(isn.unwrap_or(seq)));
         let mut worst = PacketAction::Accept;
-        if stream.insert(seq, packet.payload) == Insert::OverCap {
+        if stream.insert(seq, j.packet.payload) == Insert::OverCap {
             // A message larger than the cap: this direction is no longer followed.
             bump(&self.counters.stream_cap_hits);
         } else {
             while let Scan::Found((message, used)) = dns::split_tcp(stream.contiguous()) {
-                let action = self.dns_message(flow, message, from_client, facts, events);
+                let action = self.dns_message(j, message);
                 worst = worse(worst, action);
                 stream.consume(used);
             }
         }
-        *stream_slot(flow, from_client) = Some(stream);
+        *stream_slot(j.flow, j.from_client) = Some(stream);
         worst
     }
 
     /// Judges one DNS message: queries by their question, responses also teach addresses.
-    pub(super) fn dns_message(
-        &mut self,
-        flow: &mut FlowState,
-        bytes: &[u8],
-        from_client: bool,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> PacketAction {
+    pub(super) fn dns_message(&mut self, j: &mut Judging<'_, '_>, bytes: &[u8]) -> PacketAction {
         let counters = self.counters;
         let message = match Message::parse(bytes) {
             Ok(message) => message,
@@ -103,9 +74,11 @@ impl Worker<'_> {
                 break;
             };
             asked += 1;
-            let hit =
-                self.rules
-                    .match_name(question.name.as_bytes(), facts.server_port, facts.protocol);
+            let hit = self.rules.match_name(
+                question.name.as_bytes(),
+                j.facts.server_port,
+                j.facts.protocol,
+            );
             if chosen.is_none_or(|(_, best)| self.rank(hit) > self.rank(best)) {
                 chosen = Some((question, hit));
             }
@@ -117,10 +90,10 @@ impl Worker<'_> {
             counters.evasion(Evasion::SeveralNames);
         }
         if message.is_response() {
-            self.learn(&message, question.name, hit, facts.time);
+            self.learn(&message, question.name, hit, j.facts.time);
             return self.action_of(hit);
         }
-        if !from_client {
+        if !j.from_client {
             return PacketAction::Accept;
         }
         counters.inspected(Via::Dns);
@@ -128,17 +101,23 @@ impl Worker<'_> {
             return PacketAction::Accept;
         };
         let tag = name_tag(&question.name);
-        if flow.last_dns_event == tag {
+        if j.flow.last_dns_event == tag {
             // A retransmitted query: same verdict, recorded once.
             return self.action_of(Some(hit));
         }
-        flow.last_dns_event = tag;
+        j.flow.last_dns_event = tag;
         if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
             && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
         {
             self.counters.bypass(Bypass::Svcb);
         }
-        self.record(hit, Some(question.name.as_str()), Via::Dns, facts, events)
+        self.record(
+            hit,
+            Some(question.name.as_str()),
+            Via::Dns,
+            j.facts,
+            j.events,
+        )
     }
 
     /// Learns the A/AAAA addresses of a response whose question, or a CNAME target in its

@@ -21,8 +21,8 @@ impl Worker<'_> {
         let (key, src_is_low) = FlowKey::of(&packet);
         let bare_syn = packet.tcp.is_some_and(|tcp| tcp.syn && !tcp.ack);
         if bare_syn {
-            self.decided.forget(&key);
-        } else if let Some(action) = self.decided.get(&key, now) {
+            self.verdict_cache.forget(&key);
+        } else if let Some(action) = self.verdict_cache.get(&key, now) {
             return Verdict {
                 action,
                 flow: FlowStatus::Decided,
@@ -52,77 +52,83 @@ impl Worker<'_> {
                 action: decision.verdict,
                 flow: FlowStatus::Decided,
             },
-            Phase::Dns => self.dns_packet(&mut flow, &packet, from_client, facts, events),
-            Phase::Pending if is_dns => {
-                flow.phase = Phase::Dns;
-                self.dns_packet(&mut flow, &packet, from_client, facts, events)
+            phase => {
+                if phase == Phase::Pending && is_dns {
+                    flow.phase = Phase::Dns;
+                }
+                let dns = flow.phase == Phase::Dns;
+                let j = &mut Judging {
+                    flow: &mut flow,
+                    packet: &packet,
+                    from_client,
+                    facts,
+                    events,
+                };
+                if dns {
+                    self.dns_packet(j)
+                } else {
+                    self.pending_packet(j)
+                }
             }
-            Phase::Pending => self.pending_packet(&mut flow, &packet, from_client, facts, events),
         };
         drop(flow);
         if verdict.flow == FlowStatus::Decided {
-            self.decided.put(key, now, verdict.action);
+            self.verdict_cache.put(key, now, verdict.action);
         }
         verdict
     }
 
     /// A packet of a flow that has no verdict yet.
-    pub(super) fn pending_packet(
-        &mut self,
-        flow: &mut FlowState,
-        packet: &Packet<'_>,
-        from_client: bool,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
-        let Some(tcp) = packet.tcp else {
-            return self.udp_pending(flow, packet, from_client, facts, events);
+    pub(super) fn pending_packet(&mut self, j: &mut Judging<'_, '_>) -> Verdict {
+        let Some(tcp) = j.packet.tcp else {
+            return self.udp_pending(j);
         };
-        note_syn(flow, tcp, from_client);
-        if tcp.syn && !tcp.ack && from_client {
-            flow.set_client_syn(SynShape {
-                ttl: packet.ttl,
+        note_syn(j.flow, tcp, j.from_client);
+        if tcp.syn && !tcp.ack && j.from_client {
+            j.flow.set_client_syn(SynShape {
+                ttl: j.packet.ttl,
                 md5: tcp.md5,
-                checksum_ok: self.checksums_trusted && packet.tcp_checksum_valid() == Some(true),
+                checksum_ok: self.checksums_trusted && j.packet.tcp_checksum_valid() == Some(true),
             });
         }
-        if packet.payload.is_empty() {
+        if j.packet.payload.is_empty() {
             return Verdict::PENDING;
         }
-        if from_client {
-            if let Some(kind) = self.decoy(flow, packet, tcp) {
+        if j.from_client {
+            if let Some(kind) = self.decoy(j.flow, j.packet, tcp) {
                 // Passed on (the server or the path discards it) but never read.
                 self.counters.evasion(kind);
                 return Verdict::PENDING;
             }
         }
-        if !from_client {
+        if !j.from_client {
             // The server spoke first (SMTP, SSH, FTP...): no ClientHello or request to read.
-            if flow.client_stream().is_none() {
-                return self.decide(flow, None, facts, events);
+            if j.flow.client_stream().is_none() {
+                return self.decide(j, None);
             }
             return Verdict::PENDING;
         }
         let data_seq = data_seq(tcp);
-        let before = flow
+        let before = j
+            .flow
             .client_stream()
             .map_or(0, |stream| stream.contiguous().len());
         let mut advanced = false;
-        let client_isn = flow.client_isn();
-        let seen = match flow.streams.as_deref_mut() {
+        let client_isn = j.flow.client_isn();
+        let seen = match j.flow.streams.as_deref_mut() {
             Some(Streams {
                 client: Some(stream),
                 client_alt,
                 ..
             }) => {
-                let inserted = stream.insert(data_seq, packet.payload);
+                let inserted = stream.insert(data_seq, j.packet.payload);
                 if inserted == Insert::Conflict && client_alt.is_none() {
                     self.counters.evasion(Evasion::OverlapConflict);
                     let mut alt = stream.clone();
-                    alt.insert_last_wins(data_seq, packet.payload);
+                    alt.insert_last_wins(data_seq, j.packet.payload);
                     *client_alt = Some(alt);
                 } else if let Some(alt) = client_alt.as_mut() {
-                    if alt.insert_last_wins(data_seq, packet.payload) == Insert::Conflict
+                    if alt.insert_last_wins(data_seq, j.packet.payload) == Insert::Conflict
                         && inserted != Insert::Conflict
                     {
                         self.counters.evasion(Evasion::OverlapConflict);
@@ -137,7 +143,7 @@ impl Worker<'_> {
                         match client_alt.as_ref() {
                             Some(alt) => {
                                 let alt = scan_stream(alt, &mut self.scratch);
-                                self.either(main, alt, facts)
+                                self.either(main, alt, j.facts)
                             }
                             None => main,
                         }
@@ -146,11 +152,11 @@ impl Worker<'_> {
             }
             _ if client_isn.is_none_or(|isn| isn == data_seq) => {
                 advanced = true;
-                match scan_first_flight(packet.payload, &mut self.scratch) {
+                match scan_first_flight(j.packet.payload, &mut self.scratch) {
                     Seen::NeedMore => {
                         let mut stream = StreamBuf::new(data_seq);
-                        stream.insert(data_seq, packet.payload);
-                        flow.streams_mut().client = Some(stream);
+                        stream.insert(data_seq, j.packet.payload);
+                        j.flow.streams_mut().client = Some(stream);
                         Seen::NeedMore
                     }
                     other => other,
@@ -160,8 +166,8 @@ impl Worker<'_> {
                 // Out of order: data after a hole at the start of the stream.
                 let base = client_isn.unwrap_or(data_seq);
                 let mut stream = StreamBuf::new(base);
-                let inserted = stream.insert(data_seq, packet.payload);
-                flow.streams_mut().client = Some(stream);
+                let inserted = stream.insert(data_seq, j.packet.payload);
+                j.flow.streams_mut().client = Some(stream);
                 if inserted == Insert::OverCap {
                     return self.over_cap();
                 }
@@ -173,9 +179,9 @@ impl Worker<'_> {
         // retransmissions and data behind a hole that never fills do not keep a flow
         // pending for ever.
         if !advanced {
-            flow.data_packets = flow.data_packets.saturating_add(1);
+            j.flow.data_packets = j.flow.data_packets.saturating_add(1);
         }
-        self.conclude(flow, seen, facts, events)
+        self.conclude(j, seen)
     }
 
     /// A client segment that does not fit the reassembly buffer (past its size or with too
@@ -275,8 +281,9 @@ pub(super) fn src_is_client(packet: &Packet<'_>) -> bool {
     !(packet.src_port < 1024 && packet.dst_port >= 1024)
 }
 
-/// Caches a flow's final verdict and frees its buffers.
-pub(super) fn decided(flow: &mut FlowState, verdict: PacketAction) -> Verdict {
+/// Makes `verdict` the flow's final one (cached for its later packets) and frees its
+/// buffers.
+pub(super) fn finalize(flow: &mut FlowState, verdict: PacketAction) -> Verdict {
     flow.phase = Phase::Decided(Decision { verdict });
     flow.release_streams();
     Verdict {

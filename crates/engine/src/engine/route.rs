@@ -5,25 +5,8 @@ use super::*;
 
 impl Worker<'_> {
     /// Routes a frame for a source that spreads flows over several threads (`telestrip pcap
-    /// --threads`): DNS is judged here, in capture order, because the addresses its answers
-    /// teach are needed by flows on every thread; IP fragments are reassembled here, so a
-    /// datagram goes to the thread of its flow whole. Everything else goes, by the hash of
-    /// its flow and already parsed, to a thread that judges it with
-    /// [`Worker::process_parsed`] (or [`Worker::process_datagram`]). Packets of one flow
-    /// must all go to one thread, in order.
-    pub fn route(
-        &mut self,
-        link: LinkType,
-        frame: &[u8],
-        time: Duration,
-        events: &mut Vec<FlowEvent>,
-    ) -> Route {
-        let prepared = self.prepare(link, frame, time);
-        self.finish_route(prepared, frame, time, events)
-    }
-
-    /// The first half of [`Worker::route`]: parses the frame and reassembles fragments. A
-    /// caller that sweeps the flow table itself (see `set_sweeping`) checks
+    /// --threads`), in two halves. This first one parses the frame and reassembles
+    /// fragments. A caller that sweeps the flow table itself (see `set_sweeping`) checks
     /// [`Prepared::reaches_table`] before it calls [`Worker::finish_route`]: that is where
     /// one worker would sweep.
     pub fn prepare<'f>(&mut self, link: LinkType, frame: &'f [u8], time: Duration) -> Prepared<'f> {
@@ -40,7 +23,12 @@ impl Worker<'_> {
         }
     }
 
-    /// The second half of [`Worker::route`].
+    /// The second half of routing: DNS is judged here, in capture order, because the
+    /// addresses its answers teach are needed by flows on every thread; IP fragments were
+    /// reassembled by [`Worker::prepare`], so a datagram goes to the thread of its flow
+    /// whole. Everything else goes, by the hash of its flow and already parsed, to a thread
+    /// that judges it with [`Worker::process_routed`]. Packets of one flow must all go to
+    /// one thread, in order.
     pub fn finish_route(
         &mut self,
         prepared: Prepared<'_>,
@@ -74,26 +62,19 @@ impl Worker<'_> {
         }
     }
 
-    /// Judges a frame that [`Worker::route`] parsed on another thread into `layout`.
-    pub fn process_parsed(
+    /// Judges what [`Worker::finish_route`] handed to this thread.
+    pub fn process_routed(
         &mut self,
-        frame: &[u8],
-        layout: &wire::Layout,
+        routed: Routed<'_>,
         time: Duration,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let verdict = self.classify_packet(&layout.packet(frame), time, events);
-        self.count(verdict)
-    }
-
-    /// Judges a datagram that [`Worker::route`] reassembled on another thread.
-    pub fn process_datagram(
-        &mut self,
-        datagram: &Datagram,
-        time: Duration,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
-        let verdict = self.classify_datagram(datagram, time, events);
+        let verdict = match routed {
+            Routed::Frame(frame, layout) => {
+                self.classify_packet(&layout.packet(frame), time, events)
+            }
+            Routed::Datagram(datagram) => self.classify_datagram(datagram, time, events),
+        };
         self.count(verdict)
     }
 
@@ -156,18 +137,26 @@ impl Worker<'_> {
     }
 }
 
-/// Where [`Worker::route`] sends a frame.
+/// Where [`Worker::finish_route`] sends a frame.
 #[derive(Debug)]
 pub enum Route {
     /// Judged by the routing worker (DNS, not IP or unreadable, a fragment of a datagram
     /// still incomplete): nothing more to do.
     Done(Verdict),
-    /// For the thread of this flow hash, to judge with [`Worker::process_parsed`] (the
-    /// frame and this layout of it).
+    /// For the thread of this flow hash, to judge as [`Routed::Frame`] (the frame and this
+    /// layout of it).
     Frame(u64, wire::Layout),
-    /// A reassembled datagram for the thread of this flow hash, to judge with
-    /// [`Worker::process_datagram`].
+    /// A reassembled datagram for the thread of this flow hash, to judge as
+    /// [`Routed::Datagram`].
     Datagram(u64, Datagram),
+}
+
+/// What a thread judges with [`Worker::process_routed`]: a frame with the layout the
+/// routing thread parsed, or a datagram it reassembled.
+#[derive(Clone, Copy, Debug)]
+pub enum Routed<'a> {
+    Frame(&'a [u8], &'a wire::Layout),
+    Datagram(&'a Datagram),
 }
 
 /// A frame parsed by [`Worker::prepare`], not yet judged.

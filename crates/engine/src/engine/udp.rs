@@ -7,49 +7,45 @@ impl Worker<'_> {
     /// A UDP packet of an undecided flow. A QUIC client's Initial packets are decrypted and
     /// their CRYPTO frames reassembled (in any order, across datagrams) until the ClientHello
     /// is complete; any other first packet decides the flow without a name of its own.
-    pub(super) fn udp_pending(
-        &mut self,
-        flow: &mut FlowState,
-        packet: &Packet<'_>,
-        from_client: bool,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
-        let quic_started = flow.client_stream().is_some();
-        if !from_client && quic_started {
+    pub(super) fn udp_pending(&mut self, j: &mut Judging<'_, '_>) -> Verdict {
+        let quic_started = j.flow.client_stream().is_some();
+        if !j.from_client && quic_started {
             // The server's Initial may come before the client's hello is complete.
             return Verdict::PENDING;
         }
-        if !quic_started && (!from_client || quic::client_initial_version(packet.payload).is_none())
+        if !quic_started
+            && (!j.from_client || quic::client_initial_version(j.packet.payload).is_none())
         {
             // UDP 443 is QUIC's port: a datagram sent before the client's Initial (junk from
             // the client; from the server a Version Negotiation, after which the client
             // starts again on the same ports, or a server speaking first) must not get the
             // flow waved through before its Initial, so such flows wait a few packets for one.
-            if facts.server_port == QUIC_PORT {
-                flow.data_packets = flow.data_packets.saturating_add(1);
-                if flow.data_packets < self.engine.config.max_pending_packets {
+            if j.facts.server_port == QUIC_PORT {
+                j.flow.data_packets = j.flow.data_packets.saturating_add(1);
+                if j.flow.data_packets < self.engine.config.max_pending_packets {
                     return Verdict::PENDING;
                 }
                 bump(&self.counters.pending_limit_hits);
-                return self.quic_unreadable(flow, facts, events);
+                return self.quic_unreadable(j);
             }
-            return self.decide(flow, None, facts, events);
+            return self.decide(j, None);
         }
-        let hello = quic::long_header_version(packet.payload)
+        let hello = quic::long_header_version(j.packet.payload)
             .and_then(quic::hello_kind)
             .unwrap_or(HelloKind::Tls);
-        flow.data_packets = flow.data_packets.saturating_add(1);
-        let stream = flow
+        j.flow.data_packets = j.flow.data_packets.saturating_add(1);
+        let stream = j
+            .flow
             .streams_mut()
             .client
             .get_or_insert_with(|| StreamBuf::new(0));
         let mut over_cap = false;
-        let read = quic::read_client_initials(packet.payload, &mut self.scratch, |offset, data| {
-            let inserted =
-                u32::try_from(offset).map_or(Insert::OverCap, |at| stream.insert(at, data));
-            over_cap |= inserted == Insert::OverCap;
-        });
+        let read =
+            quic::read_client_initials(j.packet.payload, &mut self.scratch, |offset, data| {
+                let inserted =
+                    u32::try_from(offset).map_or(Insert::OverCap, |at| stream.insert(at, data));
+                over_cap |= inserted == Insert::OverCap;
+            });
         let seen = if over_cap {
             bump(&self.counters.stream_cap_hits);
             Seen::QuicUnreadable
@@ -89,34 +85,29 @@ impl Worker<'_> {
                 }
             }
         };
-        self.conclude(flow, seen, facts, events)
+        self.conclude(j, seen)
     }
 
     /// A flow on UDP 443 whose QUIC could not be read: judged by learned names and CIDR
     /// rules, then by the `quic_unreadable` policy.
-    pub(super) fn quic_unreadable(
-        &self,
-        flow: &mut FlowState,
-        facts: Facts,
-        events: &mut Vec<FlowEvent>,
-    ) -> Verdict {
+    pub(super) fn quic_unreadable(&self, j: &mut Judging<'_, '_>) -> Verdict {
         self.counters.bypass(Bypass::QuicUnreadable);
-        let recorded = events.len();
-        let verdict = self.decide(flow, None, facts, events);
-        if events.len() > recorded || verdict.action != PacketAction::Accept {
+        let recorded = j.events.len();
+        let verdict = self.decide(j, None);
+        if j.events.len() > recorded || verdict.action != PacketAction::Accept {
             return verdict;
         }
         let record = &self.engine.quic_record;
         match self.engine.config.quic_unreadable {
             Policy::Allow => verdict,
             Policy::Log => {
-                self.record_policy(record, None, Via::Quic, facts, Action::Log, events);
+                self.record_policy(record, None, Via::Quic, j.facts, Action::Log, j.events);
                 verdict
             }
             Policy::Drop => {
                 let applied = self.applied(Action::Drop);
-                self.record_policy(record, None, Via::Quic, facts, applied, events);
-                decided(flow, action_for(applied))
+                self.record_policy(record, None, Via::Quic, j.facts, applied, j.events);
+                finalize(j.flow, action_for(applied))
             }
         }
     }

@@ -15,7 +15,8 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(frame dns tls quic http rules_yaml config engine audit_line)
 command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz" >&2; exit 2; }
 export RUSTC_BOOTSTRAP=1
-cargo run --release --quiet --example fuzz_seeds -- fuzz/corpus
+# The seeds come from the checked build that the test run made already.
+cargo run --profile checked --quiet --example fuzz_seeds -- fuzz/corpus
 for target in "${targets[@]}"; do
   echo "== $target: ${seconds} s"
   rm -rf "fuzz/artifacts/$target"

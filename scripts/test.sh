@@ -73,3 +73,8 @@ if [ "$(id -u)" = 0 ]; then
     ignored=(--include-ignored)
 fi
 cargo test --profile checked --locked --workspace --exclude nfq --features fault-injection -- "${ignored[@]}"
+
+# A fuzz smoke: every cargo-fuzz target for 10 s under AddressSanitizer, seeded from the
+# fixtures; a crash fails the run (long campaigns: fuzz/run.sh SECONDS, see README).
+command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz
+bash fuzz/run.sh 10

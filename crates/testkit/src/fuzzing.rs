@@ -86,7 +86,7 @@ fn ech_stripped(data: &[u8]) {
 }
 
 fn same_records_but_ech(data: &[u8], stripped: &[u8]) {
-    let records = |bytes: &[u8]| -> Vec<Result<dns::Record, dns::DnsError>> {
+    let records = |bytes: &[u8]| -> Vec<Result<dns::Record, crate::inspect::At<dns::DnsError>>> {
         let message = dns::Message::parse(bytes).expect("a stripped message has a header");
         message
             .answers()

@@ -8,6 +8,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::reader::Reader;
+use super::At;
 use super::{Name, Scan};
 
 /// Fixed DNS header length (RFC 1035 §4.1.1).
@@ -117,30 +118,32 @@ fn read_ech_config(list: &[u8]) -> Option<(u8, Name)> {
 
 /// A reader at the parameters of SVCB/HTTPS record data, past SvcPriority and TargetName
 /// (labels without compression, RFC 9460 §2.2).
-fn svcb_params(rdata: &[u8]) -> Result<Reader<'_>, DnsError> {
+fn svcb_params(rdata: &[u8]) -> Result<Reader<'_>, At<DnsError>> {
     let bad = DnsError::BadRecordData;
     let mut reader = Reader::new(rdata);
-    reader.skip(2).ok_or(bad)?;
+    reader.skip(2).ok_or_else(|| reader.fault(bad))?;
     loop {
-        let len = reader.u8().ok_or(bad)?;
+        let len = reader.u8().ok_or_else(|| reader.fault(bad))?;
         if len == 0 {
             return Ok(reader);
         }
         if len > 63 {
-            return Err(bad);
+            return Err(reader.fault(bad));
         }
-        reader.skip(usize::from(len)).ok_or(bad)?;
+        reader
+            .skip(usize::from(len))
+            .ok_or_else(|| reader.fault(bad))?;
     }
 }
 
 /// Reads SVCB/HTTPS record data: priority, an uncompressed target name, then parameters.
-fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, DnsError> {
+fn read_svcb(rdata: &[u8]) -> Result<SvcbHints, At<DnsError>> {
     let bad = DnsError::BadRecordData;
     let mut reader = svcb_params(rdata)?;
     let mut hints = SvcbHints::default();
     while reader.remaining() > 0 {
-        let key = reader.u16().ok_or(bad)?;
-        let value = reader.vec16().ok_or(bad)?;
+        let key = reader.u16().ok_or_else(|| reader.fault(bad))?;
+        let value = reader.vec16().ok_or_else(|| reader.fault(bad))?;
         let bytes = value.rest();
         match key {
             SVC_PARAM_IPV4HINT => {
@@ -182,15 +185,15 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, DnsError> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, At<DnsError>> {
         let mut reader = Reader::new(bytes);
         let (Some(id), Some(flags), Some(question_count), Some(answer_count)) =
             (reader.u16(), reader.u16(), reader.u16(), reader.u16())
         else {
-            return Err(DnsError::TruncatedHeader);
+            return Err(At::new(DnsError::TruncatedHeader, 0));
         };
         if bytes.len() < HEADER_LEN {
-            return Err(DnsError::TruncatedHeader);
+            return Err(At::new(DnsError::TruncatedHeader, 0));
         }
         Ok(Self {
             bytes,
@@ -224,17 +227,19 @@ impl<'a> Message<'a> {
     }
 
     /// The first question, the one every real client sends.
-    pub fn first_question(&self) -> Result<Option<Question>, DnsError> {
+    pub fn first_question(&self) -> Result<Option<Question>, At<DnsError>> {
         self.questions().next().transpose()
     }
 
     /// The answer records, at most [`MAX_ANSWERS`] of them. Fails if the questions before
     /// them cannot be skipped.
-    pub fn answers(&self) -> Result<Records<'a>, DnsError> {
+    pub fn answers(&self) -> Result<Records<'a>, At<DnsError>> {
         let mut reader = Reader::at(self.bytes, HEADER_LEN);
         for _ in 0..self.question_count {
             skip_name(&mut reader)?;
-            reader.skip(4).ok_or(DnsError::Truncated("question"))?;
+            reader
+                .skip(4)
+                .ok_or_else(|| reader.fault(DnsError::Truncated("question")))?;
         }
         Ok(Records {
             reader,
@@ -252,7 +257,7 @@ pub struct Questions<'a> {
 }
 
 impl Iterator for Questions<'_> {
-    type Item = Result<Question, DnsError>;
+    type Item = Result<Question, At<DnsError>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -261,8 +266,13 @@ impl Iterator for Questions<'_> {
         self.left -= 1;
         let result = (|| {
             let name = read_name(self.bytes, &mut self.reader)?;
-            let qtype = self.reader.u16().ok_or(DnsError::Truncated("question"))?;
-            self.reader.skip(2).ok_or(DnsError::Truncated("question"))?;
+            let qtype = self
+                .reader
+                .u16()
+                .ok_or_else(|| self.reader.fault(DnsError::Truncated("question")))?;
+            self.reader
+                .skip(2)
+                .ok_or_else(|| self.reader.fault(DnsError::Truncated("question")))?;
             Ok(Question { name, qtype })
         })();
         if result.is_err() {
@@ -280,7 +290,7 @@ pub struct Records<'a> {
 }
 
 impl Iterator for Records<'_> {
-    type Item = Result<Record, DnsError>;
+    type Item = Result<Record, At<DnsError>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -296,15 +306,31 @@ impl Iterator for Records<'_> {
 }
 
 impl Records<'_> {
-    fn read_record(&mut self) -> Result<Record, DnsError> {
+    fn read_record(&mut self) -> Result<Record, At<DnsError>> {
         let name = read_name(self.bytes, &mut self.reader)?;
         let truncated = DnsError::Truncated("resource record");
-        let rtype = self.reader.u16().ok_or(truncated)?;
-        let _class = self.reader.u16().ok_or(truncated)?;
-        let ttl = self.reader.u32().ok_or(truncated)?;
-        let rdlength = usize::from(self.reader.u16().ok_or(truncated)?);
+        let rtype = self
+            .reader
+            .u16()
+            .ok_or_else(|| self.reader.fault(truncated))?;
+        let _class = self
+            .reader
+            .u16()
+            .ok_or_else(|| self.reader.fault(truncated))?;
+        let ttl = self
+            .reader
+            .u32()
+            .ok_or_else(|| self.reader.fault(truncated))?;
+        let rdlength = usize::from(
+            self.reader
+                .u16()
+                .ok_or_else(|| self.reader.fault(truncated))?,
+        );
         let rdata_start = self.reader.position();
-        let rdata = self.reader.take(rdlength).ok_or(truncated)?;
+        let rdata = self
+            .reader
+            .take(rdlength)
+            .ok_or_else(|| self.reader.fault(truncated))?;
         let data = match rtype {
             TYPE_A => RecordData::A(Ipv4Addr::from(
                 *<&[u8; 4]>::try_from(rdata).map_err(|_| DnsError::BadRecordData)?,
@@ -326,14 +352,16 @@ impl Records<'_> {
 /// Writes into `out` an NXDOMAIN answer to `query` (RFC 1035 §4.1.1 RCODE 3): the query's id,
 /// opcode and RD bit, QR and RA set, its first question, no records. What a gateway sends
 /// back for a rejected query so the client fails at once instead of retrying.
-pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), DnsError> {
+pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
     let message = Message::parse(query)?;
     if message.is_response() || message.question_count == 0 {
-        return Err(DnsError::Truncated("question"));
+        return Err(DnsError::Truncated("question").into());
     }
     let mut reader = Reader::at(query, HEADER_LEN);
     skip_name(&mut reader)?;
-    reader.skip(4).ok_or(DnsError::Truncated("question"))?;
+    reader
+        .skip(4)
+        .ok_or_else(|| reader.fault(DnsError::Truncated("question")))?;
     let question = query
         .get(HEADER_LEN..reader.position())
         .ok_or(DnsError::Truncated("question"))?;
@@ -362,35 +390,37 @@ pub fn split_tcp(stream: &[u8]) -> Scan<(&[u8], usize)> {
 
 /// Reads a possibly compressed name starting at the reader's position, leaving the reader
 /// just after the name's in-place bytes.
-fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, DnsError> {
+fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, At<DnsError>> {
     let mut name = Name::empty();
     let mut cursor = *reader;
     let mut hops = 0;
     let mut followed_pointer = false;
     loop {
         let label_start = cursor.position();
-        let length = cursor.u8().ok_or(DnsError::Truncated("name"))?;
+        let length = cursor
+            .u8()
+            .ok_or_else(|| cursor.fault(DnsError::Truncated("name")))?;
         match length & 0xc0 {
             0x00 if length == 0 => break,
             0x00 => {
                 let label = cursor
                     .take(usize::from(length))
-                    .ok_or(DnsError::Truncated("label"))?;
+                    .ok_or_else(|| cursor.fault(DnsError::Truncated("label")))?;
                 if !name.push_label(label) {
-                    return Err(DnsError::BadName);
+                    return Err(At::new(DnsError::BadName, label_start));
                 }
             }
             0xc0 => {
                 let low = cursor
                     .u8()
-                    .ok_or(DnsError::Truncated("compression pointer"))?;
+                    .ok_or_else(|| cursor.fault(DnsError::Truncated("compression pointer")))?;
                 let target = usize::from(u16::from_be_bytes([length & 0x3f, low]));
                 if target >= label_start {
-                    return Err(DnsError::ForwardPointer);
+                    return Err(At::new(DnsError::ForwardPointer, label_start));
                 }
                 hops += 1;
                 if hops > MAX_POINTER_HOPS {
-                    return Err(DnsError::TooManyPointers);
+                    return Err(At::new(DnsError::TooManyPointers, label_start));
                 }
                 if !followed_pointer {
                     *reader = cursor;
@@ -398,7 +428,7 @@ fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, DnsEr
                 }
                 cursor = Reader::at(bytes, target);
             }
-            _ => return Err(DnsError::ReservedLabelType),
+            _ => return Err(At::new(DnsError::ReservedLabelType, label_start)),
         }
     }
     if !followed_pointer {
@@ -408,23 +438,25 @@ fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, DnsEr
 }
 
 /// Skips a name without decoding it (for questions before the answer section).
-fn skip_name(reader: &mut Reader<'_>) -> Result<(), DnsError> {
+fn skip_name(reader: &mut Reader<'_>) -> Result<(), At<DnsError>> {
     for _ in 0..=MAX_POINTER_HOPS {
-        let length = reader.u8().ok_or(DnsError::Truncated("name"))?;
+        let length = reader
+            .u8()
+            .ok_or_else(|| reader.fault(DnsError::Truncated("name")))?;
         match length & 0xc0 {
             0x00 if length == 0 => return Ok(()),
             0x00 => reader
                 .skip(usize::from(length))
-                .ok_or(DnsError::Truncated("label"))?,
+                .ok_or_else(|| reader.fault(DnsError::Truncated("label")))?,
             0xc0 => {
                 return reader
                     .skip(1)
-                    .ok_or(DnsError::Truncated("compression pointer"))
+                    .ok_or_else(|| reader.fault(DnsError::Truncated("compression pointer")))
             }
-            _ => return Err(DnsError::ReservedLabelType),
+            _ => return Err(DnsError::ReservedLabelType.into()),
         }
     }
-    Err(DnsError::BadName)
+    Err(DnsError::BadName.into())
 }
 
 /// An ECHConfigList with one ECHConfig (draft-ietf-tls-esni §4): X25519 key, HKDF-SHA256 and

@@ -9,6 +9,7 @@
 //! Never panics, never allocates.
 
 use super::reader::Reader;
+use super::At;
 use super::{Name, Scan};
 
 /// Most entries a CHLO may have (Chromium's `kMaxEntries` is 128).
@@ -28,7 +29,7 @@ pub enum ChloError {
 }
 
 /// The server name a CHLO at the start of `stream` asks for, if any.
-pub fn scan_chlo(stream: &[u8]) -> Result<Scan<Option<Name>>, ChloError> {
+pub fn scan_chlo(stream: &[u8]) -> Result<Scan<Option<Name>>, At<ChloError>> {
     let mut reader = Reader::new(stream);
     let Some(tag) = reader.take(4) else {
         return Ok(if b"CHLO".starts_with(stream) {
@@ -47,7 +48,7 @@ pub fn scan_chlo(stream: &[u8]) -> Result<Scan<Option<Name>>, ChloError> {
     };
     let entries = u16::from_le_bytes([count_low, count_high]);
     if entries > MAX_CHLO_ENTRIES {
-        return Err(ChloError::TooManyEntries);
+        return Err(ChloError::TooManyEntries.into());
     }
     let Some(index) = reader.take(usize::from(entries) * 8) else {
         return Ok(Scan::NeedMore);
@@ -61,10 +62,10 @@ pub fn scan_chlo(stream: &[u8]) -> Result<Scan<Option<Name>>, ChloError> {
             .first_chunk::<4>()
             .map_or(0, |b| u32::from_le_bytes(*b) as usize);
         if end < start {
-            return Err(ChloError::OffsetsBackwards);
+            return Err(ChloError::OffsetsBackwards.into());
         }
         if end > MAX_CHLO_LEN {
-            return Err(ChloError::TooLarge);
+            return Err(ChloError::TooLarge.into());
         }
         if tag == b"SNI\0" {
             let Some(value) = values.get(start..end) else {
@@ -112,7 +113,7 @@ mod tests {
         ])
     }
 
-    fn name_of(scan: Result<Scan<Option<Name>>, ChloError>) -> Option<String> {
+    fn name_of(scan: Result<Scan<Option<Name>>, At<ChloError>>) -> Option<String> {
         match scan {
             Ok(Scan::Found(Some(name))) => Some(name.as_str().to_string()),
             _ => None,
@@ -154,7 +155,7 @@ mod tests {
         let mut message = chlo(b"a.example");
         // The second entry's end offset (bytes 20..24) made smaller than the first's.
         message[20..24].copy_from_slice(&1u32.to_le_bytes());
-        assert_eq!(scan_chlo(&message), Err(ChloError::OffsetsBackwards));
+        assert_eq!(scan_chlo(&message), Err(ChloError::OffsetsBackwards.into()));
     }
 
     #[test]
@@ -162,14 +163,14 @@ mod tests {
         let mut message = b"CHLO".to_vec();
         message.extend_from_slice(&(MAX_CHLO_ENTRIES + 1).to_le_bytes());
         message.extend_from_slice(&[0, 0]);
-        assert_eq!(scan_chlo(&message), Err(ChloError::TooManyEntries));
+        assert_eq!(scan_chlo(&message), Err(ChloError::TooManyEntries.into()));
     }
 
     #[test]
     fn rejects_values_past_the_size_cap() {
         let mut message = b"CHLO\x01\x00\x00\x00SNI\0".to_vec();
         message.extend_from_slice(&((MAX_CHLO_LEN + 1) as u32).to_le_bytes());
-        assert_eq!(scan_chlo(&message), Err(ChloError::TooLarge));
+        assert_eq!(scan_chlo(&message), Err(ChloError::TooLarge.into()));
     }
 
     proptest::proptest! {

@@ -6,7 +6,7 @@
 //! comes from the absolute-form or authority-form target when there is one (RFC 9112 §3.2.2,
 //! which tells servers to ignore Host then), otherwise from the Host header. Never panics.
 
-use super::{Name, Scan};
+use super::{At, Name, Scan};
 
 /// Largest request head read. Most servers refuse heads over 8 KiB (nginx's default
 /// large_client_header_buffers is 8k per line); it bounds the bytes buffered per flow.
@@ -51,7 +51,7 @@ pub enum HttpError {
 }
 
 /// Scans the first bytes of a client's TCP stream for an HTTP/1.x request head.
-pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
+pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, At<HttpError>> {
     let method_len = match stream.iter().position(|&b| b == b' ') {
         Some(len) => len,
         // A method cut by the segment's end (a split is a way to hide the request).
@@ -82,13 +82,13 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
     }
     let Some(head_len) = find_head_end(stream) else {
         return if stream.len() > MAX_HEAD_LEN {
-            Err(HttpError::TooLarge)
+            Err(At::new(HttpError::TooLarge, MAX_HEAD_LEN))
         } else {
             Ok(Scan::NeedMore)
         };
     };
     if head_len > MAX_HEAD_LEN {
-        return Err(HttpError::TooLarge);
+        return Err(At::new(HttpError::TooLarge, MAX_HEAD_LEN));
     }
     let head = stream.get(..head_len).unwrap_or(&[]);
     let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
@@ -97,10 +97,10 @@ pub fn scan_request(stream: &[u8]) -> Result<Scan<Request>, HttpError> {
     let (_, Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HttpError::BadRequestLine);
+        return Err(At::new(HttpError::BadRequestLine, 0));
     };
     if !version.starts_with(b"HTTP/1.") {
-        return Err(HttpError::BadRequestLine);
+        return Err(At::new(HttpError::BadRequestLine, 0));
     }
     let mut request = Request {
         host: None,

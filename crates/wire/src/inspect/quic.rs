@@ -16,6 +16,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use ring::hkdf::{KeyType, Prk, Salt, HKDF_SHA256};
 
 use super::reader::Reader;
+use super::At;
 
 pub const VERSION_1: u32 = 0x0000_0001;
 pub const VERSION_2: u32 = 0x6b33_43cf;
@@ -216,7 +217,7 @@ impl KeyType for Len {
 }
 
 /// HKDF-Expand-Label(secret, label, "", len) of TLS 1.3 (RFC 8446 §7.1).
-fn expand_label(secret: &Prk, label: &[u8], out: &mut [u8]) -> Result<(), QuicError> {
+fn expand_label(secret: &Prk, label: &[u8], out: &mut [u8]) -> Result<(), At<QuicError>> {
     let length = u16::try_from(out.len()).map_err(|_| QuicError::Decrypt)?;
     let full_len = u8::try_from(6 + label.len()).map_err(|_| QuicError::Decrypt)?;
     let length_bytes = length.to_be_bytes();
@@ -224,7 +225,7 @@ fn expand_label(secret: &Prk, label: &[u8], out: &mut [u8]) -> Result<(), QuicEr
     secret
         .expand(&info, Len(out.len()))
         .and_then(|okm| okm.fill(out))
-        .map_err(|_| QuicError::Decrypt)
+        .map_err(|_| QuicError::Decrypt.into())
 }
 
 /// The client's Initial keys for one Destination Connection ID.
@@ -244,7 +245,7 @@ pub struct KeyMaterial {
 
 /// RFC 9001 §5.2 (labels "quic key", "quic iv", "quic hp", which the drafts from 23 on
 /// and Google's TLS-style versions use too) and RFC 9369 §3.3.
-pub fn client_key_material(version: u32, dcid: &[u8]) -> Result<KeyMaterial, QuicError> {
+pub fn client_key_material(version: u32, dcid: &[u8]) -> Result<KeyMaterial, At<QuicError>> {
     let rules = version_rules(version).ok_or(QuicError::Decrypt)?;
     let labels: [&[u8]; 3] = if rules.v2 {
         [b"quicv2 key", b"quicv2 iv", b"quicv2 hp"]
@@ -269,7 +270,7 @@ pub fn client_key_material(version: u32, dcid: &[u8]) -> Result<KeyMaterial, Qui
 }
 
 impl InitialKeys {
-    pub fn client(version: u32, dcid: &[u8]) -> Result<Self, QuicError> {
+    pub fn client(version: u32, dcid: &[u8]) -> Result<Self, At<QuicError>> {
         let material = client_key_material(version, dcid)?;
         let aead = UnboundKey::new(&AES_128_GCM, &material.key).map_err(|_| QuicError::Decrypt)?;
         let header =
@@ -299,7 +300,7 @@ pub fn read_client_initials(
     datagram: &[u8],
     scratch: &mut Vec<u8>,
     mut crypto: impl FnMut(u64, &[u8]),
-) -> Result<Datagram, QuicError> {
+) -> Result<Datagram, At<QuicError>> {
     let mut seen = Datagram::default();
     if long_header_version(datagram) == Some(Q046) {
         return read_q046(datagram, &mut crypto);
@@ -336,39 +337,55 @@ struct InitialHeader {
 
 /// The length of the long-header packet at the start of `bytes`, and for an Initial its
 /// layout. Retry and Version Negotiation fill the rest of the datagram.
-fn packet_bounds(bytes: &[u8]) -> Result<(usize, Option<InitialHeader>), QuicError> {
+fn packet_bounds(bytes: &[u8]) -> Result<(usize, Option<InitialHeader>), At<QuicError>> {
     let mut reader = Reader::new(bytes);
-    let first = reader.u8().ok_or(QuicError::Truncated("header"))?;
-    let version = reader.u32().ok_or(QuicError::Truncated("version"))?;
+    let first = reader
+        .u8()
+        .ok_or_else(|| reader.fault(QuicError::Truncated("header")))?;
+    let version = reader
+        .u32()
+        .ok_or_else(|| reader.fault(QuicError::Truncated("version")))?;
     let Some(kind) = packet_type(first, version) else {
         // Version Negotiation (version 0) or an unknown version: nothing to read.
         return Ok((bytes.len(), None));
     };
-    let dcid_len = usize::from(reader.u8().ok_or(QuicError::Truncated("connection ID"))?);
+    let dcid_len = usize::from(
+        reader
+            .u8()
+            .ok_or_else(|| reader.fault(QuicError::Truncated("connection ID")))?,
+    );
     if dcid_len > MAX_CID_LEN {
-        return Err(QuicError::ConnectionIdTooLong);
+        return Err(At::new(QuicError::ConnectionIdTooLong, 5));
     }
     let dcid_start = reader.position();
     reader
         .skip(dcid_len)
-        .ok_or(QuicError::Truncated("connection ID"))?;
-    let scid_len = usize::from(reader.u8().ok_or(QuicError::Truncated("connection ID"))?);
+        .ok_or_else(|| reader.fault(QuicError::Truncated("connection ID")))?;
+    let scid_len = usize::from(
+        reader
+            .u8()
+            .ok_or_else(|| reader.fault(QuicError::Truncated("connection ID")))?,
+    );
     if scid_len > MAX_CID_LEN {
-        return Err(QuicError::ConnectionIdTooLong);
+        return Err(At::new(
+            QuicError::ConnectionIdTooLong,
+            reader.offset().saturating_sub(1),
+        ));
     }
     reader
         .skip(scid_len)
-        .ok_or(QuicError::Truncated("connection ID"))?;
+        .ok_or_else(|| reader.fault(QuicError::Truncated("connection ID")))?;
     if kind == PacketType::Retry {
         return Ok((bytes.len(), None));
     }
     if kind == PacketType::Initial {
-        let token_len = varint(&mut reader).ok_or(QuicError::Truncated("token"))?;
+        let token_len =
+            varint(&mut reader).ok_or_else(|| reader.fault(QuicError::Truncated("token")))?;
         reader
             .skip(usize::try_from(token_len).map_err(|_| QuicError::Truncated("token"))?)
             .ok_or(QuicError::Truncated("token"))?;
     }
-    let length = varint(&mut reader).ok_or(QuicError::Truncated("length"))?;
+    let length = varint(&mut reader).ok_or_else(|| reader.fault(QuicError::Truncated("length")))?;
     let pn_offset = reader.position();
     let total = usize::try_from(length)
         .ok()
@@ -389,7 +406,7 @@ fn decrypt_initial(
     packet: &[u8],
     header: &InitialHeader,
     plaintext: &mut Vec<u8>,
-) -> Result<(), QuicError> {
+) -> Result<(), At<QuicError>> {
     let dcid = packet
         .get(header.dcid_start..header.dcid_start + header.dcid_len)
         .ok_or(QuicError::Truncated("connection ID"))?;
@@ -407,7 +424,7 @@ fn decrypt_initial(
     let pn_len = usize::from(first & 0x03) + 1;
     let header_len = header.pn_offset + pn_len;
     if packet.len() < header_len + TAG_LEN {
-        return Err(QuicError::Truncated("payload"));
+        return Err(QuicError::Truncated("payload").into());
     }
     plaintext.clear();
     plaintext.extend_from_slice(packet);
@@ -452,7 +469,7 @@ pub fn protect_client_initial(
     packet_number: u32,
     frames: &[u8],
     pad_to: usize,
-) -> Result<Vec<u8>, QuicError> {
+) -> Result<Vec<u8>, At<QuicError>> {
     let keys = InitialKeys::client(version, dcid)?;
     let type_bits: u8 = if version == VERSION_2 { 0b01 } else { 0b00 };
     // 4-byte packet numbers, 2-byte length field.
@@ -464,7 +481,7 @@ pub fn protect_client_initial(
     }
     let length = payload.len() + TAG_LEN + 4;
     if length > 0x3fff || dcid.len() > MAX_CID_LEN || scid.len() > MAX_CID_LEN {
-        return Err(QuicError::Truncated("payload"));
+        return Err(QuicError::Truncated("payload").into());
     }
     let mut packet = Vec::with_capacity(header_len + length);
     packet.push(0xc0 | (type_bits << 4) | 0x03);
@@ -541,17 +558,19 @@ fn read_frames(
     plaintext: &[u8],
     crypto_frame: u64,
     crypto: &mut impl FnMut(u64, &[u8]),
-) -> Result<u16, QuicError> {
+) -> Result<u16, At<QuicError>> {
     let mut reader = Reader::new(plaintext);
     let mut frames = 0u16;
     while reader.remaining() > 0 {
-        let kind = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+        let kind = varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
         if crypto_frame != 0x06 {
             match kind {
                 0x00 => continue,
                 kind if kind == crypto_frame => {
-                    let offset = varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                    let len = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    let offset =
+                        varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                    let len =
+                        varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
                     let data = usize::try_from(len)
                         .ok()
                         .and_then(|len| reader.take(len))
@@ -568,24 +587,29 @@ fn read_frames(
             0x00 | 0x01 => {}
             // ACK, ACK with ECN counts
             0x02 | 0x03 => {
-                let _largest = varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                let _delay = varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                let ranges = varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                let _first = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let _largest =
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                let _delay =
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                let ranges =
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                let _first =
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
                 for _ in 0..ranges.min(reader.remaining() as u64) {
-                    varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                    varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
                 }
                 if kind == 0x03 {
                     for _ in 0..3 {
-                        varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                        varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
                     }
                 }
             }
             // CRYPTO
             0x06 => {
-                let offset = varint(&mut reader).ok_or(QuicError::BadFrame)?;
-                let len = varint(&mut reader).ok_or(QuicError::BadFrame)?;
+                let offset =
+                    varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
+                let len = varint(&mut reader).ok_or_else(|| reader.fault(QuicError::BadFrame))?;
                 let data = usize::try_from(len)
                     .ok()
                     .and_then(|len| reader.take(len))
@@ -595,7 +619,7 @@ fn read_frames(
             }
             // CONNECTION_CLOSE: the client gives up; nothing more to read.
             0x1c => break,
-            _ => return Err(QuicError::BadFrame),
+            _ => return Err(QuicError::BadFrame.into()),
         }
     }
     Ok(frames)
@@ -625,7 +649,10 @@ const GQUIC_CRYPTO_STREAM: u64 = 1;
 /// The CHLO data of a Q046 Initial, from its STREAM frames on the crypto stream (frame
 /// type 1fdooossb: FIN, data length present, offset length, stream ID length; lengths and
 /// offsets big-endian).
-fn read_q046(datagram: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<Datagram, QuicError> {
+fn read_q046(
+    datagram: &[u8],
+    crypto: &mut impl FnMut(u64, &[u8]),
+) -> Result<Datagram, At<QuicError>> {
     let start = q046_header(datagram).ok_or(QuicError::Truncated("Q046 header"))?;
     let mut reader = Reader::new(datagram.get(start..).unwrap_or(&[]));
     let mut seen = Datagram {
@@ -649,11 +676,17 @@ fn read_q046(datagram: &[u8], crypto: &mut impl FnMut(u64, &[u8])) -> Result<Dat
         let stream = big_endian(&mut reader, stream_len).ok_or(QuicError::BadFrame)?;
         let offset = big_endian(&mut reader, offset_len).ok_or(QuicError::BadFrame)?;
         let len = if kind & 0x20 != 0 {
-            usize::from(reader.u16().ok_or(QuicError::BadFrame)?)
+            usize::from(
+                reader
+                    .u16()
+                    .ok_or_else(|| reader.fault(QuicError::BadFrame))?,
+            )
         } else {
             reader.remaining()
         };
-        let data = reader.take(len).ok_or(QuicError::BadFrame)?;
+        let data = reader
+            .take(len)
+            .ok_or_else(|| reader.fault(QuicError::BadFrame))?;
         if stream == GQUIC_CRYPTO_STREAM {
             crypto(offset, data);
             seen.crypto_frames = seen.crypto_frames.saturating_add(1);

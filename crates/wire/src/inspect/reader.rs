@@ -1,22 +1,46 @@
-//! A bounds-checked big-endian byte reader: every read returns `None` past the end.
+//! A bounds-checked big-endian byte reader: every read returns `None` past the end, and
+//! errors carry where the reader was.
+
+use super::At;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Where `bytes` starts in the message the outermost reader reads (sub-readers over a
+    /// length-prefixed vector tell their errors in the message's offsets).
+    base: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, pos: 0 }
+        Self {
+            bytes,
+            pos: 0,
+            base: 0,
+        }
     }
 
     pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
-        Self { bytes, pos }
+        Self {
+            bytes,
+            pos,
+            base: 0,
+        }
     }
 
     pub(crate) fn position(&self) -> usize {
         self.pos
+    }
+
+    /// The byte of the message the reader is at.
+    pub(crate) fn offset(&self) -> usize {
+        self.base.saturating_add(self.pos)
+    }
+
+    /// `error`, found where the reader is.
+    pub(crate) fn fault<E>(&self, error: E) -> At<E> {
+        At::new(error, self.offset())
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -59,13 +83,23 @@ impl<'a> Reader<'a> {
     /// A sub-reader over a length-prefixed vector (u8 length).
     pub(crate) fn vec8(&mut self) -> Option<Reader<'a>> {
         let len = usize::from(self.u8()?);
-        self.take(len).map(Reader::new)
+        self.sub(len)
     }
 
     /// A sub-reader over a length-prefixed vector (u16 length).
     pub(crate) fn vec16(&mut self) -> Option<Reader<'a>> {
         let len = usize::from(self.u16()?);
-        self.take(len).map(Reader::new)
+        self.sub(len)
+    }
+
+    /// A sub-reader over the next `len` bytes, in this reader's offsets.
+    fn sub(&mut self, len: usize) -> Option<Reader<'a>> {
+        let base = self.offset();
+        self.take(len).map(|bytes| Reader {
+            bytes,
+            pos: 0,
+            base,
+        })
     }
 
     /// The bytes not read yet.

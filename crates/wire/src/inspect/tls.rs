@@ -8,6 +8,7 @@
 //! in a caller-owned scratch buffer, capped at [`MAX_CLIENT_HELLO_LEN`]. Never panics.
 
 use super::reader::Reader;
+use super::At;
 use super::{Name, Scan};
 
 /// Largest ClientHello accepted. Real ones are 200–2,000 bytes; 16 KiB leaves room for
@@ -67,7 +68,7 @@ pub enum TlsError {
 pub fn scan_client_hello(
     stream: &[u8],
     scratch: &mut Vec<u8>,
-) -> Result<Scan<ClientHello>, TlsError> {
+) -> Result<Scan<ClientHello>, At<TlsError>> {
     if !looks_like_handshake_record(stream) {
         return Ok(Scan::NotThis);
     }
@@ -81,27 +82,29 @@ pub fn scan_client_hello(
     let mut reader = Reader::new(stream);
     let mut records: u16 = 0;
     loop {
+        let record_start = reader.offset();
         let Some(header) = reader.take(5) else {
             return need_more(stream, scratch);
         };
+        let at_record = |error| At::new(error, record_start);
         let (content_type, length) = match header {
             [t, _, _, hi, lo] => (*t, usize::from(u16::from_be_bytes([*hi, *lo]))),
             _ => return Ok(Scan::NeedMore),
         };
         if content_type != CONTENT_TYPE_HANDSHAKE {
-            return Err(TlsError::InterleavedRecord);
+            return Err(at_record(TlsError::InterleavedRecord));
         }
         if length > MAX_RECORD_LEN {
-            return Err(TlsError::RecordTooLong);
+            return Err(at_record(TlsError::RecordTooLong));
         }
         if length == 0 {
-            return Err(TlsError::EmptyRecord);
+            return Err(at_record(TlsError::EmptyRecord));
         }
         records = records.saturating_add(1);
         let available = length.min(reader.remaining());
         let fragment = reader.take(available).unwrap_or(&[]);
         if scratch.len() + fragment.len() > MAX_CLIENT_HELLO_LEN + 4 {
-            return Err(TlsError::TooLarge);
+            return Err(at_record(TlsError::TooLarge));
         }
         scratch.extend_from_slice(fragment);
         if let Some(message) = complete_message(scratch)? {
@@ -116,7 +119,7 @@ pub fn scan_client_hello(
 
 /// Scans bare handshake messages (no record layer), as QUIC carries them in CRYPTO frames
 /// (RFC 9001 §4): the ClientHello must be the first message.
-pub fn scan_handshake(bytes: &[u8]) -> Result<Scan<ClientHello>, TlsError> {
+pub fn scan_handshake(bytes: &[u8]) -> Result<Scan<ClientHello>, At<TlsError>> {
     match bytes.first() {
         None => Ok(Scan::NeedMore),
         Some(&kind) if kind != HANDSHAKE_CLIENT_HELLO => Ok(Scan::NotThis),
@@ -148,19 +151,19 @@ fn record_fragment(stream: &[u8]) -> Option<&[u8]> {
 
 /// The handshake message at the start of `bytes`, if all of it is there.
 /// `NotThis` for other handshake types is reported as an error-free `None` by the caller.
-fn complete_message(bytes: &[u8]) -> Result<Option<&[u8]>, TlsError> {
+fn complete_message(bytes: &[u8]) -> Result<Option<&[u8]>, At<TlsError>> {
     let mut reader = Reader::new(bytes);
     let (Some(_), Some(length)) = (reader.u8(), reader.u24()) else {
         return Ok(None);
     };
     let length = length as usize;
     if length > MAX_CLIENT_HELLO_LEN {
-        return Err(TlsError::TooLarge);
+        return Err(TlsError::TooLarge.into());
     }
     Ok(bytes.get(..4 + length))
 }
 
-fn need_more(stream: &[u8], joined: &[u8]) -> Result<Scan<ClientHello>, TlsError> {
+fn need_more(stream: &[u8], joined: &[u8]) -> Result<Scan<ClientHello>, At<TlsError>> {
     // Once the handshake type is known, a server-first or non-ClientHello stream is not ours.
     match joined.first().or_else(|| stream.get(5)) {
         Some(&t) if t != HANDSHAKE_CLIENT_HELLO => Ok(Scan::NotThis),
@@ -168,7 +171,7 @@ fn need_more(stream: &[u8], joined: &[u8]) -> Result<Scan<ClientHello>, TlsError
     }
 }
 
-fn parse_message(message: &[u8], records: u16) -> Result<Scan<ClientHello>, TlsError> {
+fn parse_message(message: &[u8], records: u16) -> Result<Scan<ClientHello>, At<TlsError>> {
     let mut reader = Reader::new(message);
     if reader.u8() != Some(HANDSHAKE_CLIENT_HELLO) {
         return Ok(Scan::NotThis);
@@ -179,7 +182,10 @@ fn parse_message(message: &[u8], records: u16) -> Result<Scan<ClientHello>, TlsE
 
 /// RFC 8446 §4.1.2: legacy_version, random, legacy_session_id, cipher_suites,
 /// legacy_compression_methods, then optional extensions (absent in some TLS 1.0 clients).
-fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<ClientHello, TlsError> {
+fn parse_client_hello_body(
+    mut reader: Reader<'_>,
+    records: u16,
+) -> Result<ClientHello, At<TlsError>> {
     let mut hello = ClientHello {
         sni: None,
         sni_count: 0,
@@ -188,24 +194,36 @@ fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<Clien
         ech_config_id: None,
         records,
     };
-    reader.skip(2 + 32).ok_or(TlsError::Truncated("random"))?;
-    reader.vec8().ok_or(TlsError::Truncated("session id"))?;
-    reader.vec16().ok_or(TlsError::Truncated("cipher suites"))?;
+    reader
+        .skip(2 + 32)
+        .ok_or_else(|| reader.fault(TlsError::Truncated("random")))?;
     reader
         .vec8()
-        .ok_or(TlsError::Truncated("compression methods"))?;
+        .ok_or_else(|| reader.fault(TlsError::Truncated("session id")))?;
+    reader
+        .vec16()
+        .ok_or_else(|| reader.fault(TlsError::Truncated("cipher suites")))?;
+    reader
+        .vec8()
+        .ok_or_else(|| reader.fault(TlsError::Truncated("compression methods")))?;
     if reader.remaining() == 0 {
         return Ok(hello);
     }
-    let mut extensions = reader.vec16().ok_or(TlsError::Truncated("extensions"))?;
+    let mut extensions = reader
+        .vec16()
+        .ok_or_else(|| reader.fault(TlsError::Truncated("extensions")))?;
     let mut seen_server_name = false;
     while extensions.remaining() > 0 {
-        let kind = extensions.u16().ok_or(TlsError::Truncated("extension"))?;
-        let data = extensions.vec16().ok_or(TlsError::Truncated("extension"))?;
+        let kind = extensions
+            .u16()
+            .ok_or_else(|| extensions.fault(TlsError::Truncated("extension")))?;
+        let data = extensions
+            .vec16()
+            .ok_or_else(|| extensions.fault(TlsError::Truncated("extension")))?;
         match kind {
             EXTENSION_SERVER_NAME => {
                 if seen_server_name {
-                    return Err(TlsError::DuplicateServerName);
+                    return Err(TlsError::DuplicateServerName.into());
                 }
                 seen_server_name = true;
                 read_server_name(data, &mut hello)?;
@@ -224,12 +242,14 @@ fn parse_client_hello_body(mut reader: Reader<'_>, records: u16) -> Result<Clien
     Ok(hello)
 }
 
-fn read_server_name(mut data: Reader<'_>, hello: &mut ClientHello) -> Result<(), TlsError> {
+fn read_server_name(mut data: Reader<'_>, hello: &mut ClientHello) -> Result<(), At<TlsError>> {
     let mut list = data
         .vec16()
-        .ok_or(TlsError::Truncated("server_name list"))?;
+        .ok_or_else(|| data.fault(TlsError::Truncated("server_name list")))?;
     while list.remaining() > 0 {
-        let name_type = list.u8().ok_or(TlsError::Truncated("server_name entry"))?;
+        let name_type = list
+            .u8()
+            .ok_or_else(|| list.fault(TlsError::Truncated("server_name entry")))?;
         let name = list
             .vec16()
             .and_then(|mut r| r.take(r.remaining()))

@@ -17,6 +17,7 @@
 use std::ops::Range;
 
 use super::super::reader::Reader;
+use super::super::At;
 use super::{DnsError, HEADER_LEN, SVC_PARAM_ECH, TYPE_HTTPS, TYPE_SVCB};
 
 /// SvcParamKey `mandatory` (RFC 9460 §8): keys the client must understand.
@@ -66,7 +67,7 @@ pub const HIDDEN_KEY: u16 = 65534;
 impl EchStripper {
     /// Writes into `out` the response `message` without its `ech` parameters and returns how
     /// many it removed. With none to remove (or a query) returns 0 and leaves `out` alone.
-    pub fn strip(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, DnsError> {
+    pub fn strip(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, At<DnsError>> {
         let Some(flags) = self.walk(message)? else {
             return Ok(0);
         };
@@ -87,7 +88,7 @@ impl EchStripper {
     /// record's parameters under the private-use key [`HIDDEN_KEY`], the parameters after
     /// it moving up; key order stays ascending, every other byte stays where it was.
     /// Fails where a `mandatory` list names `ech` (clients would then ignore the record).
-    pub fn hide(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, DnsError> {
+    pub fn hide(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<usize, At<DnsError>> {
         let Some(flags) = self.walk(message)? else {
             return Ok(0);
         };
@@ -98,7 +99,7 @@ impl EchStripper {
         let result = (|| {
             for (ech, params_end, hideable) in &self.ech_params {
                 if !hideable {
-                    return Err(DnsError::BadRecordData);
+                    return Err(DnsError::BadRecordData.into());
                 }
                 let after = message.get(ech.end..*params_end).ok_or(truncated)?;
                 let value = message.get(ech.start + 2..ech.end).ok_or(truncated)?;
@@ -113,7 +114,7 @@ impl EchStripper {
                 let header = rewritten.get_mut(2..4).ok_or(truncated)?;
                 header.copy_from_slice(&(flags & !FLAG_AUTHENTIC_DATA).to_be_bytes());
             }
-            Ok(())
+            Ok::<(), At<DnsError>>(())
         })();
         self.rewritten = rewritten;
         result?;
@@ -125,7 +126,7 @@ impl EchStripper {
     /// Walks the whole message, noting names, pointers and the `ech` parameters; the
     /// response's flags when it has `ech` parameters, `None` when it has none (or is a
     /// query).
-    fn walk(&mut self, message: &[u8]) -> Result<Option<u16>, DnsError> {
+    fn walk(&mut self, message: &[u8]) -> Result<Option<u16>, At<DnsError>> {
         self.edits.clear();
         self.names.clear();
         self.ech_params.clear();
@@ -138,7 +139,7 @@ impl EchStripper {
             header.u16(),
             header.u16(),
         ) else {
-            return Err(DnsError::TruncatedHeader);
+            return Err(DnsError::TruncatedHeader.into());
         };
         if flags & 0x8000 == 0 {
             return Ok(None);
@@ -146,7 +147,9 @@ impl EchStripper {
         let mut reader = Reader::at(message, HEADER_LEN);
         for _ in 0..questions {
             self.walk_name(message, &mut reader)?;
-            reader.skip(4).ok_or(DnsError::Truncated("question"))?;
+            reader
+                .skip(4)
+                .ok_or_else(|| reader.fault(DnsError::Truncated("question")))?;
         }
         let records = u32::from(answers) + u32::from(authority) + u32::from(extra);
         for _ in 0..records {
@@ -162,7 +165,7 @@ impl EchStripper {
         &self,
         message: &[u8],
         moved_by: impl Fn(usize) -> usize,
-    ) -> Result<(), DnsError> {
+    ) -> Result<(), At<DnsError>> {
         for &start in &self.names {
             let moved = start
                 .checked_sub(moved_by(start))
@@ -170,7 +173,7 @@ impl EchStripper {
             let before = super::read_name(message, &mut Reader::at(message, start));
             let after = super::read_name(&self.rewritten, &mut Reader::at(&self.rewritten, moved));
             if before != after {
-                return Err(DnsError::BadRecordData);
+                return Err(DnsError::BadRecordData.into());
             }
         }
         Ok(())
@@ -178,44 +181,48 @@ impl EchStripper {
 
     /// Notes the compression pointer of the name at the reader (if it has one in place) and
     /// moves the reader past the name's in-place bytes.
-    fn walk_name(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<(), DnsError> {
+    fn walk_name(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<(), At<DnsError>> {
         self.names.push(reader.position());
         for _ in 0..=super::MAX_POINTER_HOPS {
             let at = reader.position();
-            let length = reader.u8().ok_or(DnsError::Truncated("name"))?;
+            let length = reader
+                .u8()
+                .ok_or_else(|| reader.fault(DnsError::Truncated("name")))?;
             match length & 0xc0 {
                 0x00 if length == 0 => return Ok(()),
                 0x00 => reader
                     .skip(usize::from(length))
-                    .ok_or(DnsError::Truncated("label"))?,
+                    .ok_or_else(|| reader.fault(DnsError::Truncated("label")))?,
                 0xc0 => {
                     let low = reader
                         .u8()
-                        .ok_or(DnsError::Truncated("compression pointer"))?;
+                        .ok_or_else(|| reader.fault(DnsError::Truncated("compression pointer")))?;
                     let target = usize::from(u16::from_be_bytes([length & 0x3f, low]));
                     // RFC 1035 §4.1.4: a pointer refers to a prior occurrence.
                     if target >= at || target >= message.len() {
-                        return Err(DnsError::ForwardPointer);
+                        return Err(DnsError::ForwardPointer.into());
                     }
                     self.edits.push(Edit::Pointer(at, target));
                     return Ok(());
                 }
-                _ => return Err(DnsError::ReservedLabelType),
+                _ => return Err(DnsError::ReservedLabelType.into()),
             }
         }
-        Err(DnsError::BadName)
+        Err(DnsError::BadName.into())
     }
 
     /// Walks one resource record.
-    fn walk_record(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<(), DnsError> {
+    fn walk_record(&mut self, message: &[u8], reader: &mut Reader<'_>) -> Result<(), At<DnsError>> {
         let truncated = DnsError::Truncated("resource record");
         self.walk_name(message, reader)?;
-        let rtype = reader.u16().ok_or(truncated)?;
-        reader.skip(6).ok_or(truncated)?; // class, TTL
+        let rtype = reader.u16().ok_or_else(|| reader.fault(truncated))?;
+        reader.skip(6).ok_or_else(|| reader.fault(truncated))?; // class, TTL
         let length_at = reader.position();
-        let rdlength = reader.u16().ok_or(truncated)?;
+        let rdlength = reader.u16().ok_or_else(|| reader.fault(truncated))?;
         let start = reader.position();
-        let rdata = reader.take(usize::from(rdlength)).ok_or(truncated)?;
+        let rdata = reader
+            .take(usize::from(rdlength))
+            .ok_or_else(|| reader.fault(truncated))?;
         let end = reader.position();
         // Names inside the record data of the types RFC 1035 defines (RFC 3597 §4: no
         // other type may compress).
@@ -230,13 +237,17 @@ impl EchStripper {
             _ => return Ok(()),
         };
         let mut inside = Reader::at(message, start);
-        inside.skip(skip_before).ok_or(DnsError::BadRecordData)?;
+        inside
+            .skip(skip_before)
+            .ok_or_else(|| inside.fault(DnsError::BadRecordData))?;
         for _ in 0..names {
             self.walk_name(message, &mut inside)?;
         }
-        inside.skip(skip_after).ok_or(DnsError::BadRecordData)?;
+        inside
+            .skip(skip_after)
+            .ok_or_else(|| inside.fault(DnsError::BadRecordData))?;
         if inside.position() != end {
-            return Err(DnsError::BadRecordData);
+            return Err(DnsError::BadRecordData.into());
         }
         Ok(())
     }
@@ -249,7 +260,7 @@ impl EchStripper {
         start: usize,
         length_at: usize,
         rdlength: u16,
-    ) -> Result<(), DnsError> {
+    ) -> Result<(), At<DnsError>> {
         let bad = DnsError::BadRecordData;
         let mut reader = super::svcb_params(rdata)?;
         let mut ech: Option<Range<usize>> = None;
@@ -257,13 +268,13 @@ impl EchStripper {
         let mut previous_key: Option<u16> = None;
         while reader.remaining() > 0 {
             let param_start = reader.position();
-            let key = reader.u16().ok_or(bad)?;
+            let key = reader.u16().ok_or_else(|| reader.fault(bad))?;
             // Keys in strictly increasing order (RFC 9460 §2.2): one `ech` at most.
             if previous_key.is_some_and(|previous| key <= previous) {
-                return Err(bad);
+                return Err(At::new(bad, start + param_start));
             }
             previous_key = Some(key);
-            let value = reader.vec16().ok_or(bad)?;
+            let value = reader.vec16().ok_or_else(|| reader.fault(bad))?;
             match key {
                 SVC_PARAM_ECH => ech = Some(start + param_start..start + reader.position()),
                 SVC_PARAM_MANDATORY => mandatory = Some((start + param_start, value)),
@@ -280,7 +291,7 @@ impl EchStripper {
         if let Some((param_at, mut keys)) = mandatory {
             let value_len = keys.remaining();
             if value_len % 2 != 0 {
-                return Err(bad);
+                return Err(At::new(bad, param_at));
             }
             let count = value_len / 2;
             let mut index = 0;
@@ -314,11 +325,11 @@ impl EchStripper {
     }
 
     /// Every pointer must point at bytes that stay.
-    fn check_pointers(&self) -> Result<(), DnsError> {
+    fn check_pointers(&self) -> Result<(), At<DnsError>> {
         for edit in &self.edits {
             if let Edit::Pointer(_, target) = edit {
                 if self.removed_range_holding(*target) {
-                    return Err(DnsError::BadRecordData);
+                    return Err(DnsError::BadRecordData.into());
                 }
             }
         }
@@ -343,7 +354,7 @@ impl EchStripper {
     }
 
     /// Applies the sorted edits to `message`, into `self.rewritten`.
-    fn write(&mut self, message: &[u8]) -> Result<(), DnsError> {
+    fn write(&mut self, message: &[u8]) -> Result<(), At<DnsError>> {
         let mut out = std::mem::take(&mut self.rewritten);
         out.clear();
         let result = self.apply_edits(message, &mut out);
@@ -351,7 +362,7 @@ impl EchStripper {
         result
     }
 
-    fn apply_edits(&self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DnsError> {
+    fn apply_edits(&self, message: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
         let truncated = DnsError::Truncated("rewritten message");
         let mut copied = 0;
         for edit in &self.edits {
@@ -579,7 +590,7 @@ mod tests {
         let mut out = vec![9];
         assert_eq!(
             EchStripper::default().strip(&message, &mut out),
-            Err(DnsError::BadRecordData)
+            Err(DnsError::BadRecordData.into())
         );
         assert_eq!(out, vec![9]);
     }
@@ -597,7 +608,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             EchStripper::default().strip(&message, &mut out),
-            Err(DnsError::BadRecordData)
+            Err(DnsError::BadRecordData.into())
         );
     }
 
@@ -672,7 +683,7 @@ mod tests {
         let message = answer_with_https_rdata(&rdata);
         assert_eq!(
             stripper.hide(&message, &mut out),
-            Err(DnsError::BadRecordData)
+            Err(DnsError::BadRecordData.into())
         );
         assert_eq!(stripper.strip(&message, &mut out), Ok(1));
     }

@@ -60,13 +60,19 @@ fn rejects_forward_and_self_pointers() {
     bytes.truncate(12);
     bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
     let message = Message::parse(&bytes).unwrap();
-    assert_eq!(message.first_question(), Err(DnsError::ForwardPointer));
+    assert_eq!(
+        message.first_question().map_err(|e| e.error),
+        Err(DnsError::ForwardPointer)
+    );
 
     let mut forward = dns_query(1, "x", TYPE_A);
     forward.truncate(12);
     forward.extend_from_slice(&[0xc0, 20, 0, 1, 0, 1, 0, 0, 1, b'a', 0]);
     let message = Message::parse(&forward).unwrap();
-    assert_eq!(message.first_question(), Err(DnsError::ForwardPointer));
+    assert_eq!(
+        message.first_question().map_err(|e| e.error),
+        Err(DnsError::ForwardPointer)
+    );
 }
 
 #[test]
@@ -86,7 +92,7 @@ fn rejects_pointer_chains_longer_than_the_cap() {
     bytes.extend_from_slice(&[0xc0 | (previous >> 8) as u8, previous as u8, 0, 1, 0, 1]);
     let mut reader = Reader::at(&bytes, question_at);
     assert_eq!(
-        read_name(&bytes, &mut reader).err(),
+        read_name(&bytes, &mut reader).err().map(|e| e.error),
         Some(DnsError::TooManyPointers)
     );
 }
@@ -100,7 +106,10 @@ fn rejects_labels_that_hide_a_dot() {
     bytes.extend_from_slice(b"example");
     bytes.extend_from_slice(&[0, 0, 1, 0, 1]);
     let message = Message::parse(&bytes).unwrap();
-    assert_eq!(message.first_question(), Err(DnsError::BadName));
+    assert_eq!(
+        message.first_question().map_err(|e| e.error),
+        Err(DnsError::BadName)
+    );
 }
 
 #[test]
@@ -108,7 +117,10 @@ fn rejects_reserved_label_types() {
     let mut bytes = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     bytes.extend_from_slice(&[0x40, 0, 0, 1, 0, 1]);
     let message = Message::parse(&bytes).unwrap();
-    assert_eq!(message.first_question(), Err(DnsError::ReservedLabelType));
+    assert_eq!(
+        message.first_question().map_err(|e| e.error),
+        Err(DnsError::ReservedLabelType)
+    );
 }
 
 #[test]
@@ -134,7 +146,7 @@ fn every_prefix_of_a_response_parses_or_fails_cleanly() {
     for len in 0..bytes.len() {
         let prefix = &bytes[..len];
         match Message::parse(prefix) {
-            Err(e) => assert_eq!(e, DnsError::TruncatedHeader),
+            Err(e) => assert_eq!(e.error, DnsError::TruncatedHeader),
             Ok(message) => {
                 let _ = message.first_question();
                 if let Ok(answers) = message.answers() {
@@ -249,14 +261,17 @@ fn svcb_data_is_checked_and_every_prefix_is_refused_cleanly() {
                 matches!(cut, 5 | 13),
                 "accepted a cut at {cut}: {partial:?}"
             ),
-            Err(error) => assert_eq!(error, DnsError::BadRecordData),
+            Err(error) => assert_eq!(error.error, DnsError::BadRecordData),
         }
     }
     // A label longer than 63 bytes in the target name.
-    assert_eq!(read_svcb(&[0, 1, 64]), Err(DnsError::BadRecordData));
+    assert_eq!(
+        read_svcb(&[0, 1, 64]).map_err(|e| e.error),
+        Err(DnsError::BadRecordData)
+    );
     // A parameter whose length runs past the end.
     assert_eq!(
-        read_svcb(&[0, 1, 0, 0, 4, 0, 9, 1]),
+        read_svcb(&[0, 1, 0, 0, 4, 0, 9, 1]).map_err(|e| e.error),
         Err(DnsError::BadRecordData)
     );
 }

@@ -145,7 +145,7 @@ fn an_altered_packet_does_not_decrypt() {
     let mut datagram = quic_first_flight(VERSION_1, &hello, 4096, 1, &[]).remove(0);
     datagram[100] ^= 1;
     let error = read_client_initials(&datagram, &mut Vec::new(), |_, _| {}).unwrap_err();
-    assert_eq!(error, QuicError::Decrypt);
+    assert_eq!(error.error, QuicError::Decrypt);
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn frames_an_initial_may_not_carry_are_errors() {
         protect_client_initial(VERSION_1, &hex(RFC_DCID), &[], 0, &[0x08, 0, 1, 0xff], 1200)
             .unwrap();
     let error = read_client_initials(&packet, &mut Vec::new(), |_, _| {}).unwrap_err();
-    assert_eq!(error, QuicError::BadFrame);
+    assert_eq!(error.error, QuicError::BadFrame);
 }
 
 #[test]

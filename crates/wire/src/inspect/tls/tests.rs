@@ -2,7 +2,7 @@ use super::*;
 use telestrip_testkit::{client_hello, client_hello_with, HelloOptions};
 
 fn scan(bytes: &[u8]) -> Result<Scan<ClientHello>, TlsError> {
-    scan_client_hello(bytes, &mut Vec::new())
+    scan_client_hello(bytes, &mut Vec::new()).map_err(|e| e.error)
 }
 
 fn sni(bytes: &[u8]) -> Option<String> {

@@ -12,7 +12,8 @@ pub mod nfqueue;
 pub mod passive;
 pub mod pcap;
 
-/// Counters of one or more queue threads.
+/// Counters of the live sources' packet threads (NFQUEUE and passive) and of the hand-over of
+/// matched-flow events to the log writer.
 #[derive(Debug, Default)]
 pub struct SourceStats {
     /// Packets received from the kernel.

@@ -98,7 +98,11 @@ fn verdict_messages_carry_the_verdict_the_packet_id_and_the_new_mark() {
     for (start, id, verdict, mark) in [(starts[0], 42, 4, Some(0x20)), (starts[1], 43, 0, None)] {
         let len = u32::from_ne_bytes(out[start / 4].to_ne_bytes()) as usize;
         assert_eq!(ne16_at(&out, start + 4), verdict_type, "message type");
-        assert_eq!(ne16_at(&out, start + 6), NLM_F_REQUEST as u16, "flags: no ack");
+        assert_eq!(
+            ne16_at(&out, start + 6),
+            NLM_F_REQUEST as u16,
+            "flags: no ack"
+        );
         // nfgenmsg: family, version, then the queue number in network order.
         assert_eq!(out[start / 4 + 4].to_ne_bytes()[2..4], QUEUE.to_be_bytes());
         // Attributes: the verdict header (type 2, 12 bytes), then the mark (type 3) if set.

@@ -30,8 +30,9 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # What STYLE.md promises, enforced: rustfmt over the whole workspace (vendor/nfq included:
-# upstream's code is rustfmt-clean, and telestrip's tests there must be too), and clippy with warnings as errors on every target of every crate (the benchmarks
-# and examples included, so they keep compiling), with each crate's [lints] table.
+# upstream's code is rustfmt-clean, and telestrip's tests there must be too), and clippy
+# with warnings as errors on every target of every crate (the benchmarks and examples
+# included, so they keep compiling), with each crate's [lints] table.
 if command -v rustup >/dev/null; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi

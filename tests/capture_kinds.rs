@@ -30,15 +30,13 @@ fn audit(pcap: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn captures_of_every_kind_show_the_telemetry_request_and_judge_every_packet() {
-    if !common::can_run_with(&["tcpdump", "curl"]) {
-        return;
-    }
+    common::require(&["tcpdump", "curl"]);
     let scapy = Command::new("python3")
         .args(["-c", "import scapy.contrib.gtp"])
         .status()
         .is_ok_and(|s| s.success());
-    if !scapy && !common::not_run("scapy is not installed; pip install scapy".into()) {
-        return;
+    if !scapy {
+        common::not_run("scapy is not installed; pip install scapy".into());
     }
     let out = tempfile::tempdir().unwrap();
     let status = Command::new("bash")

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{have_tools, render_page, BODY, SERVER_V4};
+use common::{render_page, require_tools, BODY, SERVER_V4};
 use telestrip::audit::{AuditEvent, AuditWriter};
 use telestrip_testkit::{audit_flow, audit_start};
 
@@ -65,9 +65,7 @@ fn offline_metrics_follow_prometheus_conventions() {
         "{metrics}"
     );
     assert!(metrics.contains("telestrip_inspected_flows_total{via=\"sni\"} 2"));
-    if !have_tools(&["promtool"]) {
-        return;
-    }
+    require_tools(&["promtool"]);
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -89,9 +87,7 @@ fn offline_metrics_follow_prometheus_conventions() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn shipped_prometheus_config_and_alerts_pass_promtool_and_their_tests() {
-    if !have_tools(&["promtool"]) {
-        return;
-    }
+    require_tools(&["promtool"]);
     for args in [
         vec!["check", "config", "prometheus.yml"],
         vec!["check", "rules", "telestrip-alerts.yml"],
@@ -256,9 +252,7 @@ fn the_html_report_shows_the_evidence_in_a_browser() {
         "{shown}"
     );
     assert!(shown.contains("ms-windows-diagtrack"), "{shown}");
-    if !have_tools(&["chromium"]) {
-        return;
-    }
+    require_tools(&["chromium"]);
     let dom = render_page(None, &format!("file://{}", page.display()), "report");
     assert!(dom.contains("Audit chain verified"), "{dom}");
     assert!(
@@ -297,10 +291,8 @@ fn wait_for_value(lab: &telestrip::lab::Lab, query: &str, expected: f64) -> Opti
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
-    if !common::can_run_with(&["prometheus", "chromium"]) {
-        return;
-    }
-    let Some(mut lab) = common::lab() else { return };
+    common::require(&["prometheus", "chromium"]);
+    let mut lab = common::lab();
     let dir = lab.dir.path().to_path_buf();
     let audit = lab.audit_dir().unwrap().join("audit.jsonl");
     let key = dir.join("audit.key");
@@ -461,7 +453,7 @@ fn prometheus_scraping_the_gateway_stores_what_the_traffic_did() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     let dir = lab.dir.path().to_path_buf();
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
@@ -521,7 +513,7 @@ fn a_burst_of_matches_right_before_sigterm_is_all_in_the_audit_log() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn the_report_counts_attempts_to_get_around_the_filter() {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     let audit = lab.audit_dir().unwrap().join("audit.jsonl");
     lab.start_telestrip(
         &format!(

@@ -8,9 +8,7 @@ use std::process::Command;
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn demo_blocks_telemetry_and_passes_the_rest() {
-    if !common::can_run() {
-        return;
-    }
+    common::require(&[]);
     let demo = Command::new(env!("CARGO_BIN_EXE_telestrip"))
         .arg("demo")
         .stdout(std::process::Stdio::piped())

@@ -52,9 +52,7 @@ fn example_config_unit_and_rules_agree() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn systemd_unit_verifies() {
-    if !common::can_run() {
-        return;
-    }
+    common::require(&[]);
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(deploy("telestrip.service"))
         .unwrap()
@@ -80,9 +78,7 @@ fn systemd_unit_verifies() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn iptables_script_is_idempotent_with_nft_and_legacy_backends() {
-    if !common::can_run() {
-        return;
-    }
+    common::require(&[]);
     for backend in ["iptables", "iptables-legacy"] {
         let ns = Netns::new("tsdep");
         let script = deploy("iptables.sh");
@@ -140,9 +136,7 @@ fn iptables_script_is_idempotent_with_nft_and_legacy_backends() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn nftables_ruleset_loads_except_where_the_kernel_lacks_queue() {
-    if !common::can_run() {
-        return;
-    }
+    common::require(&[]);
     let ns = Netns::new("tsnft");
     let original = std::fs::read_to_string(deploy("nftables.conf")).unwrap();
     // Everything but the queue statement must be accepted by this kernel.

@@ -40,7 +40,7 @@ fn slow_download(lab: &Lab, size: usize, file: &std::path::Path) -> std::process
 /// Kills the daemon with SIGKILL while a download runs, checks what the fail mode lets
 /// through, restarts it and reports how long it took to filter again.
 fn kill_mid_traffic(fail: &str) {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     let config = format!("queues: [0]\nfail: {fail}\n");
     lab.start_telestrip(&config, fail).unwrap();
     let size = 16_000_000;
@@ -128,9 +128,7 @@ fn run_with_rules(setup: impl Fn(&std::path::Path)) -> (i32, String) {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn invalid_or_unreadable_rules_stop_the_start_with_a_clear_error() {
-    if !common::can_run() {
-        return;
-    }
+    common::require(&[]);
     let good =
         "vendor: acme\nrules:\n  - id: acme-t\n    action: drop\n    domains: [t.acme.example]\n";
     // One good file and one with an error: nothing is loaded, not even the good file.
@@ -164,7 +162,7 @@ fn invalid_or_unreadable_rules_stop_the_start_with_a_clear_error() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_full_audit_disk_keeps_packets_flowing_and_shows_on_healthz() {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     let logs = lab.audit_dir().unwrap();
     // A 64 KiB file system of its own for the audit log.
     common::sh(&format!(

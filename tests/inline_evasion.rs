@@ -68,19 +68,16 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start() -> Option<Gateway> {
-        if !common::can_run() {
-            return None;
-        }
+    fn start() -> Gateway {
+        common::require(&[]);
         let scapy = std::process::Command::new("python3")
             .args(["-c", "import scapy"])
             .status()
             .is_ok_and(|s| s.success());
         if !scapy {
             common::not_run("scapy is not installed (pip install scapy)".into());
-            return None;
         }
-        let mut lab = common::lab()?;
+        let mut lab = common::lab();
         lab.start_telestrip("queues: [0]\nfail: open\n", "open")
             .unwrap();
         let dir = lab.dir.path().to_path_buf();
@@ -107,12 +104,12 @@ impl Gateway {
             assert!(Instant::now() < deadline, "the recorder did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(Gateway {
+        Gateway {
             lab,
             records,
             script,
             next_port: 41000,
-        })
+        }
     }
 
     /// Sends the segments on a new hand-made connection; returns what the server received.
@@ -189,9 +186,7 @@ fn contains(haystack: &[u8], name: &str) -> bool {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn decoys_and_fragments_from_a_raw_socket_client_do_not_get_telemetry_through() {
-    let Some(mut gateway) = Gateway::start() else {
-        return;
-    };
+    let mut gateway = Gateway::start();
     let telemetry = client_hello(TELEMETRY);
     let allowed = client_hello(ALLOWED);
 
@@ -345,9 +340,7 @@ fn send_gre(lab: &Lab, host: &str, mpls: bool, count: usize, sport: u16) -> usiz
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn telemetry_inside_a_gre_tunnel_is_stopped_and_what_is_not_opened_is_counted() {
-    let Some(gateway) = Gateway::start() else {
-        return;
-    };
+    let gateway = Gateway::start();
     let lab = &gateway.lab;
     assert_eq!(
         send_gre(lab, ALLOWED, false, 3, 40001),

@@ -9,7 +9,7 @@ use telestrip::lab::Lab;
 
 const ENFORCE: &str = "queues: [0]\nfail: open\n";
 
-fn new_lab() -> Option<Lab> {
+fn new_lab() -> Lab {
     common::lab()
 }
 
@@ -20,7 +20,7 @@ fn code(output: &std::process::Output) -> i32 {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn blocks_telemetry_and_passes_other_flows_over_ipv4_and_ipv6() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     for addr in [SERVER_V4, SERVER_V6] {
         let allowed = lab.https("www.example.org", addr, "--tlsv1.3");
@@ -94,7 +94,7 @@ fn blocks_telemetry_and_passes_other_flows_over_ipv4_and_ipv6() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn client_hello_split_into_small_segments_is_blocked() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // The server advertises an MSS of 88 bytes: the ClientHello crosses the gateway in ~7 segments.
     common::sh(&format!(
@@ -113,7 +113,7 @@ fn client_hello_split_into_small_segments_is_blocked() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_first_flight_larger_than_16_kib_still_gets_its_verdict() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // A protocol the client speaks first, 60 KB in one write right after connecting: with
     // GSO on the veths the gateway queues it as super-packets of up to 64 KiB while the
@@ -152,7 +152,7 @@ fn a_first_flight_larger_than_16_kib_still_gets_its_verdict() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     for transport in ["+notcp", "+tcp"] {
         let allowed = lab.client(&format!(
@@ -180,7 +180,7 @@ fn dns_queries_for_telemetry_get_no_answer_over_udp_and_tcp() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn large_download_is_byte_exact_and_stays_in_the_kernel() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     let size = 20_000_000;
     let file = lab.dir.path().join("download");
@@ -221,7 +221,7 @@ fn large_download_is_byte_exact_and_stays_in_the_kernel() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn dry_run_lets_telemetry_pass_and_records_it() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip("queues: [0]\nenforce: false\n", "open")
         .unwrap();
     let output = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
@@ -235,7 +235,7 @@ fn dry_run_lets_telemetry_pass_and_records_it() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn reject_rule_resets_the_connection_instead_of_timing_out() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     let rules = lab.dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(
@@ -277,7 +277,7 @@ fn reject_rule_resets_the_connection_instead_of_timing_out() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn killed_daemon_fails_open_or_closed_as_configured() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     lab.stop_daemon("KILL");
     // Fail open: with no telestrip bound, the kernel lets new flows through unfiltered.
@@ -285,7 +285,7 @@ fn killed_daemon_fails_open_or_closed_as_configured() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), BODY, "fail open");
     drop(lab);
 
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip("queues: [0]\nfail: closed\n", "closed")
         .unwrap();
     assert_eq!(
@@ -310,7 +310,7 @@ fn killed_daemon_fails_open_or_closed_as_configured() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn reload_keeps_the_old_rules_when_the_new_ones_are_bad() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     let rules = lab.dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     let file = rules.join("t.yaml");
@@ -407,7 +407,7 @@ print(sent, answered)
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn reloading_rules_100_times_during_traffic_loses_nothing_and_each_rule_takes_effect() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     let rules = lab.dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     let file = rules.join("t.yaml");
@@ -551,7 +551,7 @@ fn watchdog_restarts_a_stuck_packet_thread_and_fail_open_keeps_traffic_moving() 
     if !cfg!(feature = "fault-injection") {
         panic!("the stall needs the test hook: cargo test --features fault-injection");
     }
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     lab.stop_daemon("TERM");
     // This daemon stops handling packets after 10 (fault injection).
@@ -573,7 +573,7 @@ fn watchdog_restarts_a_stuck_packet_thread_and_fail_open_keeps_traffic_moving() 
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn reusing_the_port_of_an_allowed_connection_does_not_skip_inspection() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // An allowed TLS connection from port 45123 that the client aborts with a reset: the
     // kernel keeps its connection-tracking entry (state CLOSE) and reopens it, mark and all,
@@ -613,7 +613,7 @@ t.close()\""
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_large_upload_through_an_allowed_flow_is_byte_exact() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     // Jumbo frames: the client's first flight (10 segments) is one 89 KB GSO packet.
     for (ns, dev) in [
         (&lab.client, "c0"),
@@ -663,7 +663,7 @@ fn a_large_upload_through_an_allowed_flow_is_byte_exact() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     for (addr, extra) in [
         (SERVER_V4, "--version 1"),
@@ -695,7 +695,7 @@ fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // dnsmasq, forwarding nothing, answers REFUSED; the gateway's NXDOMAIN comes first and
     // tells Firefox that the network wants no DoH, a DDR client (an SVCB query) that the
@@ -731,7 +731,7 @@ fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     // 300 queries sent back to back from one socket, allowed and rejected names taking
     // turns, so batches hold both: each must get its own answer (dnsmasq's, or the
@@ -784,7 +784,7 @@ fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn packets_that_do_not_fit_the_socket_buffer_are_counted_as_undelivered() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     // A queue of 1024 packets gets a 2 MiB socket buffer (4 MiB as the kernel counts);
     // 8,000-byte queries (EDNS padding, reassembled before the queue) take more than
     // 4 KiB of it each, so while the daemon is stopped the buffer fills before the queue
@@ -877,7 +877,7 @@ fn thread_status(pid: u32, field: &str) -> Vec<(String, String)> {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn the_daemon_drops_to_nobody_with_only_cap_net_admin_and_still_filters() {
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();
     let pid = lab_daemon_pid(&lab);
     assert!(
@@ -959,7 +959,7 @@ fn the_daemon_drops_to_nobody_with_only_cap_net_admin_and_still_filters() {
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp_and_hides_it_over_tcp() {
     use telestrip::lab::ECH_NAME;
-    let Some(mut lab) = new_lab() else { return };
+    let mut lab = new_lab();
     let https = |lab: &Lab, server: &str, extra: &str| -> String {
         let out = lab.client(&format!(
             "dig +time=2 +tries=2 {extra} @{server} {ECH_NAME} HTTPS"
@@ -1021,10 +1021,8 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp_and_hides_it_
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn chromium_uses_real_ech_through_the_gateway_not_after_strip_ech_and_ech_drop_drops_it() {
     use telestrip::lab::ECH_NAME;
-    if !common::can_run_with(&["chromium"]) {
-        return;
-    }
-    let Some(mut lab) = new_lab() else { return };
+    common::require(&["chromium"]);
+    let mut lab = new_lab();
     lab.resolve_through_server().unwrap();
     // Chromium looks the name up itself (A and HTTPS records, through the gateway); every
     // other name fails without a lookup, so its background connections stay away.

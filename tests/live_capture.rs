@@ -28,9 +28,7 @@ fn flows(pcap: &Path) -> (Vec<Vec<String>>, std::collections::BTreeMap<String, u
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn fresh_captures_from_real_clients_match_the_expectations() {
-    if !common::can_run_with(&["tcpdump", "chromium"]) {
-        return;
-    }
+    common::require(&["tcpdump", "chromium"]);
     let fixtures = common::fixtures();
     let out = tempfile::tempdir().unwrap();
     let status = Command::new("bash")

@@ -8,7 +8,7 @@ use common::{BODY, SERVER_V4};
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn passive_mode_logs_telemetry_without_touching_traffic() {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     lab.start_daemon("mode: passive\ninterfaces: [gc]\n")
         .unwrap();
     let telemetry = lab.https("v10.events.data.microsoft.com", SERVER_V4, "");
@@ -30,7 +30,7 @@ fn passive_mode_logs_telemetry_without_touching_traffic() {
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn passive_resets_end_blocked_tcp_flows_at_both_ends() {
-    let Some(mut lab) = common::lab() else { return };
+    let mut lab = common::lab();
     lab.start_daemon("mode: passive\ninterfaces: [gc]\npassive_resets: true\n")
         .unwrap();
     // A TLS connection that stays open: openssl waits 3 s for input after the handshake.

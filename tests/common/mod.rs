@@ -11,16 +11,11 @@ pub use telestrip::lab::{BODY, SERVER_V4, SERVER_V6};
 
 const EXTRA_TOOLS: [&str; 4] = ["iptables-legacy", "nft", "systemd-analyze", "ethtool"];
 
-/// Whether this machine can run the namespace tests (root, the lab's tools). Those tests
-/// are `#[ignore]`d, so a plain `cargo test` lists them as ignored instead of calling them
-/// "ok"; scripts/test.sh runs them as root with `--include-ignored`, and then a missing
-/// piece fails the test (see [`not_run`]). Always true when it returns.
-pub fn can_run() -> bool {
-    can_run_with(&[])
-}
-
-/// `can_run`, for a test that also needs the programs in `more`.
-pub fn can_run_with(more: &[&str]) -> bool {
+/// Fails the test unless this machine can run the namespace tests (root, the lab's tools,
+/// and the programs in `more`). Those tests are `#[ignore]`d, so a plain `cargo test` lists
+/// them as ignored instead of calling them "ok"; scripts/test.sh runs them as root with
+/// `--include-ignored`, and then a missing piece fails the test here.
+pub fn require(more: &[&str]) {
     let missing = telestrip::lab::missing().or_else(|| {
         EXTRA_TOOLS
             .iter()
@@ -28,21 +23,22 @@ pub fn can_run_with(more: &[&str]) -> bool {
             .find(|t| !telestrip::lab::installed(t))
             .map(|t| format!("{t} is not installed"))
     });
-    missing.is_none_or(not_run)
+    if let Some(reason) = missing {
+        not_run(reason);
+    }
 }
 
-/// For tests that need programs but no namespaces: true when all of `tools` are installed;
-/// fails the test when one is not.
-pub fn have_tools(tools: &[&str]) -> bool {
-    tools
-        .iter()
-        .find(|t| !telestrip::lab::installed(t))
-        .is_none_or(|t| not_run(format!("{t} is not installed")))
+/// For tests that need programs but no namespaces: fails the test unless all of `tools`
+/// are installed.
+pub fn require_tools(tools: &[&str]) {
+    if let Some(tool) = tools.iter().find(|t| !telestrip::lab::installed(t)) {
+        not_run(format!("{tool} is not installed"));
+    }
 }
 
 /// Fails a test that was asked to run (`--include-ignored`) on a machine that cannot run
-/// it: a test that returns early would be reported "ok" without having run.
-pub fn not_run(reason: String) -> bool {
+/// it: a test that returned early would be reported "ok" without having run.
+pub fn not_run(reason: String) -> ! {
     panic!("this test needs root and the lab's tools (scripts/test.sh as root installs them), but {reason}")
 }
 
@@ -120,14 +116,12 @@ pub fn render_page(netns: Option<&str>, url: &str, name: &str) -> String {
 }
 
 /// A lab with servers running.
-pub fn lab() -> Option<telestrip::lab::Lab> {
-    if !can_run() {
-        return None;
-    }
+pub fn lab() -> telestrip::lab::Lab {
+    require(&[]);
     let mut lab =
         telestrip::lab::Lab::new(std::path::Path::new(env!("CARGO_BIN_EXE_telestrip"))).unwrap();
     lab.start_servers().unwrap();
-    Some(lab)
+    lab
 }
 
 pub fn sh(command: &str) {

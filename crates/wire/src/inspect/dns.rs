@@ -439,7 +439,9 @@ fn read_name<'a>(bytes: &'a [u8], reader: &mut Reader<'a>) -> Result<Name, At<Dn
 
 /// Skips a name without decoding it (for questions before the answer section).
 fn skip_name(reader: &mut Reader<'_>) -> Result<(), At<DnsError>> {
+    let start = reader.offset();
     for _ in 0..=MAX_POINTER_HOPS {
+        let label_start = reader.offset();
         let length = reader
             .u8()
             .ok_or_else(|| reader.fault(DnsError::Truncated("name")))?;
@@ -453,10 +455,10 @@ fn skip_name(reader: &mut Reader<'_>) -> Result<(), At<DnsError>> {
                     .skip(1)
                     .ok_or_else(|| reader.fault(DnsError::Truncated("compression pointer")))
             }
-            _ => return Err(DnsError::ReservedLabelType.into()),
+            _ => return Err(At::new(DnsError::ReservedLabelType, label_start)),
         }
     }
-    Err(DnsError::BadName.into())
+    Err(At::new(DnsError::BadName, start))
 }
 
 /// An ECHConfigList with one ECHConfig (draft-ietf-tls-esni §4): X25519 key, HKDF-SHA256 and

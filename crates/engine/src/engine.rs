@@ -37,7 +37,8 @@ pub use route::{Datagram, Prepared, Route, Routed};
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -45,8 +46,8 @@ use arc_swap::ArcSwap;
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{
-    Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, StreamBuf,
-    Streams, SynShape, VerdictCache,
+    Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, SharedFact,
+    StreamBuf, Streams, SynShape, VerdictCache,
 };
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::quic::HelloKind;
@@ -192,6 +193,11 @@ pub struct Engine {
     flows: FlowTable,
     learned: LearnedNames,
     ech_configs: EchConfigs,
+    /// Where facts learned from DNS answers go for the other gateways of the site (unset:
+    /// not shared).
+    facts: OnceLock<SyncSender<SharedFact>>,
+    /// Facts not shared because the outbox was full (the sharing thread fell behind).
+    pub facts_unshared: AtomicU64,
     pub counters: SharedCounters,
     pub flow_counts: FlowCounts,
     /// What the ECH and unreadable-QUIC policies record flows under.
@@ -235,6 +241,8 @@ impl Engine {
             flows: FlowTable::new(config.max_flows, config.timeouts),
             learned: LearnedNames::new(config.max_learned),
             ech_configs: EchConfigs::new(ECH_CONFIGS_KEPT),
+            facts: OnceLock::new(),
+            facts_unshared: AtomicU64::new(0),
             ech_record,
             quic_record,
             config,
@@ -265,6 +273,44 @@ impl Engine {
 
     pub fn learned(&self) -> &LearnedNames {
         &self.learned
+    }
+
+    /// From now on, hands every fact learned from a DNS answer to `outbox` (without waiting:
+    /// what does not fit is counted in `facts_unshared`). Set once; later calls change nothing.
+    pub fn share_facts(&self, outbox: SyncSender<SharedFact>) {
+        let _ = self.facts.set(outbox);
+    }
+
+    fn sharing(&self) -> bool {
+        self.facts.get().is_some()
+    }
+
+    fn share(&self, fact: SharedFact) {
+        if let Some(outbox) = self.facts.get() {
+            if outbox.try_send(fact).is_err() {
+                self.facts_unshared.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Learns a fact another gateway shared, at Unix time `now`; false if it has expired.
+    /// Imported facts are not shared again.
+    pub fn import(&self, fact: &SharedFact, now: Duration) -> bool {
+        let Some(left) = fact.expires().checked_sub(now.as_secs()).filter(|s| *s > 0) else {
+            return false;
+        };
+        let ttl = u32::try_from(left).unwrap_or(u32::MAX);
+        match fact {
+            SharedFact::Address { addr, name, .. } => self.learned.learn(*addr, name, ttl, now),
+            SharedFact::EchConfig {
+                public_name,
+                config_id,
+                ..
+            } => self
+                .ech_configs
+                .learn(tag_of(public_name.as_bytes()), *config_id, ttl, now),
+        }
+        true
     }
 
     /// Reports the engine's metrics when scraped: its counters, the matched flows per

@@ -117,6 +117,40 @@ pub struct Config {
     /// (passive) is kept.
     #[serde(default = "default_user")]
     pub user: String,
+    /// This gateway's name, where gateways share state (default: the host name).
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// A gateway pair: write every block verdict into the connection table through
+    /// ctnetlink, so that conntrackd replicates it to the other gateway (a mark saved by
+    /// the firewall rules alone is not announced for a flow whose packets are dropped).
+    #[serde(default)]
+    pub announce_verdicts: bool,
+    /// A gateway pair: share learned addresses and ECH configurations with the other
+    /// gateways of the site through Redis; absent: not shared.
+    #[serde(default)]
+    pub shared_state: Option<SharedStateConfig>,
+}
+
+/// The `shared_state:` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedStateConfig {
+    /// The Redis server, `redis://HOST:PORT/DB` (`redis://:PASSWORD@HOST/` with a password).
+    pub redis: String,
+    /// Prefix of the keys and of the channel; gateways that share state use the same one,
+    /// other sites on the same server another.
+    #[serde(default = "default_shared_prefix")]
+    pub prefix: String,
+    /// Milliseconds to wait for Redis before counting it as down (never on packet threads).
+    #[serde(default = "default_shared_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Facts kept for Redis while it is unreachable, written when it is back; beyond this
+    /// the oldest are dropped (counted).
+    #[serde(default = "default_shared_backlog")]
+    pub backlog: usize,
+    /// Most facts read from Redis when connecting (the learned tables have caps of their own).
+    #[serde(default = "default_shared_max_import")]
+    pub max_import: usize,
 }
 
 /// The `audit:` section.
@@ -168,6 +202,18 @@ fn default_rules_poll_ms() -> u64 {
 }
 fn default_heartbeat() -> u64 {
     60
+}
+fn default_shared_prefix() -> String {
+    "telestrip".into()
+}
+fn default_shared_timeout_ms() -> u64 {
+    250
+}
+fn default_shared_backlog() -> usize {
+    10_000
+}
+fn default_shared_max_import() -> usize {
+    262_144
 }
 
 /// Longest busy-poll time accepted.
@@ -221,6 +267,33 @@ impl Config {
                 self.busy_poll_us
             ));
         }
+        if self.announce_verdicts && self.mode == Mode::Passive {
+            return Err(
+                "announce_verdicts: passive mode gives the kernel no verdicts to announce; \
+                 use mode: nfqueue, or leave it off"
+                    .into(),
+            );
+        }
+        if let Some(shared) = &self.shared_state {
+            if !shared.redis.starts_with("redis://") && !shared.redis.starts_with("rediss://") {
+                return Err(format!(
+                    "shared_state.redis: {:?} is not a Redis URL (redis://HOST:PORT/DB)",
+                    shared.redis
+                ));
+            }
+            if !(10..=10_000).contains(&shared.timeout_ms) {
+                return Err(format!(
+                    "shared_state.timeout_ms: {} is not between 10 and 10000",
+                    shared.timeout_ms
+                ));
+            }
+            if shared.prefix.is_empty() || shared.prefix.contains(char::is_whitespace) {
+                return Err(format!(
+                    "shared_state.prefix: {:?} must be a non-empty word",
+                    shared.prefix
+                ));
+            }
+        }
         if self.mark_shift > 28 {
             return Err(format!(
                 "mark_shift: {} leaves no room for 4 bits in a 32-bit mark",
@@ -228,6 +301,16 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// This gateway's name: `gateway:`, else the host name.
+    pub fn gateway_name(&self) -> String {
+        self.gateway.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .unwrap_or_else(|| "telestrip".into())
+        })
     }
 
     pub fn marks(&self) -> Marks {
@@ -329,5 +412,35 @@ mod tests {
         let error = parse("busy_poll_us: 20000\n").unwrap_err();
         assert!(error.contains("busy_poll_us: 20000"), "{error}");
         assert_eq!(parse("busy_poll_us: 100\n").unwrap().busy_poll_us, 100);
+    }
+
+    #[test]
+    fn pair_settings_are_checked() {
+        let pair = parse(
+            "gateway: gw-a\nannounce_verdicts: true\nshared_state:\n  redis: redis://10.0.0.1:6379/0\n  prefix: telestrip:site-a\n",
+        )
+        .unwrap();
+        assert!(pair.announce_verdicts);
+        assert_eq!(pair.gateway_name(), "gw-a");
+        let shared = pair.shared_state.unwrap();
+        assert_eq!((shared.timeout_ms, shared.backlog), (250, 10_000));
+        assert!(
+            !parse("").unwrap().gateway_name().is_empty(),
+            "the host name"
+        );
+        let error =
+            parse("mode: passive\ninterfaces: [eth1]\nannounce_verdicts: true\n").unwrap_err();
+        assert!(error.contains("announce_verdicts: passive mode"), "{error}");
+        let error = parse("shared_state:\n  redis: 10.0.0.1:6379\n").unwrap_err();
+        assert!(error.contains("not a Redis URL"), "{error}");
+        let error =
+            parse("shared_state:\n  redis: redis://10.0.0.1/\n  timeout_ms: 0\n").unwrap_err();
+        assert!(error.contains("shared_state.timeout_ms: 0"), "{error}");
+        let error =
+            parse("shared_state:\n  redis: redis://10.0.0.1/\n  colour: red\n").unwrap_err();
+        assert!(
+            error.contains(":3:3") && error.contains("unknown field"),
+            "{error}"
+        );
     }
 }

@@ -15,9 +15,11 @@ pub use telestrip_engine::{engine, flow, inspect, rules, stats, wire};
 
 pub mod audit;
 pub mod config;
+pub mod conntrack;
 pub mod daemon;
 pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod server;
+pub mod shared;
 pub mod source;

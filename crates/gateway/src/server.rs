@@ -17,8 +17,10 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::audit::AuditStats;
+use crate::conntrack::AnnounceStats;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, RunInfo, CONTENT_TYPE};
+use crate::shared::SharedStats;
 use crate::source::nfqueue;
 use crate::source::SourceStats;
 
@@ -102,6 +104,10 @@ pub struct ControlPlane {
     pub history: Mutex<History>,
     /// Set once every packet thread runs.
     pub ready: AtomicBool,
+    /// A gateway pair: block verdicts written to the connection table (`announce_verdicts`).
+    pub announce: Option<Arc<AnnounceStats>>,
+    /// A gateway pair: learned state shared through Redis (`shared_state`).
+    pub shared: Option<Arc<SharedStats>>,
 }
 
 impl ControlPlane {
@@ -128,6 +134,8 @@ impl ControlPlane {
             reload: Mutex::new(None),
             history: Mutex::new(history),
             ready: AtomicBool::new(false),
+            announce: None,
+            shared: None,
         }
     }
 
@@ -144,6 +152,12 @@ impl ControlPlane {
                 Some(audit) => audit.export_metrics(sink),
                 None => AuditStats::default().export_metrics(sink),
             }
+            if let Some(announce) = &self.announce {
+                announce.export_metrics(sink);
+            }
+            if let Some(shared) = &self.shared {
+                shared.export_metrics(&self.engine, sink);
+            }
         })
     }
 
@@ -153,6 +167,12 @@ impl ControlPlane {
         let last = audit.last_error.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref()
             .map(|error| format!("audit log not writable: {error}"))
+    }
+
+    /// Why the daemon works with less than it was configured for (it still filters), if it
+    /// does.
+    pub fn degraded(&self) -> Option<String> {
+        self.shared.as_ref()?.degraded()
     }
 
     pub fn record_reload(&self, status: ReloadStatus) {
@@ -224,7 +244,11 @@ async fn metrics(State(control): State<Arc<ControlPlane>>) -> Response {
 
 async fn healthz(State(control): State<Arc<ControlPlane>>) -> Response {
     match control.problem() {
-        None => (StatusCode::OK, "ok\n").into_response(),
+        // Still filtering: healthy for a service manager, but the body says what is missing.
+        None => match control.degraded() {
+            Some(degraded) => (StatusCode::OK, format!("degraded: {degraded}\n")).into_response(),
+            None => (StatusCode::OK, "ok\n").into_response(),
+        },
         Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response(),
     }
 }

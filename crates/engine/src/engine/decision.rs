@@ -367,12 +367,14 @@ pub(super) fn worse(a: PacketAction, b: PacketAction) -> PacketAction {
 
 /// A cheap tag of a name (FNV-1a), to recognise a retransmitted DNS query.
 pub(super) fn name_tag(name: &Name) -> u64 {
-    name.as_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-        | 1
+    tag_of(name.as_bytes())
+}
+
+/// [`name_tag`] of a name's bytes.
+pub(super) fn tag_of(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1
 }
 
 /// What is done for a rule's action: the action itself, or `log` for a blocking rule in dry run.

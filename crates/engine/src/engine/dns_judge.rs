@@ -2,6 +2,7 @@
 //! matched names learned (addresses and ECH configurations) for later flows.
 
 use super::*;
+use crate::flow::learned::{MAX_TTL_SECONDS, MIN_TTL_SECONDS};
 
 impl Worker<'_> {
     /// A DNS packet (UDP or TCP): every message is judged on its own.
@@ -153,16 +154,12 @@ impl Worker<'_> {
                 }
                 RecordData::A(v4) => {
                     if let Some(name) = &attributed {
-                        self.engine
-                            .learned
-                            .learn(IpAddr::V4(v4), name.as_str(), record.ttl, time);
+                        self.learn_address(IpAddr::V4(v4), name.as_str(), record.ttl, time);
                     }
                 }
                 RecordData::Aaaa(v6) => {
                     if let Some(name) = &attributed {
-                        self.engine
-                            .learned
-                            .learn(IpAddr::V6(v6), name.as_str(), record.ttl, time);
+                        self.learn_address(IpAddr::V6(v6), name.as_str(), record.ttl, time);
                     }
                 }
                 // HTTPS/SVCB address hints let a client connect without any A/AAAA lookup;
@@ -175,12 +172,17 @@ impl Worker<'_> {
                             record.ttl,
                             time,
                         );
+                        if self.engine.sharing() {
+                            self.engine.share(SharedFact::EchConfig {
+                                public_name: public_name.as_str().into(),
+                                config_id,
+                                expires: shared_expiry(record.ttl, time),
+                            });
+                        }
                     }
                     if let Some(name) = &attributed {
                         for addr in hints.addresses() {
-                            self.engine
-                                .learned
-                                .learn(addr, name.as_str(), record.ttl, time);
+                            self.learn_address(addr, name.as_str(), record.ttl, time);
                         }
                     }
                 }
@@ -188,6 +190,26 @@ impl Worker<'_> {
             }
         }
     }
+}
+
+impl Worker<'_> {
+    /// Learns that `addr` serves `name`, and shares it with the site's other gateways.
+    fn learn_address(&self, addr: IpAddr, name: &str, ttl: u32, time: Duration) {
+        self.engine.learned.learn(addr, name, ttl, time);
+        if self.engine.sharing() {
+            self.engine.share(SharedFact::Address {
+                addr,
+                name: name.into(),
+                expires: shared_expiry(ttl, time),
+            });
+        }
+    }
+}
+
+/// When a fact learned at capture time `time` from a record with `ttl` expires, in Unix
+/// seconds: the TTL bounded as the learned tables bound it.
+fn shared_expiry(ttl: u32, time: Duration) -> u64 {
+    time.as_secs() + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS)
 }
 
 /// DNS is judged message by message, by port (either direction).

@@ -305,6 +305,76 @@ fn learns_addresses_from_dns_answers_with_their_ttl() {
 }
 
 #[test]
+fn learned_addresses_reach_a_peer_engine_and_are_not_shared_again() {
+    let (gateway_a, gateway_b) = (engine(), engine());
+    let (outbox_a, facts_a) = std::sync::mpsc::sync_channel(16);
+    let (outbox_b, facts_b) = std::sync::mpsc::sync_channel(16);
+    gateway_a.share_facts(outbox_a);
+    gateway_b.share_facts(outbox_b);
+    let dns = Hosts::new("192.0.2.10", 5353, "192.0.2.53", 53);
+    run(
+        &gateway_a,
+        &[dns.udp(
+            false,
+            &dns_response(
+                1,
+                "t.acme.example",
+                1,
+                &[
+                    Answer::A("t.acme.example", [198, 51, 100, 88]),
+                    Answer::A("t.acme.example", [198, 51, 100, 89]),
+                ],
+            ),
+        )],
+    );
+    let shared: Vec<SharedFact> = facts_a.try_iter().collect();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    let SharedFact::Address {
+        addr,
+        name,
+        expires,
+    } = &shared[0]
+    else {
+        panic!("an address fact: {shared:?}");
+    };
+    assert_eq!(*addr, IpAddr::from([198, 51, 100, 88]));
+    assert_eq!(&**name, "t.acme.example");
+    // The record's TTL (300 s in the testkit's answers) from the answer's capture time.
+    assert_eq!(*expires, 1_000 + 300);
+
+    // Gateway B never saw the answer; with the fact imported it blocks a flow to the
+    // address that carries no name of its own.
+    let raw = Hosts::new("192.0.2.10", 41000, "198.51.100.88", 443);
+    let hello = client_hello_with(&HelloOptions::default());
+    let (verdicts, _) = run(&gateway_b, &tls_flow(&raw, &hello, 0));
+    assert_eq!(
+        verdicts[3].action,
+        PacketAction::Accept,
+        "before the import"
+    );
+    for fact in &shared {
+        assert!(gateway_b.import(fact, Duration::from_secs(1_001)));
+    }
+    let raw = Hosts::new("192.0.2.10", 41001, "198.51.100.89", 443);
+    let (verdicts, events) = run(&gateway_b, &tls_flow(&raw, &hello, 0));
+    assert_eq!(verdicts[3].action, PacketAction::Drop);
+    assert_eq!(events[0].via, Via::Learned);
+    assert_eq!(
+        facts_b.try_iter().count(),
+        0,
+        "imported facts are not shared again"
+    );
+    // An expired fact is refused.
+    let stale = SharedFact::Address {
+        addr: IpAddr::from([198, 51, 100, 90]),
+        name: "t.acme.example".into(),
+        expires: 999,
+    };
+    assert!(!gateway_b.import(&stale, Duration::from_secs(1_000)));
+    assert_eq!(gateway_b.learned().len(), 2);
+}
+
+#[test]
 fn ech_facade_name_falls_back_to_learned_address() {
     let engine = engine();
     let dns = Hosts::new("192.0.2.10", 5353, "192.0.2.53", 53);

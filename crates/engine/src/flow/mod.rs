@@ -10,6 +10,7 @@ pub mod defrag;
 pub mod ech;
 pub mod key;
 pub mod learned;
+pub mod shared;
 pub mod stream;
 pub mod table;
 
@@ -18,6 +19,7 @@ pub use defrag::{Defrag, Reassembly};
 pub use ech::EchConfigs;
 pub use key::FlowKey;
 pub use learned::LearnedNames;
+pub use shared::SharedFact;
 pub use stream::{Insert, StreamBuf};
 pub use table::{FlowState, FlowTable, Phase, Streams, SynShape};
 

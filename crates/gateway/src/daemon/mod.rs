@@ -19,10 +19,12 @@ mod writer;
 
 use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
 use crate::config::{Config, FailMode, Mode};
+use crate::conntrack::{self, AnnounceStats, Conntrack};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::rules::load_rules;
 use crate::server::{self, ControlPlane, ReloadStatus};
+use crate::shared::{self, SharedStats};
 use crate::source::nfqueue::{self, QueueSettings};
 use crate::source::passive;
 use crate::source::SourceStats;
@@ -149,7 +151,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     let discarded_bytes = audit.as_ref().map_or(0, AuditWriter::discarded_bytes);
     let metrics = Metrics::new(&run_info)?;
-    let control = Arc::new(ControlPlane::new(
+    let announce_stats = config
+        .announce_verdicts
+        .then(|| Arc::new(AnnounceStats::default()));
+    let shared_stats = config
+        .shared_state
+        .as_ref()
+        .map(|_| Arc::new(SharedStats::default()));
+    let mut control = ControlPlane::new(
         Arc::clone(&engine),
         metrics,
         Arc::clone(&stats),
@@ -160,7 +169,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         },
         config.audit.as_ref().map(|_| Arc::clone(&audit_stats)),
         run_info.clone(),
-    ));
+    );
+    control.announce = announce_stats.clone();
+    control.shared = shared_stats.clone();
+    let control = Arc::new(control);
     if let Some(listen) = config.listen {
         let bound = server::spawn(listen, Arc::clone(&control))?;
         eprintln!("telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics");
@@ -191,6 +203,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .name("telestrip-log".into())
         .spawn(move || writer::run(setup, start, events_out, control_out))?;
     let stop = Arc::new(AtomicBool::new(false));
+    if let (Some(shared), Some(stats)) = (&config.shared_state, &shared_stats) {
+        let gateway = config.gateway_name();
+        shared::spawn(shared, &gateway, &engine, stats, &stop)?;
+        eprintln!(
+            "telestrip: sharing learned state as gateway {gateway} through {} (prefix {})",
+            redacted(&shared.redis),
+            shared.prefix
+        );
+    }
     let writable = privileges::Writable {
         files: config
             .audit
@@ -241,6 +262,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 fail: config.fail,
                 max_length: config.queue_length,
                 busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
+                announce: None,
             };
             let queue = nfqueue::open(&settings).with_context(|| {
                 format!("cannot bind NFQUEUE queue {number} (needs CAP_NET_ADMIN, and no other program bound to it)")
@@ -250,6 +272,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         if let Err(error) = nfqueue::open_kernel_queues() {
             eprintln!("telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
         }
+        let conntrack = if config.announce_verdicts {
+            Some(Conntrack::open().context(
+                "announce_verdicts: cannot open a ctnetlink socket (needs CAP_NET_ADMIN and nf_conntrack_netlink)",
+            )?)
+        } else {
+            None
+        };
         // Started before the drop, so it keeps no capability.
         spawn_watchdog(config.queues.clone(), Arc::clone(&stats))?;
         // Verdicts are netlink messages the kernel accepts only with CAP_NET_ADMIN.
@@ -260,7 +289,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             config.rules.as_deref(),
         )?;
         eprintln!("telestrip: {dropped}");
-        for (queue, injector, settings) in queues {
+        // Started after the drop, like the packet threads: updates need CAP_NET_ADMIN.
+        let announcer = match (conntrack, &announce_stats) {
+            (Some(conntrack), Some(stats)) => {
+                eprintln!("telestrip: block verdicts are written to the connection table (ctnetlink) for conntrackd");
+                Some(conntrack::spawn(conntrack, stats)?)
+            }
+            _ => None,
+        };
+        for (queue, injector, mut settings) in queues {
+            settings.announce = announcer.clone();
             let (engine, stats, stop, events_in) = (
                 Arc::clone(&engine),
                 Arc::clone(&stats),
@@ -459,4 +497,14 @@ fn reload(
         sha256: rules.sha256().to_string(),
         error,
     })));
+}
+
+/// A Redis URL without its password, for the log.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -32,9 +33,24 @@ pub struct Status {
     pub uptime_seconds: u64,
     pub last_reload: Option<Reload>,
     pub audit_problem: Option<String>,
+    /// What a configured part of a gateway pair lacks now (the gateway still filters).
+    pub degraded: Option<String>,
+    /// A gateway pair: what this gateway shares with the other (absent: not in a pair).
+    pub pair: Option<Pair>,
     pub vendors: Vec<VendorRow>,
     /// Blocked flows (all vendors) per hour, oldest first; the last is the current hour.
     pub blocked_per_hour: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pair {
+    /// Block verdicts written to the connection table for conntrackd, and the failures.
+    pub verdicts_announced: Option<u64>,
+    pub verdicts_not_announced: Option<u64>,
+    /// Learned state shared through Redis: reachable now, facts written and imported.
+    pub shared_state_up: Option<bool>,
+    pub facts_written: Option<u64>,
+    pub facts_imported: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,10 +147,28 @@ impl Status {
                 message: r.message,
             }),
             audit_problem: control.problem(),
+            degraded: control.degraded(),
+            pair: pair(control),
             vendors,
             blocked_per_hour,
         }
     }
+}
+
+fn pair(control: &ControlPlane) -> Option<Pair> {
+    if control.announce.is_none() && control.shared.is_none() {
+        return None;
+    }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let announce = control.announce.as_deref();
+    let shared = control.shared.as_deref();
+    Some(Pair {
+        verdicts_announced: announce.map(|a| load(&a.updated)),
+        verdicts_not_announced: announce.map(|a| load(&a.failed) + load(&a.overflow)),
+        shared_state_up: shared.map(crate::shared::SharedStats::connected),
+        facts_written: shared.map(|s| load(&s.written)),
+        facts_imported: shared.map(|s| load(&s.imported)),
+    })
 }
 
 /// "3 d 4 h", "2 h 5 min", "42 s".
@@ -145,6 +179,36 @@ pub fn duration_text(seconds: u64) -> String {
         s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
         s => format!("{s} s"),
     }
+}
+
+fn pair_text(pair: Option<&Pair>) -> String {
+    let Some(pair) = pair else {
+        return "not configured".into();
+    };
+    let mut parts = Vec::new();
+    if let (Some(done), Some(lost)) = (pair.verdicts_announced, pair.verdicts_not_announced) {
+        parts.push(format!(
+            "block verdicts written for conntrackd: {done}{}",
+            if lost > 0 {
+                format!(", <span class=\"bad\">{lost} not written</span>")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let Some(up) = pair.shared_state_up {
+        parts.push(format!(
+            "shared state (Redis): {}, {} facts written, {} imported",
+            if up {
+                "<span class=\"ok\">reachable</span>"
+            } else {
+                "<span class=\"bad\">unreachable</span>"
+            },
+            pair.facts_written.unwrap_or(0),
+            pair.facts_imported.unwrap_or(0)
+        ));
+    }
+    format!("<span id=\"pair\">{}</span>", parts.join("; "))
 }
 
 pub fn page(status: &Status) -> String {
@@ -170,6 +234,13 @@ pub fn page(status: &Status) -> String {
             html,
             " <span id=\"problem\" class=\"badge bad\">{}</span>",
             escape(problem)
+        );
+    }
+    if let Some(degraded) = &status.degraded {
+        let _ = write!(
+            html,
+            " <span id=\"degraded\" class=\"badge warn\">Degraded: {}</span>",
+            escape(degraded)
         );
     }
     html.push_str("</p><table id=\"facts\">");
@@ -233,6 +304,7 @@ pub fn page(status: &Status) -> String {
             ),
         ),
         ("Last rule reload", reload),
+        ("Gateway pair", pair_text(status.pair.as_ref())),
         ("telestrip", escape(&status.version)),
     ] {
         let _ = write!(html, "<tr><th>{key}</th><td>{value}</td></tr>");

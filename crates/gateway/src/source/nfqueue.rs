@@ -14,6 +14,7 @@ use nfq::{Message, Queue, Verdict as NfVerdict};
 use prometheus::Histogram;
 
 use crate::config::{FailMode, Marks};
+use crate::conntrack::{Announcer, FlowTuple, MarkUpdate};
 use crate::engine::{Engine, FlowEvent, FlowStatus, PacketAction, Queued, Reply};
 use crate::source::inject::Injector;
 use crate::source::SourceStats;
@@ -118,6 +119,9 @@ pub struct QueueSettings {
     pub max_length: u32,
     /// How long to keep polling for the next packet before sleeping (zero: not at all).
     pub busy_poll: Duration,
+    /// Where block verdicts go to reach the connection table through ctnetlink (a gateway
+    /// pair: `announce_verdicts`).
+    pub announce: Option<Announcer>,
 }
 
 /// Packets judged before their verdicts go back together in one system call.
@@ -306,6 +310,17 @@ fn judge(
         message.set_verdict(NfVerdict::Repeat);
         if verdict.flow == FlowStatus::Decided {
             bump(&stats.marked);
+            // An accepted packet carries its mark to conntrack confirmation, which announces
+            // it; a dropped one never gets there.
+            if let (Some(announcer), Marks::DROP | Marks::REJECT) = (&settings.announce, code) {
+                if let Some(tuple) = FlowTuple::of_packet(message.get_payload()) {
+                    announcer.announce(MarkUpdate {
+                        tuple,
+                        mark: marks.mark(code),
+                        mask: marks.mask(),
+                    });
+                }
+            }
         }
     } else {
         message.set_verdict(NfVerdict::Accept);

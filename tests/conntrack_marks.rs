@@ -11,7 +11,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use telestrip::conntrack::{Conntrack, FlowTuple, MarkUpdate};
+use telestrip::conntrack::{Conntrack, FlowTuple, MarkUpdate, Written};
 use telestrip::wire::Protocol;
 
 const INSIDE: &str = "TELESTRIP_CT_TEST_INSIDE";
@@ -91,7 +91,7 @@ fn inside_namespace() {
         mark: 0x20,
         mask: 0xf0,
     };
-    assert!(conntrack.set_mark(&update).unwrap(), "the flow is tracked");
+    assert_eq!(conntrack.set_mark(&update).unwrap(), Written::Updated);
     let listed = String::from_utf8(
         Command::new("conntrack")
             .args(["-L", "-p", "udp", "--dport", &server_port.to_string()])
@@ -110,11 +110,12 @@ fn inside_namespace() {
         mark: 0x30,
         mask: 0xf0,
     };
-    assert!(conntrack.set_mark(&reversed).unwrap());
+    assert_eq!(conntrack.set_mark(&reversed).unwrap(), Written::Updated);
 
-    // A flow nobody opened: reported, and not created.
+    // A TCP flow the kernel does not track: reported, never made up.
     let absent = MarkUpdate {
         tuple: FlowTuple {
+            protocol: Protocol::Tcp,
             src_port: 9,
             dst_port: 9,
             ..tuple
@@ -122,12 +123,35 @@ fn inside_namespace() {
         mark: 0x20,
         mask: 0xf0,
     };
-    assert!(!conntrack.set_mark(&absent).unwrap());
-    let listed = Command::new("conntrack")
-        .args(["-L", "-p", "udp", "--dport", "9"])
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains("dport=9 "));
+    assert_eq!(conntrack.set_mark(&absent).unwrap(), Written::NotFound);
+    assert!(!listing(&["-p", "tcp", "--dport", "9"]).contains("dport=9 "));
+
+    // A UDP flow blocked on its first datagram has no connection (the dropped datagram
+    // was never confirmed): one is made with the mark, and the kernel itself drops the
+    // flow's next datagram on it.
+    common::sh("iptables -A OUTPUT -p udp --dport 9999 -m connmark --mark 0x20/0xf0 -j DROP");
+    common::sh("iptables -A OUTPUT -p udp --dport 9999 -m conntrack --ctstate NEW -m mark ! --mark 0x1 -j DROP");
+    let blocked = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Dropped by the rule above (the sender sees EPERM).
+    let _ = blocked.send_to(b"first", "127.0.0.1:9999");
+    assert!(!listing(&["-p", "udp", "--dport", "9999"]).contains("dport=9999"));
+    let first = MarkUpdate {
+        tuple: FlowTuple {
+            src_port: blocked.local_addr().unwrap().port(),
+            dst_port: 9999,
+            ..tuple
+        },
+        mark: 0x20,
+        mask: 0xf0,
+    };
+    assert_eq!(conntrack.set_mark(&first).unwrap(), Written::Created);
+    let made = listing(&["-p", "udp", "--dport", "9999"]);
+    assert!(made.contains("mark=32"), "{made}");
+    // Made again (a second block verdict on the same flow): the existing one is updated.
+    assert_eq!(conntrack.set_mark(&first).unwrap(), Written::Updated);
+    let before = connmark_drops();
+    let _ = blocked.send_to(b"second", "127.0.0.1:9999");
+    assert_eq!(connmark_drops(), before + 1);
 
     // Both updates were announced as they happened.
     std::thread::sleep(Duration::from_millis(500));
@@ -137,4 +161,26 @@ fn inside_namespace() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("mark=288"), "announced: {text}");
     assert!(text.contains("mark=304"), "announced: {text}");
+}
+
+fn listing(filter: &[&str]) -> String {
+    let output = Command::new("conntrack")
+        .arg("-L")
+        .args(filter)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Packets dropped on the connection mark by the OUTPUT rule for port 9999.
+fn connmark_drops() -> u64 {
+    let output = Command::new("iptables")
+        .args(["-L", "OUTPUT", "-v", "-x", "-n"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines()
+        .find(|line| line.contains("dpt:9999") && line.contains("connmark"))
+        .and_then(|line| line.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no connmark rule in {text}"))
 }

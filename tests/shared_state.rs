@@ -19,7 +19,6 @@ use telestrip_testkit::{dns_response, Answer, Hosts};
 
 struct Redis {
     child: Child,
-    port: u16,
 }
 
 impl Redis {
@@ -38,7 +37,7 @@ impl Redis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
-        let redis = Self { child, port };
+        let redis = Self { child };
         wait_for("redis answers", || {
             Command::new("redis-cli")
                 .args(["-p", &port.to_string(), "ping"])

@@ -120,15 +120,37 @@ pub struct Config {
     /// This gateway's name, where gateways share state (default: the host name).
     #[serde(default)]
     pub gateway: Option<String>,
-    /// A gateway pair: write every block verdict into the connection table through
-    /// ctnetlink, so that conntrackd replicates it to the other gateway (a mark saved by
-    /// the firewall rules alone is not announced for a flow whose packets are dropped).
+    /// This gateway is one of a pair (keepalived and conntrackd); absent: it stands alone.
     #[serde(default)]
-    pub announce_verdicts: bool,
+    pub pair: Option<PairConfig>,
     /// A gateway pair: share learned addresses and ECH configurations with the other
     /// gateways of the site through Redis; absent: not shared.
     #[serde(default)]
     pub shared_state: Option<SharedStateConfig>,
+}
+
+/// The `pair:` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairConfig {
+    /// The addresses keepalived moves to the active gateway; this gateway counts as active
+    /// while it holds all of them (`telestrip_pair_active`, the status page).
+    #[serde(default)]
+    pub virtual_addresses: Vec<std::net::IpAddr>,
+    /// Write every block verdict into the connection table through ctnetlink, so that
+    /// conntrackd replicates it to the other gateway (a mark saved by the firewall rules
+    /// alone is not announced for a flow whose packets are dropped).
+    #[serde(default = "default_true")]
+    pub announce_verdicts: bool,
+}
+
+impl Config {
+    /// Whether block verdicts go to the connection table for conntrackd.
+    pub fn announce_verdicts(&self) -> bool {
+        self.pair
+            .as_ref()
+            .is_some_and(|pair| pair.announce_verdicts)
+    }
 }
 
 /// The `shared_state:` section.
@@ -267,10 +289,10 @@ impl Config {
                 self.busy_poll_us
             ));
         }
-        if self.announce_verdicts && self.mode == Mode::Passive {
+        if self.pair.is_some() && self.mode == Mode::Passive {
             return Err(
-                "announce_verdicts: passive mode gives the kernel no verdicts to announce; \
-                 use mode: nfqueue, or leave it off"
+                "pair: a passive gateway gives the kernel no verdicts to replicate; \
+                 use mode: nfqueue, or leave the section out"
                     .into(),
             );
         }
@@ -417,10 +439,12 @@ mod tests {
     #[test]
     fn pair_settings_are_checked() {
         let pair = parse(
-            "gateway: gw-a\nannounce_verdicts: true\nshared_state:\n  redis: redis://10.0.0.1:6379/0\n  prefix: telestrip:site-a\n",
+            "gateway: gw-a\npair:\n  virtual_addresses: [10.0.0.1, 'fd00::1']\nshared_state:\n  redis: redis://10.0.0.1:6379/0\n  prefix: telestrip:site-a\n",
         )
         .unwrap();
-        assert!(pair.announce_verdicts);
+        assert!(pair.announce_verdicts());
+        assert_eq!(pair.pair.as_ref().unwrap().virtual_addresses.len(), 2);
+        assert!(!parse("").unwrap().announce_verdicts());
         assert_eq!(pair.gateway_name(), "gw-a");
         let shared = pair.shared_state.unwrap();
         assert_eq!((shared.timeout_ms, shared.backlog), (250, 10_000));
@@ -428,9 +452,10 @@ mod tests {
             !parse("").unwrap().gateway_name().is_empty(),
             "the host name"
         );
-        let error =
-            parse("mode: passive\ninterfaces: [eth1]\nannounce_verdicts: true\n").unwrap_err();
-        assert!(error.contains("announce_verdicts: passive mode"), "{error}");
+        let error = parse("mode: passive\ninterfaces: [eth1]\npair: {}\n").unwrap_err();
+        assert!(error.contains("pair: a passive gateway"), "{error}");
+        let error = parse("pair:\n  virtual_addresses: [10.0.0.300]\n").unwrap_err();
+        assert!(error.contains(":2:"), "{error}");
         let error = parse("shared_state:\n  redis: 10.0.0.1:6379\n").unwrap_err();
         assert!(error.contains("not a Redis URL"), "{error}");
         let error =

@@ -1,5 +1,5 @@
 //! Final flow verdicts written into the kernel's connection table through ctnetlink, so that
-//! conntrackd replicates them to the other gateway of a pair (`announce_verdicts` in the
+//! conntrackd replicates them to the other gateway of a pair (`pair:` in the
 //! config; deploy/README.md, "Running a pair").
 //!
 //! The firewall rules save a verdict on the connection with CONNMARK, but the kernel tells
@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
-    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol as CtProtocol, Tuple,
@@ -38,6 +39,30 @@ pub const CHANNEL_CAPACITY: usize = 4096;
 
 /// How long the writer waits for the kernel's answer to one update.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+
+const ENOENT: i32 = nix::errno::Errno::ENOENT as i32;
+const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
+
+/// Lifetime of a connection made for a blocked UDP flow; each of the flow's datagrams
+/// (dropped by the kernel on the mark) extends it by the kernel's UDP timeout.
+const CREATED_TIMEOUT_SECONDS: u32 = 120;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Update,
+    Create,
+}
+
+/// What [`Conntrack::set_mark`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The connection's mark was changed.
+    Updated,
+    /// A connection was made with the mark (a UDP flow blocked on its first datagram).
+    Created,
+    /// The kernel tracks no such connection.
+    NotFound,
+}
 
 /// A connection as the kernel tracks it: the addresses and ports of one direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +117,8 @@ pub struct MarkUpdate {
 pub struct AnnounceStats {
     /// Connection marks updated (and so announced to conntrackd).
     pub updated: AtomicU64,
+    /// Connections made for UDP flows blocked on their first datagram.
+    pub created: AtomicU64,
     /// Updates for connections the kernel no longer tracked (already closed, or NAT that
     /// changed both addresses of the packet the verdict fell on).
     pub not_found: AtomicU64,
@@ -100,18 +127,18 @@ pub struct AnnounceStats {
     /// Updates lost because the writer's queue was full.
     pub overflow: AtomicU64,
     /// Sum of the time from hand-over to the kernel's answer, in microseconds (mean lag is
-    /// this over `updated`).
+    /// this over `updated` + `created`).
     pub lag_micros: AtomicU64,
 }
 
 const UPDATES: Family = Family {
     name: "telestrip_conntrack_mark_updates_total",
-    help: "Final flow verdicts written to the connection table through ctnetlink (so conntrackd replicates them), by result: updated, not_found (connection gone), failed (kernel refused), overflow (writer's queue full).",
+    help: "Block verdicts written to the connection table through ctnetlink (so conntrackd replicates them), by result: updated, created (a UDP flow blocked on its first datagram), not_found (connection gone), failed (kernel refused), overflow (writer's queue full).",
     labels: &["result"],
 };
 const LAG: Family = Family {
     name: "telestrip_conntrack_mark_lag_microseconds_total",
-    help: "Sum of the time from a verdict to its connection mark being updated (divide by updated updates for the mean).",
+    help: "Sum of the time from a block verdict to its connection mark being written, in microseconds (divide by the updated and created updates for the mean).",
     labels: &[],
 };
 
@@ -119,6 +146,7 @@ impl AnnounceStats {
     pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         sink.counter(&UPDATES, &["updated"], load(&self.updated));
+        sink.counter(&UPDATES, &["created"], load(&self.created));
         sink.counter(&UPDATES, &["not_found"], load(&self.not_found));
         sink.counter(&UPDATES, &["failed"], load(&self.failed));
         sink.counter(&UPDATES, &["overflow"], load(&self.overflow));
@@ -167,29 +195,42 @@ impl Conntrack {
     }
 
     /// Sets telestrip's bits of the mark of the connection `update.tuple` belongs to, in
-    /// whichever direction the tuple runs. `Ok(false)`: no such connection.
-    pub fn set_mark(&mut self, update: &MarkUpdate) -> io::Result<bool> {
+    /// whichever direction the tuple runs. A UDP flow blocked on its first datagram has no
+    /// connection yet (the kernel confirms one only for a packet that passes): it is made,
+    /// with the mark, so the kernel drops the flow's next datagrams itself and conntrackd
+    /// replicates it. `Ok(false)`: no such connection (TCP).
+    pub fn set_mark(&mut self, update: &MarkUpdate) -> io::Result<Written> {
         // The kernel finds a connection by the tuple of either direction; a packet whose
         // destination was rewritten (DNAT) matches neither, but its reverse is the reply.
         for tuple in [update.tuple, update.tuple.reversed()] {
-            match self.update(tuple, update.mark, update.mask) {
-                Ok(()) => return Ok(true),
-                Err(error) if error.raw_os_error() == Some(libc_enoent()) => continue,
+            match self.send(tuple, update, Change::Update) {
+                Ok(()) => return Ok(Written::Updated),
+                Err(error) if error.raw_os_error() == Some(ENOENT) => continue,
                 Err(error) => return Err(error),
             }
         }
-        Ok(false)
+        if update.tuple.protocol != Protocol::Udp {
+            return Ok(Written::NotFound);
+        }
+        match self.send(update.tuple, update, Change::Create) {
+            Ok(()) => Ok(Written::Created),
+            // Made meanwhile by a datagram that passed: set the mark on that one.
+            Err(error) if error.raw_os_error() == Some(EEXIST) => self
+                .send(update.tuple, update, Change::Update)
+                .map(|()| Written::Updated),
+            Err(error) => Err(error),
+        }
     }
 
-    fn update(&mut self, tuple: FlowTuple, mark: u32, mask: u32) -> io::Result<()> {
+    fn send(&mut self, tuple: FlowTuple, update: &MarkUpdate, change: Change) -> io::Result<()> {
         let (family, protocol) = match (tuple.src, tuple.protocol) {
             (IpAddr::V4(_), Protocol::Tcp) => (NetfilterProtoFamily::IPv4, CtProtocol::Tcp),
             (IpAddr::V4(_), _) => (NetfilterProtoFamily::IPv4, CtProtocol::Udp),
             (IpAddr::V6(_), Protocol::Tcp) => (NetfilterProtoFamily::IPv6, CtProtocol::Tcp),
             (IpAddr::V6(_), _) => (NetfilterProtoFamily::IPv6, CtProtocol::Udp),
         };
-        let attributes = vec![
-            ConntrackAttribute::CtaTupleOrig(vec![
+        let nested = |tuple: FlowTuple| {
+            vec![
                 Tuple::Ip(vec![
                     IPTuple::SourceAddress(tuple.src),
                     IPTuple::DestinationAddress(tuple.dst),
@@ -199,15 +240,26 @@ impl Conntrack {
                     ProtoTuple::SourcePort(tuple.src_port),
                     ProtoTuple::DestinationPort(tuple.dst_port),
                 ]),
-            ]),
-            ConntrackAttribute::CtaMark(mark),
-            ConntrackAttribute::Other(DefaultNla::new(CTA_MARK_MASK, mask.to_be_bytes().to_vec())),
-        ];
+            ]
+        };
+        let mut attributes = vec![ConntrackAttribute::CtaTupleOrig(nested(tuple))];
+        if change == Change::Create {
+            attributes.push(ConntrackAttribute::CtaTupleReply(nested(tuple.reversed())));
+            attributes.push(ConntrackAttribute::CtaTimeout(CREATED_TIMEOUT_SECONDS));
+        }
+        attributes.push(ConntrackAttribute::CtaMark(update.mark));
+        attributes.push(ConntrackAttribute::Other(DefaultNla::new(
+            CTA_MARK_MASK,
+            update.mask.to_be_bytes().to_vec(),
+        )));
         self.sequence = self.sequence.wrapping_add(1);
         let mut header = NetlinkHeader::default();
-        // An update: without NLM_F_CREATE the kernel never makes a connection up, without
-        // NLM_F_EXCL it changes the existing one.
+        // Without NLM_F_EXCL an existing connection is changed; only with NLM_F_CREATE is a
+        // missing one made.
         header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        if change == Change::Create {
+            header.flags |= NLM_F_CREATE | NLM_F_EXCL;
+        }
         header.sequence_number = self.sequence;
         let mut message = NetlinkMessage::new(
             header,
@@ -253,10 +305,6 @@ impl Conntrack {
     }
 }
 
-fn libc_enoent() -> i32 {
-    nix::errno::Errno::ENOENT as i32
-}
-
 fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     socket2::SockRef::from(socket).set_read_timeout(Some(timeout))
 }
@@ -283,12 +331,17 @@ fn write_marks(
     let mut warned = false;
     for (update, handed_over) in updates {
         match conntrack.set_mark(&update) {
-            Ok(true) => {
-                stats.updated.fetch_add(1, Ordering::Relaxed);
+            Ok(written @ (Written::Updated | Written::Created)) => {
+                let counter = if written == Written::Created {
+                    &stats.created
+                } else {
+                    &stats.updated
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let lag = u64::try_from(handed_over.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.lag_micros.fetch_add(lag, Ordering::Relaxed);
             }
-            Ok(false) => {
+            Ok(Written::NotFound) => {
                 stats.not_found.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {

@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod html;
 pub mod metrics;
 pub mod output;
+pub mod pair;
 pub mod server;
 pub mod shared;
 pub mod source;

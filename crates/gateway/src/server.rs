@@ -20,6 +20,7 @@ use crate::audit::AuditStats;
 use crate::conntrack::AnnounceStats;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, RunInfo, CONTENT_TYPE};
+use crate::pair::PairState;
 use crate::shared::SharedStats;
 use crate::source::nfqueue;
 use crate::source::SourceStats;
@@ -104,10 +105,12 @@ pub struct ControlPlane {
     pub history: Mutex<History>,
     /// Set once every packet thread runs.
     pub ready: AtomicBool,
-    /// A gateway pair: block verdicts written to the connection table (`announce_verdicts`).
+    /// A gateway pair: block verdicts written to the connection table (`pair.announce_verdicts`).
     pub announce: Option<Arc<AnnounceStats>>,
     /// A gateway pair: learned state shared through Redis (`shared_state`).
     pub shared: Option<Arc<SharedStats>>,
+    /// A gateway pair: active or standby, conntrackd listening (`pair:`).
+    pub pair: Option<Arc<PairState>>,
 }
 
 impl ControlPlane {
@@ -136,6 +139,7 @@ impl ControlPlane {
             ready: AtomicBool::new(false),
             announce: None,
             shared: None,
+            pair: None,
         }
     }
 
@@ -158,6 +162,9 @@ impl ControlPlane {
             if let Some(shared) = &self.shared {
                 shared.export_metrics(&self.engine, sink);
             }
+            if let Some(pair) = &self.pair {
+                pair.export_metrics(sink);
+            }
         })
     }
 
@@ -172,7 +179,14 @@ impl ControlPlane {
     /// Why the daemon works with less than it was configured for (it still filters), if it
     /// does.
     pub fn degraded(&self) -> Option<String> {
-        self.shared.as_ref()?.degraded()
+        let reasons: Vec<String> = [
+            self.pair.as_ref().and_then(|p| p.degraded()),
+            self.shared.as_ref().and_then(|s| s.degraded()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     pub fn record_reload(&self, status: ReloadStatus) {

@@ -22,6 +22,7 @@ use crate::config::{Config, FailMode, Mode};
 use crate::conntrack::{self, AnnounceStats, Conntrack};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
+use crate::pair::{self, PairState};
 use crate::rules::load_rules;
 use crate::server::{self, ControlPlane, ReloadStatus};
 use crate::shared::{self, SharedStats};
@@ -152,7 +153,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let discarded_bytes = audit.as_ref().map_or(0, AuditWriter::discarded_bytes);
     let metrics = Metrics::new(&run_info)?;
     let announce_stats = config
-        .announce_verdicts
+        .announce_verdicts()
         .then(|| Arc::new(AnnounceStats::default()));
     let shared_stats = config
         .shared_state
@@ -170,8 +171,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         config.audit.as_ref().map(|_| Arc::clone(&audit_stats)),
         run_info.clone(),
     );
+    let pair_state = config
+        .pair
+        .as_ref()
+        .map(|pair| Arc::new(PairState::new(!pair.virtual_addresses.is_empty())));
     control.announce = announce_stats.clone();
     control.shared = shared_stats.clone();
+    control.pair = pair_state.clone();
     let control = Arc::new(control);
     if let Some(listen) = config.listen {
         let bound = server::spawn(listen, Arc::clone(&control))?;
@@ -203,6 +209,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .name("telestrip-log".into())
         .spawn(move || writer::run(setup, start, events_out, control_out))?;
     let stop = Arc::new(AtomicBool::new(false));
+    if let (Some(pair), Some(state)) = (&config.pair, &pair_state) {
+        pair::spawn(pair.virtual_addresses.clone(), state, &stop)?;
+    }
     if let (Some(shared), Some(stats)) = (&config.shared_state, &shared_stats) {
         let gateway = config.gateway_name();
         shared::spawn(shared, &gateway, &engine, stats, &stop)?;
@@ -272,9 +281,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         if let Err(error) = nfqueue::open_kernel_queues() {
             eprintln!("telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
         }
-        let conntrack = if config.announce_verdicts {
+        let conntrack = if config.announce_verdicts() {
             Some(Conntrack::open().context(
-                "announce_verdicts: cannot open a ctnetlink socket (needs CAP_NET_ADMIN and nf_conntrack_netlink)",
+                "pair.announce_verdicts: cannot open a ctnetlink socket (needs CAP_NET_ADMIN and nf_conntrack_netlink)",
             )?)
         } else {
             None

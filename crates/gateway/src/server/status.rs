@@ -44,6 +44,10 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 pub struct Pair {
+    /// This gateway holds the pair's virtual addresses (None: none configured).
+    pub active: Option<bool>,
+    /// Sockets listening to connection events (conntrackd).
+    pub conntrack_event_listeners: Option<u64>,
     /// Block verdicts written to the connection table for conntrackd, and the failures.
     pub verdicts_announced: Option<u64>,
     pub verdicts_not_announced: Option<u64>,
@@ -156,13 +160,18 @@ impl Status {
 }
 
 fn pair(control: &ControlPlane) -> Option<Pair> {
-    if control.announce.is_none() && control.shared.is_none() {
+    if control.announce.is_none() && control.shared.is_none() && control.pair.is_none() {
         return None;
     }
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let announce = control.announce.as_deref();
     let shared = control.shared.as_deref();
+    let pair = control.pair.as_deref();
     Some(Pair {
+        active: pair
+            .filter(|p| p.watches_addresses)
+            .map(|p| p.active.load(Ordering::Relaxed)),
+        conntrack_event_listeners: pair.map(|p| load(&p.event_listeners)),
         verdicts_announced: announce.map(|a| load(&a.updated)),
         verdicts_not_announced: announce.map(|a| load(&a.failed) + load(&a.overflow)),
         shared_state_up: shared.map(crate::shared::SharedStats::connected),
@@ -186,6 +195,21 @@ fn pair_text(pair: Option<&Pair>) -> String {
         return "not configured".into();
     };
     let mut parts = Vec::new();
+    if let Some(active) = pair.active {
+        parts.push(if active {
+            "<span class=\"ok\">active</span> (holds the virtual addresses)".to_string()
+        } else {
+            "standby (the other gateway holds the virtual addresses)".to_string()
+        });
+    }
+    if let Some(listeners) = pair.conntrack_event_listeners {
+        parts.push(if listeners > 0 {
+            "conntrackd listening".to_string()
+        } else {
+            "<span class=\"bad\">nothing listens to connection events (conntrackd down?)</span>"
+                .to_string()
+        });
+    }
     if let (Some(done), Some(lost)) = (pair.verdicts_announced, pair.verdicts_not_announced) {
         parts.push(format!(
             "block verdicts written for conntrackd: {done}{}",

@@ -120,7 +120,7 @@ pub struct QueueSettings {
     /// How long to keep polling for the next packet before sleeping (zero: not at all).
     pub busy_poll: Duration,
     /// Where block verdicts go to reach the connection table through ctnetlink (a gateway
-    /// pair: `announce_verdicts`).
+    /// pair: `pair.announce_verdicts`).
     pub announce: Option<Announcer>,
 }
 

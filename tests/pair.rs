@@ -349,6 +349,14 @@ fn verdicts_and_learned_addresses_survive_a_failover_and_a_failback() {
     );
     assert_eq!(pair.metric("a", "telestrip_pair_active"), 1.0);
     assert_eq!(pair.metric("b", "telestrip_pair_active"), 0.0);
+    let exported = pair.run("a", "curl -s --max-time 2 http://127.0.0.1:9477/metrics");
+    let exported = String::from_utf8_lossy(&exported.stdout);
+    for name in common::PAIR_METRICS {
+        assert!(
+            exported.contains(&format!("\n{name}")),
+            "a gateway of a pair exports {name}"
+        );
+    }
     assert_eq!(pair.received("tcp:10.79.2.10:8443", blocked_port), Some(0));
     assert_eq!(pair.received("udp:10.79.2.10:443", quic_blocked), None);
     assert!(

@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use telestrip::lab::{BODY, SERVER_V4, SERVER_V6};
 
+/// Metrics only a gateway of a pair exports (`pair:`, `shared_state:`); tests/pair.rs checks
+/// that it does.
+pub const PAIR_METRICS: [&str; 9] = [
+    "telestrip_pair_active",
+    "telestrip_pair_transitions_total",
+    "telestrip_conntrack_event_listeners",
+    "telestrip_conntrack_event_listener_drops",
+    "telestrip_conntrack_mark_updates_total",
+    "telestrip_conntrack_mark_lag_microseconds_total",
+    "telestrip_shared_state_up",
+    "telestrip_shared_facts_total",
+    "telestrip_shared_state_errors_total",
+];
+
 const EXTRA_TOOLS: [&str; 4] = ["iptables-legacy", "nft", "systemd-analyze", "ethtool"];
 
 /// Fails the test unless this machine can run the namespace tests (root, the lab's tools,

@@ -359,6 +359,19 @@ fn verdicts_and_learned_addresses_survive_a_failover_and_a_failback() {
     }
     assert_eq!(pair.received("tcp:10.79.2.10:8443", blocked_port), Some(0));
     assert_eq!(pair.received("udp:10.79.2.10:443", quic_blocked), None);
+    // What the admin sees: the status page's pair row, the same in /status.json.
+    let page = pair.run("a", "curl -s --max-time 2 http://127.0.0.1:9477/");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains("Gateway pair"), "{page}");
+    assert!(page.contains(">active</span>") && page.contains("conntrackd listening"));
+    let status = pair.run(
+        "b",
+        "curl -s --max-time 2 http://127.0.0.1:9477/status.json",
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["pair"]["active"], false);
+    assert_eq!(status["pair"]["shared_state_up"], true);
+    assert!(status["pair"]["facts_imported"].as_u64() >= Some(1));
     assert!(
         !done.exists(),
         "the download must still run at the failover"

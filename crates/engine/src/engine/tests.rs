@@ -353,7 +353,7 @@ fn learned_addresses_reach_a_peer_engine_and_are_not_shared_again() {
         "before the import"
     );
     for fact in &shared {
-        assert!(gateway_b.import(fact, Duration::from_secs(1_001)));
+        assert!(gateway_b.import(fact, Duration::from_secs(999)));
     }
     let raw = Hosts::new("192.0.2.10", 41001, "198.51.100.89", 443);
     let (verdicts, events) = run(&gateway_b, &tls_flow(&raw, &hello, 0));
@@ -364,6 +364,43 @@ fn learned_addresses_reach_a_peer_engine_and_are_not_shared_again() {
         0,
         "imported facts are not shared again"
     );
+
+    // An ECH configuration announced in an HTTPS record travels the same way.
+    run(
+        &gateway_a,
+        &[dns.udp(
+            false,
+            &dns_response(
+                2,
+                "www.example.org",
+                65,
+                &[Answer::Https(
+                    "www.example.org",
+                    [192, 0, 2, 80],
+                    [0; 16],
+                    true,
+                )],
+            ),
+        )],
+    );
+    let ech: Vec<SharedFact> = facts_a.try_iter().collect();
+    assert_eq!(
+        ech,
+        [SharedFact::EchConfig {
+            public_name: telestrip_testkit::ECH_PUBLIC_NAME.into(),
+            config_id: telestrip_testkit::ECH_CONFIG_ID,
+            expires: 1_000 + 300,
+        }]
+    );
+    let tag = tag_of(telestrip_testkit::ECH_PUBLIC_NAME.as_bytes());
+    let at = Duration::from_secs(1_001);
+    assert!(!gateway_b
+        .ech_configs
+        .contains(tag, telestrip_testkit::ECH_CONFIG_ID, at));
+    assert!(gateway_b.import(&ech[0], Duration::from_secs(999)));
+    assert!(gateway_b
+        .ech_configs
+        .contains(tag, telestrip_testkit::ECH_CONFIG_ID, at));
     // An expired fact is refused.
     let stale = SharedFact::Address {
         addr: IpAddr::from([198, 51, 100, 90]),

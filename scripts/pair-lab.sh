@@ -164,6 +164,7 @@ queues: [0]
 fail: open
 listen: 127.0.0.1:9477
 gateway: gw-$g
+site: pairlab
 pair:
   virtual_addresses: [10.79.1.1, 10.79.2.1]
 shared_state:

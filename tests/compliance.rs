@@ -172,6 +172,8 @@ fn write_log(path: &Path, flows: u16) {
     writer.append(
         start + Duration::from_secs(100),
         AuditEvent::Stop {
+            gateway: None,
+            site: None,
             ruleset: "abc".into(),
             packets: 10,
             events_dropped: 0,

@@ -483,6 +483,15 @@ fn verdicts_and_learned_addresses_survive_a_failover_and_a_failback() {
     });
     assert!(pair.audit_verifies("a"));
     assert!(pair.audit_verifies("b"));
+    // Each log names its gateway and site in its start and heartbeat records.
+    for gateway in ["a", "b"] {
+        let records = pair.audit_records(gateway);
+        for kind in ["start", "heartbeat"] {
+            let record = records.iter().find(|r| r["kind"] == kind).unwrap();
+            assert_eq!(record["gateway"], format!("gw-{gateway}").as_str());
+            assert_eq!(record["site"], "pairlab");
+        }
+    }
 
     // Fail back: A takes over again (higher priority) and carries the flows B carried.
     let queued_on_a = pair.queued("a");

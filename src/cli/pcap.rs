@@ -237,6 +237,8 @@ fn metrics_text(engine: &Engine, enforce: bool) -> String {
         fail: "none",
         enforce,
         strip_ech: false,
+        gateway: None,
+        site: None,
     };
     match Metrics::new(&run) {
         Ok(metrics) => {

@@ -21,6 +21,8 @@ fn heartbeats(writer: &mut AuditWriter, from: u64, to: u64) {
         writer.append(
             at(t),
             AuditEvent::Heartbeat {
+                gateway: None,
+                site: None,
                 ruleset: "r".into(),
                 packets: 0,
                 events_dropped: 0,
@@ -34,6 +36,8 @@ fn stop(writer: &mut AuditWriter, time: u64, events_dropped: u64) {
     writer.append(
         at(time),
         AuditEvent::Stop {
+            gateway: None,
+            site: None,
             ruleset: "r".into(),
             packets: 0,
             events_dropped,
@@ -230,6 +234,8 @@ fn heartbeat_with(writer: &mut AuditWriter, time: u64, bypass: &[(&str, u64)]) {
     writer.append(
         at(time),
         AuditEvent::Heartbeat {
+            gateway: None,
+            site: None,
             ruleset: "r".into(),
             packets: 0,
             events_dropped: 0,
@@ -253,6 +259,8 @@ fn bypass_attempts_are_counted_per_run_and_only_inside_the_period() {
     w.append(
         at(300),
         AuditEvent::Stop {
+            gateway: None,
+            site: None,
             ruleset: "r".into(),
             packets: 0,
             events_dropped: 0,

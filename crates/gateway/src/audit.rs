@@ -60,6 +60,12 @@ pub enum AuditEvent {
     },
     /// The daemon started filtering.
     Start {
+        /// The gateway and its site (`gateway:`, `site:` in the config); absent in logs of
+        /// older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
         telestrip: String,
         ruleset: String,
         sha256: String,
@@ -84,6 +90,11 @@ pub enum AuditEvent {
     },
     /// The daemon is alive; cumulative counters since its start.
     Heartbeat {
+        /// As in `Start`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
         ruleset: String,
         packets: u64,
         /// Matched-flow events lost because the writer fell behind (not in this log).
@@ -96,6 +107,11 @@ pub enum AuditEvent {
     },
     /// The daemon stopped cleanly.
     Stop {
+        /// As in `Start`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
         ruleset: String,
         packets: u64,
         events_dropped: u64,
@@ -650,6 +666,8 @@ pub mod samples {
     /// The start record of an enforcing, fail-open daemon with a 60 s heartbeat.
     pub fn audit_start(ruleset: &str, enforce: bool) -> AuditEvent {
         AuditEvent::Start {
+            gateway: None,
+            site: None,
             telestrip: "0.1.0".into(),
             ruleset: ruleset.into(),
             sha256: format!("sha-{ruleset}"),

@@ -117,9 +117,14 @@ pub struct Config {
     /// (passive) is kept.
     #[serde(default = "default_user")]
     pub user: String,
-    /// This gateway's name, where gateways share state (default: the host name).
+    /// This gateway's name, in its audit records, status page and metrics (default: the host
+    /// name).
     #[serde(default)]
     pub gateway: Option<String>,
+    /// The site this gateway serves (a building, an office, a data centre): the fleet report
+    /// counts a site covered while one of its gateways enforces.
+    #[serde(default)]
+    pub site: Option<String>,
     /// This gateway is one of a pair (keepalived and conntrackd); absent: it stands alone.
     #[serde(default)]
     pub pair: Option<PairConfig>,
@@ -238,6 +243,14 @@ fn default_shared_max_import() -> usize {
     262_144
 }
 
+/// A gateway or site name: short, and safe in file names, label values and log lines.
+fn valid_label(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// Longest busy-poll time accepted.
 const MAX_BUSY_POLL_US: u32 = 10_000;
 
@@ -288,6 +301,15 @@ impl Config {
                  that polls longer only burns CPU time",
                 self.busy_poll_us
             ));
+        }
+        for (field, value) in [("gateway", &self.gateway), ("site", &self.site)] {
+            if let Some(value) = value {
+                if !valid_label(value) {
+                    return Err(format!(
+                        "{field}: {value:?} must be 1 to 64 letters, digits, '.', '-' or '_'"
+                    ));
+                }
+            }
         }
         if self.pair.is_some() && self.mode == Mode::Passive {
             return Err(
@@ -446,6 +468,12 @@ mod tests {
         assert_eq!(pair.pair.as_ref().unwrap().virtual_addresses.len(), 2);
         assert!(!parse("").unwrap().announce_verdicts());
         assert_eq!(pair.gateway_name(), "gw-a");
+        assert_eq!(
+            parse("site: berlin-1\n").unwrap().site.as_deref(),
+            Some("berlin-1")
+        );
+        let error = parse("site: \"Berlin Mitte\"\n").unwrap_err();
+        assert!(error.contains("site: \"Berlin Mitte\" must be"), "{error}");
         let shared = pair.shared_state.unwrap();
         assert_eq!((shared.timeout_ms, shared.backlog), (250, 10_000));
         assert!(

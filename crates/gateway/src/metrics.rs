@@ -36,6 +36,9 @@ pub struct RunInfo {
     pub enforce: bool,
     /// `strip_ech` of the configuration (inline only).
     pub strip_ech: bool,
+    /// This gateway and its site (a live daemon; none for an offline audit).
+    pub gateway: Option<String>,
+    pub site: Option<String>,
 }
 
 /// Every metric telestrip exports, registered in its own registry.
@@ -173,6 +176,18 @@ impl Metrics {
             &["version"],
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        if let Some(gateway) = &run.gateway {
+            // The gateway's identity as the daemon knows it; the other series get their
+            // gateway and site labels from Prometheus' target labels.
+            let identity = gauge_vec(
+                "telestrip_gateway_info",
+                "This gateway's name and site as its configuration gives them (value 1).",
+                &["gateway", "site"],
+            )?;
+            identity
+                .with_label_values(&[gateway.as_str(), run.site.as_deref().unwrap_or("")])
+                .set(1);
+        }
         let config = gauge_vec(
             "telestrip_config_info",
             "How telestrip runs (value 1).",
@@ -266,6 +281,8 @@ mod tests {
             fail: "none",
             enforce: true,
             strip_ech: false,
+            gateway: None,
+            site: None,
         };
         Metrics::new(&run).unwrap()
     }

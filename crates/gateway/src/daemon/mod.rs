@@ -112,6 +112,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
     ));
+    let gateway = config.gateway_name();
     let run_info = RunInfo {
         mode: if passive { "passive" } else { "nfqueue" },
         fail: match config.fail {
@@ -120,6 +121,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         },
         enforce,
         strip_ech: config.strip_ech,
+        gateway: Some(gateway.clone()),
+        site: config.site.clone(),
     };
     let stats = Arc::new(SourceStats::default());
     let audit_stats = Arc::new(AuditStats::default());
@@ -186,6 +189,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
     let (control_in, control_out) = channel::<writer::Control>();
     let setup = writer::WriterSetup {
+        gateway: gateway.clone(),
+        site: config.site.clone(),
         audit,
         pseudonymizer,
         heartbeat,
@@ -195,6 +200,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     let rules = engine.rules();
     let start = AuditEvent::Start {
+        gateway: Some(gateway.clone()),
+        site: config.site.clone(),
         telestrip: env!("CARGO_PKG_VERSION").to_string(),
         ruleset: rules.version().to_string(),
         sha256: rules.sha256().to_string(),
@@ -213,7 +220,6 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         pair::spawn(pair.virtual_addresses.clone(), state, &stop)?;
     }
     if let (Some(shared), Some(stats)) = (&config.shared_state, &shared_stats) {
-        let gateway = config.gateway_name();
         shared::spawn(shared, &gateway, &engine, stats, &stop)?;
         eprintln!(
             "telestrip: sharing learned state as gateway {gateway} through {} (prefix {})",

@@ -20,6 +20,9 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What the writer needs besides its channels.
 pub struct WriterSetup {
+    /// This gateway and its site, named in the start, heartbeat and stop records.
+    pub gateway: String,
+    pub site: Option<String>,
     pub audit: Option<AuditWriter>,
     pub pseudonymizer: Option<Pseudonymizer>,
     pub heartbeat: Duration,
@@ -182,6 +185,8 @@ impl WriterSetup {
     fn heartbeat_record(&self) -> AuditEvent {
         let (ruleset, packets, events_dropped) = self.counters();
         AuditEvent::Heartbeat {
+            gateway: Some(self.gateway.clone()),
+            site: self.site.clone(),
             ruleset,
             packets,
             events_dropped,
@@ -192,6 +197,8 @@ impl WriterSetup {
     fn stop_record(&self) -> AuditEvent {
         let (ruleset, packets, events_dropped) = self.counters();
         AuditEvent::Stop {
+            gateway: Some(self.gateway.clone()),
+            site: self.site.clone(),
             ruleset,
             packets,
             events_dropped,

@@ -16,6 +16,9 @@ use crate::stats::EchAnswer;
 /// What the page shows, also served as `/status.json`.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// This gateway and its site (`gateway:`, `site:` in the config).
+    pub gateway: Option<String>,
+    pub site: Option<String>,
     pub version: String,
     pub ruleset: String,
     pub ruleset_sha256: String,
@@ -120,6 +123,8 @@ impl Status {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         Status {
+            gateway: control.run.gateway.clone(),
+            site: control.run.site.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ruleset: rules.version().to_string(),
             ruleset_sha256: rules.sha256().to_string(),
@@ -284,7 +289,17 @@ pub fn page(status: &Status) -> String {
             )
         },
     );
+    let identity = match (&status.gateway, &status.site) {
+        (Some(gateway), Some(site)) => format!(
+            "<span id=\"gateway\">{}</span> at site <span id=\"site\">{}</span>",
+            escape(gateway),
+            escape(site)
+        ),
+        (Some(gateway), None) => format!("<span id=\"gateway\">{}</span>", escape(gateway)),
+        (None, _) => "not named (offline audit)".into(),
+    };
     for (key, value) in [
+        ("Gateway", identity),
         (
             "Ruleset",
             format!(

@@ -21,6 +21,8 @@ fn control(enforce: bool) -> Arc<ControlPlane> {
         fail: "open",
         enforce,
         strip_ech: true,
+        gateway: Some("gw-test".into()),
+        site: Some("site-test".into()),
     };
     let metrics = Metrics::new(&run).unwrap();
     let audit = Some(Arc::new(AuditStats::default()));
@@ -158,6 +160,10 @@ fn the_server_serves_metrics_health_and_status() {
         "{body}"
     );
     assert!(body.contains("telestrip_ruleset_info{sha256=\""), "{body}");
+    assert!(
+        body.contains("telestrip_gateway_info{gateway=\"gw-test\",site=\"site-test\"} 1"),
+        "{body}"
+    );
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
     assert!(get(addr, "/healthz").0.contains("200"));
     assert!(get(addr, "/readyz").0.contains("503"));
@@ -168,8 +174,18 @@ fn the_server_serves_metrics_health_and_status() {
         status_line.contains("200") && page.contains("microsoft"),
         "{page}"
     );
+    assert!(
+        page.contains(
+            "<span id=\"gateway\">gw-test</span> at site <span id=\"site\">site-test</span>"
+        ),
+        "{page}"
+    );
     let json: serde_json::Value = serde_json::from_str(&get(addr, "/status.json").1).unwrap();
     assert_eq!(json["vendors"][0]["blocked_since_start"], 2);
+    assert_eq!(
+        (&json["gateway"], &json["site"]),
+        (&"gw-test".into(), &"site-test".into())
+    );
     // An audit log that cannot be written makes the daemon unhealthy, and says why.
     *control.audit.as_ref().unwrap().last_error.lock().unwrap() =
         Some("No space left on device".into());

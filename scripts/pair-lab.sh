@@ -159,10 +159,12 @@ EOF
         -e "s|@PRIORITY@|$priority|g; s|@HOOK@|$dir/$g/failover.sh|g; s|@PASSWORD@|telestri|g" \
         -e "s|^    enable_script_security|    # (no script security: the lab's files live under /tmp)|" \
         <(uncommented "$here/deploy/pair/keepalived.conf") >"$dir/$g/keepalived.conf"
+    # The control plane listens on every address: a site Prometheus scrapes it over the sync
+    # link (tests/fleet.rs).
     cat >"$dir/$g/telestrip.yaml" <<EOF
 queues: [0]
 fail: open
-listen: 127.0.0.1:9477
+listen: 0.0.0.0:9477
 gateway: gw-$g
 site: pairlab
 pair:

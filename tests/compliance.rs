@@ -90,8 +90,14 @@ fn shipped_prometheus_config_and_alerts_pass_promtool_and_their_tests() {
     require_tools(&["promtool"]);
     for args in [
         vec!["check", "config", "prometheus.yml"],
+        vec!["check", "config", "site.yml"],
+        vec!["check", "config", "central.yml"],
         vec!["check", "rules", "telestrip-alerts.yml"],
+        vec!["check", "rules", "telestrip-recording.yml"],
+        vec!["check", "rules", "telestrip-fleet-alerts.yml"],
         vec!["test", "rules", "telestrip-alerts_test.yml"],
+        vec!["test", "rules", "telestrip-recording_test.yml"],
+        vec!["test", "rules", "telestrip-fleet-alerts_test.yml"],
     ] {
         let output = Command::new("promtool")
             .args(&args)
@@ -147,7 +153,16 @@ fn dashboard_and_alerts_only_use_metrics_telestrip_exports() {
     let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     assert!(json["panels"].as_array().unwrap().len() >= 8);
     let alerts = std::fs::read_to_string(deploy("prometheus/telestrip-alerts.yml")).unwrap();
-    for (file, used) in [("dashboard", &dashboard), ("alerts", &alerts)] {
+    // Recorded series are named level:metric:operation (telestrip-recording.yml); the
+    // metric in the middle must exist.
+    let recording = std::fs::read_to_string(deploy("prometheus/telestrip-recording.yml")).unwrap();
+    let fleet = std::fs::read_to_string(deploy("prometheus/telestrip-fleet-alerts.yml")).unwrap();
+    for (file, used) in [
+        ("dashboard", &dashboard),
+        ("alerts", &alerts),
+        ("recording rules", &recording),
+        ("fleet alerts", &fleet),
+    ] {
         let unknown: Vec<_> = metric_names(used)
             .into_iter()
             .filter(|n| n != "telestrip_compliance" && !exported.contains(n))

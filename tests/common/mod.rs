@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use telestrip::lab::{BODY, SERVER_V4, SERVER_V6};
 
+pub mod pair_lab;
+
 /// Metrics only a gateway of a pair exports (`pair:`, `shared_state:`); tests/pair.rs checks
 /// that it does.
 pub const PAIR_METRICS: [&str; 9] = [

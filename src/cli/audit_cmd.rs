@@ -29,6 +29,13 @@ pub fn audit_verify(files: &[PathBuf], out: &mut dyn Write) -> Result<u8, Comman
             if let Some((seq, hash)) = last {
                 writeln!(out, "Head: record {seq} {hash}")?;
             }
+            if found.repeated > 0 {
+                writeln!(
+                    out,
+                    "note: {} lines repeat records already read, byte for byte (a log shipper delivered them twice); they were skipped",
+                    found.repeated
+                )?;
+            }
         }
         Some(broken) => {
             writeln!(out, "BROKEN: {broken}")?;

@@ -525,9 +525,26 @@ pub struct Verification {
     pub first: Option<(u64, String)>,
     pub last: Option<(u64, String)>,
     pub broken: Option<ChainBreak>,
+    /// Lines identical to a record already read (a shipper that delivers at least once, as
+    /// RELP does after a reconnect, sent it twice): skipped, they add and hide nothing.
+    pub repeated: u64,
     /// Things that are not proof of tampering but limit what the log proves.
     pub warnings: Vec<String>,
 }
+
+/// A run of lines that repeat earlier records (see [`verify`]).
+#[derive(Default)]
+struct Replay {
+    next_seq: u64,
+    last_hash: String,
+    lines: u64,
+    /// Lines of the run not yet shown to be copies of the originals.
+    unproven: u64,
+}
+
+/// How many of the latest records a repeated line may repeat (a shipper resends at most its
+/// window of unacknowledged lines; RELP's is 128).
+const REPEAT_WINDOW: usize = 65_536;
 
 impl Verification {
     pub fn ok(&self) -> bool {
@@ -541,6 +558,10 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
     let mut found = Verification::default();
     let mut expected: Option<(u64, String)> = None;
     let mut last_kind_stop = false;
+    // (seq, hash) of the latest records, and the run of repeated lines being read, to
+    // recognise lines a shipper delivered twice.
+    let mut recent: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
+    let mut replay: Option<Replay> = None;
     'files: for path in paths {
         let file = File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
@@ -588,6 +609,49 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
                     break 'files;
                 }
             };
+            // A line at or below the head repeats an earlier record. It is identical to it
+            // if that record is among the latest read, or if the run of repeated lines it
+            // starts chains on to the head itself (each hash then fixes the one before).
+            if let Some((head_seq, head_hash)) = &expected {
+                if record.seq <= *head_seq {
+                    let known = recent
+                        .iter()
+                        .rev()
+                        .any(|(seq, known)| *seq == record.seq && *known == hash);
+                    let chained = replay.as_ref().is_some_and(|run: &Replay| {
+                        run.next_seq == record.seq && run.last_hash == record.prev
+                    });
+                    if !chained && replay.as_ref().is_some_and(|run| run.unproven > 0) {
+                        found.broken = Some(brk(format!(
+                            "record {} breaks off a run of repeated lines before it reached record {head_seq}: they may not be copies of the originals",
+                            record.seq
+                        )));
+                        break 'files;
+                    }
+                    let run = replay.get_or_insert(Replay::default());
+                    run.next_seq = record.seq + 1;
+                    run.last_hash = hash.clone();
+                    run.lines += 1;
+                    if !known {
+                        run.unproven += 1;
+                    }
+                    if record.seq == *head_seq && hash == *head_hash {
+                        run.unproven = 0;
+                    }
+                    continue;
+                }
+            }
+            if let Some(run) = replay.take() {
+                if run.unproven > 0 {
+                    found.broken = Some(brk(format!(
+                        "{} repeated lines before this one neither match the latest records nor chain on to record {}: they may not be copies of the originals",
+                        run.unproven,
+                        expected.as_ref().map_or(0, |(seq, _)| *seq)
+                    )));
+                    break 'files;
+                }
+                found.repeated += run.lines;
+            }
             match &expected {
                 None if record.prev != GENESIS || record.seq != 1 => found.warnings.push(format!(
                     "{}:{line_number}: the chain starts at record {}: earlier records are in files not given (or were deleted)",
@@ -627,10 +691,28 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
             last_kind_stop = matches!(record.event, AuditEvent::Stop { .. });
             each(&record);
             found.records += 1;
+            if recent.len() == REPEAT_WINDOW {
+                recent.pop_front();
+            }
+            recent.push_back((record.seq, hash.clone()));
             expected = Some((record.seq, hash));
         }
     }
     found.last = expected;
+    if let Some(run) = replay.filter(|_| found.ok()) {
+        if run.unproven > 0 {
+            found.broken = Some(ChainBreak {
+                file: paths.last().cloned().unwrap_or_default(),
+                line: 0,
+                message: format!(
+                    "the log ends with {} repeated lines that neither match the latest records nor chain on to the last record: they may not be copies of the originals",
+                    run.unproven
+                ),
+            });
+        } else {
+            found.repeated += run.lines;
+        }
+    }
     if found.ok() && found.records > 0 && !last_kind_stop {
         found.warnings.push(
             "the log does not end with a stop record: telestrip is still running, was killed, or the end of the log was removed (compare with the last head in the journal or a later file)".into(),

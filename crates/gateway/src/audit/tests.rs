@@ -108,6 +108,54 @@ fn an_edited_line_is_found_and_named() {
 }
 
 #[test]
+fn lines_a_shipper_delivered_twice_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, 5);
+    let text = lines(&path);
+    // RELP resends what it had not seen acknowledged after a reconnect: earlier lines
+    // come again, in order or not.
+    let mut shipped = text.clone();
+    shipped.insert(4, text[2].clone());
+    shipped.insert(5, text[3].clone());
+    shipped.push(text[1].clone());
+    write_lines(&path, &shipped);
+    let found = check(std::slice::from_ref(&path));
+    assert!(found.ok(), "{:?}", found.broken);
+    assert_eq!((found.records, found.repeated), (text.len() as u64, 3));
+    // A whole earlier stretch sent again (a shipper that reads the log from its start
+    // again) chains on to the head: its lines are copies, whatever the window.
+    let mut resent = text.clone();
+    resent.splice(4..4, text[..4].iter().cloned());
+    write_lines(&path, &resent);
+    let found = check(std::slice::from_ref(&path));
+    assert!(found.ok(), "{:?}", found.broken);
+    assert_eq!(found.repeated, 4);
+    // A forged stretch with valid own hashes, posing as a repeat, neither matches the
+    // latest records nor reaches the head.
+    let other = dir.path().join("other.jsonl");
+    let mut writer = AuditWriter::open(&other).unwrap();
+    for i in 0..3 {
+        writer.append(at(i), audit_flow("acme", "acme-rule", "log", 1));
+        writer.commit().unwrap();
+    }
+    let mut posing = text.clone();
+    posing.splice(4..4, lines(&other));
+    write_lines(&path, &posing);
+    let broken = check(std::slice::from_ref(&path)).broken.unwrap();
+    assert!(
+        broken.message.contains("may not be copies"),
+        "{}",
+        broken.message
+    );
+    // A line that claims an earlier record's number with other content is no repeat.
+    let mut forged = text.clone();
+    forged.push(text[2].replace("\"drop\"", "\"log\""));
+    write_lines(&path, &forged);
+    assert!(check(&[path]).broken.is_some());
+}
+
+#[test]
 fn swapped_lines_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");

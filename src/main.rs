@@ -114,10 +114,20 @@ enum Command {
     ///
     /// Example: telestrip report /var/log/telestrip/audit.jsonl.1 /var/log/telestrip/audit.jsonl
     ///          --since 2026-11-01 --until 2026-12-01 --format html --output november.html
+    ///
+    /// With --fleet, the logs of many gateways at once (files or directories, such as the
+    /// central rsyslog's /var/log/telestrip-fleet): grouped by the gateway their records
+    /// name, each chain verified on its own; per gateway its coverage, silences, rulesets
+    /// and chain, per site the share of the period one of its gateways enforced, fleet
+    /// totals per vendor and rule. Gateways needing attention come first.
     Report {
-        /// Audit log files, oldest first (rotated files before the current one).
+        /// Audit log files, oldest first (rotated files before the current one); with
+        /// --fleet, files and directories in any order.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The logs are those of many gateways: one report for the fleet.
+        #[arg(long, conflicts_with = "prometheus")]
+        fleet: bool,
         /// Start of the period: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
         #[arg(long, value_parser = parse_report_time)]
         since: Option<std::time::SystemTime>,
@@ -368,6 +378,26 @@ fn main() -> ExitCode {
         } => cli::audit_verify(&files, &mut out),
         Command::Report {
             files,
+            fleet: true,
+            since,
+            until,
+            format,
+            output,
+            ..
+        } => cli::fleet_report(
+            &files,
+            telestrip::report::Period { since, until },
+            match format {
+                ReportFormat::Text => cli::ReportFormat::Text,
+                ReportFormat::Json => cli::ReportFormat::Json,
+                ReportFormat::Html => cli::ReportFormat::Html,
+            },
+            output.as_deref(),
+            &mut out,
+        ),
+        Command::Report {
+            files,
+            fleet: false,
             since,
             until,
             format,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+pub mod fleet;
 mod prometheus;
 
 pub use prometheus::{CheckRow, PrometheusCheck};
@@ -44,6 +45,9 @@ impl Period {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The gateway and site its start, heartbeat and stop records name (the last named).
+    pub gateway: Option<String>,
+    pub site: Option<String>,
     pub since: String,
     pub until: String,
     pub generated: String,
@@ -65,7 +69,11 @@ pub struct Report {
     /// The gateway's own counters for the period, when a Prometheus server was given.
     pub prometheus: Option<PrometheusCheck>,
     #[serde(skip)]
-    period: (SystemTime, SystemTime),
+    pub(crate) period: (SystemTime, SystemTime),
+    /// When the filter ran and enforced (runs in dry run and silences left out), clipped to
+    /// the period: a site is covered while one of its gateways is.
+    #[serde(skip)]
+    pub(crate) enforcing: Vec<(SystemTime, SystemTime)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +131,8 @@ pub struct Run {
 /// Accumulates records into a report.
 struct Builder {
     period: Period,
+    gateway: Option<String>,
+    site: Option<String>,
     rules: BTreeMap<(String, String), RuleRow>,
     rulesets: Vec<RulesetPeriod>,
     runs: Vec<RunState>,
@@ -165,6 +175,8 @@ impl Builder {
     fn new(period: Period) -> Self {
         Self {
             period,
+            gateway: None,
+            site: None,
             rules: BTreeMap::new(),
             rulesets: Vec::new(),
             runs: Vec::new(),
@@ -193,6 +205,15 @@ impl Builder {
         let Ok(time) = humantime::parse_rfc3339(&record.time) else {
             return;
         };
+        if let AuditEvent::Start { gateway, site, .. }
+        | AuditEvent::Heartbeat { gateway, site, .. }
+        | AuditEvent::Stop { gateway, site, .. } = &record.event
+        {
+            if gateway.is_some() {
+                self.gateway.clone_from(gateway);
+                self.site.clone_from(site);
+            }
+        }
         // Runs and rulesets are followed over the whole log, so the state at the start of
         // the period is known; flows count only inside it.
         match &record.event {
@@ -357,7 +378,22 @@ impl Builder {
                     .collect(),
             })
             .collect();
+        let mut enforcing = Vec::new();
+        for run in self.runs.iter().filter(|run| run.enforce) {
+            let mut from = clip(run.started);
+            for (a, b) in &run.silences {
+                if clip(*a) > from {
+                    enforcing.push((from, clip(*a)));
+                }
+                from = from.max(clip(*b));
+            }
+            if clip(run.last) > from {
+                enforcing.push((from, clip(run.last)));
+            }
+        }
         Report {
+            gateway: self.gateway,
+            site: self.site,
             since: format_system_time(since),
             until: format_system_time(until),
             generated: format_system_time(SystemTime::now()),
@@ -381,6 +417,7 @@ impl Builder {
             blocked_per_day: self.per_day.into_iter().collect(),
             prometheus: None,
             period: (since, until),
+            enforcing,
         }
     }
 }

@@ -569,3 +569,191 @@ fn the_report_counts_attempts_to_get_around_the_filter() {
         "{shown}"
     );
 }
+
+/// A day of one gateway's log, written as the daemon writes it: a start record, a heartbeat
+/// a minute while it runs (`minutes` of them from `from` minutes after the day's start),
+/// `flows` matched flows with `action`, no stop record (still running) unless `stop`.
+#[allow(clippy::too_many_arguments)]
+fn gateway_day(
+    path: &Path,
+    gateway: &str,
+    site: &str,
+    enforce: bool,
+    from: u64,
+    minutes: u64,
+    flows: u16,
+    action: &str,
+) {
+    let day = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_491_200);
+    let mut writer = AuditWriter::open(path).unwrap();
+    let identity = || (Some(gateway.to_string()), Some(site.to_string()));
+    let (g, s) = identity();
+    writer.append(
+        day + Duration::from_secs(from * 60),
+        AuditEvent::Start {
+            gateway: g,
+            site: s,
+            telestrip: "0.1.0".into(),
+            ruleset: "r1".into(),
+            sha256: "sha-r1".into(),
+            rules: 56,
+            mode: "nfqueue".into(),
+            enforce,
+            fail: "open".into(),
+            heartbeat_seconds: 60,
+            discarded_bytes: 0,
+        },
+    );
+    for minute in 1..=minutes {
+        let at = day + Duration::from_secs((from + minute) * 60);
+        if minute <= u64::from(flows) {
+            writer.append(
+                at,
+                audit_flow("microsoft", "ms-windows-diagtrack", action, minute as u16),
+            );
+        }
+        let (g, s) = identity();
+        writer.append(
+            at,
+            AuditEvent::Heartbeat {
+                gateway: g,
+                site: s,
+                ruleset: "r1".into(),
+                packets: minute,
+                events_dropped: 0,
+                bypass: Default::default(),
+            },
+        );
+    }
+    writer.commit().unwrap();
+}
+
+#[test]
+#[ignore = "needs chromium for the HTML page: scripts/test.sh installs it and runs this"]
+fn fleet_report_accounts_for_every_gateway_and_site() {
+    let dir = tempfile::tempdir().unwrap();
+    // As the central rsyslog files them: one directory per gateway.
+    let central = dir.path().join("fleet");
+    for gateway in ["gw-a", "gw-b", "gw-c", "gw-d"] {
+        std::fs::create_dir_all(central.join(gateway)).unwrap();
+    }
+    let day = 24 * 60;
+    // Site hq: gw-a enforces all day; gw-b only the first half of it.
+    gateway_day(
+        &central.join("gw-a/audit.jsonl"),
+        "gw-a",
+        "hq",
+        true,
+        0,
+        day,
+        5,
+        "drop",
+    );
+    gateway_day(
+        &central.join("gw-b/audit.jsonl"),
+        "gw-b",
+        "hq",
+        true,
+        0,
+        day / 2,
+        3,
+        "drop",
+    );
+    // Site branch: gw-c runs all day in dry run; gw-d's chain was tampered with.
+    gateway_day(
+        &central.join("gw-c/audit.jsonl"),
+        "gw-c",
+        "branch",
+        false,
+        0,
+        day,
+        4,
+        "log",
+    );
+    let d = central.join("gw-d/audit.jsonl");
+    gateway_day(&d, "gw-d", "branch", true, 0, 60, 2, "drop");
+    let edited = std::fs::read_to_string(&d).unwrap().replacen(
+        "\"action\":\"drop\"",
+        "\"action\":\"log\"",
+        1,
+    );
+    std::fs::write(&d, edited).unwrap();
+
+    let run = |format: &str| {
+        telestrip()
+            .args([
+                "report",
+                "--fleet",
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-11-02",
+            ])
+            .args(["--format", format])
+            .arg(&central)
+            .output()
+            .unwrap()
+    };
+    let output = run("json");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a broken chain: {}",
+        text(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let gateways = report["gateways"].as_array().unwrap();
+    let names: Vec<&str> = gateways
+        .iter()
+        .map(|g| g["gateway"].as_str().unwrap())
+        .collect();
+    // Those needing attention first (by site, then name), the healthy one last.
+    assert_eq!(names, ["gw-c", "gw-d", "gw-b", "gw-a"], "{report:#}");
+    let row = |name: &str| gateways.iter().find(|g| g["gateway"] == name).unwrap();
+    assert_eq!(row("gw-a")["attention"].as_array().unwrap().len(), 0);
+    assert_eq!(row("gw-a")["blocked"], 5);
+    assert!((row("gw-b")["coverage"].as_f64().unwrap() - 0.5).abs() < 0.01);
+    assert_eq!(row("gw-c")["enforcing"], 0.0);
+    assert_eq!(row("gw-d")["chain_verified"], false);
+    let site = |name: &str| {
+        report["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["site"] == name)
+            .unwrap()["covered"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((site("hq") - 1.0).abs() < 0.01, "gw-a covered hq all day");
+    // gw-d enforced one hour of the day before its chain broke; gw-c never enforced.
+    assert!(site("branch") < 0.05, "{}", site("branch"));
+    let microsoft = &report["vendors"][0];
+    assert_eq!(microsoft["vendor"], "microsoft");
+    // gw-d's records after the edited line are not counted: the chain stops there.
+    assert_eq!(microsoft["blocked"], 5 + 3);
+    assert_eq!(microsoft["logged"], 4);
+
+    let shown = text(&run("text"));
+    assert!(
+        shown.contains("4 gateways at 2 sites; 3 need attention"),
+        "{shown}"
+    );
+    assert!(shown.contains("chain broken"), "{shown}");
+
+    let page = dir.path().join("fleet.html");
+    let output = telestrip()
+        .args(["report", "--fleet", "--format", "html", "-o"])
+        .arg(&page)
+        .arg(&central)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    require_tools(&["chromium"]);
+    let dom = render_page(None, &format!("file://{}", page.display()), "fleet-report");
+    assert!(
+        dom.contains("<td>gw-d</td><td>branch</td><td class=\"bad\">BROKEN</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>hq</td><td class=\"ok\">"), "{dom}");
+}

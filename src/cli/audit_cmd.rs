@@ -110,3 +110,58 @@ pub fn report(
         exit::FOUND
     })
 }
+
+/// `telestrip report --fleet`.
+pub fn fleet_report(
+    paths: &[PathBuf],
+    period: Period,
+    format: ReportFormat,
+    output: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<u8, CommandError> {
+    if let (Some(since), Some(until)) = (period.since, period.until) {
+        if until <= since {
+            return Err(CommandError::Usage("--until must be after --since".into()));
+        }
+    }
+    let report = match report::fleet::build_fleet(paths, period) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("telestrip: {error}");
+            return Ok(exit::ERROR);
+        }
+    };
+    let text = match format {
+        ReportFormat::Text => report::fleet::fleet_text(&report),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(std::io::Error::from)? + "\n"
+        }
+        ReportFormat::Html => report::fleet::fleet_html(&report),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| {
+                CommandError::Usage(format!("cannot write {}: {e}", path.display()))
+            })?;
+            eprintln!("telestrip: fleet report written to {}", path.display());
+        }
+        None => out.write_all(text.as_bytes())?,
+    }
+    let broken: Vec<&str> = report
+        .gateways
+        .iter()
+        .filter(|g| !g.chain_verified)
+        .map(|g| g.gateway.as_str())
+        .collect();
+    if !broken.is_empty() {
+        eprintln!(
+            "telestrip: the audit chain is broken for {}",
+            broken.join(", ")
+        );
+    }
+    Ok(if broken.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND
+    })
+}

@@ -8,7 +8,7 @@ mod rules_cmd;
 mod rules_diff_cmd;
 mod rules_test_cmd;
 
-pub use audit_cmd::{audit_verify, report, ReportFormat};
+pub use audit_cmd::{audit_verify, fleet_report, report, ReportFormat};
 pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};

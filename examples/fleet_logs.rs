@@ -62,7 +62,10 @@ fn main() -> std::io::Result<()> {
             let at = start + Duration::from_secs(second);
             if second % flow_every == 0 {
                 port = port.wrapping_add(1);
-                writer.append(at, audit_flow("microsoft", "ms-windows-diagtrack", "drop", port));
+                writer.append(
+                    at,
+                    audit_flow("microsoft", "ms-windows-diagtrack", "drop", port),
+                );
                 lines += 1;
             }
             if second % 60 == 0 {

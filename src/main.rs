@@ -125,8 +125,9 @@ enum Command {
         /// --fleet, files and directories in any order.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// The logs are those of many gateways: one report for the fleet.
-        #[arg(long, conflicts_with = "prometheus")]
+        /// The logs are those of many gateways: one report for the fleet. With --prometheus,
+        /// each gateway's log is checked against the series labelled gateway="NAME".
+        #[arg(long, conflicts_with = "prometheus_selector")]
         fleet: bool,
         /// Start of the period: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
         #[arg(long, value_parser = parse_report_time)]
@@ -383,10 +384,12 @@ fn main() -> ExitCode {
             until,
             format,
             output,
+            prometheus,
             ..
         } => cli::fleet_report(
             &files,
             telestrip::report::Period { since, until },
+            prometheus.as_deref(),
             match format {
                 ReportFormat::Text => cli::ReportFormat::Text,
                 ReportFormat::Json => cli::ReportFormat::Json,

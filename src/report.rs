@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 pub mod fleet;
-mod prometheus;
+pub mod prometheus;
 
 pub use prometheus::{CheckRow, PrometheusCheck};
 

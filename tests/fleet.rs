@@ -255,5 +255,42 @@ fn central_prometheus_totals_agree_with_the_gateways_counters() {
         ),
         Some(1.0)
     );
+
+    // The fleet report over both gateways' logs, each checked against its own series on
+    // the site Prometheus.
+    let report = pair.run(
+        "redis",
+        &format!(
+            "{} report --fleet --format json --prometheus http://10.79.3.9:9090 {} {}",
+            env!("CARGO_BIN_EXE_telestrip"),
+            dir.join("a/audit").display(),
+            dir.join("b/audit").display()
+        ),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&report.stderr)));
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{json:#}{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    for gateway in json["gateways"].as_array().unwrap() {
+        let rows = gateway["prometheus"]["rows"].as_array().unwrap();
+        let blocked: u64 = rows
+            .iter()
+            .map(|r| r["prometheus_blocked"].as_u64().unwrap())
+            .sum();
+        let expected = if gateway["gateway"] == "gw-a" {
+            on_a
+        } else {
+            on_b
+        };
+        assert_eq!(blocked as f64, expected, "{gateway:#}");
+        assert!(rows
+            .iter()
+            .all(|r| r["audit_blocked"] == r["prometheus_blocked"]));
+    }
+    assert_eq!(json["sites"][0]["site"], "pairlab");
     std::thread::sleep(Duration::from_millis(100));
 }

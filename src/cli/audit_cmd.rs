@@ -115,6 +115,7 @@ pub fn report(
 pub fn fleet_report(
     paths: &[PathBuf],
     period: Period,
+    prometheus: Option<&str>,
     format: ReportFormat,
     output: Option<&Path>,
     out: &mut dyn Write,
@@ -124,7 +125,7 @@ pub fn fleet_report(
             return Err(CommandError::Usage("--until must be after --since".into()));
         }
     }
-    let report = match report::fleet::build_fleet(paths, period) {
+    let report = match report::fleet::build_fleet(paths, period, prometheus) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("telestrip: {error}");

@@ -54,6 +54,9 @@ pub struct GatewayRow {
     pub blocked: u64,
     pub logged: u64,
     pub events_dropped: u64,
+    /// With `--prometheus`: the gateway's own counters (series labelled with its name)
+    /// against its log, rule by rule.
+    pub prometheus: Option<super::prometheus::PrometheusCheck>,
     /// Why this gateway needs attention (empty: it does not).
     pub attention: Vec<String>,
 }
@@ -107,9 +110,11 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .collect();
     entries.sort();
     for entry in entries {
-        let is_log = entry
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().contains(".jsonl"));
+        // Audit logs and their rotated files; not the daemon's chain head files.
+        let is_log = entry.file_name().is_some_and(|n| {
+            let name = n.to_string_lossy();
+            name.contains(".jsonl") && !name.ends_with(".head")
+        });
         if entry.is_dir() || is_log {
             collect(&entry, out)?;
         }
@@ -137,8 +142,14 @@ fn identify(file: &Path) -> std::io::Result<(Option<String>, u64)> {
     Ok((None, first_seq.unwrap_or(0)))
 }
 
-/// Builds the fleet report for `period` over the audit logs under `paths`.
-pub fn build_fleet(paths: &[PathBuf], period: Period) -> std::io::Result<FleetReport> {
+/// Builds the fleet report for `period` over the audit logs under `paths`; with
+/// `prometheus`, each gateway's log is checked against the series labelled
+/// `gateway="NAME"` on that server.
+pub fn build_fleet(
+    paths: &[PathBuf],
+    period: Period,
+    prometheus: Option<&str>,
+) -> std::io::Result<FleetReport> {
     let groups = gateways(paths)?;
     let mut rows = Vec::new();
     let mut intervals: BTreeMap<String, Vec<(SystemTime, SystemTime)>> = BTreeMap::new();
@@ -147,7 +158,10 @@ pub fn build_fleet(paths: &[PathBuf], period: Period) -> std::io::Result<FleetRe
     let mut rulesets = std::collections::BTreeSet::new();
     let mut bounds: Option<(SystemTime, SystemTime)> = None;
     for (gateway, files) in &groups {
-        let report = build(files, period)?;
+        let mut report = build(files, period)?;
+        if let Some(url) = prometheus {
+            super::check_prometheus(&mut report, url, &format!("gateway=\"{gateway}\""));
+        }
         let (since, until) = report.period;
         bounds = Some(bounds.map_or((since, until), |(a, b)| (a.min(since), b.max(until))));
         let site = report.site.clone();
@@ -201,6 +215,13 @@ pub fn build_fleet(paths: &[PathBuf], period: Period) -> std::io::Result<FleetRe
         if enforcing + 0.001 < report.coverage {
             attention.push("in dry run part of the period".into());
         }
+        if let Some(check) = &report.prometheus {
+            if let Some(error) = &check.error {
+                attention.push(format!("its counters could not be read: {error}"));
+            } else if check.rows.iter().any(|row| !row.agrees()) {
+                attention.push("its counters in Prometheus differ from its log".into());
+            }
+        }
         if report.events_dropped > 0 {
             attention.push(format!(
                 "{} matched flows not written",
@@ -221,6 +242,7 @@ pub fn build_fleet(paths: &[PathBuf], period: Period) -> std::io::Result<FleetRe
             blocked: report.vendors.iter().map(|v| v.blocked).sum(),
             logged: report.vendors.iter().map(|v| v.logged).sum(),
             events_dropped: report.events_dropped,
+            prometheus: report.prometheus.take(),
             attention,
         });
     }
@@ -343,6 +365,16 @@ pub fn fleet_text(report: &FleetReport) -> String {
         );
         for why in &g.attention {
             let _ = writeln!(out, "      ! {why}");
+        }
+        if let Some(check) = &g.prometheus {
+            if check.error.is_none() {
+                let agree = check.rows.iter().filter(|row| row.agrees()).count();
+                let _ = writeln!(
+                    out,
+                    "      counters in Prometheus: {agree} of {} rules agree with the log",
+                    check.rows.len()
+                );
+            }
         }
     }
     let _ = writeln!(out, "\nFleet totals per vendor");

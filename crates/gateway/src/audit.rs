@@ -532,6 +532,29 @@ pub struct Verification {
     pub warnings: Vec<String>,
 }
 
+/// The hashes of the latest [`REPEAT_WINDOW`] records by number, to recognise repeats.
+#[derive(Default)]
+struct RecentRecords {
+    hashes: std::collections::HashMap<u64, String>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl RecentRecords {
+    fn keep(&mut self, seq: u64, hash: &str) {
+        if self.order.len() == REPEAT_WINDOW {
+            if let Some(oldest) = self.order.pop_front() {
+                self.hashes.remove(&oldest);
+            }
+        }
+        self.order.push_back(seq);
+        self.hashes.insert(seq, hash.to_string());
+    }
+
+    fn holds(&self, seq: u64, hash: &str) -> bool {
+        self.hashes.get(&seq).is_some_and(|known| known == hash)
+    }
+}
+
 /// A run of lines that repeat earlier records (see [`verify`]).
 #[derive(Default)]
 struct Replay {
@@ -560,7 +583,7 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
     let mut last_kind_stop = false;
     // (seq, hash) of the latest records, and the run of repeated lines being read, to
     // recognise lines a shipper delivered twice.
-    let mut recent: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
+    let mut recent = RecentRecords::default();
     let mut replay: Option<Replay> = None;
     'files: for path in paths {
         let file = File::open(path)
@@ -614,10 +637,7 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
             // starts chains on to the head itself (each hash then fixes the one before).
             if let Some((head_seq, head_hash)) = &expected {
                 if record.seq <= *head_seq {
-                    let known = recent
-                        .iter()
-                        .rev()
-                        .any(|(seq, known)| *seq == record.seq && *known == hash);
+                    let known = recent.holds(record.seq, &hash);
                     let chained = replay.as_ref().is_some_and(|run: &Replay| {
                         run.next_seq == record.seq && run.last_hash == record.prev
                     });
@@ -691,10 +711,7 @@ pub fn verify(paths: &[PathBuf], mut each: impl FnMut(&Record)) -> io::Result<Ve
             last_kind_stop = matches!(record.event, AuditEvent::Stop { .. });
             each(&record);
             found.records += 1;
-            if recent.len() == REPEAT_WINDOW {
-                recent.pop_front();
-            }
-            recent.push_back((record.seq, hash.clone()));
+            recent.keep(record.seq, &hash);
             expected = Some((record.seq, hash));
         }
     }

@@ -100,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Check configuration files before the daemon uses them.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Work with audit logs: verify their hash chain.
     Audit {
         #[command(subcommand)]
@@ -179,6 +184,24 @@ enum ReportFormat {
 
 fn parse_report_time(text: &str) -> Result<std::time::SystemTime, String> {
     telestrip::report::parse_time(text)
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: every error with file, line and column and what is
+    /// expected; the rules it points to loaded, linted and tested as `rules check` does; the
+    /// audit directory and key file it names. Exit code 0 when telestrip would start with
+    /// it, 1 when not, 2 when the file cannot be read.
+    ///
+    /// Example: telestrip config check /etc/telestrip/telestrip.yaml
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Treat rule warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -421,6 +444,9 @@ fn main() -> ExitCode {
             output.as_deref(),
             &mut out,
         ),
+        Command::Config {
+            command: ConfigCommand::Check { file, strict },
+        } => cli::config_check(&file, strict, &mut out),
         Command::Rules { command } => match command {
             RulesCommand::Check { dir, strict } => {
                 cli::rules_check(dir.as_deref(), strict, &mut out)

@@ -347,3 +347,60 @@ fn help_teaches_the_commands() {
     assert!(pcap_help.contains("Example:"), "{pcap_help}");
     assert!(pcap_help.contains("--dry-run"), "{pcap_help}");
 }
+
+#[test]
+fn config_check_names_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("audit");
+    std::fs::create_dir(&audit_dir).unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "queues: [0]\ngateway: gw-1\nsite: hq\naudit:\n  path: {}/audit.jsonl\n",
+            audit_dir.display()
+        ),
+    )
+    .unwrap();
+    let output = telestrip(&["config", "check", &good.display().to_string()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("OK (gateway gw-1, site hq)"));
+
+    // A wrong value: file, line and column, and what is expected.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "queues: [0]\nfail: sometimes\n").unwrap();
+    let output = telestrip(&["config", "check", &bad.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains("bad.yaml:2:7") && shown.contains("open"),
+        "{shown}"
+    );
+
+    // The rules it points to are checked too, and the directories it names.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("acme.yaml"),
+        "vendor: acme\nrules:\n  - id: x\n    action: explode\n",
+    )
+    .unwrap();
+    let pointing = dir.path().join("pointing.yaml");
+    std::fs::write(
+        &pointing,
+        format!(
+            "rules: {}\naudit:\n  path: {}/missing/audit.jsonl\n",
+            rules.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let output = telestrip(&["config", "check", &pointing.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output.stdout);
+    assert!(shown.contains("acme.yaml:4"), "{shown}");
+    assert!(shown.contains("missing does not exist"), "{shown}");
+
+    let output = telestrip(&["config", "check", "/nonexistent/telestrip.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+}

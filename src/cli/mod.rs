@@ -2,6 +2,7 @@
 //! process exit code or a [`CommandError`] that `main` prints.
 
 mod audit_cmd;
+mod config_cmd;
 mod import_cmd;
 mod pcap;
 mod rules_cmd;
@@ -9,6 +10,7 @@ mod rules_diff_cmd;
 mod rules_test_cmd;
 
 pub use audit_cmd::{audit_verify, fleet_report, report, ReportFormat};
+pub use config_cmd::config_check;
 pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};

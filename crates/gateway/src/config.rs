@@ -325,6 +325,9 @@ impl Config {
                     shared.redis
                 ));
             }
+            if let Err(error) = redis::Client::open(shared.redis.as_str()) {
+                return Err(format!("shared_state.redis: {error}"));
+            }
             if !(10..=10_000).contains(&shared.timeout_ms) {
                 return Err(format!(
                     "shared_state.timeout_ms: {} is not between 10 and 10000",

@@ -1,0 +1,93 @@
+//! `telestrip config check`: a configuration file checked before the daemon starts (the
+//! systemd unit can run it in ExecStartPre): its syntax and values, the rules it points
+//! to (loaded, linted, tested as `rules check` does), and the files it names.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{exit, rules_check, CommandError};
+use crate::config::Config;
+
+pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8, CommandError> {
+    if let Err(error) = std::fs::metadata(file) {
+        writeln!(out, "error: {}: cannot read: {error}", file.display())?;
+        return Ok(exit::ERROR);
+    }
+    let config = match Config::load(file) {
+        Ok(config) => config,
+        Err(error) => {
+            writeln!(out, "error: {error}")?;
+            writeln!(
+                out,
+                "{}: not valid; telestrip would not start.",
+                file.display()
+            )?;
+            return Ok(exit::FOUND);
+        }
+    };
+    let mut problems = 0usize;
+    if let Some(audit) = &config.audit {
+        let dir = audit.path.parent().unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            writeln!(
+                out,
+                "error: {}: audit.path: the directory {} does not exist",
+                file.display(),
+                dir.display()
+            )?;
+            problems += 1;
+        }
+        if let Some(key) = &audit.pseudonymize_key_file {
+            match std::fs::read(key) {
+                Ok(secret) if secret.trim_ascii().len() >= 16 => {}
+                Ok(_) => {
+                    writeln!(
+                        out,
+                        "error: {}: audit.pseudonymize_key_file: {} holds fewer than 16 bytes",
+                        file.display(),
+                        key.display()
+                    )?;
+                    problems += 1;
+                }
+                Err(error) => {
+                    writeln!(
+                        out,
+                        "error: {}: audit.pseudonymize_key_file: {}: {error}",
+                        file.display(),
+                        key.display()
+                    )?;
+                    problems += 1;
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "rules: {}",
+        config
+            .rules
+            .as_ref()
+            .map_or_else(|| "bundled".to_string(), |p| p.display().to_string())
+    )?;
+    let rules = rules_check(config.rules.as_deref(), strict, out)?;
+    if problems == 0 && rules == exit::OK {
+        writeln!(
+            out,
+            "{}: OK (gateway {}{})",
+            file.display(),
+            config.gateway_name(),
+            config
+                .site
+                .as_ref()
+                .map_or_else(String::new, |site| format!(", site {site}"))
+        )?;
+        Ok(exit::OK)
+    } else {
+        writeln!(
+            out,
+            "{}: not valid; telestrip would not start.",
+            file.display()
+        )?;
+        Ok(exit::FOUND)
+    }
+}

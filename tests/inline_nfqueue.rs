@@ -1097,3 +1097,74 @@ fn chromium_uses_real_ech_through_the_gateway_not_after_strip_ech_and_ech_drop_d
         "{events:?}"
     );
 }
+
+/// Messages from the daemon on a notify socket, as systemd would receive them.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    heard: Vec<String>,
+}
+
+impl NotifySocket {
+    fn open(path: &std::path::Path) -> Self {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        // The daemon sends as its unprivileged user.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            socket,
+            heard: Vec::new(),
+        }
+    }
+
+    /// Reads messages until one has a line starting with `line`, for at most 10 s.
+    fn until(&mut self, line: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut buffer = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buffer) {
+                let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                self.heard.push(message.clone());
+                if message.lines().any(|l| l.starts_with(line)) {
+                    return message;
+                }
+            }
+        }
+        panic!("no {line} from the daemon; heard {:?}", self.heard);
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
+fn the_service_manager_hears_ready_status_watchdog_reload_and_stop() {
+    let mut lab = new_lab();
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    lab.stop_daemon("TERM");
+    let path = lab.dir.path().join("notify.sock");
+    let mut systemd = NotifySocket::open(&path);
+    lab.start_daemon_with_env(
+        ENFORCE,
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    )
+    .unwrap();
+    let ready = systemd.until("READY=1");
+    assert!(
+        ready.contains("STATUS=enforcing on NFQUEUE [0], ruleset "),
+        "{ready}"
+    );
+    // The watchdog is fed while packets do not wait unjudged.
+    systemd.until("WATCHDOG=1");
+    systemd.until("WATCHDOG=1");
+    let pid = lab.daemon_pid().unwrap();
+    common::sh(&format!("kill -HUP {pid}"));
+    let reloading = systemd.until("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    systemd.until("READY=1");
+    lab.stop_daemon("TERM");
+    systemd.until("STOPPING=1");
+}

@@ -66,7 +66,12 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
                     dropped_reported = dropped;
                 }
                 let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
-                if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
+                let stuck = waiting > 0 && progress_at.elapsed() >= STUCK_AFTER;
+                if !stuck {
+                    // systemd's WatchdogSec: alive only while packets do not wait unjudged.
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                if stuck {
                     eprintln!(
                         "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
                         STUCK_AFTER.as_secs()
@@ -247,6 +252,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let dropped =
             privileges::drop_privileges(&config.user, &[], &writable, config.rules.as_deref())?;
         eprintln!("telestrip: {dropped}");
+        // A passive tap may carry no traffic for a long time: its watchdog is liveness only.
+        let alive = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("telestrip-alive".into())
+            .spawn(move || {
+                while !alive.load(Ordering::Relaxed) {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })?;
         for capture in captures {
             let (engine, stats, stop, events_in) = (
                 Arc::clone(&engine),
@@ -343,6 +358,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     drop(events_in);
     control.ready.store(true, Ordering::Relaxed);
+    let status = service_status(&config, &engine.rules());
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let mut watcher = config
         .rules
@@ -357,7 +377,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             if let Some(watcher) = &mut watcher {
                 watcher.loaded_now();
             }
+            let mut states = vec![sd_notify::NotifyState::Reloading];
+            if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                states.push(now);
+            }
+            notify(&states);
             reload(&config, &engine, &control, &control_in, "SIGHUP");
+            let status = service_status(&config, &engine.rules());
+            notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&status),
+            ]);
         }
         if let Some(watcher) = &mut watcher {
             if watcher.changed_and_settled() {
@@ -367,6 +397,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         std::thread::sleep(SIGNAL_POLL);
     }
     stop.store(true, Ordering::Relaxed);
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
     // The writer writes every matched flow handed to it, then the stop record.
     let _ = control_in.send(writer::Control::Stop);
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -512,6 +546,34 @@ fn reload(
         sha256: rules.sha256().to_string(),
         error,
     })));
+}
+
+/// Tells the service manager (systemd with `Type=notify`) about the daemon's state;
+/// nothing without NOTIFY_SOCKET. A failure to tell it is not the daemon's failure.
+fn notify(states: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(states);
+}
+
+/// The one-line status `systemctl status` shows.
+fn service_status(config: &Config, rules: &crate::rules::RuleSet) -> String {
+    format!(
+        "{} on {}, ruleset {} ({} rules), fail {}",
+        if config.enforce {
+            "enforcing"
+        } else {
+            "dry run"
+        },
+        match config.mode {
+            Mode::Nfqueue => format!("NFQUEUE {:?}", config.queues),
+            Mode::Passive => format!("{:?} (passive)", config.interfaces),
+        },
+        rules.version(),
+        rules.stats().rules,
+        match config.fail {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    )
 }
 
 /// A Redis URL without its password, for the log.

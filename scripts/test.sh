@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl patch iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus \
-        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp >/dev/null
+        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db >/dev/null
     # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
     # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.

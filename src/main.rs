@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use telestrip::cli::{self, exit, CommandError, ExplainOptions, PcapOptions};
 use telestrip::output::Format;
 use telestrip::wire::Protocol;
@@ -95,6 +95,21 @@ enum Command {
     /// Nothing leaves the machine: all addresses live in namespaces the demo creates and
     /// removes. Needs iproute2, iptables, curl, dnsutils, dnsmasq-base, openssl and python3.
     Demo,
+    /// Write the shell completion script for bash, zsh or fish to stdout.
+    ///
+    /// Example: telestrip completions bash > /usr/share/bash-completion/completions/telestrip
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page for telestrip and for each of its commands into DIR
+    /// (telestrip.1, telestrip-rules-check.1, ...).
+    ///
+    /// Example: telestrip man /usr/share/man/man1 && man telestrip-report
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Work with rule files: check, test, explain, diff, import.
     Rules {
         #[command(subcommand)]
@@ -392,6 +407,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Completions { shell } => write_completions(shell, &mut out),
+        Command::Man { dir } => write_man_pages(&dir),
         Command::Demo => match telestrip::demo::run(&mut out) {
             Ok(true) => Ok(exit::OK),
             Ok(false) => Ok(exit::FOUND),
@@ -518,4 +535,43 @@ fn finish(result: Result<u8, CommandError>) -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// The completion script for `shell`.
+fn write_completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> Result<u8, cli::CommandError> {
+    use clap_complete::Generator;
+    let mut command = Cli::command();
+    command.set_bin_name("telestrip");
+    command.build();
+    // Into memory first: the generators panic when a write fails (a closed pipe).
+    let mut script = Vec::new();
+    shell.try_generate(&command, &mut script)?;
+    out.write_all(&script)?;
+    Ok(0)
+}
+
+/// Man pages for the command and every subcommand, named as man(1) finds them.
+fn write_man_pages(dir: &std::path::Path) -> Result<u8, cli::CommandError> {
+    std::fs::create_dir_all(dir)?;
+    let mut command = Cli::command();
+    command.build();
+    let mut pages = 0;
+    let mut pending = vec![(String::from("telestrip"), command)];
+    while let Some((name, command)) = pending.pop() {
+        for sub in command.get_subcommands() {
+            if sub.get_name() != "help" {
+                pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+            }
+        }
+        let page = command.clone().name(name.clone());
+        let mut text = Vec::new();
+        clap_mangen::Man::new(page).render(&mut text)?;
+        std::fs::write(dir.join(format!("{name}.1")), text)?;
+        pages += 1;
+    }
+    eprintln!("telestrip: {pages} man pages written to {}", dir.display());
+    Ok(0)
 }

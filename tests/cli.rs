@@ -1,6 +1,8 @@
 //! The `telestrip` binary as a user meets it: other capture formats, bad input, exit codes,
 //! rules check and explain, help text.
 
+mod common;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -403,4 +405,66 @@ fn config_check_names_every_problem_with_its_place() {
 
     let output = telestrip(&["config", "check", "/nonexistent/telestrip.yaml"]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+#[ignore = "needs man (man-db); scripts/test.sh installs it and runs this"]
+fn man_pages_render_and_completions_load() {
+    common::require_tools(&["man", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let output = telestrip(&["man", &dir.path().display().to_string()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let pages: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for expected in [
+        "telestrip.1",
+        "telestrip-run.1",
+        "telestrip-rules-check.1",
+        "telestrip-report.1",
+        "telestrip-config-check.1",
+        "telestrip-audit-verify.1",
+    ] {
+        assert!(
+            dir.path().join(expected).exists(),
+            "{expected} among {pages:?}"
+        );
+    }
+    for page in &pages {
+        let shown = std::process::Command::new("man")
+            .arg("-l")
+            .arg(page)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        assert!(
+            shown.status.success(),
+            "{}: {}",
+            page.display(),
+            text(&shown.stderr)
+        );
+        assert!(text(&shown.stdout).contains("NAME"), "{}", page.display());
+    }
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <({} completions bash) && complete -p telestrip",
+            env!("CARGO_BIN_EXE_telestrip")
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        text(&loaded.stdout).contains("-F _telestrip telestrip"),
+        "{}",
+        text(&loaded.stderr)
+    );
+    for (shell, first) in [
+        ("zsh", "#compdef telestrip"),
+        ("fish", "complete -c telestrip"),
+    ] {
+        let script = text(&telestrip(&["completions", shell]).stdout);
+        assert!(script.contains(first), "{shell}: {script}");
+    }
 }

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
-use telestrip::audit::{AuditEvent, AuditWriter};
-use telestrip_testkit::audit_flow;
+use telestrip::audit::AuditWriter;
+use telestrip_testkit::{audit_flow, gateway_heartbeat, gateway_start};
 
 #[derive(Parser)]
 #[command(about = "Write a fleet's audit logs for the fleet report benchmark")]
@@ -40,22 +40,7 @@ fn main() -> std::io::Result<()> {
         let dir = args.out.join(&gateway);
         std::fs::create_dir_all(&dir)?;
         let mut writer = AuditWriter::open(&dir.join("audit.jsonl"))?;
-        writer.append(
-            start,
-            AuditEvent::Start {
-                gateway: Some(gateway.clone()),
-                site: Some(site.clone()),
-                telestrip: "0.1.0".into(),
-                ruleset: "r1".into(),
-                sha256: "sha-r1".into(),
-                rules: 56,
-                mode: "nfqueue".into(),
-                enforce: true,
-                fail: "open".into(),
-                heartbeat_seconds: 60,
-                discarded_bytes: 0,
-            },
-        );
+        writer.append(start, gateway_start(&gateway, &site, true));
         let flow_every = 3600 / args.flows_per_hour.max(1);
         let mut port = 0u16;
         for second in 1..=args.days * 86_400 {
@@ -69,17 +54,7 @@ fn main() -> std::io::Result<()> {
                 lines += 1;
             }
             if second % 60 == 0 {
-                writer.append(
-                    at,
-                    AuditEvent::Heartbeat {
-                        gateway: Some(gateway.clone()),
-                        site: Some(site.clone()),
-                        ruleset: "r1".into(),
-                        packets: second,
-                        events_dropped: 0,
-                        bypass: Default::default(),
-                    },
-                );
+                writer.append(at, gateway_heartbeat(&gateway, &site, second));
                 lines += 1;
                 if second % 3600 == 0 {
                     writer.commit().map_err(|(_, e)| e)?;

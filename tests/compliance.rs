@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{render_page, require_tools, BODY, SERVER_V4};
 use telestrip::audit::{AuditEvent, AuditWriter};
-use telestrip_testkit::{audit_flow, audit_start};
+use telestrip_testkit::{audit_flow, audit_start, gateway_heartbeat, gateway_start};
 
 fn telestrip() -> Command {
     Command::new(env!("CARGO_BIN_EXE_telestrip"))
@@ -586,23 +586,9 @@ fn gateway_day(
 ) {
     let day = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_491_200);
     let mut writer = AuditWriter::open(path).unwrap();
-    let identity = || (Some(gateway.to_string()), Some(site.to_string()));
-    let (g, s) = identity();
     writer.append(
         day + Duration::from_secs(from * 60),
-        AuditEvent::Start {
-            gateway: g,
-            site: s,
-            telestrip: "0.1.0".into(),
-            ruleset: "r1".into(),
-            sha256: "sha-r1".into(),
-            rules: 56,
-            mode: "nfqueue".into(),
-            enforce,
-            fail: "open".into(),
-            heartbeat_seconds: 60,
-            discarded_bytes: 0,
-        },
+        gateway_start(gateway, site, enforce),
     );
     for minute in 1..=minutes {
         let at = day + Duration::from_secs((from + minute) * 60);
@@ -612,18 +598,7 @@ fn gateway_day(
                 audit_flow("microsoft", "ms-windows-diagtrack", action, minute as u16),
             );
         }
-        let (g, s) = identity();
-        writer.append(
-            at,
-            AuditEvent::Heartbeat {
-                gateway: g,
-                site: s,
-                ruleset: "r1".into(),
-                packets: minute,
-                events_dropped: 0,
-                bypass: Default::default(),
-            },
-        );
+        writer.append(at, gateway_heartbeat(gateway, site, minute));
     }
     writer.commit().unwrap();
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use telestrip::audit::{AuditEvent, AuditWriter};
-use telestrip_testkit::audit_flow;
+use telestrip::audit::AuditWriter;
+use telestrip_testkit::{audit_flow, gateway_heartbeat, gateway_start};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rsyslog");
 
@@ -222,14 +222,7 @@ fn append(writer: &mut AuditWriter, gateway: &str, count: u16, port: &mut u16) {
     }
     writer.append(
         SystemTime::now(),
-        AuditEvent::Heartbeat {
-            gateway: Some(gateway.into()),
-            site: Some("hq".into()),
-            ruleset: "r1".into(),
-            packets: u64::from(*port),
-            events_dropped: 0,
-            bypass: Default::default(),
-        },
+        gateway_heartbeat(gateway, "hq", u64::from(*port)),
     );
     writer.commit().unwrap();
 }
@@ -254,22 +247,7 @@ fn audit_logs_reach_the_central_host_whole_across_restarts_and_cut_links() {
     let mut writers = Vec::new();
     for (index, gateway) in ["gw-a", "gw-b"].into_iter().enumerate() {
         let mut writer = AuditWriter::open(&net.log(index)).unwrap();
-        writer.append(
-            SystemTime::now(),
-            AuditEvent::Start {
-                gateway: Some(gateway.into()),
-                site: Some("hq".into()),
-                telestrip: "0.1.0".into(),
-                ruleset: "r1".into(),
-                sha256: "sha-r1".into(),
-                rules: 56,
-                mode: "nfqueue".into(),
-                enforce: true,
-                fail: "open".into(),
-                heartbeat_seconds: 60,
-                discarded_bytes: 0,
-            },
-        );
+        writer.append(SystemTime::now(), gateway_start(gateway, "hq", true));
         writer.commit().unwrap();
         writers.push(writer);
     }

@@ -764,9 +764,35 @@ pub mod samples {
 
     /// The start record of an enforcing, fail-open daemon with a 60 s heartbeat.
     pub fn audit_start(ruleset: &str, enforce: bool) -> AuditEvent {
+        start(None, None, ruleset, enforce)
+    }
+
+    /// The same for gateway `gateway` at `site`, with ruleset `r1`.
+    pub fn gateway_start(gateway: &str, site: &str, enforce: bool) -> AuditEvent {
+        start(Some(gateway), Some(site), "r1", enforce)
+    }
+
+    /// A heartbeat of gateway `gateway` at `site`, ruleset `r1`, `packets` packets so far.
+    pub fn gateway_heartbeat(gateway: &str, site: &str, packets: u64) -> AuditEvent {
+        AuditEvent::Heartbeat {
+            gateway: Some(gateway.into()),
+            site: Some(site.into()),
+            ruleset: "r1".into(),
+            packets,
+            events_dropped: 0,
+            bypass: Default::default(),
+        }
+    }
+
+    fn start(
+        gateway: Option<&str>,
+        site: Option<&str>,
+        ruleset: &str,
+        enforce: bool,
+    ) -> AuditEvent {
         AuditEvent::Start {
-            gateway: None,
-            site: None,
+            gateway: gateway.map(Into::into),
+            site: site.map(Into::into),
             telestrip: "0.1.0".into(),
             ruleset: ruleset.into(),
             sha256: format!("sha-{ruleset}"),

@@ -20,7 +20,9 @@ pub mod traffic;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 use telestrip_engine::{Engine, EngineConfig};
-pub use telestrip_gateway::audit::samples::{audit_flow, audit_start};
+pub use telestrip_gateway::audit::samples::{
+    audit_flow, audit_start, gateway_heartbeat, gateway_start,
+};
 // The pipeline's modules under their usual names (crate::inspect, crate::rules, ...).
 use telestrip_gateway::{audit, config, engine, inspect, rules, stats, wire};
 pub use telestrip_wire::inspect::dns::ech_config_list;

@@ -419,48 +419,42 @@ fn main() -> ExitCode {
         } => cli::audit_verify(&files, &mut out),
         Command::Report {
             files,
-            fleet: true,
-            since,
-            until,
-            format,
-            output,
-            prometheus,
-            ..
-        } => cli::fleet_report(
-            &files,
-            telestrip::report::Period { since, until },
-            prometheus.as_deref(),
-            match format {
-                ReportFormat::Text => cli::ReportFormat::Text,
-                ReportFormat::Json => cli::ReportFormat::Json,
-                ReportFormat::Html => cli::ReportFormat::Html,
-            },
-            output.as_deref(),
-            &mut out,
-        ),
-        Command::Report {
-            files,
-            fleet: false,
+            fleet,
             since,
             until,
             format,
             output,
             prometheus,
             prometheus_selector,
-        } => cli::report(
-            &files,
-            telestrip::report::Period { since, until },
-            prometheus
-                .as_deref()
-                .map(|url| (url, prometheus_selector.as_str())),
-            match format {
+        } => {
+            let period = telestrip::report::Period { since, until };
+            let format = match format {
                 ReportFormat::Text => cli::ReportFormat::Text,
                 ReportFormat::Json => cli::ReportFormat::Json,
                 ReportFormat::Html => cli::ReportFormat::Html,
-            },
-            output.as_deref(),
-            &mut out,
-        ),
+            };
+            if fleet {
+                cli::fleet_report(
+                    &files,
+                    period,
+                    prometheus.as_deref(),
+                    format,
+                    output.as_deref(),
+                    &mut out,
+                )
+            } else {
+                cli::report(
+                    &files,
+                    period,
+                    prometheus
+                        .as_deref()
+                        .map(|url| (url, prometheus_selector.as_str())),
+                    format,
+                    output.as_deref(),
+                    &mut out,
+                )
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { file, strict },
         } => cli::config_check(&file, strict, &mut out),

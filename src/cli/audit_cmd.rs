@@ -63,11 +63,7 @@ pub fn report(
     output: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<u8, CommandError> {
-    if let (Some(since), Some(until)) = (period.since, period.until) {
-        if until <= since {
-            return Err(CommandError::Usage("--until must be after --since".into()));
-        }
-    }
+    check_period(&period)?;
     let mut report = match report::build(files, period) {
         Ok(report) => report,
         Err(error) => {
@@ -78,22 +74,8 @@ pub fn report(
     if let Some((url, selector)) = prometheus {
         report::check_prometheus(&mut report, url, selector);
     }
-    let text = match format {
-        ReportFormat::Text => report::text(&report),
-        ReportFormat::Json => {
-            serde_json::to_string_pretty(&report).map_err(std::io::Error::from)? + "\n"
-        }
-        ReportFormat::Html => report::html(&report),
-    };
-    match output {
-        Some(path) => {
-            std::fs::write(path, text).map_err(|e| {
-                CommandError::Usage(format!("cannot write {}: {e}", path.display()))
-            })?;
-            eprintln!("telestrip: report written to {}", path.display());
-        }
-        None => out.write_all(text.as_bytes())?,
-    }
+    let rendered = render(&report, format, report::text, report::html)?;
+    deliver(&rendered, output, "report", out)?;
     if let Some(broken) = &report.chain.broken {
         eprintln!("telestrip: the audit chain is broken at {broken}");
     }
@@ -120,11 +102,7 @@ pub fn fleet_report(
     output: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<u8, CommandError> {
-    if let (Some(since), Some(until)) = (period.since, period.until) {
-        if until <= since {
-            return Err(CommandError::Usage("--until must be after --since".into()));
-        }
-    }
+    check_period(&period)?;
     let report = match report::fleet::build_fleet(paths, period, prometheus) {
         Ok(report) => report,
         Err(error) => {
@@ -132,22 +110,13 @@ pub fn fleet_report(
             return Ok(exit::ERROR);
         }
     };
-    let text = match format {
-        ReportFormat::Text => report::fleet::fleet_text(&report),
-        ReportFormat::Json => {
-            serde_json::to_string_pretty(&report).map_err(std::io::Error::from)? + "\n"
-        }
-        ReportFormat::Html => report::fleet::fleet_html(&report),
-    };
-    match output {
-        Some(path) => {
-            std::fs::write(path, text).map_err(|e| {
-                CommandError::Usage(format!("cannot write {}: {e}", path.display()))
-            })?;
-            eprintln!("telestrip: fleet report written to {}", path.display());
-        }
-        None => out.write_all(text.as_bytes())?,
-    }
+    let rendered = render(
+        &report,
+        format,
+        report::fleet::fleet_text,
+        report::fleet::fleet_html,
+    )?;
+    deliver(&rendered, output, "fleet report", out)?;
     let broken: Vec<&str> = report
         .gateways
         .iter()
@@ -165,4 +134,48 @@ pub fn fleet_report(
     } else {
         exit::FOUND
     })
+}
+
+fn check_period(period: &Period) -> Result<(), CommandError> {
+    match (period.since, period.until) {
+        (Some(since), Some(until)) if until <= since => {
+            Err(CommandError::Usage("--until must be after --since".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A report as text, JSON or HTML.
+fn render<R: serde::Serialize>(
+    report: &R,
+    format: ReportFormat,
+    text: fn(&R) -> String,
+    html: fn(&R) -> String,
+) -> Result<String, CommandError> {
+    Ok(match format {
+        ReportFormat::Text => text(report),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(report).map_err(std::io::Error::from)? + "\n"
+        }
+        ReportFormat::Html => html(report),
+    })
+}
+
+/// Writes a rendered `what` to `output`, or to `out` without one.
+fn deliver(
+    rendered: &str,
+    output: Option<&Path>,
+    what: &str,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, rendered).map_err(|e| {
+                CommandError::Usage(format!("cannot write {}: {e}", path.display()))
+            })?;
+            eprintln!("telestrip: {what} written to {}", path.display());
+        }
+        None => out.write_all(rendered.as_bytes())?,
+    }
+    Ok(())
 }

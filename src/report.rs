@@ -313,20 +313,28 @@ impl Builder {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let until = self.period.until.or(self.last).unwrap_or(since);
         let clip = |t: SystemTime| t.clamp(since, until.max(since));
-        let covered: Duration = self
+        // When the filter ran: each run's time in the period without its silences.
+        let spans: Vec<(bool, SystemTime, SystemTime)> = self
             .runs
             .iter()
-            .map(|run| {
-                let up = clip(run.last)
-                    .duration_since(clip(run.started))
-                    .unwrap_or_default();
-                let silent: Duration = run
-                    .silences
-                    .iter()
-                    .map(|(a, b)| clip(*b).duration_since(clip(*a)).unwrap_or_default())
-                    .sum();
-                up.saturating_sub(silent)
+            .flat_map(|run| {
+                let mut pieces = Vec::new();
+                let mut from = clip(run.started);
+                for (a, b) in &run.silences {
+                    if clip(*a) > from {
+                        pieces.push((run.enforce, from, clip(*a)));
+                    }
+                    from = from.max(clip(*b));
+                }
+                if clip(run.last) > from {
+                    pieces.push((run.enforce, from, clip(run.last)));
+                }
+                pieces
             })
+            .collect();
+        let covered: Duration = spans
+            .iter()
+            .map(|(_, from, to)| to.duration_since(*from).unwrap_or_default())
             .sum();
         let length = until.duration_since(since).unwrap_or_default();
         let coverage = if length.is_zero() {
@@ -378,19 +386,11 @@ impl Builder {
                     .collect(),
             })
             .collect();
-        let mut enforcing = Vec::new();
-        for run in self.runs.iter().filter(|run| run.enforce) {
-            let mut from = clip(run.started);
-            for (a, b) in &run.silences {
-                if clip(*a) > from {
-                    enforcing.push((from, clip(*a)));
-                }
-                from = from.max(clip(*b));
-            }
-            if clip(run.last) > from {
-                enforcing.push((from, clip(run.last)));
-            }
-        }
+        let enforcing = spans
+            .iter()
+            .filter(|(enforce, _, _)| *enforce)
+            .map(|(_, from, to)| (*from, *to))
+            .collect();
         Report {
             gateway: self.gateway,
             site: self.site,

@@ -161,37 +161,36 @@ impl Pair {
     /// A QUIC flow from the client: an Initial for `name`, then a datagram every 100 ms for
     /// 60 s from the same port, which this returns.
     pub fn quic_flow(&mut self, name: &str) -> u16 {
-        let port_file = self.dir().join(format!("quic-{name}.port"));
-        self.spawn(
-            "client",
-            &format!("timeout 70 python3 {FLOWS} quic {name} 10.79.2.10 --port 443 --seconds 60"),
-            Some(&port_file),
-        );
-        let mut port = None;
-        wait_for("the QUIC client's port", 10, || {
-            port = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            port.is_some()
-        });
-        port.unwrap()
+        self.client_flow(
+            &format!("quic-{name}"),
+            &format!("quic {name} 10.79.2.10 --port 443 --seconds 60"),
+        )
     }
 
     /// A TCP connection from the client to the server's sink that sends its ClientHello for
     /// `name` only once `trigger` exists: its verdict is pending until then. Returns the
     /// connection's local port.
     pub fn pending_flow(&mut self, name: &str, trigger: &Path) -> u16 {
-        let port_file = self.dir().join(format!("hold-{name}.port"));
-        self.spawn(
-            "client",
+        self.client_flow(
+            &format!("hold-{name}"),
             &format!(
-                "timeout 70 python3 {FLOWS} hold {name} 10.79.2.10 --port 8443 --trigger {} --seconds 60",
+                "hold {name} 10.79.2.10 --port 8443 --trigger {} --seconds 60",
                 trigger.display()
             ),
+        )
+    }
+
+    /// Runs `pair_flows.py ARGUMENTS` on the client (for at most 70 s) and returns the local
+    /// port it prints first.
+    fn client_flow(&mut self, label: &str, arguments: &str) -> u16 {
+        let port_file = self.dir().join(format!("{label}.port"));
+        self.spawn(
+            "client",
+            &format!("timeout 70 python3 {FLOWS} {arguments}"),
             Some(&port_file),
         );
         let mut port = None;
-        wait_for("the pending flow's port", 10, || {
+        wait_for(&format!("the port of {label}"), 10, || {
             port = std::fs::read_to_string(&port_file)
                 .ok()
                 .and_then(|t| t.trim().parse().ok());

@@ -656,6 +656,45 @@ pub fn text(report: &Report) -> String {
     out
 }
 
+/// The per-vendor table of a report (also of the fleet report).
+pub(crate) fn vendor_table(vendors: &[VendorTotals]) -> String {
+    let mut h = String::new();
+    h.push_str("<table id=\"vendors\"><tr><th>Vendor</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed by exception</th></tr>");
+    for v in vendors {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&v.vendor),
+            v.blocked,
+            v.logged,
+            v.allowed
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
+/// The per-rule table of a report (also of the fleet report).
+pub(crate) fn rule_table(rules: &[RuleRow]) -> String {
+    let mut h = String::new();
+    h.push_str("<table id=\"rules\"><tr><th>Vendor</th><th>Rule</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed</th><th>First seen</th><th>Last seen</th></tr>");
+    for r in rules {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.vendor),
+            escape(&r.rule),
+            r.blocked,
+            r.logged,
+            r.allowed,
+            escape(&r.first_seen),
+            escape(&r.last_seen)
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
 pub fn html(report: &Report) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -758,37 +797,14 @@ pub fn html(report: &Report) -> String {
             report.events_dropped
         );
     }
-    h.push_str("<h2>Telemetry per vendor</h2><table id=\"vendors\"><tr><th>Vendor</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed by exception</th></tr>");
-    for v in &report.vendors {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape(&v.vendor),
-            v.blocked,
-            v.logged,
-            v.allowed
-        );
-    }
-    h.push_str("</table>");
+    h.push_str("<h2>Telemetry per vendor</h2>");
+    h.push_str(&vendor_table(&report.vendors));
     if !report.blocked_per_day.is_empty() {
         h.push_str("<h2>Blocked flows per day</h2>");
         h.push_str(&bar_chart("Blocked flows per day", &report.blocked_per_day));
     }
-    h.push_str("<h2>Per rule</h2><table id=\"rules\"><tr><th>Vendor</th><th>Rule</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed</th><th>First seen</th><th>Last seen</th></tr>");
-    for r in &report.rules {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.vendor),
-            escape(&r.rule),
-            r.blocked,
-            r.logged,
-            r.allowed,
-            escape(&r.first_seen),
-            escape(&r.last_seen)
-        );
-    }
-    h.push_str("</table>");
+    h.push_str("<h2>Per rule</h2>");
+    h.push_str(&rule_table(&report.rules));
     if let Some(check) = &report.prometheus {
         let _ = write!(
             h,

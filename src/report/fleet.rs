@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{build, Period, RuleRow, VendorTotals};
+use super::{build, rule_table, vendor_table, Period, RuleRow, VendorTotals};
 use crate::html::{escape, STYLE};
 use crate::output::format_system_time;
 
@@ -436,32 +436,13 @@ pub fn fleet_html(report: &FleetReport) -> String {
             escape(&g.attention.join("; "))
         );
     }
-    html.push_str("</table><h2>Fleet totals per vendor</h2><table id=\"vendors\"><tr><th>Vendor</th><th>Blocked</th><th>Logged</th><th>Allowed</th></tr>");
-    for v in &report.vendors {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&v.vendor),
-            v.blocked,
-            v.logged,
-            v.allowed
-        );
-    }
-    html.push_str("</table><h2>Fleet totals per rule</h2><table id=\"rules\"><tr><th>Vendor</th><th>Rule</th><th>Blocked</th><th>Logged</th><th>Allowed</th></tr>");
-    for r in &report.rules {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.vendor),
-            escape(&r.rule),
-            r.blocked,
-            r.logged,
-            r.allowed
-        );
-    }
+    html.push_str("</table><h2>Fleet totals per vendor</h2>");
+    html.push_str(&vendor_table(&report.vendors));
+    html.push_str("<h2>Fleet totals per rule</h2>");
+    html.push_str(&rule_table(&report.rules));
     let _ = writeln!(
         html,
-        "</table><p>Generated {}.</p></body></html>",
+        "<p>Generated {}.</p></body></html>",
         escape(&report.generated)
     );
     html

@@ -66,18 +66,15 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
                     dropped_reported = dropped;
                 }
                 let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
-                let stuck = waiting > 0 && progress_at.elapsed() >= STUCK_AFTER;
-                if !stuck {
-                    // systemd's WatchdogSec: alive only while packets do not wait unjudged.
-                    notify(&[sd_notify::NotifyState::Watchdog]);
-                }
-                if stuck {
+                if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
                     eprintln!(
                         "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
                         STUCK_AFTER.as_secs()
                     );
                     std::process::exit(EXIT_STUCK);
                 }
+                // systemd's WatchdogSec: alive only while packets do not wait unjudged.
+                notify(&[sd_notify::NotifyState::Watchdog]);
             }
         })
         .map(|_| ())
@@ -358,11 +355,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     drop(events_in);
     control.ready.store(true, Ordering::Relaxed);
-    let status = service_status(&config, &engine.rules());
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
+    notify_ready(&run_info, &config, &engine);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let mut watcher = config
         .rules
@@ -383,11 +376,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             }
             notify(&states);
             reload(&config, &engine, &control, &control_in, "SIGHUP");
-            let status = service_status(&config, &engine.rules());
-            notify(&[
-                sd_notify::NotifyState::Ready,
-                sd_notify::NotifyState::Status(&status),
-            ]);
+            notify_ready(&run_info, &config, &engine);
         }
         if let Some(watcher) = &mut watcher {
             if watcher.changed_and_settled() {
@@ -554,26 +543,25 @@ fn notify(states: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(states);
 }
 
-/// The one-line status `systemctl status` shows.
-fn service_status(config: &Config, rules: &crate::rules::RuleSet) -> String {
-    format!(
-        "{} on {}, ruleset {} ({} rules), fail {}",
-        if config.enforce {
-            "enforcing"
-        } else {
-            "dry run"
-        },
-        match config.mode {
-            Mode::Nfqueue => format!("NFQUEUE {:?}", config.queues),
-            Mode::Passive => format!("{:?} (passive)", config.interfaces),
-        },
+/// READY, with the one-line status `systemctl status` shows: what the daemon does (as
+/// its metrics say it, `run`), where, and with which ruleset.
+fn notify_ready(run: &RunInfo, config: &Config, engine: &Engine) {
+    let rules = engine.rules();
+    let place = match config.mode {
+        Mode::Nfqueue => format!("NFQUEUE {:?}", config.queues),
+        Mode::Passive => format!("{:?} (passive)", config.interfaces),
+    };
+    let status = format!(
+        "{} on {place}, ruleset {} ({} rules), fail {}",
+        if run.enforce { "enforcing" } else { "dry run" },
         rules.version(),
         rules.stats().rules,
-        match config.fail {
-            FailMode::Open => "open",
-            FailMode::Closed => "closed",
-        }
-    )
+        run.fail
+    );
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }
 
 /// A Redis URL without its password, for the log.

@@ -2,7 +2,7 @@
 //! matched names learned (addresses and ECH configurations) for later flows.
 
 use super::*;
-use crate::flow::learned::{MAX_TTL_SECONDS, MIN_TTL_SECONDS};
+use crate::flow::learned::expiry;
 
 impl Worker<'_> {
     /// A DNS packet (UDP or TCP): every message is judged on its own.
@@ -176,7 +176,7 @@ impl Worker<'_> {
                             self.engine.share(SharedFact::EchConfig {
                                 public_name: public_name.as_str().into(),
                                 config_id,
-                                expires: shared_expiry(record.ttl, time),
+                                expires: expiry(record.ttl, time),
                             });
                         }
                     }
@@ -200,16 +200,10 @@ impl Worker<'_> {
             self.engine.share(SharedFact::Address {
                 addr,
                 name: name.into(),
-                expires: shared_expiry(ttl, time),
+                expires: expiry(ttl, time),
             });
         }
     }
-}
-
-/// When a fact learned at capture time `time` from a record with `ttl` expires, in Unix
-/// seconds: the TTL bounded as the learned tables bound it.
-fn shared_expiry(ttl: u32, time: Duration) -> u64 {
-    time.as_secs() + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS)
 }
 
 /// DNS is judged message by message, by port (either direction).

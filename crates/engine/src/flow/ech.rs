@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use super::learned::{MAX_TTL_SECONDS, MIN_TTL_SECONDS};
+use super::learned::expiry;
 
 pub struct EchConfigs {
     /// (hash of the public name, config_id) → (expiry second, capture time first seen).
@@ -42,7 +42,7 @@ impl EchConfigs {
     /// capture time `time`.
     pub fn learn(&self, public_name_tag: u64, config_id: u8, ttl: u32, time: Duration) {
         let now = time.as_secs();
-        let expires = now + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS);
+        let expires = expiry(ttl, time);
         let key = (public_name_tag, config_id);
         if let Some(mut existing) = self.map.get_mut(&key) {
             existing.0 = existing.0.max(expires);

@@ -22,6 +22,12 @@ pub const MIN_TTL_SECONDS: u64 = 60;
 /// Longest an address stays attributed without a fresh answer.
 pub const MAX_TTL_SECONDS: u64 = 86_400;
 
+/// When something learned at capture time `time` from a record with `ttl` expires, in Unix
+/// seconds: the TTL within [`MIN_TTL_SECONDS`]..[`MAX_TTL_SECONDS`].
+pub fn expiry(ttl: u32, time: Duration) -> u64 {
+    time.as_secs() + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS)
+}
+
 struct Learned {
     name: Box<str>,
     expires: u64,
@@ -63,7 +69,7 @@ impl LearnedNames {
     /// Records that `addr` serves `name` for `ttl` seconds from capture time `time`.
     pub fn learn(&self, addr: IpAddr, name: &str, ttl: u32, time: Duration) {
         let now = time.as_secs();
-        let expires = now + u64::from(ttl).clamp(MIN_TTL_SECONDS, MAX_TTL_SECONDS);
+        let expires = expiry(ttl, time);
         if let Some(mut existing) = self.map.get_mut(&addr) {
             if &*existing.name != name {
                 existing.name = name.into();

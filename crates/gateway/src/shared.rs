@@ -12,11 +12,10 @@
 //! threads reconnect by themselves.
 //!
 //! Keys: `PREFIX:addr:ADDRESS` = `EXPIRES NAME`, `PREFIX:ech:CONFIG_ID:PUBLIC_NAME` =
-//! `EXPIRES` (Unix seconds). Channel `PREFIX:facts`, messages `ORIGIN FACT` with the same
-//! fields, so a gateway skips its own.
+//! `EXPIRES` (Unix seconds). Channel `PREFIX:facts`, messages `ORIGIN KEY VALUE` (the
+//! stored key and value after the gateway that wrote them, so a gateway skips its own).
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -285,7 +284,7 @@ impl Writer {
                 .ignore();
             pipe.cmd("PUBLISH")
                 .arg(&channel)
-                .arg(message(&self.site.origin, fact))
+                .arg(format!("{} {key} {value}", self.site.origin))
                 .ignore();
         }
         pipe.query::<()>(connection)?;
@@ -347,7 +346,7 @@ impl Reader {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            match parse_message(&payload) {
+            match parse_message(&self.site.prefix, &payload) {
                 Some((origin, _)) if origin == self.site.origin => {}
                 Some((_, fact)) => import(engine, &fact, stats),
                 None => {
@@ -478,43 +477,11 @@ fn parse_key_value(prefix: &str, key: &str, value: &str) -> Option<SharedFact> {
     })
 }
 
-/// A channel message: the origin gateway, then the fact.
-fn message(origin: &str, fact: &SharedFact) -> String {
-    match fact {
-        SharedFact::Address {
-            addr,
-            name,
-            expires,
-        } => format!("{origin} addr {addr} {expires} {name}"),
-        SharedFact::EchConfig {
-            public_name,
-            config_id,
-            expires,
-        } => format!("{origin} ech {config_id} {expires} {public_name}"),
-    }
-}
-
-fn parse_message(text: &str) -> Option<(&str, SharedFact)> {
-    let mut fields = text.splitn(5, ' ');
-    let origin = fields.next()?;
-    let kind = fields.next()?;
-    let first = fields.next()?;
-    let expires = fields.next()?.parse().ok()?;
-    let name = checked_name(fields.next()?)?.into();
-    let fact = match kind {
-        "addr" => SharedFact::Address {
-            addr: first.parse::<IpAddr>().ok()?,
-            name,
-            expires,
-        },
-        "ech" => SharedFact::EchConfig {
-            public_name: name,
-            config_id: first.parse().ok()?,
-            expires,
-        },
-        _ => return None,
-    };
-    Some((origin, fact))
+/// A channel message: the gateway that wrote the fact, then its key and value.
+fn parse_message<'a>(prefix: &str, text: &'a str) -> Option<(&'a str, SharedFact)> {
+    let (origin, stored) = text.split_once(' ')?;
+    let (key, value) = stored.split_once(' ')?;
+    Some((origin, parse_key_value(prefix, key, value)?))
 }
 
 /// A DNS name as the engine learns them: at most 253 bytes of name characters. Anything else
@@ -556,8 +523,11 @@ mod tests {
                 Some(fact.clone())
             );
             assert_eq!(parse_key_value("telestrip:site-b", &key, &value), None);
-            let text = message("gw-a", &fact);
-            assert_eq!(parse_message(&text), Some(("gw-a", fact)));
+            let text = format!("gw-a {key} {value}");
+            assert_eq!(
+                parse_message("telestrip:site-a", &text),
+                Some(("gw-a", fact))
+            );
         }
     }
 
@@ -566,14 +536,15 @@ mod tests {
         for text in [
             "",
             "gw-a",
-            "gw-a addr 10.0.0.1 1800000000",
-            "gw-a addr not-an-address 1800000000 t.example",
-            "gw-a addr 10.0.0.1 soon t.example",
-            "gw-a ech 300 1800000000 public.example.org",
-            "gw-a what 1 1800000000 t.example",
-            "gw-a addr 10.0.0.1 1800000000 <script>",
+            "gw-a p:addr:10.0.0.1 1800000000",
+            "gw-a p:addr:not-an-address 1800000000 t.example",
+            "gw-a p:addr:10.0.0.1 soon t.example",
+            "gw-a p:ech:300:public.example.org 1800000000",
+            "gw-a p:what:1 1800000000 t.example",
+            "gw-a p:addr:10.0.0.1 1800000000 <script>",
+            "gw-a other:addr:10.0.0.1 1800000000 t.example",
         ] {
-            assert_eq!(parse_message(text), None, "{text:?}");
+            assert_eq!(parse_message("p", text), None, "{text:?}");
         }
     }
 

@@ -13,7 +13,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,11 +164,9 @@ pub struct Announcer {
 impl Announcer {
     /// Hands `update` to the writer without waiting.
     pub fn announce(&self, update: MarkUpdate) {
-        match self.sender.try_send((update, Instant::now())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-            }
+        // Full, or the writer is gone: either way the update is lost, and counted.
+        if self.sender.try_send((update, Instant::now())).is_err() {
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -198,7 +196,7 @@ impl Conntrack {
     /// whichever direction the tuple runs. A UDP flow blocked on its first datagram has no
     /// connection yet (the kernel confirms one only for a packet that passes): it is made,
     /// with the mark, so the kernel drops the flow's next datagrams itself and conntrackd
-    /// replicates it. `Ok(false)`: no such connection (TCP).
+    /// replicates it. [`Written::NotFound`]: the kernel tracks no such TCP connection.
     pub fn set_mark(&mut self, update: &MarkUpdate) -> io::Result<Written> {
         // The kernel finds a connection by the tuple of either direction; a packet whose
         // destination was rewritten (DNAT) matches neither, but its reverse is the reply.

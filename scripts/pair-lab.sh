@@ -7,7 +7,11 @@
 #                                                                      └─ gateway B .3 ─┘
 #   sync link 10.79.3.0/24: A .2, B .3 (conntrackd FTFW), Redis .9
 #
-# Usage: pair-lab.sh up ID DIR TELESTRIP   build it all, start everything, wait for A as master
+# Usage: pair-lab.sh up ID DIR TELESTRIP [PACK_KEY]
+#                                         build it all, start everything, wait for A as master;
+#                                         with PACK_KEY (a minisign public key file) the
+#                                         gateways take signed rules from DIR/www/pack, served
+#                                         by the server at http://10.79.2.10:8080/pack/
 #        pair-lab.sh down ID DIR           stop everything, remove the namespaces
 #        pair-lab.sh fail ID a|b           cut a gateway's LAN and WAN links
 #        pair-lab.sh restore ID a|b        bring them back
@@ -19,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 action=${1:-}
 id=${2:-}
-[ -n "$action" ] && [ -n "$id" ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ -n "$action" ] && [ -n "$id" ] || { sed -n '2,19p' "$0" >&2; exit 2; }
 ns() { echo "tsp-$id-$1"; }
 in_ns() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 
@@ -42,9 +46,14 @@ veth() { # veth NS1 IF1 NS2 IF2
 }
 
 up() {
-    local dir=$1 telestrip=$2
+    local dir=$1 telestrip=$2 pack_key=${3:-}
     mkdir -p "$dir"
     chmod 755 "$dir"
+    if [ -n "$pack_key" ]; then
+        # Readable by the daemons' unprivileged user, which re-reads it on every reload.
+        install -m 644 "$pack_key" "$dir/pack.pub"
+        mkdir -p "$dir/www/pack"
+    fi
     for n in client a b server switch redis; do
         ip netns add "$(ns $n)"
         in_ns $n ip link set lo up
@@ -126,6 +135,11 @@ servers_up() {
         --cname=metrics.example.org,v10.events.data.microsoft.com \
         --address=/www.example.org/10.79.2.10 --log-facility=/dev/null
     wait_for "the sink" 20 test -s "$dir/sink.json"
+    if [ -d "$dir/www" ]; then
+        start_in server "$dir/www.pid" "$dir/www.log" "$dir/www.log" \
+            timeout 600 python3 -m http.server 8080 --bind 10.79.2.10 --directory "$dir/www"
+        wait_for "the rule pack server" 20 in_ns server curl -s -o /dev/null http://10.79.2.10:8080/
+    fi
 }
 
 # Configurations from the templates in deploy/pair/, daemons started.
@@ -176,6 +190,17 @@ audit:
   path: $dir/$g/audit/audit.jsonl
   heartbeat_seconds: 1
 EOF
+    if [ -f "$dir/pack.pub" ]; then
+        cat >>"$dir/$g/telestrip.yaml" <<EOF
+rules_update:
+  source: http://10.79.2.10:8080/pack/
+  public_key_file: $dir/pack.pub
+  state_dir: $dir/$g/rules
+  attempts: 2
+  timeout_seconds: 10
+  must_keep_working: [www.example.org, login.microsoftonline.com]
+EOF
+    fi
     in_ns "$g" bash "$here/deploy/iptables.sh" add --queues 0 --fail open
     start_in "$g" "$dir/$g/conntrackd.pid" "$dir/$g/conntrackd.out" "$dir/$g/conntrackd.out" \
         conntrackd -C "$dir/$g/conntrackd.conf"
@@ -220,11 +245,11 @@ down() {
 }
 
 case $action in
-    up) up "$3" "$4" ;;
+    up) up "$3" "$4" "${5:-}" ;;
     down) down "$3" ;;
     fail) in_ns "$3" ip link set lan down; in_ns "$3" ip link set wan down ;;
     restore) in_ns "$3" ip link set lan up; in_ns "$3" ip link set wan up ;;
     master)
         if master_is a; then echo a; elif master_is b; then echo b; else echo none; fi ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

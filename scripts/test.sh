@@ -3,7 +3,8 @@
 # a fresh Debian machine: the Rust toolchain if missing, and the real clients and servers of
 # the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium,
 # prometheus with promtool; for the gateway pair keepalived, conntrackd, conntrack and
-# redis-server; rsyslog with RELP for the shipped audit logs), and aioquic from PyPI.
+# redis-server; rsyslog with RELP for the shipped audit logs; minisign, which checks the
+# signed rule packs), and aioquic from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl patch iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus \
-        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db >/dev/null
+        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign >/dev/null
     # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
     # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.

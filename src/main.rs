@@ -110,7 +110,8 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Work with rule files: check, test, explain, diff, import.
+    /// Work with rule files: check, test, explain, diff, import; publish signed packs, update,
+    /// roll back.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
@@ -318,6 +319,103 @@ enum RulesCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Sign a rule directory for the gateways: rule files and a signed manifest into OUT.
+    ///
+    /// The rules must pass `rules check --strict` first. OUT gets the rule files,
+    /// `manifest.json` (the ruleset version, which only grows; issue and expiry times; the
+    /// SHA-256 of every file; the oldest telestrip that reads them) and its minisign
+    /// signature `manifest.json.minisig`. Serve OUT as static files over HTTP(S), commit it
+    /// to git, or pack it as a tarball for air-gapped sites. The key is a minisign secret key
+    /// (`minisign -G`); an encrypted one takes its password from --password-file, from
+    /// TELESTRIP_KEY_PASSWORD, or from the terminal. Exit code 0 when published, 1 when the
+    /// rules have problems, 2 on bad input.
+    ///
+    /// Example: telestrip rules publish rules/ --key ~/.minisign/telestrip.key --output /srv/www/telestrip-rules
+    Publish {
+        /// Rule directory (or single file) to publish.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The publisher's minisign secret key.
+        #[arg(long, value_name = "SECRET_KEY")]
+        key: PathBuf,
+        /// File holding the secret key's password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Directory to write the pack into (created; rule files no longer published are
+        /// removed from it).
+        #[arg(long, short, value_name = "OUT")]
+        output: PathBuf,
+        /// Ruleset version; default: one above the version already in OUT (1 for a new OUT).
+        #[arg(long, value_name = "N")]
+        ruleset_version: Option<u64>,
+        /// How long gateways accept the pack; publish again before it ends.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        valid_for: std::time::Duration,
+        /// Oldest telestrip version that may load these rules; default: this one.
+        #[arg(long, value_name = "VERSION")]
+        min_telestrip: Option<String>,
+        /// Publish even with lint warnings (failing rule tests always stop it).
+        #[arg(long)]
+        allow_lint_warnings: bool,
+    },
+    /// Fetch the publisher's signed rules and put them in force, or say why not.
+    ///
+    /// Reads `rules_update:` in the config: the source (an http(s) URL, a directory or a
+    /// tarball), the publisher's pinned public key, the state directory. The manifest is
+    /// fetched conditionally (ETag, If-Modified-Since); only files that changed are
+    /// downloaded. Refused, with the rules in force left as they are: a bad signature or
+    /// another key; a version not above the last accepted (kept on disk); an expired
+    /// manifest; a file whose size or hash differs; an HTML page instead of a file; rules with
+    /// errors, failing rule tests or lint warnings; rules that block a `must_keep_working`
+    /// name; rules that remove more than `max_removed_percent` of the entries in force. An
+    /// accepted pack becomes a new generation (the last `keep` are kept), switched in one
+    /// step; the daemon sees the change and reloads. Exit code 0 when accepted or nothing
+    /// new, 1 when refused, 2 on bad input, 3 when the source could not be reached.
+    ///
+    /// Example: telestrip rules update --config /etc/telestrip/telestrip.yaml
+    ///          (deploy/telestrip-rules-update.timer runs it every 6 hours)
+    Update {
+        /// Configuration file with a `rules_update:` section.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/telestrip/telestrip.yaml"
+        )]
+        config: PathBuf,
+        /// Update from here instead of the configured source (a directory or tarball
+        /// carried to an air-gapped site, a mirror); the pinned key still decides.
+        #[arg(long, value_name = "URL|DIR|TARBALL")]
+        from: Option<String>,
+    },
+    /// Put an earlier generation of signed rules in force again (default: the one before).
+    ///
+    /// The generation is checked again (signature, hashes, rules) before the switch. The
+    /// high-water mark stays: the next update replaces the rolled-back rules only with a
+    /// newer version than the one rolled back from.
+    ///
+    /// Example: telestrip rules rollback --config /etc/telestrip/telestrip.yaml --to 41
+    Rollback {
+        /// Configuration file with a `rules_update:` section.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/telestrip/telestrip.yaml"
+        )]
+        config: PathBuf,
+        /// Generation to put in force (see `rules status`).
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+    },
+    /// List the generations of signed rules kept, the one in force, and how updates fared.
+    Status {
+        /// Configuration file with a `rules_update:` section.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/telestrip/telestrip.yaml"
+        )]
+        config: PathBuf,
+    },
     /// Say which rule matches a name or address and why, or why none does.
     ///
     /// Example: telestrip rules explain v10.events.data.microsoft.com
@@ -471,6 +569,35 @@ fn main() -> ExitCode {
                 &mut out,
             ),
             RulesCommand::Diff { old, new } => cli::rules_diff(&old, &new, &mut out),
+            RulesCommand::Publish {
+                dir,
+                key,
+                password_file,
+                output,
+                ruleset_version,
+                valid_for,
+                min_telestrip,
+                allow_lint_warnings,
+            } => cli::rules_publish(
+                &cli::PublishOptions {
+                    dir,
+                    key,
+                    password_file,
+                    output,
+                    version: ruleset_version,
+                    valid_for,
+                    min_telestrip,
+                    allow_lint_warnings,
+                },
+                &mut out,
+            ),
+            RulesCommand::Update { config, from } => {
+                cli::rules_update(&cli::UpdateOptions { config, from }, &mut out)
+            }
+            RulesCommand::Rollback { config, to } => {
+                cli::rules_rollback(&cli::RollbackOptions { config, to }, &mut out)
+            }
+            RulesCommand::Status { config } => cli::rules_status(&config, &mut out),
             RulesCommand::Import {
                 files,
                 format,

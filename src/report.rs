@@ -56,6 +56,8 @@ pub struct Report {
     pub vendors: Vec<VendorTotals>,
     pub rules: Vec<RuleRow>,
     pub rulesets: Vec<RulesetPeriod>,
+    /// Signed rule packs put in force in the period (updates, rollbacks, fallbacks).
+    pub rule_updates: Vec<RuleUpdate>,
     pub runs: Vec<Run>,
     /// Share of the period the filter was running (0 to 1), from its runs.
     pub coverage: f64,
@@ -128,6 +130,34 @@ pub struct Run {
     pub silences: Vec<String>,
 }
 
+/// A signed rule pack put in force (`rules_update` records, each switch counted once).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RuleUpdate {
+    /// When it was put in force (the switch of `current`; the acceptance for a fallback).
+    pub time: String,
+    /// `update`, `rollback` or `fallback`.
+    pub how: String,
+    pub generation: u64,
+    pub ruleset_version: u64,
+    pub previous_version: Option<u64>,
+    pub key_id: String,
+    pub source: String,
+    pub expires: String,
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// One line for a rule update, the same in text and HTML.
+fn describe_update(u: &RuleUpdate) -> String {
+    let from = u
+        .previous_version
+        .map_or_else(String::new, |v| format!(" (was {v})"));
+    format!(
+        "{} {}: ruleset version {}{from}, generation {}, key {}, from {}: {} entries added, {} removed; valid until {}",
+        u.time, u.how, u.ruleset_version, u.generation, u.key_id, u.source, u.added, u.removed, u.expires
+    )
+}
+
 /// Accumulates records into a report.
 struct Builder {
     period: Period,
@@ -135,6 +165,7 @@ struct Builder {
     site: Option<String>,
     rules: BTreeMap<(String, String), RuleRow>,
     rulesets: Vec<RulesetPeriod>,
+    rule_updates: Vec<RuleUpdate>,
     runs: Vec<RunState>,
     per_day: BTreeMap<String, u64>,
     first: Option<SystemTime>,
@@ -179,6 +210,7 @@ impl Builder {
             site: None,
             rules: BTreeMap::new(),
             rulesets: Vec::new(),
+            rule_updates: Vec::new(),
             runs: Vec::new(),
             per_day: BTreeMap::new(),
             first: None,
@@ -267,6 +299,41 @@ impl Builder {
                 }
             }
             AuditEvent::Reload { .. } => {}
+            AuditEvent::RulesUpdate {
+                generation,
+                ruleset_version,
+                previous_version,
+                key_id,
+                source,
+                expires,
+                accepted,
+                switched,
+                switched_by,
+                added,
+                removed,
+                ..
+            } => {
+                let when = switched.as_deref().unwrap_or(accepted);
+                let in_period =
+                    humantime::parse_rfc3339(when).is_ok_and(|t| self.period.contains(t));
+                let seen = self.rule_updates.iter().any(|u| {
+                    u.generation == *generation && u.time == when && u.how == *switched_by
+                });
+                if in_period && !seen {
+                    self.rule_updates.push(RuleUpdate {
+                        time: when.to_string(),
+                        how: switched_by.clone(),
+                        generation: *generation,
+                        ruleset_version: *ruleset_version,
+                        previous_version: *previous_version,
+                        key_id: key_id.clone(),
+                        source: source.clone(),
+                        expires: expires.clone(),
+                        added: *added,
+                        removed: *removed,
+                    });
+                }
+            }
             AuditEvent::Flow {
                 rule,
                 vendor,
@@ -410,6 +477,7 @@ impl Builder {
             vendors: vendors.into_values().collect(),
             rules: self.rules.into_values().collect(),
             rulesets: self.rulesets,
+            rule_updates: self.rule_updates,
             runs,
             coverage,
             events_dropped: self.runs.iter().map(|r| r.events_dropped).sum(),
@@ -567,6 +635,12 @@ pub fn text(report: &Report) -> String {
             "  {} (sha256 {}) from {} to {}",
             r.ruleset, r.sha256, r.from, r.until
         );
+    }
+    if !report.rule_updates.is_empty() {
+        let _ = writeln!(out, "Signed rule updates:");
+        for u in &report.rule_updates {
+            let _ = writeln!(out, "  {}", describe_update(u));
+        }
     }
     if report.events_dropped > 0 {
         let _ = writeln!(
@@ -785,6 +859,13 @@ pub fn html(report: &Report) -> String {
         );
     }
     h.push_str("</table>");
+    if !report.rule_updates.is_empty() {
+        h.push_str("<h2>Signed rule updates</h2><ul id=\"rule-updates\">");
+        for u in &report.rule_updates {
+            let _ = write!(h, "<li>{}</li>", escape(&describe_update(u)));
+        }
+        h.push_str("</ul>");
+    }
     let _ = write!(
         h,
         "<p id=\"bypass\">Attempts to get around the filter: {} (telemetry over QUIC, real ECH, DoH resolvers, HTTPS/SVCB queries for blocked names, flows blocked by a learned address).</p>",

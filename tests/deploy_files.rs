@@ -63,9 +63,17 @@ fn systemd_unit_verifies() {
         );
     let path = dir.path().join("telestrip.service");
     std::fs::write(&path, unit).unwrap();
+    // The rule updater and its timer, verified together.
+    let updater = std::fs::read_to_string(deploy("telestrip-rules-update.service"))
+        .unwrap()
+        .replace("/usr/bin/telestrip", env!("CARGO_BIN_EXE_telestrip"));
+    let updater_path = dir.path().join("telestrip-rules-update.service");
+    std::fs::write(&updater_path, updater).unwrap();
+    let timer_path = dir.path().join("telestrip-rules-update.timer");
+    std::fs::copy(deploy("telestrip-rules-update.timer"), &timer_path).unwrap();
     let output = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&path)
+        .args([&path, &updater_path, &timer_path])
         .output()
         .unwrap();
     assert!(

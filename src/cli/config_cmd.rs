@@ -69,6 +69,28 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
             .as_ref()
             .map_or_else(|| "bundled".to_string(), |p| p.display().to_string())
     )?;
+    if let Some(update) = &config.rules_update {
+        let store = update.store();
+        let in_force = match (update.key(), store.current()) {
+            (Ok(key), Some(number)) => match store.load(number, &key) {
+                Ok(g) => format!(
+                    "generation {number} (ruleset version {}, expires {}) in force",
+                    g.record.ruleset_version, g.record.expires
+                ),
+                // A warning only: the daemon then starts from an older generation.
+                Err(error) => format!(
+                    "warning: generation {number} in force does not verify ({error}); the daemon starts from the newest older one that does"
+                ),
+            },
+            _ => "no generation yet: the rules below run until the first update".into(),
+        };
+        writeln!(
+            out,
+            "rules_update: from {}, state in {}; {in_force}",
+            update.source,
+            update.state_dir.display()
+        )?;
+    }
     let rules = rules_check(config.rules.as_deref(), strict, out)?;
     if problems == 0 && rules == exit::OK {
         writeln!(

@@ -7,6 +7,7 @@ mod import_cmd;
 mod pcap;
 mod rules_cmd;
 mod rules_diff_cmd;
+mod rules_pack;
 mod rules_test_cmd;
 
 pub use audit_cmd::{audit_verify, fleet_report, report, ReportFormat};
@@ -15,6 +16,10 @@ pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};
 pub use rules_diff_cmd::rules_diff;
+pub use rules_pack::{
+    rules_publish, rules_rollback, rules_status, rules_update, PublishOptions, RollbackOptions,
+    UpdateOptions,
+};
 pub use rules_test_cmd::{rules_test, RulesTestOptions};
 
 use crate::rules::{self, LoadedFile, RuleErrors};

@@ -297,3 +297,74 @@ fn bypass_attempts_are_counted_per_run_and_only_inside_the_period() {
     assert!(old.bypass_attempts.is_empty(), "{:?}", old.bypass_attempts);
     assert!(text(&old).contains("Attempts to get around the filter: none"));
 }
+
+fn rules_update(generation: u64, version: u64, switched: &str, by: &str) -> AuditEvent {
+    AuditEvent::RulesUpdate {
+        generation,
+        ruleset_version: version,
+        previous_version: version.checked_sub(1),
+        key_id: "ABCDEF0123456789".into(),
+        source: "https://rules.example.org/".into(),
+        issued: "2026-10-30T00:00:00Z".into(),
+        expires: "2026-12-30T00:00:00Z".into(),
+        accepted: switched.into(),
+        switched: Some(switched.into()),
+        switched_by: by.into(),
+        entries: 100,
+        added: 3,
+        removed: 1,
+        added_sample: vec!["a.example.net".into()],
+        removed_sample: vec![],
+        ruleset: "r".into(),
+    }
+}
+
+#[test]
+fn signed_rule_updates_are_listed_once_each_within_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    w.append(at(0), audit_start("v1", true));
+    // Accepted before the period; recorded again by the start inside it.
+    w.append(at(10), rules_update(1, 7, "2026-11-01T00:00:10Z", "update"));
+    w.append(at(DAY), audit_start("v1", true));
+    w.append(
+        at(DAY),
+        rules_update(1, 7, "2026-11-01T00:00:10Z", "update"),
+    );
+    w.append(
+        at(DAY + 60),
+        rules_update(2, 8, "2026-11-02T00:01:00Z", "update"),
+    );
+    w.append(
+        at(DAY + 120),
+        rules_update(1, 7, "2026-11-02T00:02:00Z", "rollback"),
+    );
+    // The same switch recorded again (a reload) is not a new one.
+    w.append(
+        at(DAY + 180),
+        rules_update(1, 7, "2026-11-02T00:02:00Z", "rollback"),
+    );
+    w.commit().unwrap();
+    let report = build(
+        &[path],
+        Period {
+            since: Some(at(DAY)),
+            until: Some(at(2 * DAY)),
+        },
+    )
+    .unwrap();
+    assert!(report.chain.verified, "{:?}", report.chain);
+    let listed: Vec<(u64, &str)> = report
+        .rule_updates
+        .iter()
+        .map(|u| (u.ruleset_version, u.how.as_str()))
+        .collect();
+    assert_eq!(listed, [(8, "update"), (7, "rollback")]);
+    let text = text(&report);
+    assert!(
+        text.contains("2026-11-02T00:01:00Z update: ruleset version 8 (was 7), generation 2, key ABCDEF0123456789"),
+        "{text}"
+    );
+    assert!(html(&report).contains("<ul id=\"rule-updates\">"));
+}

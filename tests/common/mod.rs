@@ -25,6 +25,17 @@ pub const PAIR_METRICS: [&str; 9] = [
     "telestrip_shared_state_errors_total",
 ];
 
+/// Metrics only a gateway with `rules_update:` exports; tests/rules_update.rs checks that it
+/// does.
+pub const PACK_METRICS: [&str; 6] = [
+    "telestrip_rules_version",
+    "telestrip_rules_generation",
+    "telestrip_rules_expiry_timestamp_seconds",
+    "telestrip_rules_update_last_attempt_timestamp_seconds",
+    "telestrip_rules_update_last_success_timestamp_seconds",
+    "telestrip_rules_update_consecutive_failures",
+];
+
 const EXTRA_TOOLS: [&str; 4] = ["iptables-legacy", "nft", "systemd-analyze", "ethtool"];
 
 /// Fails the test unless this machine can run the namespace tests (root, the lab's tools,

@@ -11,6 +11,8 @@ pub const TELEMETRY: &str = "v10.events.data.microsoft.com";
 /// The server's second address, which DNS gives the telemetry name.
 pub const LEARNED_ADDRESS: &str = "10.79.2.20";
 pub const DOWNLOAD_BYTES: usize = 1_500_000;
+/// Where the gateways of [`Pair::up_with`] fetch signed rules from.
+pub const PACK_URL: &str = "http://10.79.2.10:8080/pack/";
 
 pub struct Pair {
     pub id: String,
@@ -20,17 +22,22 @@ pub struct Pair {
 
 impl Pair {
     pub fn up() -> Self {
+        Self::up_with(None)
+    }
+
+    /// With `pack_key` (a minisign public key file), the gateways take signed rules from
+    /// `DIR/www/pack`, which the server serves at [`PACK_URL`].
+    pub fn up_with(pack_key: Option<&Path>) -> Self {
         let pair = Pair {
             id: format!("{}", std::process::id() % 100_000),
             dir: tempfile::tempdir().unwrap(),
             children: Vec::new(),
         };
-        let output = pair.lab(&[
-            "up",
-            &pair.id,
-            &pair.dir().display().to_string(),
-            env!("CARGO_BIN_EXE_telestrip"),
-        ]);
+        let dir = pair.dir().display().to_string();
+        let mut args = vec!["up", &pair.id, &dir, env!("CARGO_BIN_EXE_telestrip")];
+        let key = pack_key.map(|k| k.display().to_string());
+        args.extend(key.as_deref());
+        let output = pair.lab(&args);
         assert!(
             output.status.success(),
             "the pair lab did not come up: {}{}",
@@ -221,6 +228,7 @@ impl Pair {
             "b/failover.log",
             "a/conntrackd.log",
             "b/conntrackd.log",
+            "www.log",
         ] {
             let content = std::fs::read_to_string(self.dir().join(file)).unwrap_or_default();
             let tail: Vec<&str> = content

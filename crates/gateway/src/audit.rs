@@ -88,6 +88,39 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A generation of signed rules is in force: at start, and whenever the daemon switches
+    /// to another (an accepted update, a rollback). The same generation may be recorded by
+    /// several starts; the report counts each switch once.
+    RulesUpdate {
+        generation: u64,
+        /// The publisher's version; `previous_version` the one the update replaced.
+        ruleset_version: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_version: Option<u64>,
+        /// The publisher's minisign key id.
+        key_id: String,
+        source: String,
+        issued: String,
+        expires: String,
+        /// When `rules update` accepted it, and when `current` was switched to it.
+        accepted: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switched: Option<String>,
+        /// `update`, `rollback`, or `fallback` (the generation in force failed its checks,
+        /// this older one stands in).
+        switched_by: String,
+        /// Names and address blocks: in the pack, added and removed by the update, and the
+        /// first of each (sorted, up to 100).
+        entries: usize,
+        added: usize,
+        removed: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added_sample: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removed_sample: Vec<String>,
+        /// The ruleset's own version (as in `start` and `reload`).
+        ruleset: String,
+    },
     /// The daemon is alive; cumulative counters since its start.
     Heartbeat {
         /// As in `Start`.

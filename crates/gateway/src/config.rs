@@ -73,6 +73,10 @@ pub struct Config {
     /// SIGHUP.
     #[serde(default = "default_rules_poll_ms")]
     pub rules_poll_ms: u64,
+    /// Signed rule packs from a publisher (`telestrip rules update`); the daemon then runs
+    /// the newest accepted generation, and `rules:` only until the first is accepted.
+    #[serde(default)]
+    pub rules_update: Option<RulesUpdateConfig>,
     /// `false`: dry run, blocking rules only log.
     #[serde(default = "default_true")]
     pub enforce: bool,
@@ -180,6 +184,68 @@ pub struct SharedStateConfig {
     pub max_import: usize,
 }
 
+/// The `rules_update:` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesUpdateConfig {
+    /// Where the publisher's packs are: an `http://` or `https://` URL of the directory
+    /// `rules publish` wrote, a local directory (a mounted medium, a git checkout), or a
+    /// `.tar`/`.tar.gz` of one (air-gapped sites).
+    pub source: String,
+    /// The publisher's minisign public key: the key line (`RWQ...`) or the whole
+    /// `minisign.pub` text. Exactly one of this and `public_key_file`.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// Generations, the high-water mark and the HTTP validators live here.
+    #[serde(default = "default_rules_state_dir")]
+    pub state_dir: PathBuf,
+    /// Generations kept for `rules rollback` (the one in force always stays).
+    #[serde(default = "default_rules_keep")]
+    pub keep: usize,
+    /// Refuse a pack that removes more than this share (percent) of the names and address
+    /// blocks in force: a truncated list must not open the gates.
+    #[serde(default = "default_max_removed_percent")]
+    pub max_removed_percent: u8,
+    /// Names of this site that must keep working (sign-in, updates, the line-of-business
+    /// services): a pack whose rules would block one of them is refused.
+    #[serde(default)]
+    pub must_keep_working: Vec<String>,
+    /// Accept packs with lint warnings (errors and failing rule tests always refuse).
+    #[serde(default)]
+    pub allow_lint_warnings: bool,
+    /// Tries per run when the source cannot be reached (waits 1 s, 2 s, 4 s, ..., or what
+    /// the server's Retry-After says, up to 5 minutes).
+    #[serde(default = "default_update_attempts")]
+    pub attempts: u32,
+    /// Seconds each download may take.
+    #[serde(default = "default_update_timeout")]
+    pub timeout_seconds: u64,
+}
+
+impl RulesUpdateConfig {
+    /// The pinned key, from `public_key` or `public_key_file`.
+    pub fn key(&self) -> Result<crate::rulepack::PublicKey, String> {
+        let text = match (&self.public_key, &self.public_key_file) {
+            (Some(text), None) => text.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("public_key_file: {}: {e}", path.display()))?,
+            _ => {
+                return Err(
+                    "give the publisher's key as exactly one of public_key and public_key_file"
+                        .into(),
+                )
+            }
+        };
+        crate::rulepack::PublicKey::parse(&text).map_err(|e| e.to_string())
+    }
+
+    pub fn store(&self) -> crate::rulepack::Store {
+        crate::rulepack::Store::at(&self.state_dir)
+    }
+}
+
 /// The `audit:` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +292,21 @@ fn default_user() -> String {
 }
 fn default_rules_poll_ms() -> u64 {
     1000
+}
+fn default_rules_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/telestrip/rules")
+}
+fn default_rules_keep() -> usize {
+    5
+}
+fn default_max_removed_percent() -> u8 {
+    10
+}
+fn default_update_attempts() -> u32 {
+    4
+}
+fn default_update_timeout() -> u64 {
+    60
 }
 fn default_heartbeat() -> u64 {
     60
@@ -339,6 +420,31 @@ impl Config {
                     "shared_state.prefix: {:?} must be a non-empty word",
                     shared.prefix
                 ));
+            }
+        }
+        if let Some(update) = &self.rules_update {
+            update.key().map_err(|e| format!("rules_update: {e}"))?;
+            if update.keep == 0 {
+                return Err("rules_update.keep: at least 1 generation must be kept".into());
+            }
+            if update.max_removed_percent > 100 {
+                return Err(format!(
+                    "rules_update.max_removed_percent: {} is more than 100",
+                    update.max_removed_percent
+                ));
+            }
+            if !(1..=20).contains(&update.attempts) {
+                return Err(format!(
+                    "rules_update.attempts: {} is not between 1 and 20",
+                    update.attempts
+                ));
+            }
+            for name in &update.must_keep_working {
+                if crate::inspect::Name::from_bytes(name.as_bytes()).is_none() {
+                    return Err(format!(
+                        "rules_update.must_keep_working: {name:?} is not a host name"
+                    ));
+                }
             }
         }
         if self.mark_shift > 28 {

@@ -21,6 +21,7 @@ pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod pair;
+pub mod rulepack;
 pub mod server;
 pub mod shared;
 pub mod source;

@@ -49,6 +49,7 @@ pub struct Metrics {
     ruleset_names: IntGauge,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
+    pack: PackGauges,
     /// Time from a packet's arrival in user space to its verdict.
     pub verdict_latency: Histogram,
     /// The families the layers reported, registered on first report. The lock also
@@ -57,6 +58,17 @@ pub struct Metrics {
 }
 
 /// A family a layer reports, as registered.
+/// Signed rule packs (`rules_update:`): what is in force and how the updates fare, labelled
+/// with the update source.
+struct PackGauges {
+    version: IntGaugeVec,
+    expiry: IntGaugeVec,
+    generation: IntGaugeVec,
+    last_attempt: IntGaugeVec,
+    last_success: IntGaugeVec,
+    failures: IntGaugeVec,
+}
+
 enum Reported {
     Counter(IntCounterVec),
     Gauge(IntGaugeVec),
@@ -166,6 +178,38 @@ impl Metrics {
                 "telestrip_rules_last_reload_successful",
                 "1 when the last reload succeeded (or none happened yet), 0 when it failed.",
             )?,
+            pack: PackGauges {
+                version: gauge_vec(
+                    "telestrip_rules_version",
+                    "Ruleset version of the signed pack in force (0: rules not from a pack).",
+                    &["source"],
+                )?,
+                expiry: gauge_vec(
+                    "telestrip_rules_expiry_timestamp_seconds",
+                    "When the manifest of the signed pack in force expires (Unix time).",
+                    &["source"],
+                )?,
+                generation: gauge_vec(
+                    "telestrip_rules_generation",
+                    "Local generation number of the signed pack in force.",
+                    &["source"],
+                )?,
+                last_attempt: gauge_vec(
+                    "telestrip_rules_update_last_attempt_timestamp_seconds",
+                    "When `telestrip rules update` last ran (Unix time).",
+                    &["source"],
+                )?,
+                last_success: gauge_vec(
+                    "telestrip_rules_update_last_success_timestamp_seconds",
+                    "When `telestrip rules update` last reached its source and accepted a pack or found nothing new (Unix time).",
+                    &["source"],
+                )?,
+                failures: gauge_vec(
+                    "telestrip_rules_update_consecutive_failures",
+                    "Runs of `telestrip rules update` in a row that failed or refused a pack.",
+                    &["source"],
+                )?,
+            },
             verdict_latency,
             reported: Mutex::new(HashMap::new()),
             registry: registry.clone(),
@@ -218,6 +262,29 @@ impl Metrics {
     }
 
     /// Shows `rules` as the ruleset in force.
+    /// The signed pack in force: its version, generation and expiry (all 0 when the rules
+    /// in force are not from a pack, e.g. before the first update).
+    pub fn set_pack(&self, source: &str, version: u64, generation: u64, expires_unix: u64) {
+        let set = |vec: &IntGaugeVec, value: u64| {
+            vec.with_label_values(&[source])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&self.pack.version, version);
+        set(&self.pack.generation, generation);
+        set(&self.pack.expiry, expires_unix);
+    }
+
+    /// How `rules update` fares, from its state file.
+    pub fn set_update_state(&self, source: &str, state: &crate::rulepack::UpdateState) {
+        let set = |vec: &IntGaugeVec, value: u64| {
+            vec.with_label_values(&[source])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&self.pack.last_attempt, state.last_attempt);
+        set(&self.pack.last_success, state.last_success);
+        set(&self.pack.failures, u64::from(state.consecutive_failures));
+    }
+
     pub fn set_ruleset(&self, rules: &RuleSet) {
         self.ruleset_info.reset();
         self.ruleset_info

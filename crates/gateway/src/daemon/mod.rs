@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 mod privileges;
+pub mod rule_source;
 mod writer;
 
 use crate::audit::{AuditEvent, AuditStats, AuditWriter, Pseudonymizer};
@@ -23,7 +24,6 @@ use crate::conntrack::{self, AnnounceStats, Conntrack};
 use crate::engine::{Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::pair::{self, PairState};
-use crate::rules::load_rules;
 use crate::server::{self, ControlPlane, ReloadStatus};
 use crate::shared::{self, SharedStats};
 use crate::source::nfqueue::{self, QueueSettings};
@@ -87,15 +87,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     } else {
         &[caps::Capability::CAP_NET_ADMIN]
     })?;
-    let (_, rules) = load_rules(config.rules.as_deref())
+    let loaded = rule_source::load(&config)
         .map_err(|e| anyhow::anyhow!("the rules have errors, not starting:\n{e}"))?;
-    let source = config
-        .rules
-        .as_ref()
-        .map_or_else(|| "bundled rules".to_string(), |p| p.display().to_string());
+    for skipped in &loaded.skipped {
+        eprintln!("telestrip: warning: not using {skipped}");
+    }
+    let rules = loaded.set;
+    let mut rules_origin = loaded.origin;
     eprintln!(
-        "telestrip: ruleset {} from {source}: {} rules, {} names, {} CIDRs",
+        "telestrip: ruleset {} from {}: {} rules, {} names, {} CIDRs",
         rules.version(),
+        rules_origin.describe(),
         rules.stats().rules,
         rules.stats().names,
         rules.stats().cidrs
@@ -217,6 +219,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())
         .spawn(move || writer::run(setup, start, events_out, control_out))?;
+    rules_in_force(&config, &control, &control_in, &engine, &rules_origin, None);
     let stop = Arc::new(AtomicBool::new(false));
     if let (Some(pair), Some(state)) = (&config.pair, &pair_state) {
         pair::spawn(pair.virtual_addresses.clone(), state, &stop)?;
@@ -236,6 +239,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             .flat_map(|a| [a.path.clone(), crate::audit::head_path(&a.path)])
             .collect(),
     };
+    let readable = rule_source::readable_path(&config);
     if passive {
         let mut captures = Vec::new();
         for interface in &config.interfaces {
@@ -247,7 +251,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         }
         // Open capture sockets keep working without any capability.
         let dropped =
-            privileges::drop_privileges(&config.user, &[], &writable, config.rules.as_deref())?;
+            privileges::drop_privileges(&config.user, &[], &writable, readable.as_deref())?;
         eprintln!("telestrip: {dropped}");
         // A passive tap may carry no traffic for a long time: its watchdog is liveness only.
         let alive = Arc::clone(&stop);
@@ -313,7 +317,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             &config.user,
             &[caps::Capability::CAP_NET_ADMIN],
             &writable,
-            config.rules.as_deref(),
+            readable.as_deref(),
         )?;
         eprintln!("telestrip: {dropped}");
         // Started after the drop, like the packet threads: updates need CAP_NET_ADMIN.
@@ -357,11 +361,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     control.ready.store(true, Ordering::Relaxed);
     notify_ready(&run_info, &config, &engine);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let mut watcher = config
-        .rules
-        .as_deref()
+    let mut watcher = rule_source::watch_path(&config)
         .filter(|_| config.rules_poll_ms > 0)
-        .map(|dir| RulesWatcher::new(dir, Duration::from_millis(config.rules_poll_ms)));
+        .map(|dir| RulesWatcher::new(&dir, Duration::from_millis(config.rules_poll_ms)));
+    let mut update_state_read = Instant::now();
     'running: loop {
         for signal in signals.pending() {
             if signal != SIGHUP {
@@ -375,13 +378,31 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 states.push(now);
             }
             notify(&states);
-            reload(&config, &engine, &control, &control_in, "SIGHUP");
+            reload(
+                &config,
+                &engine,
+                &control,
+                &control_in,
+                &mut rules_origin,
+                "SIGHUP",
+            );
             notify_ready(&run_info, &config, &engine);
         }
         if let Some(watcher) = &mut watcher {
             if watcher.changed_and_settled() {
-                reload(&config, &engine, &control, &control_in, "changed files");
+                reload(
+                    &config,
+                    &engine,
+                    &control,
+                    &control_in,
+                    &mut rules_origin,
+                    "changed files",
+                );
             }
+        }
+        if update_state_read.elapsed() >= UPDATE_STATE_EVERY {
+            update_state_read = Instant::now();
+            update_metrics(&config, &control);
         }
         std::thread::sleep(SIGNAL_POLL);
     }
@@ -501,16 +522,23 @@ fn reload(
     engine: &Engine,
     control: &ControlPlane,
     audit: &std::sync::mpsc::Sender<writer::Control>,
+    origin: &mut rule_source::Origin,
     why: &str,
 ) {
-    let (ok, message, error) = match load_rules(config.rules.as_deref()) {
-        Ok((_, rules)) => {
+    let (ok, message, error) = match rule_source::load(config) {
+        Ok(loaded) => {
+            for skipped in &loaded.skipped {
+                eprintln!("telestrip: warning: not using {skipped}");
+            }
             eprintln!(
-                "telestrip: reloaded rules ({why}): ruleset {}",
-                rules.version()
+                "telestrip: reloaded rules ({why}): ruleset {} from {}",
+                loaded.set.version(),
+                loaded.origin.describe()
             );
-            control.metrics.reloaded(Ok(&rules));
-            engine.swap_rules(rules);
+            control.metrics.reloaded(Ok(&loaded.set));
+            engine.swap_rules(loaded.set);
+            let previous = std::mem::replace(origin, loaded.origin);
+            rules_in_force(config, control, audit, engine, origin, Some(&previous));
             (true, format!("ruleset {}", engine.rules().version()), None)
         }
         Err(errors) => {
@@ -535,6 +563,82 @@ fn reload(
         sha256: rules.sha256().to_string(),
         error,
     })));
+}
+
+/// How often the main thread reads `rules update`'s state file for the metrics.
+const UPDATE_STATE_EVERY: Duration = Duration::from_secs(5);
+
+/// Says which signed pack is in force: metrics, and an audit record when it is another
+/// generation (or another switch) than `previous` (at start: always).
+fn rules_in_force(
+    config: &Config,
+    control: &ControlPlane,
+    audit: &std::sync::mpsc::Sender<writer::Control>,
+    engine: &Engine,
+    origin: &rule_source::Origin,
+    previous: Option<&rule_source::Origin>,
+) {
+    let Some(update) = &config.rules_update else {
+        return;
+    };
+    let rule_source::Origin::Generation(pack) = origin else {
+        control.metrics.set_pack(&update.source, 0, 0, 0);
+        update_metrics(config, control);
+        return;
+    };
+    let expires = pack
+        .expires
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let record = &pack.record;
+    control.metrics.set_pack(
+        &update.source,
+        record.ruleset_version,
+        record.generation,
+        expires,
+    );
+    update_metrics(config, control);
+    let same = |other: &rule_source::Origin| match other {
+        rule_source::Origin::Generation(before) => {
+            before.record.generation == record.generation && before.switch == pack.switch
+        }
+        _ => false,
+    };
+    if previous.is_some_and(same) {
+        return;
+    }
+    let switched_by = match (&pack.switch, pack.is_current) {
+        (_, false) => "fallback".to_string(),
+        (Some(switch), true) => switch.by.clone(),
+        (None, true) => "update".to_string(),
+    };
+    let _ = audit.send(writer::Control::Record(Box::new(AuditEvent::RulesUpdate {
+        generation: record.generation,
+        ruleset_version: record.ruleset_version,
+        previous_version: record.previous_version,
+        key_id: record.key_id.clone(),
+        source: record.source.clone(),
+        issued: record.issued.clone(),
+        expires: record.expires.clone(),
+        accepted: record.accepted.clone(),
+        switched: pack.switch.as_ref().map(|s| s.at.clone()),
+        switched_by,
+        entries: record.entries,
+        added: record.added,
+        removed: record.removed,
+        added_sample: record.added_sample.clone(),
+        removed_sample: record.removed_sample.clone(),
+        ruleset: engine.rules().version().to_string(),
+    })));
+}
+
+/// Copies `rules update`'s state file into the metrics (an update runs as its own process).
+fn update_metrics(config: &Config, control: &ControlPlane) {
+    if let Some(update) = &config.rules_update {
+        if let Ok(state) = update.store().state() {
+            control.metrics.set_update_state(&update.source, &state);
+        }
+    }
 }
 
 /// Tells the service manager (systemd with `Type=notify`) about the daemon's state;

@@ -532,3 +532,91 @@ fn signed_rule_updates_reach_both_gateways_and_bad_packs_change_nothing() {
         assert!(report.contains(line), "no {line:?} in:\n{report}");
     }
 }
+
+/// The ETag path and a directory source, on loopback: the second run sends If-None-Match and
+/// gets 304; a directory (a mounted medium) is read without HTTP.
+#[test]
+fn etags_make_unchanged_manifests_cost_one_request() {
+    common::require_tools(&["minisign", "python3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path();
+    let generated = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n%s\\n' {PASSWORD} {PASSWORD} | minisign -G -p {0}/pub.key -s {0}/sec.key",
+            keys.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", text(&generated));
+    let pack = dir.path().join("pack");
+    let rules = rules_dir(dir.path(), "rules", &[]);
+    let published = telestrip(&[
+        "rules",
+        "publish",
+        rules.to_str().unwrap(),
+        "--key",
+        keys.join("sec.key").to_str().unwrap(),
+        "--output",
+        pack.to_str().unwrap(),
+    ]);
+    assert!(published.status.success(), "{}", text(&published));
+    let log = dir.path().join("server.log");
+    let mut server = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/etag_server.py"
+        ))
+        .args(["--dir", pack.to_str().unwrap(), "--seconds", "60"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let config = dir.path().join("telestrip.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules_update:\n  source: http://127.0.0.1:{}/\n  public_key_file: {}\n  state_dir: {}\n",
+            port.trim(),
+            keys.join("pub.key").display(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let update = |extra: &[&str]| {
+        let mut args = vec!["rules", "update", "--config", config.to_str().unwrap()];
+        args.extend(extra);
+        let output = telestrip(&args);
+        (output.status.code(), text(&output))
+    };
+    let (code, first) = update(&[]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(first.contains("Accepted ruleset version 1"), "{first}");
+    let (code, second) = update(&[]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(second.contains("HTTP 304"), "{second}");
+    let _ = server.kill();
+    let _ = server.wait();
+    let served = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        served.contains("GET /manifest.json 304 if-none-match=yes"),
+        "{served}"
+    );
+    // The same pack from a directory: nothing new, said so.
+    let (code, from_dir) = update(&["--from", pack.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{from_dir}");
+    assert!(from_dir.contains("version 1 is in force"), "{from_dir}");
+    let status = telestrip(&["rules", "status", "--config", config.to_str().unwrap()]);
+    let status = text(&status);
+    assert!(
+        status.contains("* generation 1: ruleset version 1") && status.contains("0 failure(s)"),
+        "{status}"
+    );
+}

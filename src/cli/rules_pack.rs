@@ -288,6 +288,7 @@ pub fn rules_update(options: &UpdateOptions, out: &mut dyn Write) -> Result<u8, 
     let (config, update) = load_update_config(&options.config)?;
     let store = Store::open(&update.state_dir)
         .map_err(|e| CommandError::Usage(format!("{}: {e}", update.state_dir.display())))?;
+    let _writer = store.lock()?;
     let mut state = store.state().map_err(CommandError::Usage)?;
     let source = options
         .from
@@ -623,6 +624,7 @@ pub fn rules_rollback(options: &RollbackOptions, out: &mut dyn Write) -> Result<
     let key = update.key().map_err(CommandError::Usage)?;
     let store = Store::open(&update.state_dir)
         .map_err(|e| CommandError::Usage(format!("{}: {e}", update.state_dir.display())))?;
+    let _writer = store.lock()?;
     let mut state = store.state().map_err(CommandError::Usage)?;
     let current = store.current();
     let generations = store.generations();

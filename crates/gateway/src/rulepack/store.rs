@@ -127,6 +127,18 @@ impl Store {
         Ok(Self::at(dir))
     }
 
+    /// Holds the directory for one writer (`rules update`, `rules rollback`) until dropped;
+    /// a second one waits (a timer's run and an admin's at the same time).
+    pub fn lock(&self) -> io::Result<nix::fcntl::Flock<fs::File>> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io::Error::from(errno))
+    }
+
     /// A state directory that may not exist yet (the daemon only reads it).
     pub fn at(dir: &Path) -> Self {
         Self {
@@ -398,6 +410,19 @@ mod tests {
         // Pruning keeps the newest and the one in force.
         assert_eq!(store.prune(2), vec![1]);
         assert_eq!(store.generations(), vec![2, 3, 4]);
+        // One writer at a time: a second lock waits until the first is dropped.
+        let held = store.lock().unwrap();
+        let waiter = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _second = store.lock().unwrap();
+                std::time::Instant::now()
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let released = std::time::Instant::now();
+        drop(held);
+        assert!(waiter.join().unwrap() >= released);
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn write_marks(
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 if !warned {
-                    eprintln!("telestrip: cannot write a verdict to the connection table ({error}); the pair's other gateway will not know it (counted in telestrip_conntrack_mark_updates_total{{result=\"failed\"}})");
+                    crate::log_line!(Error, "telestrip: cannot write a verdict to the connection table ({error}); the pair's other gateway will not know it (counted in telestrip_conntrack_mark_updates_total{{result=\"failed\"}})");
                     warned = true;
                 }
             }

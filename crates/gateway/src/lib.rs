@@ -18,6 +18,7 @@ pub mod config;
 pub mod conntrack;
 pub mod daemon;
 pub mod html;
+pub mod journal;
 pub mod metrics;
 pub mod output;
 pub mod pair;

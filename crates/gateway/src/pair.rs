@@ -115,7 +115,8 @@ fn check(virtual_addresses: &[IpAddr], state: &PairState, listening: &mut Option
             if state.checked.load(Ordering::Relaxed) {
                 state.transitions.fetch_add(1, Ordering::Relaxed);
             }
-            eprintln!(
+            crate::log_line!(
+                Notice,
                 "telestrip: pair: this gateway is {}",
                 if active {
                     "active (it holds the virtual addresses)"
@@ -133,9 +134,12 @@ fn check(virtual_addresses: &[IpAddr], state: &PairState, listening: &mut Option
     let now = listeners > 0;
     if *listening != Some(now) {
         if now {
-            eprintln!("telestrip: pair: conntrackd listens to connection events");
+            crate::log_line!(
+                Info,
+                "telestrip: pair: conntrackd listens to connection events"
+            );
         } else {
-            eprintln!("telestrip: pair: nothing listens to connection events (conntrackd down?): verdicts are not replicated");
+            crate::log_line!(Warning, "telestrip: pair: nothing listens to connection events (conntrackd down?): verdicts are not replicated");
         }
         *listening = Some(now);
     }

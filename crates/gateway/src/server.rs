@@ -228,10 +228,15 @@ pub fn spawn(addr: SocketAddr, control: Arc<ControlPlane>) -> anyhow::Result<Soc
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => {
                         if let Err(error) = axum::serve(listener, app).await {
-                            eprintln!("telestrip: the control-plane server stopped: {error}");
+                            crate::log_line!(
+                                Error,
+                                "telestrip: the control-plane server stopped: {error}"
+                            );
                         }
                     }
-                    Err(error) => eprintln!("telestrip: control-plane server: {error}"),
+                    Err(error) => {
+                        crate::log_line!(Error, "telestrip: control-plane server: {error}")
+                    }
                 }
             });
         })?;

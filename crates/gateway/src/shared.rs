@@ -80,7 +80,7 @@ impl SharedStats {
         match &mut *down {
             Some((_, last)) => *last = why,
             None => {
-                eprintln!("telestrip: shared state: Redis unreachable ({why}); filtering on this gateway's own state, retrying");
+                crate::log_line!(Warning, "telestrip: shared state: Redis unreachable ({why}); filtering on this gateway's own state, retrying");
                 *down = Some((SystemTime::now(), why));
             }
         }
@@ -95,7 +95,10 @@ impl SharedStats {
                     .duration_since(since)
                     .unwrap_or_default()
                     .as_secs();
-                eprintln!("telestrip: shared state: Redis reachable again after {seconds} s");
+                crate::log_line!(
+                    Notice,
+                    "telestrip: shared state: Redis reachable again after {seconds} s"
+                );
             }
         }
     }

@@ -62,12 +62,12 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
                     .collect();
                 let dropped: u64 = kernel.iter().map(|q| q.queue_dropped + q.user_dropped).sum();
                 if dropped > dropped_reported {
-                    eprintln!("telestrip: warning: the kernel dropped {} queued packets so far (queue full or socket buffer full); the fail mode applied to them", dropped);
+                    crate::log_line!(Warning, "telestrip: warning: the kernel dropped {} queued packets so far (queue full or socket buffer full); the fail mode applied to them", dropped);
                     dropped_reported = dropped;
                 }
                 let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
                 if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
-                    eprintln!(
+                    crate::log_line!(Critical,
                         "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
                         STUCK_AFTER.as_secs()
                     );
@@ -90,11 +90,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let loaded = rule_source::load(&config)
         .map_err(|e| anyhow::anyhow!("the rules have errors, not starting:\n{e}"))?;
     for skipped in &loaded.skipped {
-        eprintln!("telestrip: warning: not using {skipped}");
+        crate::log_line!(Warning, "telestrip: warning: not using {skipped}");
     }
     let rules = loaded.set;
     let mut rules_origin = loaded.origin;
-    eprintln!(
+    crate::log_line!(
+        Info,
         "telestrip: ruleset {} from {}: {} rules, {} names, {} CIDRs",
         rules.version(),
         rules_origin.describe(),
@@ -140,7 +141,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 .map(Pseudonymizer::from_file)
                 .transpose()?;
             let (seq, _) = writer.head();
-            eprintln!(
+            crate::log_line!(
+                Info,
                 "telestrip: audit log {} (chain continues after record {seq}){}",
                 audit.path.display(),
                 if pseudonymizer.is_some() {
@@ -188,7 +190,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let control = Arc::new(control);
     if let Some(listen) = config.listen {
         let bound = server::spawn(listen, Arc::clone(&control))?;
-        eprintln!("telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics");
+        crate::log_line!(
+            Info,
+            "telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics"
+        );
     }
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
     let (control_in, control_out) = channel::<writer::Control>();
@@ -226,7 +231,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     if let (Some(shared), Some(stats)) = (&config.shared_state, &shared_stats) {
         shared::spawn(shared, &gateway, &engine, stats, &stop)?;
-        eprintln!(
+        crate::log_line!(
+            Info,
             "telestrip: sharing learned state as gateway {gateway} through {} (prefix {})",
             redacted(&shared.redis),
             shared.prefix
@@ -252,7 +258,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // Open capture sockets keep working without any capability.
         let dropped =
             privileges::drop_privileges(&config.user, &[], &writable, readable.as_deref())?;
-        eprintln!("telestrip: {dropped}");
+        crate::log_line!(Info, "telestrip: {dropped}");
         // A passive tap may carry no traffic for a long time: its watchdog is liveness only.
         let alive = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -275,7 +281,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 .name(format!("telestrip-{}", capture.interface))
                 .spawn(move || passive::run(&engine, capture, resets, &events_in, &stats, &stop))?;
         }
-        eprintln!(
+        crate::log_line!(
+            Info,
             "telestrip: filtering passively on {:?}, {}",
             config.interfaces,
             if enforce {
@@ -301,7 +308,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             queues.push((queue, nfqueue::open_injector(), settings));
         }
         if let Err(error) = nfqueue::open_kernel_queues() {
-            eprintln!("telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
+            crate::log_line!(Warning, "telestrip: warning: cannot read the kernel's queue statistics ({error}): the watchdog and the queue metrics see nothing");
         }
         let conntrack = if config.announce_verdicts() {
             Some(Conntrack::open().context(
@@ -319,11 +326,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             &writable,
             readable.as_deref(),
         )?;
-        eprintln!("telestrip: {dropped}");
+        crate::log_line!(Info, "telestrip: {dropped}");
         // Started after the drop, like the packet threads: updates need CAP_NET_ADMIN.
         let announcer = match (conntrack, &announce_stats) {
             (Some(conntrack), Some(stats)) => {
-                eprintln!("telestrip: block verdicts are written to the connection table (ctnetlink) for conntrackd");
+                crate::log_line!(Info, "telestrip: block verdicts are written to the connection table (ctnetlink) for conntrackd");
                 Some(conntrack::spawn(conntrack, stats)?)
             }
             _ => None,
@@ -345,7 +352,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                     )
                 })?;
         }
-        eprintln!(
+        crate::log_line!(
+            Info,
             "telestrip: filtering on NFQUEUE {:?}, {}, fail {:?}, mark field at bit {}",
             config.queues,
             if config.enforce {
@@ -419,7 +427,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let counters = &engine.counters;
-    eprintln!(
+    crate::log_line!(Info,
         "telestrip: stopping. {} packets from the kernel in {} verdict batches, {} flow verdicts handed to the kernel, {} flows tracked; packets accepted {}, dropped {}, rejected {}; {} NXDOMAIN answers sent, {} TCP resets sent; {} events dropped, {} queue errors",
         load(&stats.packets),
         load(&stats.batches),
@@ -528,9 +536,10 @@ fn reload(
     let (ok, message, error) = match rule_source::load(config) {
         Ok(loaded) => {
             for skipped in &loaded.skipped {
-                eprintln!("telestrip: warning: not using {skipped}");
+                crate::log_line!(Warning, "telestrip: warning: not using {skipped}");
             }
-            eprintln!(
+            crate::log_line!(
+                Info,
                 "telestrip: reloaded rules ({why}): ruleset {} from {}",
                 loaded.set.version(),
                 loaded.origin.describe()
@@ -542,7 +551,8 @@ fn reload(
             (true, format!("ruleset {}", engine.rules().version()), None)
         }
         Err(errors) => {
-            eprintln!(
+            crate::log_line!(
+                Error,
                 "telestrip: reload failed ({why}), keeping ruleset {}:\n{errors}",
                 engine.rules().version()
             );

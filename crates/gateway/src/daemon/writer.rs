@@ -132,14 +132,17 @@ impl WriterSetup {
                 stats.written.fetch_add(written, Ordering::Relaxed);
                 let mut last = stats.last_error.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(error) = last.take() {
-                    eprintln!("telestrip: the audit log is writable again (last error: {error})");
+                    crate::log_line!(
+                        Notice,
+                        "telestrip: the audit log is writable again (last error: {error})"
+                    );
                 }
             }
             Err((lost, error)) => {
                 stats.failed.fetch_add(lost, Ordering::Relaxed);
                 let mut last = stats.last_error.lock().unwrap_or_else(|e| e.into_inner());
                 if last.is_none() {
-                    eprintln!("telestrip: cannot write the audit log: {error}; {lost} records lost, packets keep flowing");
+                    crate::log_line!(Error, "telestrip: cannot write the audit log: {error}; {lost} records lost, packets keep flowing");
                 }
                 *last = Some(error.to_string());
             }
@@ -152,7 +155,7 @@ impl WriterSetup {
                 let (seq, hash) = audit.head();
                 if seq > 0 {
                     // A second, independent copy of the head: the journal.
-                    eprintln!("telestrip: audit chain head: record {seq} {hash}");
+                    crate::log_line!(Info, "telestrip: audit chain head: record {seq} {hash}");
                 }
             }
         }

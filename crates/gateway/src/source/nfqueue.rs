@@ -155,7 +155,7 @@ pub fn open_injector() -> Option<Injector> {
     match Injector::open() {
         Ok(injector) => Some(injector),
         Err(error) => {
-            eprintln!("telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
+            crate::log_line!(Warning, "telestrip: cannot send NXDOMAIN answers ({error}); rejected DNS queries get ICMP unreachable");
             None
         }
     }

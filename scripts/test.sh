@@ -4,7 +4,8 @@
 # the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium,
 # prometheus with promtool; for the gateway pair keepalived, conntrackd, conntrack and
 # redis-server; rsyslog with RELP for the shipped audit logs; minisign, which checks the
-# signed rule packs), and aioquic from PyPI.
+# signed rule packs; lintian for the Debian package), aioquic from PyPI, and cargo-deb, which
+# builds the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl patch iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus \
-        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign >/dev/null
+        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign lintian >/dev/null
     # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
     # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.
@@ -30,6 +31,12 @@ if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
+fi
+
+# cargo-deb builds the Debian package that tests/package.rs installs (as root only: the
+# test that needs it runs only as root).
+if [ "$(id -u)" = 0 ] && ! command -v cargo-deb >/dev/null; then
+    cargo install --quiet --locked cargo-deb
 fi
 
 # What STYLE.md promises, enforced: rustfmt over the whole workspace (vendor/nfq included:

@@ -488,6 +488,13 @@ fn signed_rule_updates_reach_both_gateways_and_bad_packs_change_nothing() {
     for gateway in ["a", "b"] {
         assert!(lab.pair.audit_verifies(gateway), "gateway {gateway}'s log");
     }
+    // The writer thread appends the fallback's record just after the switch.
+    wait_for("B's audit record of the fallback", 10, || {
+        lab.pair
+            .audit_records("b")
+            .iter()
+            .any(|r| r["kind"] == "rules_update" && r["switched_by"] == "fallback")
+    });
     let records = lab.pair.audit_records("b");
     let updates: Vec<(u64, String)> = records
         .iter()

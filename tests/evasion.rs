@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use telestrip::engine::{Engine, EngineConfig};
+use telestrip::engine::{ChecksumSurvey, Engine, EngineConfig};
 use telestrip::stats::Evasion;
 use telestrip::wire::LinkType;
 use telestrip_testkit::{
-    client_hello, client_hello_with, dns_query, http_get, ip_fragments, tls_flow, write_pcap,
-    HelloOptions, Hosts, Shape, Vlan, ACK, SYN, SYN_ACK,
+    client_hello, client_hello_with, dns_query, handshake_client_hello, http_get, ip_fragments,
+    quic_first_flight, tls_flow, write_pcap, HelloOptions, Hosts, Shape, Vlan, ACK, SYN, SYN_ACK,
 };
 
 /// Dropped by the bundled Microsoft pack.
@@ -376,20 +376,56 @@ fn cases() -> Vec<Case> {
             1,
         ));
     }
-    // Checksums are only trusted when the kernel vouches for them (NFQUEUE): in captures
-    // they are often wrong for a client's own segments (taken on the sending host with
-    // checksum offload, or edited), so offline a bad-checksum decoy is not recognised and
-    // decides the flow. tests/inline_evasion.rs shows it recognised and blocked inline.
-    cases.push(case(
-        "decoy with a bad TCP checksum (offline: checksums not trusted)",
-        decoy_then_real(
-            Shape {
-                bad_checksum: true,
-                ..Shape::default()
-            },
-            1001,
+    // Offline, checksums count per sending address (Suricata's "auto" mode): a wrong one
+    // among right ones from the same client is a decoy the server dropped...
+    cases.push(counted(
+        case(
+            "decoy with a bad TCP checksum among right ones",
+            decoy_then_real(
+                Shape {
+                    bad_checksum: true,
+                    ..Shape::default()
+                },
+                1001,
+            ),
+            Blocked(TELEMETRY),
         ),
-        Passed,
+        Evasion::BadChecksum,
+        1,
+    ));
+    // ...while a client whose checksums are all wrong was captured with checksum offload
+    // (or the capture was edited): its checksums mean nothing, its hello is read.
+    let offloaded = v4();
+    let wrong = Shape {
+        bad_checksum: true,
+        ..Shape::default()
+    };
+    cases.push(case(
+        "checksum offload: every client segment has a wrong checksum",
+        vec![
+            offloaded.tcp_shaped(true, 1000, SYN, &[], wrong),
+            offloaded.tcp(false, 5000, SYN_ACK, &[]),
+            offloaded.tcp_shaped(true, 1001, ACK, &[], wrong),
+            offloaded.tcp_shaped(true, 1001, ACK, &client_hello(TELEMETRY), wrong),
+        ],
+        Blocked(TELEMETRY),
+    ));
+    // The same for QUIC: a fake Initial with a harmless name and a wrong UDP checksum,
+    // then the real one.
+    let quic = v4();
+    let initial =
+        |name: &str| quic_first_flight(1, &handshake_client_hello(name, 0), 4096, 1, &[]).remove(0);
+    let mut decoy = quic.udp(true, &initial(ALLOWED));
+    // Ethernet 14 + IPv4 20 bytes, then the UDP checksum at offset 6.
+    decoy[14 + 20 + 6] ^= 0x5a;
+    cases.push(counted(
+        case(
+            "QUIC decoy Initial with a bad UDP checksum, then the real one",
+            vec![decoy, quic.udp(true, &initial(TELEMETRY))],
+            Blocked(TELEMETRY),
+        ),
+        Evasion::BadChecksum,
+        1,
     ));
     // The same decoys in front of an allowed hello do not block it.
     let h_ok = v4();
@@ -623,6 +659,12 @@ fn run(case: &Case) -> Outcome {
     let (_, rules) = telestrip::cli::load_rules(None).unwrap();
     let engine = Engine::new(rules, EngineConfig::default());
     let mut worker = engine.worker();
+    // What `telestrip pcap` does with each capture's first packets.
+    let mut survey = ChecksumSurvey::default();
+    for frame in &case.frames {
+        survey.observe(LinkType::Ethernet, frame);
+    }
+    worker.trust_capture_checksums(std::sync::Arc::new(survey.untrusted()));
     let mut events = Vec::new();
     for (i, frame) in case.frames.iter().enumerate() {
         let time = Duration::from_secs(1_700_000_000) + Duration::from_millis(i as u64);

@@ -1,15 +1,18 @@
 //! `telestrip pcap`: runs the engine over capture files and reports matched flows.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::{exit, load_rules, CommandError};
 use crate::audit::AuditStats;
-use crate::engine::{Engine, EngineConfig, FlowEvent};
+use crate::engine::{ChecksumSurvey, Engine, EngineConfig, FlowEvent};
 use crate::metrics::{Metrics, RunInfo};
 use crate::output::{self, Format};
 use crate::source::pcap::{CaptureError, CaptureReader};
@@ -281,6 +284,9 @@ fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
         return threads::read_files(engine, options);
     }
     let mut worker = engine.worker();
+    if let Some(offloaded) = offloaded_sources(&options.files) {
+        worker.trust_capture_checksums(offloaded);
+    }
     let mut run = Run::default();
     let started = Instant::now();
     let mut progress = Progress::new(options.progress);
@@ -303,6 +309,33 @@ fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
     }
     run.elapsed = started.elapsed();
     run
+}
+
+/// The sources whose checksums are mostly wrong in the first packets of any of the captures
+/// (taken with checksum offload, or edited): their wrong checksums mean nothing, while a
+/// wrong checksum from any other source marks a decoy the receiver dropped. `None` when a
+/// capture cannot be read twice (a pipe): then no checksum is trusted, as before surveys.
+pub(super) fn offloaded_sources(files: &[PathBuf]) -> Option<Arc<HashSet<IpAddr>>> {
+    let readable_twice = files
+        .iter()
+        .all(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file()));
+    if !readable_twice {
+        return None;
+    }
+    let mut offloaded = HashSet::new();
+    for path in files {
+        let Ok(mut reader) = CaptureReader::open(path) else {
+            continue;
+        };
+        let mut survey = ChecksumSurvey::default();
+        while let Some(Ok(frame)) = reader.next_frame() {
+            if !survey.observe(frame.link, frame.data) {
+                break;
+            }
+        }
+        offloaded.extend(survey.untrusted());
+    }
+    Some(Arc::new(offloaded))
 }
 
 /// The next frame of `reader`; `None` at the end, or after a read error (noted in `run`).

@@ -24,6 +24,7 @@
 //! - `decision`: from a name or address to a rule hit, a verdict, counters and an event,
 //!   with the ECH and unreadable-QUIC policies.
 
+mod checksums;
 mod decision;
 mod dns_judge;
 mod first_flight;
@@ -32,9 +33,11 @@ mod route;
 mod udp;
 
 use self::{decision::*, dns_judge::*, first_flight::*};
+pub use checksums::ChecksumSurvey;
 pub use reply::{Queued, Reply};
 pub use route::{Datagram, Prepared, Route, Routed};
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -335,6 +338,7 @@ impl Engine {
             scratch: Vec::new(),
             defrag: Defrag::new(),
             checksums_trusted: false,
+            capture_checksums: None,
             sweeps: true,
             verdict_cache: VerdictCache::default(),
             replies: reply::Replies::default(),
@@ -356,6 +360,9 @@ pub struct Worker<'e> {
     /// in. Captures are not trusted: taken on the sending host (checksum offload) or edited
     /// (anonymised names), their checksums are often wrong for the client's own segments.
     checksums_trusted: bool,
+    /// Offline: checksums are trusted, except those of the sources whose checksums are
+    /// mostly wrong in the capture (see [`ChecksumSurvey`]).
+    capture_checksums: Option<Arc<HashSet<IpAddr>>>,
     /// Sweeps the flow table of idle flows as packet time passes (see `set_sweeping`).
     sweeps: bool,
     /// Verdicts of decided flows this thread judged, in front of the shared table.
@@ -421,6 +428,23 @@ impl<'e> Worker<'e> {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Offline: trusts the checksums of every source but `offloaded` (from a
+    /// [`ChecksumSurvey`] of the capture), so that a segment or datagram with a wrong
+    /// checksum from a source whose checksums are otherwise right is a decoy, never read.
+    pub fn trust_capture_checksums(&mut self, offloaded: Arc<HashSet<IpAddr>>) {
+        self.capture_checksums = Some(offloaded);
+    }
+
+    /// Whether a wrong checksum of a packet from `source` means the receiver drops it: the
+    /// kernel vouched for the checksums (inline), or the capture's survey did.
+    fn trusts_checksums_of(&self, source: IpAddr) -> bool {
+        self.checksums_trusted
+            || self
+                .capture_checksums
+                .as_ref()
+                .is_some_and(|offloaded| !offloaded.contains(&source))
     }
 
     /// Off: this worker leaves the sweeps of idle flows to its caller

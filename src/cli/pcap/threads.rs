@@ -53,6 +53,7 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
     // Batches each packet thread has judged, so the reader can wait for all of them.
     let judged: Vec<AtomicU64> = (0..options.threads).map(|_| AtomicU64::new(0)).collect();
     let mut sent = vec![0u64; options.threads];
+    let offloaded = super::offloaded_sources(&options.files);
     std::thread::scope(|scope| {
         let mut queues = Vec::with_capacity(options.threads);
         let mut threads = Vec::with_capacity(options.threads);
@@ -62,11 +63,17 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
             let (send, receive) = sync_channel::<Batch>(BATCHES_QUEUED);
             queues.push(send);
             let give_back = give_back.clone();
-            threads.push(scope.spawn(move || judge_batches(engine, receive, &give_back, judged)));
+            let offloaded = offloaded.clone();
+            threads.push(
+                scope.spawn(move || judge_batches(engine, receive, &give_back, judged, offloaded)),
+            );
         }
         drop(give_back);
         let mut router = engine.worker();
         router.set_sweeping(false);
+        if let Some(offloaded) = &offloaded {
+            router.trust_capture_checksums(std::sync::Arc::clone(offloaded));
+        }
         let mut pending: Vec<Batch> = (0..options.threads).map(|_| Batch::default()).collect();
         let mut events = Vec::new();
         let mut progress = Progress::new(options.progress);
@@ -202,9 +209,13 @@ fn judge_batches(
     batches: std::sync::mpsc::Receiver<Batch>,
     give_back: &std::sync::mpsc::Sender<Batch>,
     judged: &AtomicU64,
+    offloaded: Option<std::sync::Arc<std::collections::HashSet<std::net::IpAddr>>>,
 ) -> Vec<(u64, FlowEvent)> {
     let mut worker = engine.worker();
     worker.set_sweeping(false);
+    if let Some(offloaded) = offloaded {
+        worker.trust_capture_checksums(offloaded);
+    }
     let mut events = Vec::new();
     let mut matched = Vec::new();
     for batch in batches {

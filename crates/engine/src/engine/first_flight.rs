@@ -88,7 +88,8 @@ impl Worker<'_> {
             j.flow.set_client_syn(SynShape {
                 ttl: j.packet.ttl,
                 md5: tcp.md5,
-                checksum_ok: self.checksums_trusted && j.packet.tcp_checksum_valid() == Some(true),
+                checksum_ok: self.trusts_checksums_of(j.packet.src)
+                    && j.packet.tcp_checksum_valid() == Some(true),
             });
         }
         if j.packet.payload.is_empty() {
@@ -214,7 +215,7 @@ impl Worker<'_> {
                 return Some(Evasion::Md5Option);
             }
             if syn.checksum_ok
-                && self.checksums_trusted
+                && self.trusts_checksums_of(packet.src)
                 && packet.tcp_checksum_valid() == Some(false)
             {
                 return Some(Evasion::BadChecksum);

@@ -8,6 +8,15 @@ impl Worker<'_> {
     /// their CRYPTO frames reassembled (in any order, across datagrams) until the ClientHello
     /// is complete; any other first packet decides the flow without a name of its own.
     pub(super) fn udp_pending(&mut self, j: &mut Judging<'_, '_>) -> Verdict {
+        if j.from_client
+            && self.trusts_checksums_of(j.packet.src)
+            && j.packet.udp_checksum_valid() == Some(false)
+        {
+            // A decoy (a fake Initial with a harmless name): the server's stack drops it,
+            // so it is passed on but never read.
+            self.counters.evasion(Evasion::BadChecksum);
+            return Verdict::PENDING;
+        }
         let quic_started = j.flow.client_stream().is_some();
         if !j.from_client && quic_started {
             // The server's Initial may come before the client's hello is complete.

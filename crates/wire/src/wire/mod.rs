@@ -168,7 +168,8 @@ pub struct Packet<'a> {
     /// Transport payload; for protocols without ports (ICMP, GRE) the whole IP payload;
     /// empty for IP fragments.
     pub payload: &'a [u8],
-    /// The whole TCP segment, header included (for its checksum); empty for other packets.
+    /// The whole TCP segment or UDP datagram, header included (for its checksum); empty
+    /// for other packets.
     pub segment: &'a [u8],
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
@@ -185,6 +186,9 @@ pub struct Packet<'a> {
 impl Packet<'_> {
     /// Whether a TCP segment's checksum is right; `None` for other packets.
     pub fn tcp_checksum_valid(&self) -> Option<bool> {
+        if self.protocol != Protocol::Tcp {
+            return None;
+        }
         let tcp = etherparse::TcpSlice::from_slice(self.segment).ok()?;
         let computed = match (self.src, self.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -197,6 +201,34 @@ impl Packet<'_> {
         }
         .ok()?;
         Some(computed == tcp.checksum())
+    }
+
+    /// Whether a UDP datagram's checksum is right; `None` for other packets and for IPv4
+    /// datagrams sent without one (checksum 0).
+    pub fn udp_checksum_valid(&self) -> Option<bool> {
+        if self.protocol != Protocol::Udp {
+            return None;
+        }
+        let udp = etherparse::UdpSlice::from_slice(self.segment).ok()?;
+        let header = udp.to_header();
+        let computed = match (self.src, self.dst) {
+            (IpAddr::V4(_), _) if header.checksum == 0 => return None,
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                header.calc_checksum_ipv4_raw(src.octets(), dst.octets(), udp.payload())
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                header.calc_checksum_ipv6_raw(src.octets(), dst.octets(), udp.payload())
+            }
+            _ => return None,
+        }
+        .ok()?;
+        Some(computed == header.checksum)
+    }
+
+    /// Whether the TCP or UDP checksum is right; `None` when there is none to check.
+    pub fn checksum_valid(&self) -> Option<bool> {
+        self.tcp_checksum_valid()
+            .or_else(|| self.udp_checksum_valid())
     }
 }
 
@@ -940,6 +972,7 @@ fn fill_udp<'a>(packet: &mut Packet<'a>, udp: &etherparse::UdpSlice<'a>) {
     packet.src_port = udp.source_port();
     packet.dst_port = udp.destination_port();
     packet.payload = udp.payload();
+    packet.segment = udp.slice();
 }
 
 /// TCP option kind of the MD5 signature (RFC 2385).

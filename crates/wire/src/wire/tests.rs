@@ -533,3 +533,26 @@ fn every_prefix_of_a_tunnelled_frame_is_an_error_or_a_packet() {
         }
     }
 }
+
+#[test]
+fn udp_checksums_are_checked_over_v4_and_v6_and_a_missing_one_is_none() {
+    for frame in [
+        hosts().udp(true, b"an initial"),
+        Hosts::new("2001:db8::1", 5353, "2001:db8::2", 443).udp(true, b"an initial"),
+    ] {
+        let packet = parse(LinkType::Ethernet, &frame).unwrap();
+        assert_eq!(packet.udp_checksum_valid(), Some(true));
+        assert_eq!(packet.checksum_valid(), Some(true));
+        assert_eq!(packet.tcp_checksum_valid(), None);
+        let mut wrong = frame.clone();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 0x01;
+        let packet = parse(LinkType::Ethernet, &wrong).unwrap();
+        assert_eq!(packet.udp_checksum_valid(), Some(false));
+    }
+    // IPv4 lets a sender leave the checksum out (0): nothing to check.
+    let mut unchecked = hosts().udp(true, b"x");
+    unchecked[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    let packet = parse(LinkType::Ethernet, &unchecked).unwrap();
+    assert_eq!(packet.udp_checksum_valid(), None);
+}

@@ -418,6 +418,17 @@ fn cases() -> Vec<Case> {
     let mut decoy = quic.udp(true, &initial(ALLOWED));
     // Ethernet 14 + IPv4 20 bytes, then the UDP checksum at offset 6.
     decoy[14 + 20 + 6] ^= 0x5a;
+    // A fake Initial whose protection does not decrypt (its last byte, in the AEAD tag,
+    // changed; the UDP checksum right), then the real one: the server drops the fake, the
+    // filter waits for an Initial it can read.
+    let mut broken = initial(ALLOWED);
+    let last = broken.len() - 1;
+    broken[last] ^= 0x01;
+    cases.push(case(
+        "QUIC decoy Initial with broken protection, then the real one",
+        vec![quic.udp(true, &broken), quic.udp(true, &initial(TELEMETRY))],
+        Blocked(TELEMETRY),
+    ));
     cases.push(counted(
         case(
             "QUIC decoy Initial with a bad UDP checksum, then the real one",

@@ -1013,7 +1013,7 @@ mod quic_flows {
     }
 
     #[test]
-    fn other_udp_is_decided_at_once_and_a_broken_initial_is_counted() {
+    fn other_udp_is_decided_at_once_and_a_broken_initial_waits_for_one_that_decrypts() {
         let hosts = quic_hosts();
         let game = Hosts::new("192.0.2.10", 50_000, "198.51.100.20", 27_015);
         let (verdicts, _) = run(&engine(), &[game.udp(true, b"not quic at all")]);
@@ -1022,11 +1022,19 @@ mod quic_flows {
         let mut datagram = quic_first_flight(VERSION_1, &hello, 4096, 1, &[]).remove(0);
         datagram[300] ^= 0xff;
         let engine = engine();
+        // A decoy with broken protection (the server drops it) does not decide the flow.
         let (verdicts, events) = run(&engine, &[hosts.udp(true, &datagram)]);
-        assert_eq!(verdicts[0].flow, FlowStatus::Decided);
+        assert_eq!(verdicts[0].flow, FlowStatus::Pending);
         assert_eq!(verdicts[0].action, PacketAction::Accept);
         assert!(events.is_empty());
         assert_eq!(engine.counters.parse_errors_of(Layer::Quic), 1);
+        // Only broken ones, up to the pending bound: then the flow's QUIC is unreadable.
+        let engine = super::engine();
+        let broken: Vec<Vec<u8>> = (0..16).map(|_| hosts.udp(true, &datagram)).collect();
+        let (verdicts, _) = run(&engine, &broken);
+        assert_eq!(verdicts[14].flow, FlowStatus::Pending);
+        assert_eq!(verdicts[15].flow, FlowStatus::Decided);
+        assert_eq!(engine.counters.bypass_of(Bypass::QuicUnreadable), 1);
     }
 
     #[test]

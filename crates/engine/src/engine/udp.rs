@@ -81,11 +81,17 @@ impl Worker<'_> {
                 // Whatever follows a complete hello in the datagram (junk coalesced behind
                 // it, which the server ignores too) cannot hide it.
                 (_, Ok(Some(seen))) => seen,
-                // A first datagram of which nothing decrypts is not QUIC as telestrip knows
-                // it; a later one (a retransmission under new keys, junk) is skipped.
-                (Err(_), _) if !quic_started && bytes.is_empty() => {
+                // Nothing has decrypted yet: a decoy Initial with broken protection (sent
+                // ahead of the real one, which the server then answers) must not decide
+                // the flow, so it waits, within the pending bound, for one that decrypts;
+                // past the bound the flow's QUIC is unreadable.
+                (Err(_), _) if bytes.is_empty() => {
                     self.counters.parse_error(Layer::Quic);
-                    Seen::QuicUnreadable
+                    if j.flow.data_packets < self.engine.config.max_pending_packets {
+                        Seen::NeedMore
+                    } else {
+                        Seen::QuicUnreadable
+                    }
                 }
                 (_, Ok(None)) => Seen::NeedMore,
                 (_, Err(())) => {

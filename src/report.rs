@@ -148,7 +148,7 @@ pub struct RuleUpdate {
 }
 
 /// One line for a rule update, the same in text and HTML.
-fn describe_update(u: &RuleUpdate) -> String {
+pub(crate) fn describe_update(u: &RuleUpdate) -> String {
     let from = u
         .previous_version
         .map_or_else(String::new, |v| format!(" (was {v})"));

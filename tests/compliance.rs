@@ -646,6 +646,31 @@ fn fleet_report_accounts_for_every_gateway_and_site() {
         4,
         "log",
     );
+    // gw-a took a signed rule pack at noon (recorded at its next start here, as after a
+    // restart: the report places it by its switch time).
+    let mut writer = AuditWriter::open(&central.join("gw-a/audit.jsonl")).unwrap();
+    writer.append(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_491_200 + 86_400),
+        AuditEvent::RulesUpdate {
+            generation: 3,
+            ruleset_version: 8,
+            previous_version: Some(7),
+            key_id: "ABCDEF0123456789".into(),
+            source: "https://rules.example.org/".into(),
+            issued: "2026-10-31T00:00:00Z".into(),
+            expires: "2026-12-01T00:00:00Z".into(),
+            accepted: "2026-11-01T12:00:00Z".into(),
+            switched: Some("2026-11-01T12:00:00Z".into()),
+            switched_by: "update".into(),
+            entries: 200,
+            added: 2,
+            removed: 0,
+            added_sample: vec!["new.example.net".into()],
+            removed_sample: vec![],
+            ruleset: "r2".into(),
+        },
+    );
+    writer.commit().unwrap();
     let d = central.join("gw-d/audit.jsonl");
     gateway_day(&d, "gw-d", "branch", true, 0, 60, 2, "drop");
     let edited = std::fs::read_to_string(&d).unwrap().replacen(
@@ -687,6 +712,8 @@ fn fleet_report_accounts_for_every_gateway_and_site() {
     assert_eq!(names, ["gw-c", "gw-d", "gw-b", "gw-a"], "{report:#}");
     let row = |name: &str| gateways.iter().find(|g| g["gateway"] == name).unwrap();
     assert_eq!(row("gw-a")["attention"].as_array().unwrap().len(), 0);
+    assert_eq!(row("gw-a")["rule_updates"][0]["ruleset_version"], 8);
+    assert_eq!(row("gw-b")["rule_updates"].as_array().unwrap().len(), 0);
     assert_eq!(row("gw-a")["blocked"], 5);
     assert!((row("gw-b")["coverage"].as_f64().unwrap() - 0.5).abs() < 0.01);
     assert_eq!(row("gw-c")["enforcing"], 0.0);
@@ -716,6 +743,10 @@ fn fleet_report_accounts_for_every_gateway_and_site() {
         "{shown}"
     );
     assert!(shown.contains("chain broken"), "{shown}");
+    assert!(
+        shown.contains("rules 2026-11-01T12:00:00Z update: ruleset version 8 (was 7)"),
+        "{shown}"
+    );
 
     let page = dir.path().join("fleet.html");
     let output = telestrip()

@@ -51,6 +51,8 @@ pub struct GatewayRow {
     pub silences: usize,
     /// Ruleset versions in force in the period.
     pub rulesets: Vec<String>,
+    /// Signed rule packs this gateway put in force in the period.
+    pub rule_updates: Vec<super::RuleUpdate>,
     pub blocked: u64,
     pub logged: u64,
     pub events_dropped: u64,
@@ -239,6 +241,7 @@ pub fn build_fleet(
             enforcing,
             silences,
             rulesets: report.rulesets.iter().map(|r| r.ruleset.clone()).collect(),
+            rule_updates: report.rule_updates.clone(),
             blocked: report.vendors.iter().map(|v| v.blocked).sum(),
             logged: report.vendors.iter().map(|v| v.logged).sum(),
             events_dropped: report.events_dropped,
@@ -366,6 +369,9 @@ pub fn fleet_text(report: &FleetReport) -> String {
         for why in &g.attention {
             let _ = writeln!(out, "      ! {why}");
         }
+        for update in &g.rule_updates {
+            let _ = writeln!(out, "      rules {}", super::describe_update(update));
+        }
         if let Some(check) = &g.prometheus {
             if check.error.is_none() {
                 let agree = check.rows.iter().filter(|row| row.agrees()).count();
@@ -418,11 +424,11 @@ pub fn fleet_html(report: &FleetReport) -> String {
             escape(&site.gateways.join(", "))
         );
     }
-    html.push_str("</table><h2>Gateways</h2><table id=\"gateways\"><tr><th>Gateway</th><th>Site</th><th>Chain</th><th>Running</th><th>Enforcing</th><th>Silences</th><th>Blocked</th><th>Logged</th><th>Rulesets</th><th>Attention</th></tr>");
+    html.push_str("</table><h2>Gateways</h2><table id=\"gateways\"><tr><th>Gateway</th><th>Site</th><th>Chain</th><th>Running</th><th>Enforcing</th><th>Silences</th><th>Blocked</th><th>Logged</th><th>Rulesets</th><th>Signed rule updates</th><th>Attention</th></tr>");
     for g in &report.gateways {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td></tr>",
             escape(&g.gateway),
             escape(g.site.as_deref().unwrap_or("-")),
             if g.chain_verified { "ok" } else { "bad" },
@@ -433,6 +439,13 @@ pub fn fleet_html(report: &FleetReport) -> String {
             g.blocked,
             g.logged,
             escape(&g.rulesets.join(" ")),
+            escape(
+                &g.rule_updates
+                    .iter()
+                    .map(|u| format!("{} {} v{}", u.time, u.how, u.ruleset_version))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             escape(&g.attention.join("; "))
         );
     }

@@ -217,21 +217,9 @@ fn today() -> String {
     now.get(..10).unwrap_or(&now).to_string()
 }
 
-/// Writes through a temporary file in the same directory and renames it into place, so a
-/// daemon watching the rules directory never reads half a file.
+/// Writes through a temporary file renamed into place, so a daemon watching the rules
+/// directory never reads half a file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let failed =
-        |e: std::io::Error| CommandError::Usage(format!("cannot write {}: {e}", path.display()));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".telestrip-import")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(failed)?;
-    temp.write_all(bytes).map_err(failed)?;
-    temp.persist(path).map_err(|e| failed(e.error))?;
-    Ok(())
+    crate::rulepack::store::write_atomically(path, bytes)
+        .map_err(|e| CommandError::Usage(format!("cannot write {}: {e}", path.display())))
 }

@@ -332,9 +332,13 @@ impl Store {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, synced, renamed.
+/// Writes `bytes` to `path` through a temporary file in the same directory (a hidden name,
+/// which rule loaders skip), synced, renamed: a reader never sees half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     // Readable by the daemon's unprivileged user; nothing here is secret.
     file.as_file()

@@ -518,7 +518,7 @@ fn update_from(
             "rule {rule} would block {name}, which is on this site's must_keep_working list"
         ));
     }
-    let old_entries = in_force_entries(config, store, &key);
+    let old_entries = in_force_entries(config, store, &key, in_force.as_ref());
     let new_entries = entries(&loaded);
     let removed: Vec<&String> = old_entries.difference(&new_entries).collect();
     let added: Vec<&String> = new_entries.difference(&old_entries).collect();
@@ -590,18 +590,28 @@ fn remember_validators(
     state.last_modified = last_modified;
 }
 
-/// The entries of the rules the daemon would run now (the generation in force, or the
-/// configured fallback before the first update).
+/// The entries of the rules the daemon would run now: `current` (already loaded by the
+/// caller), else the next generation the daemon would fall back to, else the configured
+/// rules before the first update.
 fn in_force_entries(
     config: &Config,
     store: &Store,
     key: &crate::rulepack::PublicKey,
+    current: Option<&crate::rulepack::Generation>,
 ) -> BTreeSet<String> {
-    let from_generation = store
-        .boot_order()
-        .into_iter()
-        .find_map(|n| store.load(n, key).ok())
-        .and_then(|g| rules::load_sources(g.sources).ok());
+    let from_generation = match current {
+        Some(generation) => Some(generation.sources.clone()),
+        None => {
+            let broken_current = store.current();
+            store
+                .boot_order()
+                .into_iter()
+                .filter(|n| Some(*n) != broken_current)
+                .find_map(|n| store.load(n, key).ok())
+                .map(|g| g.sources)
+        }
+    }
+    .and_then(|sources| rules::load_sources(sources).ok());
     let files = match from_generation {
         Some(files) => files,
         None => match rules::load_rules(config.rules.as_deref()) {

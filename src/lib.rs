@@ -30,8 +30,8 @@
 //! `telestrip_wire::wire`.
 
 pub use telestrip_gateway::{
-    audit, config, conntrack, daemon, engine, flow, html, inspect, metrics, output, pair, rulepack,
-    rules, server, shared, source, stats, wire,
+    audit, clients, config, conntrack, daemon, engine, flow, html, inspect, metrics, output, pair,
+    rulepack, rules, server, shared, source, stats, wire,
 };
 
 pub mod cli;

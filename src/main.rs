@@ -432,6 +432,10 @@ enum RulesCommand {
         /// Only consider rules that apply to this protocol (tcp or udp).
         #[arg(long, value_parser = parse_protocol)]
         protocol: Option<Protocol>,
+        /// Judge as for a client with this service profile on (repeatable); without it,
+        /// profile rules are shown but do not apply, as for a client of no group.
+        #[arg(long = "profile", value_name = "PROFILE")]
+        profiles: Vec<String>,
     },
 }
 
@@ -630,12 +634,14 @@ fn main() -> ExitCode {
                 rules,
                 port,
                 protocol,
+                profiles,
             } => cli::rules_explain(
                 &ExplainOptions {
                     rules,
                     query,
                     port,
                     protocol,
+                    profiles,
                 },
                 &mut out,
             ),

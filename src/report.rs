@@ -3,7 +3,7 @@
 //! allowed, when it was first and last seen, which rulesets were in force, and whether the
 //! filter ran the whole time; as text, JSON or a standalone HTML page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -70,6 +70,13 @@ pub struct Report {
     pub blocked_per_day: Vec<(String, u64)>,
     /// The gateway's own counters for the period, when a Prometheus server was given.
     pub prometheus: Option<PrometheusCheck>,
+    /// Matched flows per client group (`clients:` in the config).
+    pub groups: Vec<GroupTotals>,
+    /// Flows a service profile's allow rule let pass, per profile and rule.
+    pub profiles: Vec<ProfileRow>,
+    /// The clients (pseudonymised when the log is) with the most telemetry attempts, most
+    /// first: a misconfigured device stands out here.
+    pub top_clients: Vec<ClientRow>,
     #[serde(skip)]
     pub(crate) period: (SystemTime, SystemTime),
     /// When the filter ran and enforced (runs in dry run and silences left out), clipped to
@@ -97,6 +104,41 @@ pub struct VendorTotals {
     pub logged: u64,
     pub allowed: u64,
 }
+
+/// Matched flows of one client group.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct GroupTotals {
+    pub group: String,
+    pub blocked: u64,
+    pub logged: u64,
+    pub allowed: u64,
+    /// Flows that matched a blocking rule, whether blocked or (in dry run) only logged.
+    pub telemetry_attempts: u64,
+}
+
+/// Flows one service profile let pass through one of its rules.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct ProfileRow {
+    pub profile: String,
+    pub vendor: String,
+    pub rule: String,
+    pub flows: u64,
+}
+
+/// One client's telemetry attempts.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct ClientRow {
+    /// The address as the log has it (`p:...` when pseudonymised).
+    pub client: String,
+    pub group: String,
+    pub telemetry_attempts: u64,
+    /// The vendor the client sent most attempts to.
+    pub top_vendor: String,
+    pub last_seen: String,
+}
+
+/// How many clients the report lists.
+pub const TOP_CLIENTS: usize = 10;
 
 #[derive(Debug, Default, Serialize, Clone)]
 pub struct RuleRow {
@@ -168,8 +210,19 @@ struct Builder {
     rule_updates: Vec<RuleUpdate>,
     runs: Vec<RunState>,
     per_day: BTreeMap<String, u64>,
+    groups: BTreeMap<String, GroupTotals>,
+    profiles: BTreeMap<(String, String, String), u64>,
+    /// Per client: group, attempts per vendor, last seen.
+    clients: HashMap<String, ClientState>,
     first: Option<SystemTime>,
     last: Option<SystemTime>,
+}
+
+#[derive(Default)]
+struct ClientState {
+    group: String,
+    per_vendor: BTreeMap<String, u64>,
+    last_seen: String,
 }
 
 struct RunState {
@@ -213,6 +266,9 @@ impl Builder {
             rule_updates: Vec::new(),
             runs: Vec::new(),
             per_day: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            clients: HashMap::new(),
             first: None,
             last: None,
         }
@@ -338,8 +394,38 @@ impl Builder {
                 rule,
                 vendor,
                 action,
+                rule_action,
+                client,
+                group,
+                profile,
                 ..
             } if self.period.contains(time) => {
+                let attempt = matches!(rule_action.as_str(), "drop" | "reject");
+                let totals = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| GroupTotals {
+                        group: group.clone(),
+                        ..GroupTotals::default()
+                    });
+                match action.as_str() {
+                    "drop" | "reject" => totals.blocked += 1,
+                    "log" => totals.logged += 1,
+                    _ => totals.allowed += 1,
+                }
+                if attempt {
+                    totals.telemetry_attempts += 1;
+                    let state = self.clients.entry(client.clone()).or_default();
+                    state.group.clone_from(group);
+                    *state.per_vendor.entry(vendor.clone()).or_default() += 1;
+                    state.last_seen.clone_from(&record.time);
+                }
+                if let Some(profile) = profile {
+                    *self
+                        .profiles
+                        .entry((profile.clone(), vendor.clone(), rule.clone()))
+                        .or_default() += 1;
+                }
                 let row = self
                     .rules
                     .entry((vendor.clone(), rule.clone()))
@@ -484,10 +570,52 @@ impl Builder {
             bypass_attempts: bypass_in_period(&self.runs),
             blocked_per_day: self.per_day.into_iter().collect(),
             prometheus: None,
+            groups: self.groups.into_values().collect(),
+            profiles: self
+                .profiles
+                .into_iter()
+                .map(|((profile, vendor, rule), flows)| ProfileRow {
+                    profile,
+                    vendor,
+                    rule,
+                    flows,
+                })
+                .collect(),
+            top_clients: top_clients(self.clients),
             period: (since, until),
             enforcing,
         }
     }
+}
+
+/// The [`TOP_CLIENTS`] clients with the most telemetry attempts, most first (ties by
+/// address, so the list is the same for the same log).
+fn top_clients(clients: HashMap<String, ClientState>) -> Vec<ClientRow> {
+    let mut rows: Vec<ClientRow> = clients
+        .into_iter()
+        .map(|(client, state)| {
+            let top_vendor = state
+                .per_vendor
+                .iter()
+                .max_by_key(|(vendor, count)| (**count, std::cmp::Reverse(*vendor)))
+                .map(|(vendor, _)| vendor.clone())
+                .unwrap_or_default();
+            ClientRow {
+                client,
+                group: state.group,
+                telemetry_attempts: state.per_vendor.values().sum(),
+                top_vendor,
+                last_seen: state.last_seen,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.telemetry_attempts
+            .cmp(&a.telemetry_attempts)
+            .then_with(|| a.client.cmp(&b.client))
+    });
+    rows.truncate(TOP_CLIENTS);
+    rows
 }
 
 /// Bypass attempts counted in the period: per run, its last counters in the period less
@@ -727,6 +855,49 @@ pub fn text(report: &Report) -> String {
             r.vendor, r.rule, r.blocked, r.logged, r.allowed, r.first_seen, r.last_seen
         );
     }
+    if report.groups.len() > 1 || report.groups.iter().any(|g| g.group != "default") {
+        let _ = writeln!(out, "\nPer client group:");
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>9} {:>9} {:>9} {:>18}",
+            "GROUP", "BLOCKED", "LOGGED", "ALLOWED", "TELEMETRY ATTEMPTS"
+        );
+        for g in &report.groups {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:>9} {:>9} {:>9} {:>18}",
+                g.group, g.blocked, g.logged, g.allowed, g.telemetry_attempts
+            );
+        }
+    }
+    if !report.profiles.is_empty() {
+        let _ = writeln!(out, "\nLet pass by service profiles:");
+        for p in &report.profiles {
+            let _ = writeln!(
+                out,
+                "  profile {}: {} flows by rule {} ({})",
+                p.profile, p.flows, p.rule, p.vendor
+            );
+        }
+    }
+    if !report.top_clients.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nClients with the most telemetry attempts (top {TOP_CLIENTS}):"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<36} {:<16} {:>9}  {:<12}  LAST SEEN",
+            "CLIENT", "GROUP", "ATTEMPTS", "MOSTLY"
+        );
+        for c in &report.top_clients {
+            let _ = writeln!(
+                out,
+                "  {:<36} {:<16} {:>9}  {:<12}  {}",
+                c.client, c.group, c.telemetry_attempts, c.top_vendor, c.last_seen
+            );
+        }
+    }
     out
 }
 
@@ -886,6 +1057,49 @@ pub fn html(report: &Report) -> String {
     }
     h.push_str("<h2>Per rule</h2>");
     h.push_str(&rule_table(&report.rules));
+    if report.groups.len() > 1 || report.groups.iter().any(|g| g.group != "default") {
+        h.push_str("<h2>Per client group</h2><table id=\"groups\"><tr><th>Group</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed</th><th class=\"n\">Telemetry attempts</th></tr>");
+        for g in &report.groups {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&g.group), g.blocked, g.logged, g.allowed, g.telemetry_attempts
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !report.profiles.is_empty() {
+        h.push_str("<h2>Let pass by service profiles</h2><table id=\"profiles\"><tr><th>Profile</th><th>Vendor</th><th>Rule</th><th class=\"n\">Flows</th></tr>");
+        for p in &report.profiles {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(&p.profile),
+                escape(&p.vendor),
+                escape(&p.rule),
+                p.flows
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !report.top_clients.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Clients with the most telemetry attempts</h2><table id=\"clients\"><tr><th>Client</th><th>Group</th><th class=\"n\">Attempts</th><th>Mostly</th><th>Last seen</th></tr>"
+        );
+        for c in &report.top_clients {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&c.client),
+                escape(&c.group),
+                c.telemetry_attempts,
+                escape(&c.top_vendor),
+                escape(&c.last_seen)
+            );
+        }
+        h.push_str("</table>");
+    }
     if let Some(check) = &report.prometheus {
         let _ = write!(
             h,

@@ -60,7 +60,7 @@ fn offline_metrics_follow_prometheus_conventions() {
     let metrics = offline_metrics();
     assert!(
         metrics.contains(
-            "telestrip_flows_total{action=\"drop\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 1"
+            "telestrip_flows_total{action=\"drop\",group=\"default\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 1"
         ),
         "{metrics}"
     );

@@ -211,6 +211,12 @@ fn check_reports_lint_warnings_with_file_and_line_and_strict_fails_on_them() {
         "{stdout}"
     );
     assert!(stdout.contains("Lint: 3 warning(s)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "note: {file}:3: rule broad has no no_match test cases"
+        )),
+        "{stdout}"
+    );
 
     let strict = telestrip(&["rules", "check", rules, "--strict"]);
     let stdout = text(&strict.stdout);
@@ -338,4 +344,77 @@ fn rules_diff_shows_what_would_be_newly_blocked_and_unblocked() {
         old.to_str().unwrap(),
     ]);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same.stdout));
+}
+
+/// A copy of the bundled rules in a temporary directory, to add a site's files to.
+fn bundled_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(bundled).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_rule_that_blocks_a_must_keep_working_name_fails_check_and_test() {
+    let dir = bundled_copy();
+    write_rules(
+        dir.path(),
+        "site.yaml",
+        "vendor: site\nrules:\n  - id: site-block-ncsi\n    action: drop\n    references: [https://intranet.example/policy]\n    domains: [\"*.msftconnecttest.com\"]\n    tests:\n      match: [www.msftconnecttest.com]\n      no_match: [msftconnecttest.com]\n",
+    );
+    let rules = dir.path().to_str().unwrap();
+    let check = telestrip(&["rules", "check", rules]);
+    let stdout = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    let microsoft = dir.path().join("microsoft.yaml").display().to_string();
+    let site = dir.path().join("site.yaml").display().to_string();
+    assert!(
+        stdout.contains(&format!("{microsoft}:")),
+        "the failure names the file that lists the name: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "must_keep_working www.msftconnecttest.com (Windows network connectivity status indicator; blocked, Windows reports \"no internet\") is blocked on tcp/443 by rule site-block-ncsi (site, drop) at {site}:3"
+        )),
+        "{stdout}"
+    );
+    let test = telestrip(&["rules", "test", rules]);
+    assert_eq!(test.status.code(), Some(1), "{}", text(&test.stdout));
+    assert!(text(&test.stdout).contains("must_keep_working www.msftconnecttest.com"));
+}
+
+#[test]
+fn a_site_file_may_hold_only_its_own_must_keep_working_names() {
+    let dir = bundled_copy();
+    // The site needs a name the bundled rules block: the check says which rule to override.
+    write_rules(
+        dir.path(),
+        "keep.yaml",
+        "vendor: site\nmust_keep_working:\n  - name: intranet.example\n    why: the intranet\n  - name: V10.Events.Data.Microsoft.com.\n    why: a vendor tool the site runs\n",
+    );
+    let output = telestrip(&["rules", "check", dir.path().to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("keep.yaml:5: must_keep_working v10.events.data.microsoft.com (a vendor tool the site runs) is blocked on tcp/443 by rule ms-windows-diagtrack (microsoft, drop)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("intranet.example"), "{stdout}");
+    let bad = write_rules(
+        dir.path(),
+        "keep.yaml",
+        "vendor: site\nmust_keep_working:\n  - name: not a name\n    why: x\n",
+    );
+    let output = telestrip(&["rules", "check", bad.to_str().unwrap()]);
+    let stdout = text(&output.stdout) + &text(&output.stderr);
+    assert!(stdout.contains("keep.yaml:3:"), "{stdout}");
+    assert!(
+        stdout.contains("\"not a name\" is not a host name"),
+        "{stdout}"
+    );
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{exit, rules_check, CommandError};
+use super::{exit, load_rules, rules_check, CommandError};
 use crate::config::Config;
 
 pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8, CommandError> {
@@ -92,6 +92,9 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
         )?;
     }
     let rules = rules_check(config.rules.as_deref(), strict, out)?;
+    if let Ok((_, set)) = load_rules(config.rules.as_deref()) {
+        problems += check_profiles(file, &config, &set, out)?;
+    }
     if problems == 0 && rules == exit::OK {
         writeln!(
             out,
@@ -112,4 +115,53 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
         )?;
         Ok(exit::FOUND)
     }
+}
+
+/// Lists the service profiles and client groups, and counts the profiles the config turns
+/// on that the rules do not define (each an error: what it should re-open stays blocked).
+fn check_profiles(
+    file: &Path,
+    config: &Config,
+    set: &crate::rules::RuleSet,
+    out: &mut dyn Write,
+) -> Result<usize, CommandError> {
+    let on = |profiles: &[String]| {
+        if profiles.is_empty() {
+            "none".to_string()
+        } else {
+            profiles.join(", ")
+        }
+    };
+    writeln!(
+        out,
+        "service profiles: defined by the rules: {}; on for every client: {}",
+        super::rules_cmd::profile_list(set),
+        on(&config.profiles)
+    )?;
+    for group in &config.clients {
+        let prefixes: Vec<String> = group.prefixes.iter().map(ToString::to_string).collect();
+        let enforce = match group.enforce {
+            Some(true) => "enforcing",
+            Some(false) => "dry run",
+            None => "enforcement as the gateway",
+        };
+        writeln!(
+            out,
+            "client group {}: {}; profiles: {}; {enforce}",
+            group.name,
+            prefixes.join(", "),
+            on(&group.profiles)
+        )?;
+    }
+    let unknown = config.unknown_profiles(set);
+    for name in &unknown {
+        writeln!(
+            out,
+            "error: {}: service profile {name:?} is turned on but the rules do not define it \
+             (defined: {})",
+            file.display(),
+            super::rules_cmd::profile_list(set)
+        )?;
+    }
+    Ok(unknown.len())
 }

@@ -86,15 +86,42 @@ pub fn rules_check(
 pub(super) fn count_test_cases(files: &[LoadedFile]) -> usize {
     files
         .iter()
-        .flat_map(|f| &f.spec.rules)
-        .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
+        .map(|f| {
+            f.spec.must_keep_working.len()
+                + f.spec
+                    .rules
+                    .iter()
+                    .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
+                    .sum::<usize>()
+        })
         .sum()
 }
 
 /// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own
-/// entries, each `no_match` entry must not be.
+/// entries, each `no_match` entry must not be; and no `must_keep_working` name of any file
+/// may be blocked by the whole ruleset.
 pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
     let mut failures = Vec::new();
+    for file in files {
+        for keep in &file.spec.must_keep_working {
+            if let Some((rule, how)) = set.blocks_name(keep.name.0.as_bytes()) {
+                failures.push(rules::RuleError {
+                    file: file.name.clone(),
+                    line: file.line_of_keep_working(&keep.name.0),
+                    column: None,
+                    message: format!(
+                        "must_keep_working {} ({}) is blocked on {how} by rule {} ({}, {}) at {}",
+                        keep.name.0,
+                        keep.why,
+                        rule.id,
+                        rule.vendor,
+                        rule.action,
+                        rule_location(files, rule)
+                    ),
+                });
+            }
+        }
+    }
     let mut index = 0u32;
     for file in files {
         for spec in &file.spec.rules {
@@ -156,11 +183,23 @@ pub struct ExplainOptions {
     pub query: String,
     pub port: Option<u16>,
     pub protocol: Option<Protocol>,
+    /// Service profiles to consider on (as for a client group that turns them on).
+    pub profiles: Vec<String>,
 }
 
 /// Says which rule matches a name or address, and why, or why none does.
 pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8, CommandError> {
     let (files, set) = load_rules(options.rules.as_deref()).map_err(CommandError::Rules)?;
+    let mut enabled = rules::Profiles::NONE;
+    for wanted in &options.profiles {
+        let profile = set.profile(wanted).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "no service profile {wanted:?} in these rules (defined: {})",
+                profile_list(&set)
+            ))
+        })?;
+        enabled = enabled.with(profile.index);
+    }
     let query = options.query.trim();
     let (hits, shown, name) = match query.parse::<IpAddr>() {
         Ok(addr) => (set.explain_addr(addr), addr.to_string(), None),
@@ -217,6 +256,14 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
         if !restrictions.is_empty() {
             writeln!(out, "      only for {restrictions}")?;
         }
+        if let Some(profile) = &rule.profile {
+            let state = if rule.in_force(enabled) {
+                "on here (--profile)"
+            } else {
+                "off unless the config turns it on (try --profile)"
+            };
+            writeln!(out, "      service profile {}: {state}", profile.name)?;
+        }
         for reference in &rule.references {
             writeln!(out, "      see {reference}")?;
         }
@@ -230,10 +277,14 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
                     .port
                     .is_none_or(|p| r.ports.is_empty() || r.ports.contains(&p))
                     && options.protocol.is_none_or(|p| r.allows_protocol(p))
+                    && r.in_force(enabled)
             })
         })
         .collect();
-    match set.resolve(&applicable).and_then(|h| set.rule(h.rule)) {
+    match set
+        .resolve(&applicable, enabled)
+        .and_then(|h| set.rule(h.rule))
+    {
         Some(winner) => {
             let reason = if applicable.len() == 1 {
                 "the only match".to_string()
@@ -246,15 +297,31 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
             } else {
                 "the most specific entry wins".to_string()
             };
+            let profile = match &winner.profile {
+                Some(p) => format!(", service profile {}", p.name),
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "Verdict: {} by rule {} ({reason}).",
+                "Verdict: {} by rule {} ({reason}{profile}).",
                 winner.action, winner.id
             )?;
         }
-        None => writeln!(out, "Verdict: no rule applies to the given port/protocol.")?,
+        None => writeln!(
+            out,
+            "Verdict: no rule applies to the given port/protocol and profiles."
+        )?,
     }
     Ok(exit::OK)
+}
+
+/// The profiles a ruleset defines, comma-separated, or "none".
+pub fn profile_list(set: &rules::RuleSet) -> String {
+    if set.profiles().is_empty() {
+        "none".to_string()
+    } else {
+        set.profiles().join(", ")
+    }
 }
 
 fn describe(hit: &Hit, shown: &str) -> String {

@@ -17,7 +17,6 @@ use crate::rulepack::manifest::{self, Manifest, PackError, PackFile, MANIFEST, S
 use crate::rulepack::store::{write_atomically, Switch, SAMPLE};
 use crate::rulepack::{GenerationRecord, Store, UpdateState};
 use crate::rules::{self, lint, LoadedFile, RuleSet, Source};
-use crate::wire::Protocol;
 
 const TELESTRIP_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -242,26 +241,11 @@ fn entries(files: &[LoadedFile]) -> BTreeSet<String> {
 
 /// The first must-keep-working name the rules would block, with the rule.
 fn blocked_must_keep(set: &RuleSet, names: &[String]) -> Option<(String, String)> {
-    let probes = [
-        (443, Protocol::Tcp),
-        (443, Protocol::Udp),
-        (80, Protocol::Tcp),
-        (53, Protocol::Udp),
-    ];
-    for name in names {
-        let Some(parsed) = Name::from_bytes(name.as_bytes()) else {
-            continue;
-        };
-        for (port, protocol) in probes {
-            let rule = set
-                .match_name(parsed.as_bytes(), port, protocol)
-                .and_then(|hit| set.rule(hit.rule));
-            if let Some(rule) = rule.filter(|r| r.action.blocks()) {
-                return Some((name.clone(), format!("{} ({})", rule.id, rule.file)));
-            }
-        }
-    }
-    None
+    names.iter().find_map(|name| {
+        let parsed = Name::from_bytes(name.as_bytes())?;
+        let (rule, _) = set.blocks_name(parsed.as_bytes())?;
+        Some((name.clone(), format!("{} ({})", rule.id, rule.file)))
+    })
 }
 
 /// Why an update did not put a new pack in force.

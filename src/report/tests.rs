@@ -368,3 +368,100 @@ fn signed_rule_updates_are_listed_once_each_within_the_period() {
     );
     assert!(html(&report).contains("<ul id=\"rule-updates\">"));
 }
+
+/// A flow record from `client` in `group`, let pass by `profile` when given.
+fn grouped_flow(
+    client: &str,
+    group: &str,
+    rule_action: &str,
+    action: &str,
+    profile: Option<&str>,
+) -> AuditEvent {
+    let mut event = audit_flow("microsoft", "ms-diagtrack", action, 40_000);
+    if let AuditEvent::Flow {
+        client: c,
+        group: g,
+        profile: p,
+        rule_action: r,
+        rule,
+        ..
+    } = &mut event
+    {
+        *c = client.into();
+        *g = group.into();
+        *p = profile.map(str::to_string);
+        *r = rule_action.into();
+        if profile.is_some() {
+            *rule = "ms-defender".into();
+        }
+    }
+    event
+}
+
+#[test]
+fn groups_profiles_and_the_clients_with_most_attempts_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    w.append(at(0), audit_start("v1", true));
+    for i in 0..5 {
+        w.append(
+            at(10 + i),
+            grouped_flow("p:aaaa", "default", "drop", "drop", None),
+        );
+    }
+    w.append(at(20), grouped_flow("p:bbbb", "pilot", "drop", "log", None));
+    w.append(at(21), grouped_flow("p:bbbb", "pilot", "drop", "log", None));
+    w.append(
+        at(22),
+        grouped_flow("p:cccc", "edr", "allow", "allow", Some("defender")),
+    );
+    w.commit().unwrap();
+    let report = build(&[path], Period::default()).unwrap();
+    let groups: Vec<(&str, u64, u64, u64, u64)> = report
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group.as_str(),
+                g.blocked,
+                g.logged,
+                g.allowed,
+                g.telemetry_attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("default", 5, 0, 0, 5),
+            ("edr", 0, 0, 1, 0),
+            ("pilot", 0, 2, 0, 2)
+        ]
+    );
+    assert_eq!(report.profiles.len(), 1);
+    assert_eq!(
+        (
+            report.profiles[0].profile.as_str(),
+            report.profiles[0].rule.as_str(),
+            report.profiles[0].flows
+        ),
+        ("defender", "ms-defender", 1)
+    );
+    // Dry-run attempts count; a profile's allowed flow is no attempt.
+    let clients: Vec<(&str, u64)> = report
+        .top_clients
+        .iter()
+        .map(|c| (c.client.as_str(), c.telemetry_attempts))
+        .collect();
+    assert_eq!(clients, [("p:aaaa", 5), ("p:bbbb", 2)]);
+    let text = text(&report);
+    assert!(text.contains("Per client group:"), "{text}");
+    assert!(
+        text.contains("profile defender: 1 flows by rule ms-defender"),
+        "{text}"
+    );
+    assert!(text.contains("p:aaaa"), "{text}");
+    let html = html(&report);
+    assert!(html.contains("id=\"groups\"") && html.contains("id=\"clients\""));
+}

@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::clients::{ClientGroups, GroupPolicy};
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{
@@ -55,7 +56,7 @@ use crate::flow::{
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::quic::HelloKind;
 use crate::inspect::{gquic, http, quic, tls, Name, Scan};
-use crate::rules::{Action, Hit, RuleSet};
+use crate::rules::{Action, Hit, Profiles, RuleSet};
 use crate::stats::{
     bump, Bypass, Counters, Evasion, FlowCounts, FlowSeries, Layer, MetricSink, SharedCounters, Via,
 };
@@ -124,6 +125,10 @@ pub struct FlowEvent {
     pub action: Action,
     /// What was done: the rule's action, or `log` for a blocking rule in dry-run mode.
     pub applied: Action,
+    /// The client's group (`default` when the config defines none that covers it).
+    pub group: Arc<str>,
+    /// The service profile of the rule, when a profile's allow rule let the flow pass.
+    pub profile: Option<Arc<str>>,
 }
 
 /// Engine settings.
@@ -206,12 +211,17 @@ pub struct Engine {
     /// What the ECH and unreadable-QUIC policies record flows under.
     ech_record: PolicyRecord,
     quic_record: PolicyRecord,
+    /// Which group each client belongs to.
+    clients: ClientGroups,
 }
 
 /// The installed ruleset with the flow counter of each of its rules, swapped as one.
 struct Active {
     rules: Arc<RuleSet>,
-    /// Indexed by rule index: the counter of (vendor, rule, applied action).
+    /// The client groups' profiles and enforcement under these rules, in group order.
+    groups: Arc<[GroupPolicy]>,
+    /// Indexed by rule index × group count + group: the counter of (vendor, rule, applied
+    /// action, group).
     hits: Arc<[Arc<AtomicU64>]>,
 }
 
@@ -224,19 +234,25 @@ impl Engine {
     /// An engine over a ruleset that other engines may use too (a compiled ruleset is
     /// immutable): benchmarks start fresh engines without compiling again.
     pub fn with_shared_rules(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
+        Self::with_clients(rules, config, ClientGroups::default())
+    }
+
+    /// An engine whose clients fall into `clients`' groups, each with its own service
+    /// profiles and enforcement.
+    pub fn with_clients(rules: Arc<RuleSet>, config: EngineConfig, clients: ClientGroups) -> Self {
         let flow_counts = FlowCounts::default();
-        let active = Active::new(rules, &flow_counts, config.enforce);
+        let active = Active::new(rules, &clients, &flow_counts, config.enforce);
         let ech_record = PolicyRecord::new(
             ECH_POLICY_RULE,
             config.ech_policy,
             &flow_counts,
-            config.enforce,
+            &active.groups,
         );
         let quic_record = PolicyRecord::new(
             QUIC_POLICY_RULE,
             config.quic_unreadable,
             &flow_counts,
-            config.enforce,
+            &active.groups,
         );
         Self {
             active: ArcSwap::from_pointee(active),
@@ -248,6 +264,7 @@ impl Engine {
             facts_unshared: AtomicU64::new(0),
             ech_record,
             quic_record,
+            clients,
             config,
             counters: SharedCounters::default(),
             flow_counts,
@@ -257,7 +274,7 @@ impl Engine {
     /// Replaces the ruleset; packet threads pick it up at their next batch. Flows already
     /// decided keep their verdict.
     pub fn swap_rules(&self, rules: RuleSet) {
-        let active = Active::new(rules, &self.flow_counts, self.config.enforce);
+        let active = Active::new(rules, &self.clients, &self.flow_counts, self.config.enforce);
         self.active.store(Arc::new(active));
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -268,6 +285,10 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    pub fn clients(&self) -> &ClientGroups {
+        &self.clients
     }
 
     pub fn flows(&self) -> &FlowTable {
@@ -333,6 +354,7 @@ impl Engine {
             engine: self,
             counters: self.counters.shard(),
             rules: Arc::clone(&active.rules),
+            groups: Arc::clone(&active.groups),
             hits: Arc::clone(&active.hits),
             generation,
             scratch: Vec::new(),
@@ -352,6 +374,7 @@ pub struct Worker<'e> {
     /// This thread's copy of the engine's counters.
     counters: &'e Counters,
     rules: Arc<RuleSet>,
+    groups: Arc<[GroupPolicy]>,
     hits: Arc<[Arc<AtomicU64>]>,
     generation: u64,
     scratch: Vec<u8>,
@@ -411,6 +434,8 @@ struct Facts {
     protocol: Protocol,
     time: Duration,
     now: u64,
+    /// The client's group (index into the active groups).
+    group: u8,
 }
 
 impl<'e> Worker<'e> {
@@ -422,6 +447,7 @@ impl<'e> Worker<'e> {
             self.generation = generation;
             let active = self.engine.active.load();
             self.rules = Arc::clone(&active.rules);
+            self.groups = Arc::clone(&active.groups);
             self.hits = Arc::clone(&active.hits);
         }
     }

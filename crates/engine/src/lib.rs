@@ -16,6 +16,7 @@
 
 pub use telestrip_wire::{inspect, wire};
 
+pub mod clients;
 pub mod engine;
 pub mod flow;
 pub mod rules;

@@ -446,7 +446,7 @@ const ECH_ANSWERS: Family = Family {
 const FLOWS: Family = Family {
     name: "telestrip_flows_total",
     help: "Flows (and DNS messages) matched by a rule, by what was done: the rule's action, or log for a blocking rule in dry run.",
-    labels: &["vendor", "rule", "action"],
+    labels: &["vendor", "rule", "action", "group"],
 };
 
 /// The engine's counters, one copy per packet thread (each on cache lines of its own), so
@@ -619,6 +619,8 @@ pub struct FlowSeries {
     pub rule: Arc<str>,
     /// What was done: the rule's action, or `log` for a blocking rule in dry run.
     pub action: Action,
+    /// The client group.
+    pub group: Arc<str>,
 }
 
 /// Matched flows per rule, kept across rule reloads so the counters only ever grow. Packet
@@ -638,7 +640,12 @@ impl FlowCounts {
     /// Reports the matched flows per rule to `sink`.
     pub fn export_metrics(&self, sink: &mut dyn MetricSink) {
         for (series, count) in self.snapshot() {
-            let labels = [&*series.vendor, &*series.rule, series.action.as_str()];
+            let labels = [
+                &*series.vendor,
+                &*series.rule,
+                series.action.as_str(),
+                &*series.group,
+            ];
             sink.counter(&FLOWS, &labels, count);
         }
     }

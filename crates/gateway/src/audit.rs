@@ -57,6 +57,13 @@ pub enum AuditEvent {
         client_port: u16,
         server: String,
         server_port: u16,
+        /// The client's group (`clients:` in the config); absent in logs of older versions,
+        /// which had only the default group.
+        #[serde(default = "default_group", skip_serializing_if = "is_default_group")]
+        group: String,
+        /// The service profile whose allow rule let the flow pass.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// The daemon started filtering.
     Start {
@@ -234,8 +241,18 @@ impl AuditEvent {
             client_port: event.client_port,
             server: event.server.to_string(),
             server_port: event.server_port,
+            group: event.group.to_string(),
+            profile: event.profile.as_deref().map(str::to_string),
         }
     }
+}
+
+fn default_group() -> String {
+    crate::clients::DEFAULT_GROUP.to_string()
+}
+
+fn is_default_group(group: &str) -> bool {
+    group == crate::clients::DEFAULT_GROUP
 }
 
 /// Counters and health of the audit writer, shared with the metrics and `/healthz`.
@@ -792,6 +809,8 @@ pub mod samples {
             client_port,
             server: "192.0.2.1".into(),
             server_port: 443,
+            group: "default".into(),
+            profile: None,
         }
     }
 

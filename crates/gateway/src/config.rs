@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::clients::{ClientGroup, ClientGroups};
+
 /// What to do with traffic when telestrip cannot judge it (daemon down, queue full).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +138,62 @@ pub struct Config {
     /// gateways of the site through Redis; absent: not shared.
     #[serde(default)]
     pub shared_state: Option<SharedStateConfig>,
+    /// Service profiles (allow sets the rules define, e.g. for Defender for Endpoint) on for
+    /// every client. Each re-opens the endpoints its rules list; see `rules explain`.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Client groups by address prefix, each with its own profiles and enforcement; the
+    /// longest prefix decides. Clients of no group are the group `default`.
+    #[serde(default)]
+    pub clients: Vec<ClientGroupConfig>,
+}
+
+/// One entry of `clients:`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientGroupConfig {
+    /// The group's name: a label on the flow counters and in reports, so keep groups few.
+    pub name: String,
+    /// Client addresses of the group (`10.1.0.0/16`, `2001:db8:1::/48`, one address).
+    pub prefixes: Vec<ipnet::IpNet>,
+    /// Service profiles on for this group, besides those on for every client.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Overrides `enforce` for this group: `false` makes a pilot subnet a dry run.
+    #[serde(default)]
+    pub enforce: Option<bool>,
+}
+
+impl Config {
+    /// The client groups for the engine; `enforce` is the gateway's own setting (passive
+    /// mode without resets enforces nothing, whatever a group says).
+    pub fn client_groups(&self, enforce_possible: bool) -> Result<ClientGroups, String> {
+        let groups = self
+            .clients
+            .iter()
+            .map(|group| ClientGroup {
+                name: group.name.clone(),
+                prefixes: group.prefixes.clone(),
+                profiles: group.profiles.clone(),
+                enforce: group.enforce.map(|on| on && enforce_possible),
+            })
+            .collect();
+        ClientGroups::new(self.profiles.clone(), groups).map_err(|e| format!("clients: {e}"))
+    }
+
+    /// Profile names the config turns on that `rules` does not define.
+    pub fn unknown_profiles(&self, rules: &crate::rules::RuleSet) -> Vec<String> {
+        let mut unknown: Vec<String> = self
+            .profiles
+            .iter()
+            .chain(self.clients.iter().flat_map(|g| &g.profiles))
+            .filter(|name| rules.profile(name).is_none())
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
+    }
 }
 
 /// The `pair:` section.
@@ -447,6 +505,24 @@ impl Config {
                 }
             }
         }
+        for group in &self.clients {
+            if !valid_label(&group.name) {
+                return Err(format!(
+                    "clients: group name {:?} must be 1 to 64 letters, digits, '.', '-' or '_'",
+                    group.name
+                ));
+            }
+            for prefix in &group.prefixes {
+                if prefix.trunc() != *prefix {
+                    return Err(format!(
+                        "clients: group {:?}: {prefix} has host bits set; did you mean {}?",
+                        group.name,
+                        prefix.trunc()
+                    ));
+                }
+            }
+        }
+        self.client_groups(true)?;
         if self.mark_shift > 28 {
             return Err(format!(
                 "mark_shift: {} leaves no room for 4 bits in a 32-bit mark",
@@ -512,6 +588,30 @@ mod tests {
         let audit = config.audit.unwrap();
         assert_eq!(audit.heartbeat_seconds, 60);
         assert_eq!(audit.pseudonymize_key_file, None);
+    }
+
+    #[test]
+    fn client_groups_are_read_and_checked() {
+        let config = parse(
+            "profiles: [edr]\nclients:\n  - name: servers\n    prefixes: [10.1.0.0/16]\n    profiles: [updates]\n  - name: pilot\n    prefixes: [10.2.0.0/16, \"2001:db8::/32\"]\n    enforce: false\n",
+        )
+        .unwrap();
+        assert_eq!(config.clients.len(), 2);
+        let groups = config.client_groups(true).unwrap();
+        assert_eq!(groups.group_of("10.2.0.1".parse().unwrap()), 2);
+        let rules = crate::rules::RuleSet::empty();
+        assert_eq!(config.unknown_profiles(&rules), ["edr", "updates"]);
+        let bad = parse("clients:\n  - name: a b\n    prefixes: [10.0.0.0/8]\n").unwrap_err();
+        assert!(bad.contains("group name"), "{bad}");
+        let host_bits = parse("clients:\n  - name: a\n    prefixes: [10.0.0.1/8]\n").unwrap_err();
+        assert!(host_bits.contains("did you mean 10.0.0.0/8"), "{host_bits}");
+        let twice = parse(
+            "clients:\n  - name: a\n    prefixes: [10.0.0.0/8]\n  - name: b\n    prefixes: [10.0.0.0/8]\n",
+        )
+        .unwrap_err();
+        assert!(twice.contains("in client groups"), "{twice}");
+        let typo = parse("clients:\n  - name: a\n    prefix: [10.0.0.0/8]\n").unwrap_err();
+        assert!(typo.contains(":3:"), "{typo}");
     }
 
     #[test]

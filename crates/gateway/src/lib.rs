@@ -11,7 +11,7 @@
 //!  telestrip-testkit (builders, traffic, fuzz bodies): dev-dependency only
 //! ```
 
-pub use telestrip_engine::{engine, flow, inspect, rules, stats, wire};
+pub use telestrip_engine::{clients, engine, flow, inspect, rules, stats, wire};
 
 pub mod audit;
 pub mod config;

@@ -76,6 +76,16 @@ pub struct FlowRow {
     pub vendor: String,
     pub action: String,
     pub applied: String,
+    /// The client's group, left out for the default group (offline audits have only it).
+    #[serde(skip_serializing_if = "is_default_group")]
+    pub group: String,
+    /// The service profile whose allow rule let the flow pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+fn is_default_group(group: &str) -> bool {
+    group == crate::clients::DEFAULT_GROUP
 }
 
 impl FlowRow {
@@ -91,6 +101,8 @@ impl FlowRow {
             vendor: event.vendor.to_string(),
             action: event.action.to_string(),
             applied: event.applied.to_string(),
+            group: event.group.to_string(),
+            profile: event.profile.as_deref().map(str::to_string),
         }
     }
 }

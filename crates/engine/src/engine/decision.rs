@@ -2,6 +2,7 @@
 //! address) to a rule hit, a verdict, counters and a flow event; the ECH and QUIC policies.
 
 use super::*;
+use crate::clients::DEFAULT_GROUP;
 
 impl Worker<'_> {
     /// Combines what two views of one stream showed: wait for both, judge both names.
@@ -28,12 +29,7 @@ impl Worker<'_> {
     /// Of two names of one flow, the one whose rule blocks (then logs, then matches
     /// nothing, then allows); the first on a tie.
     pub(super) fn stricter(&self, first: Name, second: Name, facts: Facts) -> Name {
-        let rank = |name: &Name| {
-            self.rank(
-                self.rules
-                    .match_name(name.as_bytes(), facts.server_port, facts.protocol),
-            )
-        };
+        let rank = |name: &Name| self.rank(self.match_name(name.as_bytes(), facts));
         if rank(&second) > rank(&first) {
             second
         } else {
@@ -87,7 +83,7 @@ impl Worker<'_> {
                 let record = &self.engine.ech_record;
                 match self.engine.config.ech_policy {
                     EchPolicy::Drop if real => {
-                        let applied = self.applied(Action::Drop);
+                        let applied = self.applied(Action::Drop, j.facts);
                         self.record_policy(record, Some(name), via, j.facts, applied, j.events);
                         finalize(j.flow, action_for(applied))
                     }
@@ -114,10 +110,7 @@ impl Worker<'_> {
             Seen::Address(address, via) => {
                 // Counted apart: an address is not a name seen (`inspected`).
                 bump(&self.counters.address_literals);
-                match self
-                    .rules
-                    .match_addr(address, j.facts.server_port, j.facts.protocol)
-                {
+                match self.match_addr(address, j.facts) {
                     Some(hit) => {
                         let literal = address.to_string();
                         self.settle(j, Some(hit), Some(&literal), via)
@@ -144,9 +137,7 @@ impl Worker<'_> {
         name: Name,
         via: Via,
     ) -> Option<Verdict> {
-        let hit = self
-            .rules
-            .match_name(name.as_bytes(), j.facts.server_port, j.facts.protocol)?;
+        let hit = self.match_name(name.as_bytes(), j.facts)?;
         Some(self.settle(j, Some(hit), Some(name.as_str()), via))
     }
 
@@ -160,19 +151,13 @@ impl Worker<'_> {
             self.engine
                 .learned
                 .with_name(j.facts.server, j.facts.time, |learned| {
-                    let hit = self.rules.match_name(
-                        learned.as_bytes(),
-                        j.facts.server_port,
-                        j.facts.protocol,
-                    )?;
+                    let hit = self.match_name(learned.as_bytes(), j.facts)?;
                     Some(self.settle(j, Some(hit), Some(learned), Via::Learned))
                 })
         {
             return verdict;
         }
-        let hit = self
-            .rules
-            .match_addr(j.facts.server, j.facts.server_port, j.facts.protocol);
+        let hit = self.match_addr(j.facts.server, j.facts);
         self.settle(j, hit, None, Via::Cidr)
     }
 
@@ -203,8 +188,9 @@ impl Worker<'_> {
         let Some(rule) = self.rules.rule(hit.rule) else {
             return PacketAction::Accept;
         };
-        let applied = self.applied(rule.action);
-        if let Some(hits) = self.hits.get(hit.rule as usize) {
+        let applied = self.applied(rule.action, facts);
+        let counter = hit.rule as usize * self.groups.len() + usize::from(facts.group);
+        if let Some(hits) = self.hits.get(counter) {
             bump(hits);
         }
         if rule.action.blocks() {
@@ -218,7 +204,17 @@ impl Worker<'_> {
                 counters.bypass(Bypass::Doh);
             }
         }
-        events.push(facts.event(name, via, &rule.id, &rule.vendor, rule.action, applied));
+        let group = self.group_name(facts);
+        let mut event = facts.event(
+            name,
+            via,
+            &rule.id,
+            &rule.vendor,
+            (rule.action, applied),
+            group,
+        );
+        event.profile = rule.profile.as_ref().map(|p| Arc::clone(&p.name));
+        events.push(event);
         action_for(applied)
     }
 
@@ -232,27 +228,71 @@ impl Worker<'_> {
         applied: Action,
         events: &mut Vec<FlowEvent>,
     ) {
-        bump(&record.hits);
+        if let Some(hits) = record.hits.get(usize::from(facts.group)) {
+            bump(hits);
+        }
         events.push(facts.event(
             name.as_ref().map(Name::as_str),
             via,
             &record.rule,
             &record.vendor,
-            record.action,
-            applied,
+            (record.action, applied),
+            self.group_name(facts),
         ));
     }
 
-    /// What is done for a rule's action: the action itself, or `log` in dry run.
-    pub(super) fn applied(&self, action: Action) -> Action {
-        applied_action(action, self.engine.config.enforce)
+    /// The policy of the flow's client group; the default group's if the groups changed
+    /// under the flow.
+    fn group(&self, facts: Facts) -> Option<&GroupPolicy> {
+        self.groups
+            .get(usize::from(facts.group))
+            .or_else(|| self.groups.first())
+    }
+
+    fn group_name(&self, facts: Facts) -> Arc<str> {
+        self.group(facts)
+            .map_or_else(|| Arc::from(DEFAULT_GROUP), |g| Arc::clone(&g.name))
+    }
+
+    /// The service profiles on for the flow's client.
+    fn profiles(&self, facts: Facts) -> Profiles {
+        self.group(facts).map_or(Profiles::NONE, |g| g.profiles)
+    }
+
+    /// The rule for a name on this flow, with its client's profiles.
+    pub(super) fn match_name(&self, name: &[u8], facts: Facts) -> Option<Hit> {
+        self.rules.match_name_with(
+            name,
+            facts.server_port,
+            facts.protocol,
+            self.profiles(facts),
+        )
+    }
+
+    /// The CIDR rule for an address on this flow, with its client's profiles.
+    pub(super) fn match_addr(&self, addr: IpAddr, facts: Facts) -> Option<Hit> {
+        self.rules.match_addr_with(
+            addr,
+            facts.server_port,
+            facts.protocol,
+            self.profiles(facts),
+        )
+    }
+
+    /// What is done for a rule's action: the action itself, or `log` when the client's
+    /// group (or the whole gateway) is in dry run.
+    pub(super) fn applied(&self, action: Action, facts: Facts) -> Action {
+        let enforce = self
+            .group(facts)
+            .map_or(self.engine.config.enforce, |g| g.enforce);
+        applied_action(action, enforce)
     }
 
     /// The packet action for a hit, without recording it.
-    pub(super) fn action_of(&self, hit: Option<Hit>) -> PacketAction {
+    pub(super) fn action_of(&self, hit: Option<Hit>, facts: Facts) -> PacketAction {
         hit.and_then(|h| self.rules.rule(h.rule))
             .map_or(PacketAction::Accept, |rule| {
-                action_for(self.applied(rule.action))
+                action_for(self.applied(rule.action, facts))
             })
     }
 
@@ -265,7 +305,7 @@ impl Worker<'_> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let from_client = src_is_client(packet);
-        let facts = orient(packet, from_client, time, time.as_secs());
+        let facts = self.orient(packet, from_client, time, time.as_secs());
         let mut scratch_flow = FlowState::new(true, facts.now);
         let mut quiet = Vec::new();
         let mut j = Judging {
@@ -300,15 +340,15 @@ impl Worker<'_> {
 }
 
 impl Facts {
-    /// The event of a match on this flow.
+    /// The event of a match on this flow: the rule's action and what was done.
     pub(super) fn event(
         &self,
         name: Option<&str>,
         via: Via,
         rule: &Arc<str>,
         vendor: &Arc<str>,
-        action: Action,
-        applied: Action,
+        (action, applied): (Action, Action),
+        group: Arc<str>,
     ) -> FlowEvent {
         FlowEvent {
             time: self.time,
@@ -323,24 +363,36 @@ impl Facts {
             vendor: Arc::clone(vendor),
             action,
             applied,
+            group,
+            profile: None,
         }
     }
 }
 
-pub(super) fn orient(packet: &Packet<'_>, from_client: bool, time: Duration, now: u64) -> Facts {
-    let (client, client_port, server, server_port) = if from_client {
-        (packet.src, packet.src_port, packet.dst, packet.dst_port)
-    } else {
-        (packet.dst, packet.dst_port, packet.src, packet.src_port)
-    };
-    Facts {
-        client,
-        client_port,
-        server,
-        server_port,
-        protocol: packet.protocol,
-        time,
-        now,
+impl Worker<'_> {
+    /// The packet's facts seen from the flow's client, with the client's group.
+    pub(super) fn orient(
+        &self,
+        packet: &Packet<'_>,
+        from_client: bool,
+        time: Duration,
+        now: u64,
+    ) -> Facts {
+        let (client, client_port, server, server_port) = if from_client {
+            (packet.src, packet.src_port, packet.dst, packet.dst_port)
+        } else {
+            (packet.dst, packet.dst_port, packet.src, packet.src_port)
+        };
+        Facts {
+            client,
+            client_port,
+            server,
+            server_port,
+            protocol: packet.protocol,
+            time,
+            now,
+            group: self.engine.clients.group_of(client),
+        }
     }
 }
 
@@ -387,20 +439,33 @@ pub(super) fn applied_action(action: Action, enforce: bool) -> Action {
 }
 
 impl Active {
-    pub(super) fn new(rules: impl Into<Arc<RuleSet>>, counts: &FlowCounts, enforce: bool) -> Self {
+    pub(super) fn new(
+        rules: impl Into<Arc<RuleSet>>,
+        clients: &ClientGroups,
+        counts: &FlowCounts,
+        enforce: bool,
+    ) -> Self {
         let rules: Arc<RuleSet> = rules.into();
+        let groups: Arc<[GroupPolicy]> = clients.resolve(&rules, enforce).into();
         let hits = rules
             .rules()
             .iter()
-            .map(|rule| {
-                counts.handle(FlowSeries {
-                    vendor: Arc::clone(&rule.vendor),
-                    rule: Arc::clone(&rule.id),
-                    action: applied_action(rule.action, enforce),
+            .flat_map(|rule| {
+                groups.iter().map(|group| {
+                    counts.handle(FlowSeries {
+                        vendor: Arc::clone(&rule.vendor),
+                        rule: Arc::clone(&rule.id),
+                        action: applied_action(rule.action, group.enforce),
+                        group: Arc::clone(&group.name),
+                    })
                 })
             })
             .collect();
-        Self { rules, hits }
+        Self {
+            rules,
+            groups,
+            hits,
+        }
     }
 }
 
@@ -420,19 +485,31 @@ pub(super) struct PolicyRecord {
     pub(super) rule: Arc<str>,
     pub(super) vendor: Arc<str>,
     pub(super) action: Action,
-    pub(super) hits: Arc<AtomicU64>,
+    /// One counter per client group, in group order.
+    pub(super) hits: Vec<Arc<AtomicU64>>,
 }
 
 impl PolicyRecord {
-    pub(super) fn new(rule: &str, policy: Policy, counts: &FlowCounts, enforce: bool) -> Self {
+    pub(super) fn new(
+        rule: &str,
+        policy: Policy,
+        counts: &FlowCounts,
+        groups: &[GroupPolicy],
+    ) -> Self {
         let rule: Arc<str> = rule.into();
         let vendor: Arc<str> = POLICY_VENDOR.into();
         let action = policy.action();
-        let hits = counts.handle(FlowSeries {
-            vendor: Arc::clone(&vendor),
-            rule: Arc::clone(&rule),
-            action: applied_action(action, enforce),
-        });
+        let hits = groups
+            .iter()
+            .map(|group| {
+                counts.handle(FlowSeries {
+                    vendor: Arc::clone(&vendor),
+                    rule: Arc::clone(&rule),
+                    action: applied_action(action, group.enforce),
+                    group: Arc::clone(&group.name),
+                })
+            })
+            .collect();
         Self {
             rule,
             vendor,

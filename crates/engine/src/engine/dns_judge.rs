@@ -75,11 +75,7 @@ impl Worker<'_> {
                 break;
             };
             asked += 1;
-            let hit = self.rules.match_name(
-                question.name.as_bytes(),
-                j.facts.server_port,
-                j.facts.protocol,
-            );
+            let hit = self.match_name(question.name.as_bytes(), j.facts);
             if chosen.is_none_or(|(_, best)| self.rank(hit) > self.rank(best)) {
                 chosen = Some((question, hit));
             }
@@ -92,7 +88,7 @@ impl Worker<'_> {
         }
         if message.is_response() {
             self.learn(&message, question.name, hit, j.facts.time);
-            return self.action_of(hit);
+            return self.action_of(hit, j.facts);
         }
         if !j.from_client {
             return PacketAction::Accept;
@@ -104,7 +100,7 @@ impl Worker<'_> {
         let tag = name_tag(&question.name);
         if j.flow.last_dns_event == tag {
             // A retransmitted query: same verdict, recorded once.
-            return self.action_of(Some(hit));
+            return self.action_of(Some(hit), j.facts);
         }
         j.flow.last_dns_event = tag;
         if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)

@@ -46,7 +46,7 @@ impl Worker<'_> {
             *flow = FlowState::new(src_is_low, now);
         }
         let from_client = src_is_low == flow.client_is_low();
-        let facts = orient(&packet, from_client, time, now);
+        let facts = self.orient(&packet, from_client, time, now);
         let verdict = match flow.phase {
             Phase::Decided(decision) => Verdict {
                 action: decision.verdict,
@@ -136,7 +136,7 @@ impl Worker<'_> {
                     }
                 }
                 match inserted {
-                    Insert::OverCap => return self.over_cap(),
+                    Insert::OverCap => return self.over_cap(j.facts),
                     Insert::Old => Seen::NeedMore,
                     Insert::Stored | Insert::Conflict => {
                         advanced = stream.contiguous().len() > before;
@@ -170,7 +170,7 @@ impl Worker<'_> {
                 let inserted = stream.insert(data_seq, j.packet.payload);
                 j.flow.streams_mut().client = Some(stream);
                 if inserted == Insert::OverCap {
-                    return self.over_cap();
+                    return self.over_cap(j.facts);
                 }
                 Seen::NeedMore
             }
@@ -190,10 +190,10 @@ impl Worker<'_> {
     /// it are filled, and the flow stays pending. A hello of more than 20 KiB does not
     /// exist in practice; dozens of holes in a first flight are an attempt to exhaust the
     /// buffer so the rest would pass unread.
-    pub(super) fn over_cap(&self) -> Verdict {
+    pub(super) fn over_cap(&self, facts: Facts) -> Verdict {
         bump(&self.counters.stream_cap_hits);
         Verdict {
-            action: action_for(self.applied(Action::Drop)),
+            action: action_for(self.applied(Action::Drop, facts)),
             flow: FlowStatus::Pending,
         }
     }

@@ -1409,3 +1409,93 @@ mod quic_first_flights {
         assert_eq!(engine.counters.bypass_of(Bypass::QuicUnreadable), 0);
     }
 }
+
+const PROFILE_RULES: &str = r#"
+vendor: acme
+rules:
+  - id: acme-collector
+    action: drop
+    domains: ["*.events.acme.example"]
+  - id: acme-defender-events
+    action: allow
+    profile: acme-defender
+    domains: [edr.events.acme.example]
+"#;
+
+/// Clients 10.1.0.0/16 run the EDR (profile on), 10.2.0.0/16 is a pilot in dry run.
+fn grouped_engine() -> Engine {
+    let files = load_sources(vec![Source {
+        name: "acme.yaml".into(),
+        text: PROFILE_RULES.into(),
+    }])
+    .unwrap();
+    let group =
+        |name: &str, prefix: &str, profiles: &[&str], enforce| crate::clients::ClientGroup {
+            name: name.into(),
+            prefixes: vec![prefix.parse().unwrap()],
+            profiles: profiles.iter().map(|p| p.to_string()).collect(),
+            enforce,
+        };
+    let clients = crate::clients::ClientGroups::new(
+        Vec::new(),
+        vec![
+            group("edr-servers", "10.1.0.0/16", &["acme-defender"], None),
+            group("pilot", "10.2.0.0/16", &[], Some(false)),
+        ],
+    )
+    .unwrap();
+    Engine::with_clients(
+        Arc::new(RuleSet::compile(&files).unwrap()),
+        EngineConfig::default(),
+        clients,
+    )
+}
+
+fn hello_from(engine: &Engine, client: &str, name: &str) -> (PacketAction, FlowEvent) {
+    let hosts = Hosts::new(client, 40000, "198.51.100.20", 443);
+    let (verdicts, events) = run(engine, &tls_flow(&hosts, &client_hello(name), 0));
+    assert_eq!(events.len(), 1, "{events:?}");
+    (verdicts[3].action, events[0].clone())
+}
+
+#[test]
+fn a_profile_reopens_its_names_only_for_the_groups_that_turn_it_on() {
+    let engine = grouped_engine();
+    let (action, event) = hello_from(&engine, "10.1.0.5", "edr.events.acme.example");
+    assert_eq!(action, PacketAction::Accept);
+    assert_eq!(&*event.rule, "acme-defender-events");
+    assert_eq!(event.profile.as_deref(), Some("acme-defender"));
+    assert_eq!(&*event.group, "edr-servers");
+    // The same host from a client of no group: the profile is off, the catch-all blocks.
+    let (action, event) = hello_from(&engine, "192.0.2.10", "edr.events.acme.example");
+    assert_eq!(action, PacketAction::Drop);
+    assert_eq!(&*event.rule, "acme-collector");
+    assert_eq!((&*event.group, event.profile), ("default", None));
+    // The profile re-opens its own name only, not the rest of the suffix.
+    let (action, _) = hello_from(&engine, "10.1.0.5", "v10.events.acme.example");
+    assert_eq!(action, PacketAction::Drop);
+}
+
+#[test]
+fn a_group_in_dry_run_logs_what_the_others_block_and_is_counted_apart() {
+    let engine = grouped_engine();
+    let (action, event) = hello_from(&engine, "10.2.9.9", "v10.events.acme.example");
+    assert_eq!(action, PacketAction::Accept);
+    assert_eq!((event.action, event.applied), (Action::Drop, Action::Log));
+    assert_eq!(&*event.group, "pilot");
+    hello_from(&engine, "192.0.2.10", "v10.events.acme.example");
+    let counts: Vec<(String, String, u64)> = engine
+        .flow_counts
+        .snapshot()
+        .into_iter()
+        .filter(|(series, count)| &*series.rule == "acme-collector" && *count > 0)
+        .map(|(series, count)| (series.group.to_string(), series.action.to_string(), count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("default".to_string(), "drop".to_string(), 1),
+            ("pilot".to_string(), "log".to_string(), 1)
+        ]
+    );
+}

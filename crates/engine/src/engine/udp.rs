@@ -120,7 +120,7 @@ impl Worker<'_> {
                 verdict
             }
             Policy::Drop => {
-                let applied = self.applied(Action::Drop);
+                let applied = self.applied(Action::Drop, j.facts);
                 self.record_policy(record, None, Via::Quic, j.facts, applied, j.events);
                 finalize(j.flow, action_for(applied))
             }

@@ -132,7 +132,7 @@ fn verdict(set: &RuleSet, probe: &Probe) -> Verdict {
         Probe::Below(name) => set.explain_name(format!("{BELOW_LABEL}.{name}").as_bytes()),
         Probe::Address(addr) => set.explain_addr(*addr),
     };
-    let hit = set.resolve(&hits)?;
+    let hit = set.resolve(&hits, super::Profiles::NONE)?;
     let rule = set.rule(hit.rule)?;
     Some((rule.id.to_string(), rule.action))
 }

@@ -90,6 +90,21 @@ pub fn lint(files: &[LoadedFile]) -> Vec<Finding> {
     check_cidrs(&rules, &mut findings);
     for rule in &rules {
         check_regexes(rule, &mut findings);
+        let lists_names = !rule.spec.domains.is_empty();
+        if lists_names && rule.spec.tests.no_match.is_empty() {
+            // A note: a site's own quick rule need not carry tests; the bundled rules must
+            // (a unit test holds them to it).
+            findings.push(
+                rule,
+                None,
+                Severity::Note,
+                format!(
+                    "rule {} has no no_match test cases: add names it must not match (siblings \
+                     and look-alikes of its entries, the vendor's hosts that must keep working)",
+                    rule.spec.id.0
+                ),
+            );
+        }
         if rule.spec.references.is_empty() {
             findings.rule(
                 rule,
@@ -400,6 +415,9 @@ fn same_listing<'a>(
             first.spec.id.0,
             place(first)
         )
+    } else if first.spec.profile.is_some() || second.spec.profile.is_some() {
+        // A service profile re-opens what a blocking rule lists, for its groups only.
+        return;
     } else if first.spec.action == Action::Allow || second.spec.action == Action::Allow {
         // Shown at the blocking entry: that is the one that never takes effect.
         let block = if first.blocks() { first } else { second };
@@ -453,7 +471,7 @@ fn covered<'a>(
     let (Some(rule), Some(cover)) = (rule_at(rules, entry_rule), rule_at(rules, cover_rule)) else {
         return;
     };
-    if rule.blocks() && cover.spec.action == Action::Allow {
+    if rule.blocks() && cover.spec.action == Action::Allow && cover.spec.profile.is_none() {
         let message = format!(
             "allow/block conflict: {text} of rule {} is inside {cover_text} of allow rule {} at {}; the allow rule wins, so {text} is never blocked",
             rule.spec.id.0,

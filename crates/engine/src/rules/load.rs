@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::schema::RuleFile;
+use super::schema::{Action, RuleFile};
 
 /// A rule file's name (as shown in errors) and text.
 #[derive(Debug, Clone)]
@@ -38,6 +38,21 @@ impl LoadedFile {
             }
         }
         Some(rule_line)
+    }
+
+    /// 1-based line of the `must_keep_working` entry for `name` (normalised), as written
+    /// (in any case, quoted or with a trailing dot).
+    pub fn line_of_keep_working(&self, name: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|line| {
+                let value = line.trim_start().trim_start_matches("- ").trim_start();
+                value.strip_prefix("name:").is_some_and(|value| {
+                    let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+                    value.trim_end_matches('.').eq_ignore_ascii_case(name)
+                })
+            })
+            .map(|i| i + 1)
     }
 
     /// 1-based line of the first line containing `needle`, for errors found after parsing.
@@ -265,12 +280,12 @@ fn validate(files: &[LoadedFile]) -> Vec<RuleError> {
     let mut errors = Vec::new();
     let mut first_seen: HashMap<&str, (&str, Option<usize>)> = HashMap::new();
     for file in files {
-        if file.spec.rules.is_empty() {
+        if file.spec.rules.is_empty() && file.spec.must_keep_working.is_empty() {
             errors.push(RuleError {
                 file: file.name.clone(),
                 line: file.line_of("rules:"),
                 column: None,
-                message: "the file has no rules".to_string(),
+                message: "the file has no rules and no must_keep_working names".to_string(),
             });
         }
         for rule in &file.spec.rules {
@@ -283,6 +298,18 @@ fn validate(files: &[LoadedFile]) -> Vec<RuleError> {
                     column: None,
                     message: format!(
                         "rule {id} has neither domains nor cidrs, so it matches nothing"
+                    ),
+                });
+            }
+            if rule.profile.is_some() && rule.action != Action::Allow {
+                errors.push(RuleError {
+                    file: file.name.clone(),
+                    line,
+                    column: None,
+                    message: format!(
+                        "rule {id} has a profile, so it must be an allow rule (a profile re-opens \
+                         what other rules block; it is {})",
+                        rule.action
                     ),
                 });
             }

@@ -49,9 +49,50 @@ pub struct Rule {
     pub ports: Box<[u16]>,
     /// Bit 0 TCP, bit 1 UDP; 0 means every protocol.
     protocols: u8,
+    /// The opt-in service profile the rule belongs to, if any.
+    pub profile: Option<Profile>,
+}
+
+/// Most service profiles one ruleset may define (they are bits of a [`Profiles`] set).
+pub const MAX_PROFILES: usize = 64;
+
+/// An opt-in service profile of the ruleset: its index and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub index: u8,
+    pub name: Arc<str>,
+}
+
+/// A set of service profiles turned on (for a client group), one bit per profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Profiles(u64);
+
+impl Profiles {
+    /// No profile on: what `rules check`, `explain` and must-keep-working lists assume.
+    pub const NONE: Profiles = Profiles(0);
+
+    pub fn with(self, index: u8) -> Profiles {
+        Profiles(self.0 | 1u64.checked_shl(u32::from(index)).unwrap_or(0))
+    }
+
+    pub fn union(self, other: Profiles) -> Profiles {
+        Profiles(self.0 | other.0)
+    }
+
+    pub fn contains(self, index: u8) -> bool {
+        self.0 & 1u64.checked_shl(u32::from(index)).unwrap_or(0) != 0
+    }
 }
 
 impl Rule {
+    /// Whether the rule applies with the profiles `enabled` on: a rule outside every profile
+    /// always does, a profile's rule only when its profile is on.
+    pub fn in_force(&self, enabled: Profiles) -> bool {
+        self.profile
+            .as_ref()
+            .is_none_or(|p| enabled.contains(p.index))
+    }
+
     /// Whether the rule's `ports`/`protocols` restrictions admit this flow.
     pub fn applies_to(&self, port: u16, protocol: Protocol) -> bool {
         (self.ports.is_empty() || self.ports.contains(&port)) && self.allows_protocol(protocol)
@@ -135,6 +176,8 @@ pub struct RuleSet {
     names: DomainTable,
     regexes: Option<(RegexSet, Vec<RuleIndex>)>,
     cidrs: CidrTable,
+    /// Names of the service profiles, sorted; a rule's profile index points here.
+    profiles: Vec<Arc<str>>,
     sha256: String,
     stats: RuleSetStats,
 }
@@ -153,6 +196,7 @@ impl RuleSet {
         let mut regex_patterns = Vec::new();
         let mut regex_rules = Vec::new();
         let mut rules = Vec::new();
+        let profiles = profile_names(files)?;
         let mut hasher = Sha256::new();
         for file in files {
             hasher.update(file.name.as_bytes());
@@ -179,7 +223,7 @@ impl RuleSet {
                 for cidr in &spec.cidrs {
                     cidrs.insert(cidr.0, index);
                 }
-                rules.push(compile_rule(spec, &vendor, &file_name));
+                rules.push(compile_rule(spec, &vendor, &file_name, &profiles));
             }
         }
         names.shrink_to_fit();
@@ -208,8 +252,23 @@ impl RuleSet {
             names,
             regexes,
             cidrs,
+            profiles,
             sha256,
             stats,
+        })
+    }
+
+    /// The service profiles the rules define, sorted by name.
+    pub fn profiles(&self) -> &[Arc<str>] {
+        &self.profiles
+    }
+
+    /// The profile called `name`, if the rules define it.
+    pub fn profile(&self, name: &str) -> Option<Profile> {
+        let index = self.profiles.iter().position(|p| &**p == name)?;
+        Some(Profile {
+            index: u8::try_from(index).ok()?,
+            name: Arc::clone(self.profiles.get(index)?),
         })
     }
 
@@ -220,6 +279,7 @@ impl RuleSet {
             names: DomainTable::default(),
             regexes: None,
             cidrs: CidrTable::default(),
+            profiles: Vec::new(),
             sha256: String::new(),
             stats: RuleSetStats::default(),
         })
@@ -248,24 +308,68 @@ impl RuleSet {
     }
 
     /// The rule for a flow whose name is `name` (normalised), with the flow's server port and
-    /// protocol. Allow beats blocking; otherwise the most specific entry wins.
+    /// protocol, no service profile on. Allow beats blocking; otherwise the most specific
+    /// entry wins.
     pub fn match_name(&self, name: &[u8], port: u16, protocol: Protocol) -> Option<Hit> {
+        self.match_name_with(name, port, protocol, Profiles::NONE)
+    }
+
+    /// [`RuleSet::match_name`] for a client with the service profiles `enabled` on: the
+    /// rules of other profiles do not apply.
+    pub fn match_name_with(
+        &self,
+        name: &[u8],
+        port: u16,
+        protocol: Protocol,
+        enabled: Profiles,
+    ) -> Option<Hit> {
         let mut best = Best::default();
-        self.for_each_name_hit(name, |hit| self.consider(&mut best, hit, port, protocol));
+        self.for_each_name_hit(name, |hit| {
+            self.consider(&mut best, hit, port, protocol, enabled)
+        });
         best.resolve()
     }
 
-    /// The rule for a flow to `addr` from the CIDR entries.
+    /// The rule for a flow to `addr` from the CIDR entries, no service profile on.
     pub fn match_addr(&self, addr: IpAddr, port: u16, protocol: Protocol) -> Option<Hit> {
+        self.match_addr_with(addr, port, protocol, Profiles::NONE)
+    }
+
+    /// [`RuleSet::match_addr`] for a client with the service profiles `enabled` on.
+    pub fn match_addr_with(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        enabled: Profiles,
+    ) -> Option<Hit> {
         let mut best = Best::default();
         self.cidrs.for_each_match(addr, |rule, prefix| {
             let hit = Hit {
                 rule,
                 kind: MatchKind::Cidr(prefix),
             };
-            self.consider(&mut best, hit, port, protocol);
+            self.consider(&mut best, hit, port, protocol, enabled);
         });
         best.resolve()
+    }
+
+    /// The blocking rule, if any, that a client of no group would meet for `name` on one of
+    /// the usual ways a name is used (TCP 443, UDP 443, TCP 80, DNS), with that way:
+    /// what a must-keep-working name is checked against.
+    pub fn blocks_name(&self, name: &[u8]) -> Option<(&Rule, &'static str)> {
+        const PROBES: [(u16, Protocol, &str); 4] = [
+            (443, Protocol::Tcp, "tcp/443"),
+            (443, Protocol::Udp, "udp/443"),
+            (80, Protocol::Tcp, "tcp/80"),
+            (53, Protocol::Udp, "dns"),
+        ];
+        PROBES.iter().find_map(|&(port, protocol, shown)| {
+            self.match_name(name, port, protocol)
+                .and_then(|hit| self.rule(hit.rule))
+                .filter(|rule| rule.action.blocks())
+                .map(|rule| (rule, shown))
+        })
     }
 
     /// Every entry that matches `name`, ignoring port and protocol restrictions, most
@@ -339,20 +443,23 @@ impl RuleSet {
         misses
     }
 
-    /// Which of `hits` wins under the precedence rules (ignoring port/protocol).
-    pub fn resolve(&self, hits: &[Hit]) -> Option<Hit> {
+    /// Which of `hits` wins under the precedence rules (ignoring port/protocol), with the
+    /// service profiles `enabled` on.
+    pub fn resolve(&self, hits: &[Hit], enabled: Profiles) -> Option<Hit> {
         let mut best = Best::default();
         for hit in hits {
             if let Some(rule) = self.rule(hit.rule) {
-                best.offer(*hit, rule.action);
+                if rule.in_force(enabled) {
+                    best.offer(*hit, rule.action);
+                }
             }
         }
         best.resolve()
     }
 
-    fn consider(&self, best: &mut Best, hit: Hit, port: u16, protocol: Protocol) {
+    fn consider(&self, best: &mut Best, hit: Hit, port: u16, protocol: Protocol, on: Profiles) {
         if let Some(compiled) = self.rules.get(hit.rule as usize) {
-            if compiled.applies_to(port, protocol) {
+            if compiled.applies_to(port, protocol) && compiled.in_force(on) {
                 best.offer(hit, compiled.action);
             }
         }
@@ -391,7 +498,31 @@ impl Best {
     }
 }
 
-fn compile_rule(spec: &RuleSpec, vendor: &Arc<str>, file: &Arc<str>) -> Rule {
+/// The distinct profile names of every rule, sorted; at most [`MAX_PROFILES`].
+fn profile_names(files: &[LoadedFile]) -> Result<Vec<Arc<str>>, RuleErrors> {
+    let names: std::collections::BTreeSet<&str> = files
+        .iter()
+        .flat_map(|f| &f.spec.rules)
+        .filter_map(|r| r.profile.as_ref().map(|p| p.0.as_str()))
+        .collect();
+    if names.len() > MAX_PROFILES {
+        return Err(RuleErrors::single(
+            "rules",
+            &format!(
+                "{} service profiles defined; at most {MAX_PROFILES} are supported",
+                names.len()
+            ),
+        ));
+    }
+    Ok(names.into_iter().map(Arc::from).collect())
+}
+
+fn compile_rule(
+    spec: &RuleSpec,
+    vendor: &Arc<str>,
+    file: &Arc<str>,
+    profiles: &[Arc<str>],
+) -> Rule {
     let mut protocols = 0u8;
     for protocol in &spec.protocols {
         protocols |= match protocol {
@@ -412,6 +543,13 @@ fn compile_rule(spec: &RuleSpec, vendor: &Arc<str>, file: &Arc<str>) -> Rule {
         file: Arc::clone(file),
         ports: ports.into_boxed_slice(),
         protocols,
+        profile: spec.profile.as_ref().and_then(|wanted| {
+            let index = profiles.iter().position(|p| **p == *wanted.0)?;
+            Some(Profile {
+                index: u8::try_from(index).ok()?,
+                name: Arc::clone(profiles.get(index)?),
+            })
+        }),
     }
 }
 

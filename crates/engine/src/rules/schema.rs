@@ -19,7 +19,38 @@ pub struct RuleFile {
     pub vendor: Ident,
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Names the whole ruleset must never block (connectivity checks, certificate
+    /// revocation, updates, sign-in, stores): checked with every file's rules by `rules
+    /// check`, `rules test` and rule updates. A site file may hold only these.
+    #[serde(default)]
+    pub must_keep_working: Vec<KeepWorking>,
+}
+
+/// One entry of `must_keep_working`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepWorking {
+    pub name: HostName,
+    /// What breaks when it is blocked.
+    pub why: String,
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// A host name as written in a rule file, checked and normalised (lowercase, no trailing dot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostName(pub String);
+
+impl<'de> Deserialize<'de> for HostName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match Name::from_bytes(text.as_bytes()) {
+            Some(name) => Ok(HostName(name.as_str().to_string())),
+            None => Err(de::Error::custom(format!("{text:?} is not a host name"))),
+        }
+    }
 }
 
 /// One rule as written.
@@ -50,6 +81,10 @@ pub struct RuleSpec {
     /// Where the entries came from, for rules written by `telestrip rules import`.
     #[serde(default)]
     pub source: Option<SourceSpec>,
+    /// An opt-in service profile: the rule (an `allow`) applies only to clients whose
+    /// configuration turns the profile on.
+    #[serde(default)]
+    pub profile: Option<Ident>,
 }
 
 /// The list an imported rule was made from: every entry of the rule comes from it.

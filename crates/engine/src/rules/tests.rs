@@ -299,3 +299,61 @@ fn every_file_of_the_rules_directory_is_bundled_in_load_order() {
     let from_binary = RuleSet::compile(&load_sources(bundled_sources()).unwrap()).unwrap();
     assert_eq!(from_dir.stats(), from_binary.stats());
 }
+
+#[test]
+fn a_profile_rule_must_allow_and_applies_only_when_its_profile_is_on() {
+    let error = first_error(
+        "vendor: v\nrules:\n  - id: a\n    action: drop\n    profile: p\n    domains: [x.example]\n",
+    );
+    assert!(error.message.contains("must be an allow rule"), "{error}");
+    assert_eq!(error.line, Some(3));
+    let set = compile(
+        "vendor: v\nrules:\n  - id: all\n    action: drop\n    domains: [\"*.example\"]\n  - id: edr\n    action: allow\n    profile: edr\n    domains: [x.example]\n",
+    );
+    assert_eq!(
+        winner(&set, "x.example"),
+        Some(("all".into(), Action::Drop))
+    );
+    let edr = set.profile("edr").unwrap();
+    let hit = set
+        .match_name_with(
+            b"x.example",
+            443,
+            Protocol::Tcp,
+            Profiles::NONE.with(edr.index),
+        )
+        .unwrap();
+    assert_eq!(&*set.rule(hit.rule).unwrap().id, "edr");
+    assert_eq!(set.profiles().len(), 1);
+    assert!(set.profile("other").is_none());
+}
+
+#[test]
+fn every_bundled_rule_that_lists_names_has_cases_beyond_its_own_entries() {
+    let files = load_sources(bundled_sources()).unwrap();
+    for file in &files {
+        for rule in &file.spec.rules {
+            if rule.domains.is_empty() {
+                continue;
+            }
+            assert!(
+                !rule.tests.no_match.is_empty(),
+                "{}: rule {} has no no_match cases",
+                file.name,
+                rule.id.0
+            );
+            let own: Vec<String> = rule.domains.iter().map(ToString::to_string).collect();
+            let beyond = rule
+                .tests
+                .should_match
+                .iter()
+                .chain(&rule.tests.no_match)
+                .any(|case| !own.contains(&case.to_lowercase()));
+            assert!(
+                beyond,
+                "{}: rule {} only tests its own entries",
+                file.name, rule.id.0
+            );
+        }
+    }
+}

@@ -106,8 +106,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let passive = config.mode == Mode::Passive;
     // Passive mode blocks nothing unless it may send resets: its matches are logged as such.
     let enforce = config.enforce && (!passive || config.passive_resets);
-    let engine = Arc::new(Engine::new(
-        rules,
+    warn_unknown_profiles(&config, &rules);
+    let clients = config
+        .client_groups(!passive || config.passive_resets)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Arc::new(Engine::with_clients(
+        Arc::new(rules),
         EngineConfig {
             enforce,
             max_flows: config.max_flows,
@@ -116,6 +120,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             strip_ech: config.strip_ech,
             ..EngineConfig::default()
         },
+        clients,
     ));
     let gateway = config.gateway_name();
     let run_info = RunInfo {
@@ -545,6 +550,7 @@ fn reload(
                 loaded.origin.describe()
             );
             control.metrics.reloaded(Ok(&loaded.set));
+            warn_unknown_profiles(config, &loaded.set);
             engine.swap_rules(loaded.set);
             let previous = std::mem::replace(origin, loaded.origin);
             rules_in_force(config, control, audit, engine, origin, Some(&previous));
@@ -685,5 +691,18 @@ fn redacted(url: &str) -> String {
             format!("{}://…@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_string(),
+    }
+}
+
+/// Says which service profiles the config turns on that the rules do not define: the
+/// endpoints they would re-open stay blocked until rules that define them are loaded.
+fn warn_unknown_profiles(config: &Config, rules: &crate::rules::RuleSet) {
+    for name in config.unknown_profiles(rules) {
+        crate::log_line!(
+            Warning,
+            "telestrip: warning: service profile {name:?} is turned on in the config but \
+             ruleset {} does not define it; what it would allow stays blocked",
+            rules.version()
+        );
     }
 }

@@ -1,8 +1,16 @@
 use super::*;
 use crate::rules::{load_sources, Source};
 
-/// Lints one file; returns (line, message) of every finding.
+/// Lints one file; returns (line, message) of every finding but the missing-`no_match`
+/// note, which most fixtures here would get (it has a test of its own).
 fn lint_text(text: &str) -> Vec<(Option<usize>, String)> {
+    lint_all(text)
+        .into_iter()
+        .filter(|(_, message)| !message.contains("has no no_match test cases"))
+        .collect()
+}
+
+fn lint_all(text: &str) -> Vec<(Option<usize>, String)> {
     let files = load_sources(vec![Source {
         name: "t.yaml".into(),
         text: text.into(),
@@ -12,6 +20,45 @@ fn lint_text(text: &str) -> Vec<(Option<usize>, String)> {
         .into_iter()
         .map(|f| (f.error.line, f.error.message))
         .collect()
+}
+
+#[test]
+fn a_rule_that_lists_names_without_no_match_cases_gets_a_note() {
+    let text = file(&[
+        rule("a", "drop", "    domains: [t.example]\n"),
+        rule(
+            "b",
+            "drop",
+            "    domains: [u.example]\n    tests:\n      no_match: [v.example]\n",
+        ),
+        rule("c", "drop", "    cidrs: [192.0.2.0/24]\n"),
+    ]);
+    let findings = lint_all(&text);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].0, Some(3));
+    assert!(findings[0].1.contains("rule a has no no_match test cases"));
+}
+
+#[test]
+fn a_profile_allow_entry_is_no_conflict_with_the_block_it_overrides() {
+    let text = file(&[
+        rule("all", "drop", "    domains: [\"*.t.example\"]\n"),
+        rule("one", "drop", "    domains: [x.t.example]\n"),
+        rule(
+            "edr",
+            "allow",
+            "    profile: edr\n    domains: [x.t.example, y.t.example]\n",
+        ),
+    ]);
+    let conflicts = |text: &str| {
+        lint_text(text)
+            .into_iter()
+            .filter(|(_, message)| message.contains("conflict"))
+            .count()
+    };
+    assert_eq!(conflicts(&text), 0, "{:?}", lint_text(&text));
+    // The same allow rule outside a profile overrides the blocks for everyone: reported.
+    assert_eq!(conflicts(&text.replace("    profile: edr\n", "")), 1);
 }
 
 const REF: &str = "    references: [https://vendor.example/docs]\n";
@@ -329,7 +376,10 @@ fn findings_across_files_name_the_other_file() {
         },
     ])
     .unwrap();
-    let findings = lint(&files);
+    let findings: Vec<_> = lint(&files)
+        .into_iter()
+        .filter(|f| !f.error.message.contains("no no_match test cases"))
+        .collect();
     assert_eq!(findings.len(), 1);
     assert_eq!(
         findings[0].error.to_string(),

@@ -173,11 +173,20 @@ EOF
         -e "s|@PRIORITY@|$priority|g; s|@HOOK@|$dir/$g/failover.sh|g; s|@PASSWORD@|telestri|g" \
         -e "s|^    enable_script_security|    # (no script security: the lab's files live under /tmp)|" \
         <(uncommented "$here/deploy/pair/keepalived.conf") >"$dir/$g/keepalived.conf"
+    # The bundled rules with drop in place of reject: a dropped client keeps retransmitting,
+    # so its flow is still there after the failover and shows that B applies A's verdict
+    # (a rejected client gives up at the first reset, leaving nothing to carry over).
+    mkdir -p "$dir/$g/bundled-rules"
+    for file in "$here"/rules/*.yaml; do
+        sed 's/^    action: reject$/    action: drop/' "$file" >"$dir/$g/bundled-rules/$(basename "$file")"
+    done
+    chmod -R a+rX "$dir/$g/bundled-rules"
     # The control plane listens on every address: a site Prometheus scrapes it over the sync
     # link (tests/fleet.rs).
     cat >"$dir/$g/telestrip.yaml" <<EOF
 queues: [0]
 fail: open
+rules: $dir/$g/bundled-rules
 listen: 0.0.0.0:9477
 gateway: gw-$g
 site: pairlab

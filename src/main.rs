@@ -300,7 +300,7 @@ enum RulesCommand {
         #[arg(long)]
         id: Option<String>,
         /// Action of the imported rule.
-        #[arg(long, value_parser = parse_action, default_value = "drop")]
+        #[arg(long, value_parser = parse_action, default_value = "reject")]
         action: telestrip::rules::Action,
         /// Category of the imported rule.
         #[arg(long, default_value = "telemetry")]

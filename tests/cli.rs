@@ -294,13 +294,16 @@ fn rules_check_reports_counts_and_failing_tests() {
 #[test]
 fn explain_says_which_rule_and_why() {
     let out = text(&telestrip(&["rules", "explain", "US-V10.events.data.microsoft.com."]).stdout);
-    assert!(out.contains("ms-1ds-collector (microsoft, drop)"), "{out}");
+    assert!(
+        out.contains("ms-1ds-collector (microsoft, reject)"),
+        "{out}"
+    );
     assert!(
         out.contains("suffix entry *.events.data.microsoft.com"),
         "{out}"
     );
     assert!(
-        out.contains("Verdict: drop by rule ms-1ds-collector"),
+        out.contains("Verdict: reject by rule ms-1ds-collector"),
         "{out}"
     );
 

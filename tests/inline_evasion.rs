@@ -281,7 +281,7 @@ fn decoys_and_fragments_from_a_raw_socket_client_do_not_get_telemetry_through() 
         .lab
         .events()
         .iter()
-        .filter(|e| e["action"] == "drop")
+        .filter(|e| e["action"] == "reject")
         .map(|e| e["name"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(names.len(), 7, "{names:?}");
@@ -371,7 +371,7 @@ fn telemetry_inside_a_gre_tunnel_is_stopped_and_what_is_not_opened_is_counted() 
     assert!(
         events
             .iter()
-            .any(|e| e["name"] == TELEMETRY && e["via"] == "http" && e["action"] == "drop"),
+            .any(|e| e["name"] == TELEMETRY && e["via"] == "http" && e["action"] == "reject"),
         "{events:?}"
     );
 }

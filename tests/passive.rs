@@ -23,7 +23,7 @@ fn passive_mode_logs_telemetry_without_touching_traffic() {
     let events = lab.events();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["name"], "v10.events.data.microsoft.com");
-    assert_eq!(events[0]["action"], "drop");
+    assert_eq!(events[0]["action"], "reject");
     assert_eq!(events[0]["applied"], "log");
 }
 
@@ -55,5 +55,5 @@ fn passive_resets_end_blocked_tcp_flows_at_both_ends() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(sent >= 2, "{log}");
-    assert_eq!(lab.events()[0]["applied"], "drop");
+    assert_eq!(lab.events()[0]["applied"], "reject");
 }

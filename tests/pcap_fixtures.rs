@@ -78,7 +78,7 @@ fn dry_run_reports_blocking_rules_as_log() {
         pcap.to_str().unwrap(),
     ]);
     let flow = &json["flows"][0];
-    assert_eq!(flow["action"], "drop");
+    assert_eq!(flow["action"], "reject");
     assert_eq!(flow["applied"], "log");
     assert_eq!(json["stats"]["packets_dropped"], 0);
     // A blocking rule matched, which the exit code reports even in a dry run.
@@ -121,7 +121,7 @@ fn csv_and_table_carry_the_same_flows() {
     );
     assert_eq!(lines.len(), 3);
     assert!(lines[1]
-        .contains(",nexus.officeapps.live.com,http,ms-office-telemetry,microsoft,drop,drop"));
+        .contains(",nexus.officeapps.live.com,http,ms-office-telemetry,microsoft,reject,reject"));
     let table = Command::new(env!("CARGO_BIN_EXE_telestrip"))
         .args(["pcap", "-q", pcap.to_str().unwrap()])
         .output()

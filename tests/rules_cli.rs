@@ -132,11 +132,11 @@ fn imported_rules_block_what_the_list_blocks() {
             .to_string()
     };
     // `||name^`: the name and below; `@@` and `$denyallow` exceptions; `$badfilter` cancels.
-    assert!(verdict("telemetry.vendor.example").starts_with("Verdict: drop"));
-    assert!(verdict("a.b.telemetry.vendor.example").starts_with("Verdict: drop"));
+    assert!(verdict("telemetry.vendor.example").starts_with("Verdict: reject"));
+    assert!(verdict("a.b.telemetry.vendor.example").starts_with("Verdict: reject"));
     assert!(verdict("ok.metrics.vendor.example").starts_with("Verdict: allow"));
     assert!(verdict("status.events.vendor.example").starts_with("Verdict: allow"));
-    assert!(verdict("x.events.vendor.example").starts_with("Verdict: drop"));
+    assert!(verdict("x.events.vendor.example").starts_with("Verdict: reject"));
     assert!(verdict("old.vendor.example").starts_with("No rule"));
     // `$third-party` is a browser notion: not imported rather than blocking too much.
     assert!(verdict("ads.vendor.example").starts_with("No rule"));
@@ -401,7 +401,7 @@ fn a_site_file_may_hold_only_its_own_must_keep_working_names() {
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("keep.yaml:5: must_keep_working v10.events.data.microsoft.com (a vendor tool the site runs) is blocked on tcp/443 by rule ms-windows-diagtrack (microsoft, drop)"),
+        stdout.contains("keep.yaml:5: must_keep_working v10.events.data.microsoft.com (a vendor tool the site runs) is blocked on tcp/443 by rule ms-windows-diagtrack (microsoft, reject)"),
         "{stdout}"
     );
     assert!(!stdout.contains("intranet.example"), "{stdout}");

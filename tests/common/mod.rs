@@ -238,3 +238,10 @@ pub fn nonzero_counts(json: &serde_json::Value, key: &str) -> BTreeMap<String, u
 pub fn code(output: &std::process::Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
+
+/// Whether curl was refused at once (the bundled rules `reject`): 7 connection refused (a
+/// reset to the SYN), 35 TLS connect error, 52 empty reply, 55 send failure, 56 receive
+/// failure (a reset after the request). A timeout (28) is not a refusal.
+pub fn refused(output: &std::process::Output) -> bool {
+    [7, 35, 52, 55, 56].contains(&code(output))
+}

@@ -1212,7 +1212,8 @@ fn the_bundled_resolver_pack_blocks_encrypted_dns_and_answers_firefoxs_canary() 
         &engine,
         &tls_flow(&doh, &client_hello("mozilla.cloudflare-dns.com"), 0),
     );
-    assert_eq!(verdicts.last().unwrap().action, PacketAction::Drop);
+    // Refused at once, so the browser falls back to the network's resolver without waiting.
+    assert_eq!(verdicts.last().unwrap().action, PacketAction::Reject);
     assert_eq!(&*events[0].rule, "doh-public-resolver-names");
     // DoT to a resolver address (no SNI needed); plain DNS to the same address passes.
     let dot = Hosts::new("192.0.2.10", 40_101, "1.1.1.1", 853);
@@ -1220,7 +1221,7 @@ fn the_bundled_resolver_pack_blocks_encrypted_dns_and_answers_firefoxs_canary() 
         &engine,
         &tls_flow(&dot, &client_hello_with(&HelloOptions::default()), 0),
     );
-    assert_eq!(verdicts.last().unwrap().action, PacketAction::Drop);
+    assert_eq!(verdicts.last().unwrap().action, PacketAction::Reject);
     let plain = Hosts::new("192.0.2.10", 40_102, "1.1.1.1", 53);
     let (verdicts, _) = run(
         &engine,

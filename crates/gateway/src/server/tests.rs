@@ -156,7 +156,7 @@ fn the_server_serves_metrics_health_and_status() {
     let (status_line, body) = get(addr, "/metrics");
     assert!(status_line.contains("200"), "{status_line}");
     assert!(
-        body.contains("telestrip_flows_total{action=\"drop\",group=\"default\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 2"),
+        body.contains("telestrip_flows_total{action=\"reject\",group=\"default\",rule=\"ms-windows-diagtrack\",vendor=\"microsoft\"} 2"),
         "{body}"
     );
     assert!(body.contains("telestrip_ruleset_info{sha256=\""), "{body}");

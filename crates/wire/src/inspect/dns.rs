@@ -349,9 +349,17 @@ impl Records<'_> {
     }
 }
 
+/// How long resolvers and stubs may cache a rejected name's NXDOMAIN (the SOA's TTL and
+/// minimum, RFC 2308 §5): long enough to spare a client's retries, short enough that a
+/// name the rules stop blocking comes back soon.
+pub const NXDOMAIN_CACHE_SECONDS: u32 = 60;
+
 /// Writes into `out` an NXDOMAIN answer to `query` (RFC 1035 §4.1.1 RCODE 3): the query's id,
-/// opcode and RD bit, QR and RA set, its first question, no records. What a gateway sends
-/// back for a rejected query so the client fails at once instead of retrying.
+/// opcode and RD bit, QR and RA set, its first question, no answers, and an SOA record in
+/// the authority section so the negative answer may be cached for
+/// [`NXDOMAIN_CACHE_SECONDS`] (without one, RFC 2308 §5 says not to cache it, and clients
+/// ask again at once). What a gateway sends back for a rejected query so the client fails at
+/// once instead of retrying.
 pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
     let message = Message::parse(query)?;
     if message.is_response() || message.question_count == 0 {
@@ -370,8 +378,18 @@ pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsErro
     out.clear();
     out.extend_from_slice(&message.id.to_be_bytes());
     out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    // One question, no answers, one authority record, no additional records.
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0]);
     out.extend_from_slice(question);
+    // SOA owned by the question's name, with that name (a pointer to offset 12) as MNAME
+    // and RNAME: serial 1, refresh, retry, expire, minimum.
+    let ttl = NXDOMAIN_CACHE_SECONDS.to_be_bytes();
+    out.extend_from_slice(&[0xc0, 0x0c, 0, 6, 0, 1]);
+    out.extend_from_slice(&ttl);
+    out.extend_from_slice(&[0, 24, 0xc0, 0x0c, 0xc0, 0x0c]);
+    for value in [1u32, 3600, 600, 86_400, NXDOMAIN_CACHE_SECONDS] {
+        out.extend_from_slice(&value.to_be_bytes());
+    }
     Ok(())
 }
 

@@ -193,7 +193,14 @@ fn builds_an_nxdomain_answer_for_a_query() {
         ("t.example", TYPE_AAAA)
     );
     assert_eq!(message.answers().unwrap().count(), 0);
-    assert_eq!(answer.len(), 12 + 11 + 4);
+    // The SOA that makes the NXDOMAIN cacheable: after the question, type 6, TTL, 24
+    // bytes of data ending in the negative-caching minimum.
+    assert_eq!(answer[8..12], [0, 1, 0, 0], "one authority record");
+    let soa = &answer[12 + 11 + 4..];
+    assert_eq!(soa.len(), 2 + 2 + 2 + 4 + 2 + 24);
+    assert_eq!(soa[2..4], [0, 6]);
+    assert_eq!(soa[6..10], NXDOMAIN_CACHE_SECONDS.to_be_bytes());
+    assert_eq!(soa[soa.len() - 4..], NXDOMAIN_CACHE_SECONDS.to_be_bytes());
 }
 
 #[test]

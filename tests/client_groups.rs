@@ -68,7 +68,7 @@ fn groups_get_their_own_profiles_and_enforcement_and_are_reported_apart() {
         text(&pilot)
     );
 
-    let events = lab.events();
+    let events = common::events_when(&lab, |events| events.len() >= 4);
     let seen: Vec<(String, String, String, String)> = events
         .iter()
         .map(|e| {

@@ -277,13 +277,14 @@ fn decoys_and_fragments_from_a_raw_socket_client_do_not_get_telemetry_through() 
         ],
     );
     assert_eq!(got, telemetry[..cut], "more than the first part arrived");
-    let names: Vec<String> = gateway
-        .lab
-        .events()
-        .iter()
-        .filter(|e| e["action"] == "reject")
-        .map(|e| e["name"].as_str().unwrap_or("").to_string())
-        .collect();
+    let rejected = |e: &&serde_json::Value| e["action"] == "reject";
+    let names: Vec<String> = common::events_when(&gateway.lab, |events| {
+        events.iter().filter(rejected).count() >= 7
+    })
+    .iter()
+    .filter(rejected)
+    .map(|e| e["name"].as_str().unwrap_or("").to_string())
+    .collect();
     assert_eq!(names.len(), 7, "{names:?}");
     assert!(names.iter().all(|n| n == TELEMETRY), "{names:?}");
 }
@@ -367,7 +368,7 @@ fn telemetry_inside_a_gre_tunnel_is_stopped_and_what_is_not_opened_is_counted() 
         value("telestrip_unjudged_packets_total{reason=\"tunnel\"}"),
         2
     );
-    let events = lab.events();
+    let events = common::events_when(lab, |events| events.iter().any(|e| e["via"] == "http"));
     assert!(
         events
             .iter()

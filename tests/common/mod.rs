@@ -245,3 +245,19 @@ pub fn code(output: &std::process::Output) -> i32 {
 pub fn refused(output: &std::process::Output) -> bool {
     [7, 35, 52, 55, 56].contains(&code(output))
 }
+
+/// The daemon's flow events once `done` holds for them (the writer thread prints them a
+/// moment after the verdict, and a refused client returns at once), or after 5 s as they are.
+pub fn events_when(
+    lab: &telestrip::lab::Lab,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let events = lab.events();
+        if done(&events) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -105,6 +105,16 @@ pub struct VendorTotals {
     pub allowed: u64,
 }
 
+impl Report {
+    /// Whether the log names client groups other than the default one: only then are
+    /// the flows per group worth a table.
+    fn has_client_groups(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.group != crate::clients::DEFAULT_GROUP)
+    }
+}
+
 /// Matched flows of one client group.
 #[derive(Debug, Default, Serialize, Clone)]
 pub struct GroupTotals {
@@ -855,7 +865,7 @@ pub fn text(report: &Report) -> String {
             r.vendor, r.rule, r.blocked, r.logged, r.allowed, r.first_seen, r.last_seen
         );
     }
-    if report.groups.len() > 1 || report.groups.iter().any(|g| g.group != "default") {
+    if report.has_client_groups() {
         let _ = writeln!(out, "\nPer client group:");
         let _ = writeln!(
             out,
@@ -1057,7 +1067,7 @@ pub fn html(report: &Report) -> String {
     }
     h.push_str("<h2>Per rule</h2>");
     h.push_str(&rule_table(&report.rules));
-    if report.groups.len() > 1 || report.groups.iter().any(|g| g.group != "default") {
+    if report.has_client_groups() {
         h.push_str("<h2>Per client group</h2><table id=\"groups\"><tr><th>Group</th><th class=\"n\">Blocked</th><th class=\"n\">Only logged</th><th class=\"n\">Allowed</th><th class=\"n\">Telemetry attempts</th></tr>");
         for g in &report.groups {
             let _ = write!(

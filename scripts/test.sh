@@ -4,7 +4,8 @@
 # the namespace tests (iproute2, tcpdump, dnsmasq, curl, openssl, dig, ethtool, chromium,
 # prometheus with promtool; for the gateway pair keepalived, conntrackd, conntrack and
 # redis-server; rsyslog with RELP for the shipped audit logs; minisign, which checks the
-# signed rule packs; lintian for the Debian package), aioquic from PyPI, and cargo-deb, which
+# signed rule packs; lintian for the Debian package; apache2-utils for htpasswd, whose
+# bcrypt hashes the control plane's web configuration takes), aioquic from PyPI, and cargo-deb, which
 # builds the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         build-essential ca-certificates curl patch iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus \
-        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign lintian >/dev/null
+        keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign lintian \
+        apache2-utils >/dev/null
     # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
     # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.

@@ -218,6 +218,17 @@ enum ConfigCommand {
         #[arg(long)]
         strict: bool,
     },
+    /// Hash a password for `basic_auth_users` in the control plane's web configuration file
+    /// (bcrypt, as Prometheus exporters read it). Reads the password from the first line of
+    /// standard input, so it stays out of the shell history and the process list.
+    ///
+    /// Example: read -rs PASSWORD; echo "$PASSWORD" | telestrip config hash-password
+    HashPassword {
+        /// bcrypt cost: each step doubles the time of a check (10 takes about 70 ms; the
+        /// daemon checks a user's password once, then remembers it).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -560,6 +571,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file, strict },
         } => cli::config_check(&file, strict, &mut out),
+        Command::Config {
+            command: ConfigCommand::HashPassword { cost },
+        } => cli::hash_password(cost, &mut std::io::stdin().lock(), &mut out),
         Command::Rules { command } => match command {
             RulesCommand::Check { dir, strict } => {
                 cli::rules_check(dir.as_deref(), strict, &mut out)

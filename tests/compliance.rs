@@ -150,6 +150,7 @@ fn dashboard_and_alerts_only_use_metrics_telestrip_exports() {
     exported.extend(INLINE_ONLY.iter().map(ToString::to_string));
     exported.extend(common::PAIR_METRICS.iter().map(ToString::to_string));
     exported.extend(common::PACK_METRICS.iter().map(ToString::to_string));
+    exported.extend(common::WEB_METRICS.iter().map(ToString::to_string));
     let dashboard = std::fs::read_to_string(deploy("grafana/telestrip-compliance.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     assert!(json["panels"].as_array().unwrap().len() >= 8);

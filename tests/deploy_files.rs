@@ -185,3 +185,27 @@ fn nftables_ruleset_loads_except_where_the_kernel_lacks_queue() {
         );
     }
 }
+
+#[test]
+fn example_web_config_loads_once_its_placeholder_is_replaced() {
+    use telestrip::server::web::WebConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let testdata =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/gateway/src/server/web/testdata");
+    std::fs::copy(testdata.join("server.pem"), dir.path().join("gateway.pem")).unwrap();
+    std::fs::copy(testdata.join("server.key"), dir.path().join("gateway.key")).unwrap();
+    let example = std::fs::read_to_string(deploy("telestrip-web.yml")).unwrap();
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, &example).unwrap();
+    // As shipped, no password works: the placeholder is refused with what to do.
+    let error = WebConfig::load(&path).unwrap_err().to_string();
+    assert!(error.contains("prometheus: not a bcrypt hash"), "{error}");
+    assert!(error.contains("telestrip config hash-password"), "{error}");
+    let hash = "$2y$10$yvtvSmNA6qAimNU1gwtUZOosXfRcuM6ZCQ8ZSKzu4WNfeE/rKIywe";
+    std::fs::write(&path, example.replace("REPLACE-WITH-A-BCRYPT-HASH", hash)).unwrap();
+    let web = WebConfig::load(&path).unwrap();
+    assert_eq!(web.summary(), "TLS, basic auth for 1 user");
+    assert_eq!(web.headers().len(), 3);
+    let config = std::fs::read_to_string(deploy("telestrip.yaml")).unwrap();
+    assert!(config.contains("# web_config_file: /etc/telestrip/web.yml"));
+}

@@ -61,6 +61,7 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
             }
         }
     }
+    problems += check_control_plane(file, &config, out)?;
     writeln!(
         out,
         "rules: {}",
@@ -114,6 +115,68 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
             file.display()
         )?;
         Ok(exit::FOUND)
+    }
+}
+
+/// Says how the control plane will be served; a web configuration that does not load is
+/// an error (the daemon would not start), serving beyond loopback without TLS and
+/// passwords a warning.
+fn check_control_plane(
+    file: &Path,
+    config: &Config,
+    out: &mut dyn Write,
+) -> std::io::Result<usize> {
+    let Some(listen) = config.listen else {
+        writeln!(out, "control plane: off (listen: null)")?;
+        return Ok(0);
+    };
+    let web = match &config.web_config_file {
+        Some(path) => match crate::server::web::WebConfig::load(path) {
+            Ok(web) => Some(web),
+            Err(error) => {
+                writeln!(out, "error: {}: web_config_file: {error}", file.display())?;
+                return Ok(1);
+            }
+        },
+        None => None,
+    };
+    writeln!(
+        out,
+        "control plane: {}://{listen}/ ({})",
+        web.as_ref().map_or("http", |web| web.scheme()),
+        web.as_ref()
+            .map_or_else(|| "plain HTTP, no passwords".into(), |web| web.summary())
+    )?;
+    if let Some(warning) = config.control_plane_warning(web.as_ref()) {
+        writeln!(out, "warning: {}: {warning}", file.display())?;
+    }
+    Ok(0)
+}
+
+/// Reads a password from standard input (its first line) and writes its bcrypt hash, for
+/// `basic_auth_users` in the control plane's web configuration file.
+pub fn hash_password(
+    cost: u32,
+    input: &mut dyn std::io::BufRead,
+    out: &mut dyn Write,
+) -> Result<u8, CommandError> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        writeln!(out, "error: no password on standard input")?;
+        return Ok(exit::ERROR);
+    }
+    match bcrypt::hash(password, cost) {
+        Ok(hash) => {
+            writeln!(out, "{hash}")?;
+            Ok(exit::OK)
+        }
+        Err(error) => {
+            writeln!(out, "error: {error}")?;
+            Ok(exit::ERROR)
+        }
     }
 }
 

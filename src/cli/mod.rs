@@ -11,7 +11,7 @@ mod rules_pack;
 mod rules_test_cmd;
 
 pub use audit_cmd::{audit_verify, fleet_report, report, ReportFormat};
-pub use config_cmd::config_check;
+pub use config_cmd::{config_check, hash_password};
 pub use import_cmd::{rules_import, ImportArgs};
 pub use pcap::{run_pcap, PcapOptions};
 pub use rules_cmd::{rules_check, rules_explain, ExplainOptions};

@@ -36,6 +36,14 @@ pub const PACK_METRICS: [&str; 6] = [
     "telestrip_rules_update_consecutive_failures",
 ];
 
+/// Metrics only a daemon with `web_config_file:` exports (the refusal counter is always
+/// there); tests/control_plane.rs checks that it does.
+pub const WEB_METRICS: [&str; 3] = [
+    "telestrip_http_requests_refused_total",
+    "telestrip_http_web_config_reloads_total",
+    "telestrip_http_web_config_last_reload_successful",
+];
+
 const EXTRA_TOOLS: [&str; 4] = ["iptables-legacy", "nft", "systemd-analyze", "ethtool"];
 
 /// Fails the test unless this machine can run the namespace tests (root, the lab's tools,

@@ -102,6 +102,11 @@ pub struct Config {
     /// page at `/`); `null` turns it off.
     #[serde(default = "default_listen")]
     pub listen: Option<SocketAddr>,
+    /// TLS, basic-auth users, headers and rate limit of the control plane, in the web
+    /// configuration format of Prometheus exporters (`--web.config.file`); absent: plain
+    /// HTTP without passwords, which is for loopback only.
+    #[serde(default)]
+    pub web_config_file: Option<PathBuf>,
     /// The tamper-evident audit log; absent: matched flows only go to stdout.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
@@ -530,6 +535,35 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// What is unsafe about serving the control plane as configured (`web` is the web
+    /// configuration as loaded), if anything: beyond loopback it needs TLS and passwords.
+    pub fn control_plane_warning(
+        &self,
+        web: Option<&crate::server::web::WebConfig>,
+    ) -> Option<String> {
+        let listen = self.listen?;
+        if listen.ip().is_loopback() {
+            return None;
+        }
+        let missing = match web {
+            None => "without TLS or passwords (no web_config_file)",
+            Some(web) if web.tls.is_none() && !web.authenticates() => {
+                "without TLS or passwords (the web configuration has neither)"
+            }
+            Some(web) if web.tls.is_none() => {
+                "without TLS: passwords and metrics cross the network in clear"
+            }
+            Some(web) if !web.authenticates() && !web.verifies_clients() => {
+                "without passwords or client certificates: anyone who reaches it reads it"
+            }
+            Some(_) => return None,
+        };
+        Some(format!(
+            "the control plane listens on {listen}, beyond loopback, {missing}; see \
+             web_config_file in deploy/telestrip.yaml"
+        ))
     }
 
     /// This gateway's name: `gateway:`, else the host name.

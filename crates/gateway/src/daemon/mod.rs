@@ -192,13 +192,23 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     control.announce = announce_stats.clone();
     control.shared = shared_stats.clone();
     control.pair = pair_state.clone();
+    if let Some(path) = &config.web_config_file {
+        control.web = Some(Arc::new(server::web::WebConfigSource::load(path)?));
+    }
     let control = Arc::new(control);
     if let Some(listen) = config.listen {
         let bound = server::spawn(listen, Arc::clone(&control))?;
+        let web = control.web.as_ref().map(|source| source.current());
+        let scheme = web.as_ref().map_or("http", |web| web.scheme());
         crate::log_line!(
             Info,
-            "telestrip: status page on http://{bound}/, metrics on http://{bound}/metrics"
+            "telestrip: status page on {scheme}://{bound}/, metrics on {scheme}://{bound}/metrics ({})",
+            web.as_ref()
+                .map_or_else(|| "plain HTTP, no passwords".into(), |web| web.summary())
         );
+        if let Some(warning) = config.control_plane_warning(web.as_deref()) {
+            crate::log_line!(Warning, "telestrip: {warning}");
+        }
     }
     let (events_in, events_out) = sync_channel::<FlowEvent>(EVENT_CHANNEL_CAPACITY);
     let (control_in, control_out) = channel::<writer::Control>();

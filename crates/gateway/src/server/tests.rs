@@ -8,6 +8,10 @@ use crate::wire::LinkType;
 use telestrip_testkit::{client_hello, tls_flow, Hosts};
 
 fn control(enforce: bool) -> Arc<ControlPlane> {
+    Arc::new(control_plane(enforce))
+}
+
+fn control_plane(enforce: bool) -> ControlPlane {
     let (_, rules) = load_rules(None).unwrap();
     let engine = Arc::new(Engine::new(
         rules,
@@ -26,14 +30,14 @@ fn control(enforce: bool) -> Arc<ControlPlane> {
     };
     let metrics = Metrics::new(&run).unwrap();
     let audit = Some(Arc::new(AuditStats::default()));
-    Arc::new(ControlPlane::new(
+    ControlPlane::new(
         engine,
         metrics,
         Arc::new(SourceStats::default()),
         vec![0],
         audit,
         run,
-    ))
+    )
 }
 
 /// Sends `flows` TLS connections to a bundled telemetry name through the engine.
@@ -55,12 +59,22 @@ fn telemetry_flows(control: &ControlPlane, flows: u16) {
 
 /// One GET over plain TCP (HTTP/1.0, so the server closes): status line and body.
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let (head, body) = request(addr, "GET", path, "");
+    (head.lines().next().unwrap().to_string(), body)
+}
+
+/// One request with extra header lines: the whole head and the body.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (String, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
+    (head.to_string(), body.to_string())
 }
 
 #[test]
@@ -194,4 +208,57 @@ fn the_server_serves_metrics_health_and_status() {
         status_line.contains("503") && body.contains("No space left"),
         "{body}"
     );
+}
+
+#[test]
+fn passwords_are_asked_refusals_counted_and_nothing_is_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "basic_auth_users:\n  prometheus: '{}'\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+            bcrypt::hash("scrape", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut plane = control_plane(true);
+    plane.web = Some(Arc::new(WebConfigSource::load(&web).unwrap()));
+    let control = Arc::new(plane);
+    let addr = spawn("127.0.0.1:0".parse().unwrap(), Arc::clone(&control)).unwrap();
+    let (head, _) = request(addr, "GET", "/metrics", "");
+    assert!(head.starts_with("HTTP/1.0 401"), "{head}");
+    assert!(
+        head.contains("www-authenticate: Basic realm=\"telestrip\""),
+        "{head}"
+    );
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    // "prometheus:wrong" and "prometheus:scrape" in base64.
+    let (head, _) = request(
+        addr,
+        "GET",
+        "/",
+        "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.0 401"), "{head}");
+    let right = "Authorization: Basic cHJvbWV0aGV1czpzY3JhcGU=\r\n";
+    for path in ["/", "/status.json", "/metrics", "/healthz", "/readyz"] {
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let (head, _) = request(addr, method, path, right);
+            assert!(head.starts_with("HTTP/1.0 405"), "{method} {path}: {head}");
+        }
+    }
+    let (head, body) = request(addr, "GET", "/metrics", right);
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    for (reason, count) in [
+        ("no_credentials", 1),
+        ("bad_credentials", 1),
+        ("method", 20),
+        ("tls_handshake", 0),
+    ] {
+        let line = format!("telestrip_http_requests_refused_total{{reason=\"{reason}\"}} {count}");
+        assert!(body.contains(&line), "{line} in {body}");
+    }
+    assert!(body.contains("telestrip_http_web_config_reloads_total{result=\"failed\"} 0"));
 }

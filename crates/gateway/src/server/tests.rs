@@ -262,3 +262,78 @@ fn passwords_are_asked_refusals_counted_and_nothing_is_writable() {
     }
     assert!(body.contains("telestrip_http_web_config_reloads_total{result=\"failed\"} 0"));
 }
+
+/// GET over TLS with rustls, trusting the test CA, with the test client certificate when
+/// `with_certificate`: the status line, or the error.
+fn get_over_tls(addr: SocketAddr, path: &str, with_certificate: bool) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/web/testdata");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(testdata.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = if with_certificate {
+        let chain = CertificateDer::pem_file_iter(testdata.join("client.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(testdata.join("client.key")).unwrap();
+        builder.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, std::net::TcpStream::connect(addr).unwrap());
+    write!(tls, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    tls.read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response.lines().next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn client_certificates_from_the_configured_ca_are_required_when_asked_for() {
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/web/testdata");
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {0}/server.pem\n  key_file: {0}/server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.pem\n",
+            testdata.display()
+        ),
+    )
+    .unwrap();
+    let mut plane = control_plane(true);
+    plane.web = Some(Arc::new(WebConfigSource::load(&web).unwrap()));
+    let control = Arc::new(plane);
+    let addr = spawn("127.0.0.1:0".parse().unwrap(), Arc::clone(&control)).unwrap();
+    assert_eq!(
+        get_over_tls(addr, "/healthz", true).as_deref(),
+        Ok("HTTP/1.0 200 OK")
+    );
+    let refused = get_over_tls(addr, "/healthz", false);
+    assert!(refused.is_err(), "{refused:?}");
+    // Plain HTTP to the TLS port is no request either.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    write!(plain, "GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    // Both counted once the server has seen the handshakes fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while control.http.tls_handshake.load(Ordering::Relaxed) < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(control.http.tls_handshake.load(Ordering::Relaxed), 2);
+}

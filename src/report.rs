@@ -77,6 +77,9 @@ pub struct Report {
     /// The clients (pseudonymised when the log is) with the most telemetry attempts, most
     /// first: a misconfigured device stands out here.
     pub top_clients: Vec<ClientRow>,
+    /// The pseudonymisation keys the period's flow records were made with, and whether
+    /// each was reported compromised (in any record of the logs read).
+    pub key_epochs: Vec<KeyEpochRow>,
     #[serde(skip)]
     pub(crate) period: (SystemTime, SystemTime),
     /// When the filter ran and enforced (runs in dry run and silences left out), clipped to
@@ -145,10 +148,29 @@ pub struct ClientRow {
     /// The vendor the client sent most attempts to.
     pub top_vendor: String,
     pub last_seen: String,
+    /// The key the pseudonym was made with, when reported compromised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compromised_key_epoch: Option<String>,
+}
+
+/// Flow records of the period pseudonymised with one key.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct KeyEpochRow {
+    pub key_epoch: String,
+    pub flows: u64,
+    /// Distinct pseudonyms (a client's pseudonym changes with the key).
+    pub clients: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// When a record first listed the key as compromised: its pseudonyms identify clients.
+    pub compromised_since: Option<String>,
 }
 
 /// How many clients the report lists.
 pub const TOP_CLIENTS: usize = 10;
+/// Distinct pseudonyms counted per key epoch; beyond it the count stops growing (a
+/// bounded table, whatever the log holds).
+const MAX_TRACKED_CLIENTS: usize = 1_000_000;
 
 #[derive(Debug, Default, Serialize, Clone)]
 pub struct RuleRow {
@@ -224,12 +246,25 @@ struct Builder {
     profiles: BTreeMap<(String, String, String), u64>,
     /// Per client: group, attempts per vendor, last seen.
     clients: HashMap<String, ClientState>,
+    /// Per key epoch: flows in the period and their pseudonyms.
+    epochs: BTreeMap<String, EpochState>,
+    /// Key epochs reported compromised, with the time of the first record saying so.
+    compromised: BTreeMap<String, String>,
     first: Option<SystemTime>,
     last: Option<SystemTime>,
 }
 
 #[derive(Default)]
+struct EpochState {
+    flows: u64,
+    clients: std::collections::HashSet<String>,
+    first_seen: String,
+    last_seen: String,
+}
+
+#[derive(Default)]
 struct ClientState {
+    key_epoch: Option<String>,
     group: String,
     per_vendor: BTreeMap<String, u64>,
     last_seen: String,
@@ -279,6 +314,8 @@ impl Builder {
             groups: BTreeMap::new(),
             profiles: BTreeMap::new(),
             clients: HashMap::new(),
+            epochs: BTreeMap::new(),
+            compromised: BTreeMap::new(),
             first: None,
             last: None,
         }
@@ -312,9 +349,25 @@ impl Builder {
                 self.site.clone_from(site);
             }
         }
+        if let AuditEvent::Start {
+            compromised_key_epochs,
+            ..
+        }
+        | AuditEvent::PseudonymKey {
+            compromised_key_epochs,
+            ..
+        } = &record.event
+        {
+            for epoch in compromised_key_epochs {
+                self.compromised
+                    .entry(epoch.clone())
+                    .or_insert_with(|| record.time.clone());
+            }
+        }
         // Runs and rulesets are followed over the whole log, so the state at the start of
         // the period is known; flows count only inside it.
         match &record.event {
+            AuditEvent::PseudonymKey { .. } => {}
             AuditEvent::Start {
                 ruleset,
                 sha256,
@@ -408,8 +461,20 @@ impl Builder {
                 client,
                 group,
                 profile,
+                key_epoch,
                 ..
             } if self.period.contains(time) => {
+                if let Some(epoch) = key_epoch {
+                    let state = self.epochs.entry(epoch.clone()).or_default();
+                    state.flows += 1;
+                    if state.clients.len() < MAX_TRACKED_CLIENTS {
+                        state.clients.insert(client.clone());
+                    }
+                    if state.first_seen.is_empty() {
+                        state.first_seen.clone_from(&record.time);
+                    }
+                    state.last_seen.clone_from(&record.time);
+                }
                 let attempt = matches!(rule_action.as_str(), "drop" | "reject");
                 let totals = self
                     .groups
@@ -427,6 +492,7 @@ impl Builder {
                     totals.telemetry_attempts += 1;
                     let state = self.clients.entry(client.clone()).or_default();
                     state.group.clone_from(group);
+                    state.key_epoch.clone_from(key_epoch);
                     *state.per_vendor.entry(vendor.clone()).or_default() += 1;
                     state.last_seen.clone_from(&record.time);
                 }
@@ -591,7 +657,19 @@ impl Builder {
                     flows,
                 })
                 .collect(),
-            top_clients: top_clients(self.clients),
+            top_clients: top_clients(self.clients, &self.compromised),
+            key_epochs: self
+                .epochs
+                .into_iter()
+                .map(|(key_epoch, state)| KeyEpochRow {
+                    compromised_since: self.compromised.get(&key_epoch).cloned(),
+                    key_epoch,
+                    flows: state.flows,
+                    clients: state.clients.len() as u64,
+                    first_seen: state.first_seen,
+                    last_seen: state.last_seen,
+                })
+                .collect(),
             period: (since, until),
             enforcing,
         }
@@ -600,7 +678,10 @@ impl Builder {
 
 /// The [`TOP_CLIENTS`] clients with the most telemetry attempts, most first (ties by
 /// address, so the list is the same for the same log).
-fn top_clients(clients: HashMap<String, ClientState>) -> Vec<ClientRow> {
+fn top_clients(
+    clients: HashMap<String, ClientState>,
+    compromised: &BTreeMap<String, String>,
+) -> Vec<ClientRow> {
     let mut rows: Vec<ClientRow> = clients
         .into_iter()
         .map(|(client, state)| {
@@ -612,6 +693,9 @@ fn top_clients(clients: HashMap<String, ClientState>) -> Vec<ClientRow> {
                 .unwrap_or_default();
             ClientRow {
                 client,
+                compromised_key_epoch: state
+                    .key_epoch
+                    .filter(|epoch| compromised.contains_key(epoch)),
                 group: state.group,
                 telemetry_attempts: state.per_vendor.values().sum(),
                 top_vendor,
@@ -903,12 +987,45 @@ pub fn text(report: &Report) -> String {
         for c in &report.top_clients {
             let _ = writeln!(
                 out,
-                "  {:<36} {:<16} {:>9}  {:<12}  {}",
-                c.client, c.group, c.telemetry_attempts, c.top_vendor, c.last_seen
+                "  {:<36} {:<16} {:>9}  {:<12}  {}{}",
+                c.client,
+                c.group,
+                c.telemetry_attempts,
+                c.top_vendor,
+                c.last_seen,
+                if c.compromised_key_epoch.is_some() {
+                    "  (key compromised)"
+                } else {
+                    ""
+                }
             );
         }
     }
+    if !report.key_epochs.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPseudonymisation keys (client addresses written as keyed hashes):"
+        );
+        for k in &report.key_epochs {
+            let _ = writeln!(out, "  {}", describe_key_epoch(k));
+        }
+    }
     out
+}
+
+/// One line for a key epoch, the same in text and HTML.
+fn describe_key_epoch(k: &KeyEpochRow) -> String {
+    let mut line = format!(
+        "key epoch {}: {} flow records, {} clients, {} to {}",
+        k.key_epoch, k.flows, k.clients, k.first_seen, k.last_seen
+    );
+    if let Some(since) = &k.compromised_since {
+        let _ = write!(
+            line,
+            "; COMPROMISED (recorded {since}): these pseudonyms must be treated as identifying"
+        );
+    }
+    line
 }
 
 /// The per-vendor table of a report (also of the fleet report).
@@ -1100,8 +1217,13 @@ pub fn html(report: &Report) -> String {
         for c in &report.top_clients {
             let _ = write!(
                 h,
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&c.client),
+                if c.compromised_key_epoch.is_some() {
+                    " <strong class=\"bad\">key compromised</strong>"
+                } else {
+                    ""
+                },
                 escape(&c.group),
                 c.telemetry_attempts,
                 escape(&c.top_vendor),
@@ -1109,6 +1231,22 @@ pub fn html(report: &Report) -> String {
             );
         }
         h.push_str("</table>");
+    }
+    if !report.key_epochs.is_empty() {
+        h.push_str("<h2>Pseudonymisation keys</h2><ul id=\"key-epochs\">");
+        for k in &report.key_epochs {
+            let _ = write!(
+                h,
+                "<li{}>{}</li>",
+                if k.compromised_since.is_some() {
+                    " class=\"bad\""
+                } else {
+                    ""
+                },
+                escape(&describe_key_epoch(k))
+            );
+        }
+        h.push_str("</ul>");
     }
     if let Some(check) = &report.prometheus {
         let _ = write!(

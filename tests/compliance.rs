@@ -767,3 +767,135 @@ fn fleet_report_accounts_for_every_gateway_and_site() {
     );
     assert!(dom.contains("<td>hq</td><td class=\"ok\">"), "{dom}");
 }
+
+#[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
+fn the_pseudonymisation_key_rotates_on_sighup_and_a_compromised_epoch_is_reported() {
+    common::require(&[]);
+    let mut lab = common::lab();
+    let dir = lab.dir.path().to_path_buf();
+    let audit = lab.audit_dir().unwrap().join("audit.jsonl");
+    let key = dir.join("pseudonym.key");
+    let (first, second) = (
+        "the first lab key, 32 bytes long",
+        "the second lab key, as long too!",
+    );
+    let (first_epoch, second_epoch) = (
+        telestrip::audit::key_epoch(first.as_bytes()),
+        telestrip::audit::key_epoch(second.as_bytes()),
+    );
+    std::fs::write(&key, format!("{first}\n")).unwrap();
+    let config = |compromised: &str| {
+        format!(
+            "queues: [0]\nfail: open\naudit:\n  path: {}\n  pseudonymize_key_file: {}\n  heartbeat_seconds: 1\n{compromised}",
+            audit.display(),
+            key.display()
+        )
+    };
+    lab.start_telestrip(&config(""), "open").unwrap();
+    assert!(
+        lab.log()
+            .contains(&format!("pseudonymised (key epoch {first_epoch})")),
+        "{}",
+        lab.log()
+    );
+    let blocked = "v10.events.data.microsoft.com";
+    for _ in 0..2 {
+        assert!(common::refused(&lab.https(blocked, SERVER_V4, "")));
+    }
+    // The key file replaced and the old key reported compromised, then SIGHUP: no restart.
+    std::fs::write(&key, format!("{second}\n")).unwrap();
+    let listed = format!("  compromised_key_epochs: [{first_epoch}]\n");
+    std::fs::write(dir.join("telestrip.yaml"), config(&listed)).unwrap();
+    let pid = lab.daemon_pid().unwrap();
+    common::sh(&format!("kill -HUP {pid}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.log().contains("pseudonymisation key rotated") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        lab.log().contains(&format!(
+            "pseudonymisation key rotated: epoch {first_epoch} -> {second_epoch}"
+        )),
+        "{}",
+        lab.log()
+    );
+    assert!(common::refused(&lab.https(blocked, SERVER_V4, "")));
+    common::events_when(&lab, |events| events.len() >= 3);
+    lab.stop_daemon("TERM");
+
+    let verify = audit_verify(&[&audit]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flows: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["kind"] == "flow")
+        .map(|r| {
+            (
+                r["key_epoch"].as_str().unwrap(),
+                r["client"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(flows.len(), 3, "{records:?}");
+    assert_eq!(
+        flows.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [first_epoch.as_str(), &first_epoch, &second_epoch]
+    );
+    // One client: one pseudonym per key.
+    assert_eq!(flows[0].1, flows[1].1);
+    assert_ne!(flows[1].1, flows[2].1);
+    let start = records.iter().find(|r| r["kind"] == "start").unwrap();
+    assert_eq!(start["key_epoch"], first_epoch.as_str());
+    let rotation = records
+        .iter()
+        .find(|r| r["kind"] == "pseudonym_key")
+        .unwrap();
+    assert_eq!(rotation["key_epoch"], second_epoch.as_str());
+    assert_eq!(rotation["previous_key_epoch"], first_epoch.as_str());
+    assert_eq!(rotation["compromised_key_epochs"][0], first_epoch.as_str());
+
+    let report = telestrip().arg("report").arg(&audit).output().unwrap();
+    let shown = text(&report);
+    assert_eq!(report.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "key epoch {first_epoch}: 2 flow records, 1 clients"
+        )) && shown.contains("COMPROMISED (recorded"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "key epoch {second_epoch}: 1 flow records, 1 clients"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("(key compromised)"), "{shown}");
+
+    // A daemon (and config check) refuses to start with a key listed as compromised.
+    std::fs::write(&key, format!("{first}\n")).unwrap();
+    let check = telestrip()
+        .args(["config", "check"])
+        .arg(dir.join("telestrip.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        text(&check).contains(&format!(
+            "(key epoch {first_epoch}) is listed in audit.compromised_key_epochs"
+        )),
+        "{}",
+        text(&check)
+    );
+    let refused = lab.start_daemon(&config(&listed));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("is listed in audit.compromised_key_epochs")),
+        "{refused:?}"
+    );
+}

@@ -39,7 +39,31 @@ pub fn config_check(file: &Path, strict: bool, out: &mut dyn Write) -> Result<u8
         }
         if let Some(key) = &audit.pseudonymize_key_file {
             match std::fs::read(key) {
-                Ok(secret) if secret.trim_ascii().len() >= 16 => {}
+                Ok(secret) if secret.trim_ascii().len() >= 16 => {
+                    let epoch = crate::audit::key_epoch(secret.trim_ascii());
+                    if audit.compromised_key_epochs.contains(&epoch) {
+                        writeln!(
+                            out,
+                            "error: {}: audit.pseudonymize_key_file: {} (key epoch {epoch}) is listed in audit.compromised_key_epochs; make a new key",
+                            file.display(),
+                            key.display()
+                        )?;
+                        problems += 1;
+                    } else {
+                        writeln!(
+                            out,
+                            "audit: client addresses pseudonymised, key epoch {epoch}{}",
+                            if audit.compromised_key_epochs.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    "; compromised: {}",
+                                    audit.compromised_key_epochs.join(", ")
+                                )
+                            }
+                        )?;
+                    }
+                }
                 Ok(_) => {
                     writeln!(
                         out,

@@ -465,3 +465,92 @@ fn groups_profiles_and_the_clients_with_most_attempts_are_reported() {
     let html = html(&report);
     assert!(html.contains("id=\"groups\"") && html.contains("id=\"clients\""));
 }
+
+/// A blocked flow from `addr`, pseudonymised with `key`.
+fn pseudonymised_flow(key: &audit::Pseudonymizer, addr: &str) -> AuditEvent {
+    let mut event = audit_flow("microsoft", "ms-diagtrack", "reject", 40_000);
+    if let AuditEvent::Flow {
+        client, key_epoch, ..
+    } = &mut event
+    {
+        *client = key.pseudonym(addr.parse().unwrap());
+        *key_epoch = Some(key.epoch().to_string());
+    }
+    event
+}
+
+#[test]
+fn key_epochs_are_reported_and_a_compromised_one_is_flagged() {
+    let old = audit::Pseudonymizer::new(b"the first key, 32 bytes long....");
+    let new = audit::Pseudonymizer::new(b"the second key, also long enough");
+    assert_ne!(old.epoch(), new.epoch());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut w = AuditWriter::open(&path).unwrap();
+    w.append(at(0), audit_start("v1", true));
+    for client in ["10.0.0.1", "10.0.0.1", "10.0.0.2"] {
+        w.append(at(10), pseudonymised_flow(&old, client));
+    }
+    // Rotated, and the old key reported compromised, while the daemon ran.
+    w.append(
+        at(100),
+        AuditEvent::PseudonymKey {
+            key_epoch: Some(new.epoch().to_string()),
+            previous_key_epoch: Some(old.epoch().to_string()),
+            compromised_key_epochs: vec![old.epoch().to_string()],
+        },
+    );
+    w.append(at(110), pseudonymised_flow(&new, "10.0.0.1"));
+    w.commit().unwrap();
+    let report = build(std::slice::from_ref(&path), Period::default()).unwrap();
+    assert!(
+        report.chain.verified,
+        "the rotation does not break the chain"
+    );
+    let rows: Vec<(&str, u64, u64, bool)> = report
+        .key_epochs
+        .iter()
+        .map(|k| {
+            (
+                k.key_epoch.as_str(),
+                k.flows,
+                k.clients,
+                k.compromised_since.is_some(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(old.epoch(), 3, 2, true), (new.epoch(), 1, 1, false)];
+    expected.sort();
+    assert_eq!(rows, expected);
+    // The same client has another pseudonym under the new key: two rows, one flagged.
+    let mut flagged: Vec<(u64, bool)> = report
+        .top_clients
+        .iter()
+        .map(|c| (c.telemetry_attempts, c.compromised_key_epoch.is_some()))
+        .collect();
+    flagged.sort();
+    assert_eq!(flagged, [(1, false), (1, true), (2, true)]);
+    let text = text(&report);
+    assert!(
+        text.contains(&format!(
+            "key epoch {}: 3 flow records, 2 clients, 2026-11-01T00:00:10.000000Z to 2026-11-01T00:00:10.000000Z; COMPROMISED (recorded 2026-11-01T00:01:40.000000Z)",
+            old.epoch()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("(key compromised)"), "{text}");
+    let html = html(&report);
+    assert!(html.contains("id=\"key-epochs\""), "{html}");
+    // A report of the period before the compromise was recorded still flags the key: the
+    // logs read say so.
+    let before = build(
+        &[path],
+        Period {
+            since: None,
+            until: Some(at(50)),
+        },
+    )
+    .unwrap();
+    assert_eq!(before.key_epochs.len(), 1);
+    assert!(before.key_epochs[0].compromised_since.is_some());
+}

@@ -64,6 +64,10 @@ pub enum AuditEvent {
         /// The service profile whose allow rule let the flow pass.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         profile: Option<String>,
+        /// The epoch of the key `client` was pseudonymised with ([`key_epoch`]); absent when
+        /// the address is in clear, and in logs of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_epoch: Option<String>,
     },
     /// The daemon started filtering.
     Start {
@@ -85,6 +89,23 @@ pub enum AuditEvent {
         /// Bytes of a cut-off last line (a crash mid-write) removed before resuming.
         #[serde(default, skip_serializing_if = "is_zero")]
         discarded_bytes: u64,
+        /// The epoch of the pseudonymisation key in force (absent: addresses in clear).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_epoch: Option<String>,
+        /// Epochs of keys reported compromised (`audit.compromised_key_epochs`): pseudonyms
+        /// made with them must be taken as identifying.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        compromised_key_epochs: Vec<String>,
+    },
+    /// The pseudonymisation key, or the list of compromised key epochs, changed while the
+    /// daemon ran (SIGHUP): records after this one use `key_epoch`.
+    PseudonymKey {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_key_epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        compromised_key_epochs: Vec<String>,
     },
     /// A rule reload, successful or not.
     Reload {
@@ -179,6 +200,26 @@ pub struct Record {
 #[derive(Clone)]
 pub struct Pseudonymizer {
     key: Vec<u8>,
+    epoch: String,
+}
+
+/// The public name of a pseudonymisation key: 16 hex digits of a SHA-256 over a label and
+/// the key. The same key gives the same epoch on every gateway and after every restart; the
+/// epoch does not reveal the key. Records name it, so a key can be rotated and a compromised
+/// one reported without breaking the chain.
+pub fn key_epoch(key: &[u8]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"telestrip pseudonymisation key epoch\0");
+    digest.update(key);
+    hex(&digest.finalize()[..8])
+}
+
+/// Whether `text` is written as [`key_epoch`] writes epochs.
+pub fn is_key_epoch(text: &str) -> bool {
+    text.len() == 16
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Pseudonymizer {
@@ -198,11 +239,19 @@ impl Pseudonymizer {
                 key.len()
             );
         }
-        Ok(Self { key })
+        Ok(Self::new(&key))
     }
 
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            key: key.to_vec(),
+            epoch: key_epoch(key),
+        }
+    }
+
+    /// The key's epoch ([`key_epoch`]).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// `p:` and the first 128 bits of HMAC-SHA-256(key, address text), in hex.
@@ -243,6 +292,7 @@ impl AuditEvent {
             server_port: event.server_port,
             group: event.group.to_string(),
             profile: event.profile.as_deref().map(str::to_string),
+            key_epoch: pseudonymizer.map(|p| p.epoch.clone()),
         }
     }
 }
@@ -811,6 +861,7 @@ pub mod samples {
             server_port: 443,
             group: "default".into(),
             profile: None,
+            key_epoch: None,
         }
     }
 
@@ -854,6 +905,8 @@ pub mod samples {
             fail: "open".into(),
             heartbeat_seconds: 60,
             discarded_bytes: 0,
+            key_epoch: None,
+            compromised_key_epochs: Vec::new(),
         }
     }
 }

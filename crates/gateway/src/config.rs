@@ -321,6 +321,12 @@ pub struct AuditConfig {
     /// protection rules.
     #[serde(default)]
     pub pseudonymize_key_file: Option<PathBuf>,
+    /// Epochs of pseudonymisation keys known to others (a copied key file, a departed
+    /// admin): the start record and the report say that pseudonyms made with them identify
+    /// clients. A key's epoch is in the start record and in `config check`; rotate with a
+    /// new key file and SIGHUP.
+    #[serde(default)]
+    pub compromised_key_epochs: Vec<String>,
     /// Seconds between heartbeat records, which show the filter ran without a gap.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_seconds: u64,
@@ -432,6 +438,16 @@ impl Config {
             );
         }
         if let Some(audit) = &self.audit {
+            if let Some(bad) = audit
+                .compromised_key_epochs
+                .iter()
+                .find(|e| !crate::audit::is_key_epoch(e))
+            {
+                return Err(format!(
+                    "audit.compromised_key_epochs: {bad:?} is not a key epoch (16 hex digits, \
+                     as the start record's key_epoch and `config check` show it)"
+                ));
+            }
             if !(1..=3600).contains(&audit.heartbeat_seconds) {
                 return Err(format!(
                     "audit.heartbeat_seconds: {} is not between 1 and 3600",
@@ -675,6 +691,24 @@ mod tests {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/telestrip.yaml");
         let config = Config::load(&example).unwrap();
         assert_eq!(config.queues, [0, 1]);
+    }
+
+    #[test]
+    fn compromised_key_epochs_must_be_epochs() {
+        let config =
+            parse("audit:\n  path: /tmp/a\n  compromised_key_epochs: [0123456789abcdef]\n")
+                .unwrap();
+        assert_eq!(
+            config.audit.unwrap().compromised_key_epochs,
+            ["0123456789abcdef"]
+        );
+        let error = parse("audit:\n  path: /tmp/a\n  compromised_key_epochs: [my-old-key]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"my-old-key\" is not a key epoch"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -339,3 +339,45 @@ fn a_short_key_file_is_refused() {
     let error = Pseudonymizer::from_file(&path).err().unwrap().to_string();
     assert!(error.contains("at least 16"), "{error}");
 }
+
+#[test]
+fn a_key_epoch_names_the_key_without_revealing_it() {
+    let key = b"a lab secret of more than 16 bytes";
+    let epoch = key_epoch(key);
+    assert!(is_key_epoch(&epoch), "{epoch}");
+    assert_eq!(epoch, key_epoch(key), "the same key, the same epoch");
+    assert_ne!(epoch, key_epoch(b"a lab secret of more than 16 bytez"));
+    let pseudonymizer = Pseudonymizer::new(key);
+    assert_eq!(pseudonymizer.epoch(), epoch);
+    // Neither the pseudonym nor the epoch is a plain hash of the key or the address.
+    assert!(!pseudonymizer
+        .pseudonym("10.0.0.1".parse().unwrap())
+        .contains(&epoch));
+    assert!(!is_key_epoch("0123456789ABCDEF"));
+    assert!(!is_key_epoch("0123456789abcde"));
+}
+
+#[test]
+fn flow_records_say_which_key_made_the_pseudonym_and_old_records_still_read() {
+    let pseudonymizer = Pseudonymizer::new(b"a lab secret of more than 16 bytes");
+    let mut event = samples::audit_flow("microsoft", "ms", "drop", 1);
+    if let AuditEvent::Flow { key_epoch: k, .. } = &mut event {
+        *k = Some(pseudonymizer.epoch().to_string());
+    }
+    let line = serde_json::to_string(&event).unwrap();
+    assert!(
+        line.contains(&format!("\"key_epoch\":\"{}\"", pseudonymizer.epoch())),
+        "{line}"
+    );
+    // Addresses in clear: no key_epoch field at all, as in logs of older versions.
+    let clear = serde_json::to_string(&samples::audit_flow("microsoft", "ms", "drop", 1)).unwrap();
+    assert!(!clear.contains("key_epoch"), "{clear}");
+    let parsed: AuditEvent = serde_json::from_str(&clear).unwrap();
+    assert!(matches!(
+        parsed,
+        AuditEvent::Flow {
+            key_epoch: None,
+            ..
+        }
+    ));
+}

@@ -145,16 +145,24 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 .as_deref()
                 .map(Pseudonymizer::from_file)
                 .transpose()?;
+            if let Some(p) = &pseudonymizer {
+                if audit.compromised_key_epochs.iter().any(|e| e == p.epoch()) {
+                    anyhow::bail!(
+                        "the pseudonymisation key (epoch {}) is listed in audit.compromised_key_epochs: \
+                         make a new key (head -c 32 /dev/urandom | base64 > KEYFILE), not starting",
+                        p.epoch()
+                    );
+                }
+            }
             let (seq, _) = writer.head();
             crate::log_line!(
                 Info,
                 "telestrip: audit log {} (chain continues after record {seq}){}",
                 audit.path.display(),
-                if pseudonymizer.is_some() {
-                    ", client addresses pseudonymised"
-                } else {
-                    ""
-                }
+                pseudonymizer.as_ref().map_or_else(String::new, |p| format!(
+                    ", client addresses pseudonymised (key epoch {})",
+                    p.epoch()
+                ))
             );
             (
                 Some(writer),
@@ -165,6 +173,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         None => (None, None, Duration::from_secs(60)),
     };
     let discarded_bytes = audit.as_ref().map_or(0, AuditWriter::discarded_bytes);
+    let mut key_state = KeyState {
+        epoch: pseudonymizer.as_ref().map(|p| p.epoch().to_string()),
+        compromised: config
+            .audit
+            .as_ref()
+            .map(|a| a.compromised_key_epochs.clone())
+            .unwrap_or_default(),
+    };
     let metrics = Metrics::new(&run_info)?;
     let announce_stats = config
         .announce_verdicts()
@@ -235,6 +251,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         fail: run_info.fail.to_string(),
         heartbeat_seconds: heartbeat.as_secs(),
         discarded_bytes,
+        key_epoch: key_state.epoch.clone(),
+        compromised_key_epochs: key_state.compromised.clone(),
     };
     let writer = std::thread::Builder::new()
         .name("telestrip-log".into())
@@ -409,6 +427,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 &mut rules_origin,
                 "SIGHUP",
             );
+            reload_key(config_path, &mut key_state, &control_in);
             notify_ready(&run_info, &config, &engine);
         }
         if let Some(watcher) = &mut watcher {
@@ -589,6 +608,74 @@ fn reload(
         sha256: rules.sha256().to_string(),
         error,
     })));
+}
+
+/// The pseudonymisation key in force (its epoch) and the epochs reported compromised.
+struct KeyState {
+    epoch: Option<String>,
+    compromised: Vec<String>,
+}
+
+/// SIGHUP: reads the configuration's `audit:` section and the key file again; a new key or
+/// a changed list of compromised epochs goes to the writer with a `pseudonym_key` record,
+/// so the chain goes on and says from which record the new key applies. Turning
+/// pseudonymisation on or off needs a restart.
+fn reload_key(
+    config_path: &Path,
+    state: &mut KeyState,
+    writer: &std::sync::mpsc::Sender<writer::Control>,
+) {
+    let Some(epoch) = &state.epoch else {
+        return;
+    };
+    let loaded = Config::load(config_path).and_then(|config| {
+        let audit = config
+            .audit
+            .ok_or_else(|| anyhow::anyhow!("the audit section is gone"))?;
+        let file = audit
+            .pseudonymize_key_file
+            .ok_or_else(|| anyhow::anyhow!("pseudonymize_key_file is gone"))?;
+        Ok((
+            Pseudonymizer::from_file(&file)?,
+            audit.compromised_key_epochs,
+        ))
+    });
+    let (key, compromised) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            crate::log_line!(
+                Error,
+                "telestrip: pseudonymisation key not reloaded, key epoch {epoch} stays ({error}; \
+                 turning pseudonymisation off needs a restart)"
+            );
+            return;
+        }
+    };
+    if key.epoch() == epoch && compromised == state.compromised {
+        return;
+    }
+    if compromised.iter().any(|e| e == key.epoch()) {
+        crate::log_line!(
+            Error,
+            "telestrip: the pseudonymisation key in force (epoch {}) is listed as compromised: \
+             make a new key and send SIGHUP again",
+            key.epoch()
+        );
+    } else if key.epoch() != epoch {
+        crate::log_line!(
+            Notice,
+            "telestrip: pseudonymisation key rotated: epoch {epoch} -> {}",
+            key.epoch()
+        );
+    }
+    let record = AuditEvent::PseudonymKey {
+        key_epoch: Some(key.epoch().to_string()),
+        previous_key_epoch: (key.epoch() != epoch).then(|| epoch.clone()),
+        compromised_key_epochs: compromised.clone(),
+    };
+    state.epoch = Some(key.epoch().to_string());
+    state.compromised = compromised;
+    let _ = writer.send(writer::Control::Key(Box::new(key), Box::new(record)));
 }
 
 /// How often the main thread reads `rules update`'s state file for the metrics.

@@ -34,6 +34,8 @@ pub struct WriterSetup {
 /// A record from the control plane; `Stop` is the last one the writer handles.
 pub enum Control {
     Record(Box<AuditEvent>),
+    /// Pseudonymise with this key from now on; the record says so.
+    Key(Box<Pseudonymizer>, Box<AuditEvent>),
     Stop,
 }
 
@@ -66,6 +68,10 @@ pub fn run(
         loop {
             match control.try_recv() {
                 Ok(Control::Record(event)) => setup.append(now, *event),
+                Ok(Control::Key(key, event)) => {
+                    setup.pseudonymizer = Some(*key);
+                    setup.append(now, *event);
+                }
                 Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
                     stopping = true;
                     break;

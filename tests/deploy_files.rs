@@ -112,11 +112,16 @@ fn iptables_script_is_idempotent_with_nft_and_legacy_backends() {
                 String::from_utf8(in_netns(&ns.0, &format!("{tool} -S TELESTRIP")).stdout).unwrap();
             assert_eq!(
                 rules.lines().filter(|l| l.starts_with("-A")).count(),
-                21,
+                22,
                 "{tool}:\n{rules}"
             );
             assert!(
                 rules.contains("--queue-balance 0:1") && !rules.contains("--queue-bypass"),
+                "{tool}:\n{rules}"
+            );
+            // A QUIC client's later Initials go up even on an allowed flow (decoys).
+            assert!(
+                rules.contains("-m u32 --u32") && rules.contains("--ctdir ORIGINAL"),
                 "{tool}:\n{rules}"
             );
             // Tunnels go up too: telestrip judges the flows inside them.
@@ -151,7 +156,7 @@ fn nftables_ruleset_loads_except_where_the_kernel_lacks_queue() {
     let without_queue = original.replace("queue flags bypass,fanout to 0-1", "counter");
     assert_eq!(
         original.matches("queue flags bypass,fanout to 0-1").count(),
-        3
+        4
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-queue.nft");
@@ -175,7 +180,7 @@ fn nftables_ruleset_loads_except_where_the_kernel_lacks_queue() {
         let errors = String::from_utf8_lossy(&output.stderr);
         let error_lines: Vec<&str> = errors.lines().filter(|l| l.contains("Error")).collect();
         // One error per queue statement.
-        assert_eq!(error_lines.len(), 3, "{errors}");
+        assert_eq!(error_lines.len(), 4, "{errors}");
         assert!(
             errors.contains("queue flags bypass,fanout to 0-1"),
             "{errors}"

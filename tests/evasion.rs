@@ -14,7 +14,8 @@ use telestrip::stats::Evasion;
 use telestrip::wire::LinkType;
 use telestrip_testkit::{
     client_hello, client_hello_with, dns_query, handshake_client_hello, http_get, ip_fragments,
-    quic_first_flight, tls_flow, write_pcap, HelloOptions, Hosts, Shape, Vlan, ACK, SYN, SYN_ACK,
+    quic_first_flight, quic_initial_to, tls_flow, write_pcap, HelloOptions, Hosts, Shape, Vlan,
+    ACK, SYN, SYN_ACK,
 };
 
 /// Dropped by the bundled Microsoft pack.
@@ -438,6 +439,61 @@ fn cases() -> Vec<Case> {
         Evasion::BadChecksum,
         1,
     ));
+    // Valid decoy Initials with a harmless name, ahead of the real one: another
+    // destination connection ID (other keys; the server never answers it), a TTL that
+    // expires before the server, the same connection ID with other bytes. The flow is
+    // allowed by the decoy, then blocked by the real hello.
+    let dcid_decoy = v4();
+    cases.push(counted(
+        case(
+            "QUIC decoy Initial to another connection ID, then the real one",
+            vec![
+                dcid_decoy.udp(
+                    true,
+                    &quic_initial_to(&[0xde, 0xc0, 0x1d], &handshake_client_hello(ALLOWED, 0)),
+                ),
+                dcid_decoy.udp(true, &initial(TELEMETRY)),
+                dcid_decoy.udp(false, &[0xc3; 1200]),
+            ],
+            Blocked(TELEMETRY),
+        ),
+        Evasion::QuicDecoy,
+        1,
+    ));
+    let ttl_decoy = v4();
+    cases.push(counted(
+        case(
+            "QUIC decoy Initial with a low TTL, then the real one",
+            vec![
+                ttl_decoy.udp_with_ttl(true, &initial(ALLOWED), 2),
+                ttl_decoy.udp(true, &initial(TELEMETRY)),
+            ],
+            Blocked(TELEMETRY),
+        ),
+        Evasion::QuicDecoy,
+        1,
+    ));
+    // Retransmissions and the client's ACK-only Initials of an allowed flow change nothing.
+    let resent = v4();
+    let ack_only = telestrip::inspect::quic::protect_client_initial(
+        telestrip::inspect::quic::VERSION_1,
+        &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+        &[1, 2, 3, 4],
+        1,
+        &[0x02, 0x00, 0x00, 0x00, 0x00],
+        1200,
+    )
+    .unwrap();
+    cases.push(case(
+        "QUIC allowed hello sent again, then an ACK-only Initial",
+        vec![
+            resent.udp(true, &initial(ALLOWED)),
+            resent.udp(false, &[0xc3; 1200]),
+            resent.udp(true, &initial(ALLOWED)),
+            resent.udp(true, &ack_only),
+        ],
+        Passed,
+    ));
     // The same decoys in front of an allowed hello do not block it.
     let h_ok = v4();
     let mut frames = handshake(&h_ok);
@@ -735,7 +791,7 @@ fn every_evasion_case_is_blocked_exactly_when_it_should_be_and_counted() {
         cases.len(),
         failures.join("\n")
     );
-    assert!(cases.len() >= 45, "{} cases", cases.len());
+    assert!(cases.len() >= 52, "{} cases", cases.len());
 }
 
 /// The same cases written as captures and read by `telestrip pcap`: what a user replaying

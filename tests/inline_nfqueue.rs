@@ -721,6 +721,48 @@ fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
 
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
+fn a_quic_decoy_initial_does_not_let_the_real_one_through() {
+    let mut lab = new_lab();
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    for (addr, port) in [(SERVER_V4, 40443), (SERVER_V6, 40446)] {
+        // Control: a decoy Initial (its own connection IDs, an allowed name) and then a
+        // connection to an allowed name from the same port: it completes.
+        let allowed = lab.quic(
+            "www.example.org",
+            addr,
+            &format!("--decoy www.example.org --local-port {port}"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&allowed.stdout),
+            BODY,
+            "{addr}: {}",
+            String::from_utf8_lossy(&allowed.stderr)
+        );
+        // The attack: the decoy gets the flow allowed, the real Initial names telemetry.
+        let attack = lab.quic(
+            "v10.events.data.microsoft.com",
+            addr,
+            &format!("--decoy www.example.org --local-port {}", port + 1),
+        );
+        assert_eq!(code(&attack), 28, "{addr}: the real connection completed");
+    }
+    let events = common::events_when(&lab, |events| events.len() >= 2);
+    let blocked: Vec<_> = events
+        .iter()
+        .filter(|e| e["via"] == "quic" && e["name"] == "v10.events.data.microsoft.com")
+        .collect();
+    assert_eq!(blocked.len(), 2, "{events:?}");
+    assert!(blocked.iter().all(|e| e["applied"] == "reject"));
+    let metrics = lab.gateway("curl -s http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("telestrip_evasion_attempts_total{kind=\"quic_decoy\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
     let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();

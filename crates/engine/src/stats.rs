@@ -110,10 +110,14 @@ pub enum Evasion {
     SeveralNames,
     /// IP fragments that overlap: the datagram is discarded (RFC 5722), as hosts do.
     FragmentOverlap,
+    /// A QUIC flow allowed by the ClientHello of its first Initial showed another one,
+    /// which the rules block (another connection ID, a low TTL, or the same connection ID
+    /// with other bytes): the first was a decoy; the flow is blocked from then on.
+    QuicDecoy,
 }
 
 impl Evasion {
-    pub const ALL: [Evasion; 7] = [
+    pub const ALL: [Evasion; 8] = [
         Evasion::LowTtl,
         Evasion::BadChecksum,
         Evasion::Md5Option,
@@ -121,6 +125,7 @@ impl Evasion {
         Evasion::OverlapConflict,
         Evasion::SeveralNames,
         Evasion::FragmentOverlap,
+        Evasion::QuicDecoy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +137,7 @@ impl Evasion {
             Evasion::OverlapConflict => "overlap_conflict",
             Evasion::SeveralNames => "several_names",
             Evasion::FragmentOverlap => "fragment_overlap",
+            Evasion::QuicDecoy => "quic_decoy",
         }
     }
 }

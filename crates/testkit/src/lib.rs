@@ -173,6 +173,17 @@ impl Hosts {
         frame
     }
 
+    /// The same with the given TTL (hop limit): a decoy built to expire on the way.
+    pub fn udp_with_ttl(&self, from_client: bool, payload: &[u8], ttl: u8) -> Vec<u8> {
+        let (src, dst, sport, dport) = self.oriented(from_client);
+        let builder = self
+            .ip_step_ttl(src, dst, from_client, ttl)
+            .udp(sport, dport);
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        let _ = builder.write(&mut frame, payload);
+        frame
+    }
+
     fn oriented(&self, from_client: bool) -> (IpAddr, IpAddr, u16, u16) {
         if from_client {
             (self.client, self.server, self.client_port, self.server_port)
@@ -659,6 +670,22 @@ pub fn quic_first_flight(
             .unwrap_or_default()
         })
         .collect()
+}
+
+/// A QUIC v1 client Initial to destination connection ID `dcid` carrying the whole of
+/// `hello` in one CRYPTO frame, padded to 1,200 bytes (a decoy uses another `dcid` than the
+/// real Initial, and so other keys).
+pub fn quic_initial_to(dcid: &[u8], hello: &[u8]) -> Vec<u8> {
+    let frame = crate::inspect::quic::crypto_frame(0, hello);
+    crate::inspect::quic::protect_client_initial(
+        crate::inspect::quic::VERSION_1,
+        dcid,
+        &[1, 2, 3, 4],
+        0,
+        &frame,
+        1200,
+    )
+    .unwrap_or_default()
 }
 
 /// A Google QUIC Q046 client Initial carrying `chlo` on the crypto stream, padded to 1,200

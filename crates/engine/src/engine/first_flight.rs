@@ -20,13 +20,19 @@ impl Worker<'_> {
         }
         let (key, src_is_low) = FlowKey::of(&packet);
         let bare_syn = packet.tcp.is_some_and(|tcp| tcp.syn && !tcp.ack);
+        // A QUIC Initial on an allowed flow may carry a second ClientHello (the first one a
+        // decoy): it is read, so the cached verdict does not answer for it.
+        let quic_initial = packet.protocol == Protocol::Udp
+            && quic::client_initial_version(packet.payload).is_some();
         if bare_syn {
             self.verdict_cache.forget(&key);
         } else if let Some(action) = self.verdict_cache.get(&key, now) {
-            return Verdict {
-                action,
-                flow: FlowStatus::Decided,
-            };
+            if !(quic_initial && action == PacketAction::Accept) {
+                return Verdict {
+                    action,
+                    flow: FlowStatus::Decided,
+                };
+            }
         }
         let is_dns = is_dns(&packet);
         let engine = self.engine;
@@ -48,6 +54,18 @@ impl Worker<'_> {
         let from_client = src_is_low == flow.client_is_low();
         let facts = self.orient(&packet, from_client, time, now);
         let verdict = match flow.phase {
+            Phase::Decided(decision)
+                if quic_initial && from_client && decision.verdict == PacketAction::Accept =>
+            {
+                let j = &mut Judging {
+                    flow: &mut flow,
+                    packet: &packet,
+                    from_client,
+                    facts,
+                    events,
+                };
+                self.quic_after_allow(j)
+            }
             Phase::Decided(decision) => Verdict {
                 action: decision.verdict,
                 flow: FlowStatus::Decided,

@@ -103,6 +103,92 @@ impl Worker<'_> {
         self.conclude(j, seen)
     }
 
+    /// A client Initial on a flow a first ClientHello allowed. A decoy Initial (another
+    /// connection ID, a TTL that expires before the server, or the same connection ID with
+    /// other bytes) may have decided the flow ahead of the real one, which follows: every
+    /// later hello is read (the firewall queues a decided flow's client Initials) and a
+    /// stricter verdict replaces the allow. Initials without a new hello (ACKs,
+    /// retransmissions of the same one) change nothing.
+    pub(super) fn quic_after_allow(&mut self, j: &mut Judging<'_, '_>) -> Verdict {
+        let allowed = Verdict {
+            action: PacketAction::Accept,
+            flow: FlowStatus::Decided,
+        };
+        if self.trusts_checksums_of(j.packet.src) && j.packet.udp_checksum_valid() == Some(false) {
+            return allowed;
+        }
+        let hello = quic::long_header_version(j.packet.payload)
+            .and_then(quic::hello_kind)
+            .unwrap_or(HelloKind::Tls);
+        let streams = j.flow.streams_mut();
+        let (mut inserted, mut over_cap) = (false, false);
+        let stream = streams.client.get_or_insert_with(|| StreamBuf::new(0));
+        let alt = &mut streams.client_alt;
+        // Bytes that disagree with what an earlier Initial put at the same offset are kept
+        // in a second view (later bytes win), so both hellos are read.
+        let _ = quic::read_client_initials(j.packet.payload, &mut self.scratch, |offset, data| {
+            let Ok(at) = u32::try_from(offset) else {
+                over_cap = true;
+                return;
+            };
+            inserted = true;
+            match stream.insert(at, data) {
+                Insert::OverCap => over_cap = true,
+                Insert::Conflict if alt.is_none() => {
+                    let mut view = stream.clone();
+                    view.insert_last_wins(at, data);
+                    *alt = Some(view);
+                }
+                _ => {
+                    if let Some(view) = alt.as_mut() {
+                        view.insert_last_wins(at, data);
+                    }
+                }
+            }
+        });
+        if !inserted || over_cap {
+            if over_cap {
+                bump(&self.counters.stream_cap_hits);
+            }
+            j.flow.release_streams();
+            return allowed;
+        }
+        let scan = |bytes: &[u8]| match hello {
+            HelloKind::Tls => match tls::scan_handshake(bytes) {
+                Ok(Scan::Found(hello)) => Some(Some(hello_seen(hello, Via::Quic))),
+                Ok(Scan::NeedMore) => None,
+                _ => Some(None),
+            },
+            HelloKind::Chlo => match gquic::scan_chlo(bytes) {
+                Ok(Scan::Found(Some(name))) => Some(Some(Seen::Name(name, Via::Quic))),
+                Ok(Scan::Found(None)) => Some(Some(Seen::NoName)),
+                Ok(Scan::NeedMore) => None,
+                _ => Some(None),
+            },
+        };
+        // Per view: None while the hello is incomplete, Some(None) when it is not one.
+        let streams = j.flow.streams_mut();
+        let first = streams.client.as_ref().and_then(|s| scan(s.contiguous()));
+        let second = match &streams.client_alt {
+            Some(view) => scan(view.contiguous()),
+            None => Some(None),
+        };
+        let (Some(first), Some(second)) = (first, second) else {
+            return allowed;
+        };
+        j.flow.release_streams();
+        let mut verdict = allowed;
+        for seen in [first, second].into_iter().flatten() {
+            let judged = self.conclude(j, seen);
+            if judged.action != PacketAction::Accept {
+                self.counters.evasion(Evasion::QuicDecoy);
+                return judged;
+            }
+            verdict = judged;
+        }
+        verdict
+    }
+
     /// A flow on UDP 443 whose QUIC could not be read: judged by learned names and CIDR
     /// rules, then by the `quic_unreadable` policy.
     pub(super) fn quic_unreadable(&self, j: &mut Judging<'_, '_>) -> Verdict {

@@ -329,6 +329,11 @@ enum RulesCommand {
         /// Write the rule file here instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Write each list's names to RULE-ID.list beside the output file, which the rule
+        /// names (domains_file): a list of a million names loads in well under a second,
+        /// against several seconds as YAML. Needs --output.
+        #[arg(long)]
+        list_files: bool,
     },
     /// Sign a rule directory for the gateways: rule files and a signed manifest into OUT.
     ///
@@ -627,6 +632,7 @@ fn main() -> ExitCode {
                 subdomains,
                 date,
                 output,
+                list_files,
             } => cli::rules_import(
                 &cli::ImportArgs {
                     files,
@@ -639,6 +645,7 @@ fn main() -> ExitCode {
                     subdomains,
                     date,
                     output,
+                    list_files,
                 },
                 &mut out,
                 &mut std::io::stderr(),

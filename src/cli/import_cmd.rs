@@ -27,6 +27,8 @@ pub struct ImportArgs {
     pub date: Option<String>,
     /// `None`: stdout.
     pub output: Option<PathBuf>,
+    /// Write each list's names to `RULE-ID.list` beside the output (`domains_file`).
+    pub list_files: bool,
 }
 
 /// Reads every list, writes one rule file (checked by loading it back), reports on `log`
@@ -54,6 +56,19 @@ pub fn rules_import(
         "# Written by `telestrip rules import` on {date}. Import the list again to update it;\n# edits to the entries below are lost then.\nvendor: {}\ndescription: Imported lists\nrules:\n",
         args.vendor
     );
+    if args.list_files && args.output.is_none() {
+        return Err(CommandError::Usage(
+            "--list-files writes list files beside the rule file: give --output".into(),
+        ));
+    }
+    let output_dir = args
+        .output
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    // (path, text) of each list file to write.
+    let mut lists: Vec<(PathBuf, String)> = Vec::new();
     let mut entries = 0usize;
     for file in &args.files {
         let text = std::fs::read(file)
@@ -100,7 +115,17 @@ pub fn rules_import(
             return Ok(exit::ERROR);
         }
         entries += list.domains.len() + list.cidrs.len() + list.exceptions.len();
-        import::write_rules(&list, &options, &sha256, &mut yaml);
+        if args.list_files {
+            let list_name = format!("{}.list", options.rule_id);
+            let mut text = format!(
+                "# Written by `telestrip rules import` on {date} from {}: the entries of rule {}.\n",
+                options.source, options.rule_id
+            );
+            import::write_rules_listed(&list, &options, &sha256, &mut yaml, &list_name, &mut text);
+            lists.push((output_dir.join(list_name), text));
+        } else {
+            import::write_rules(&list, &options, &sha256, &mut yaml);
+        }
     }
     // What is written must load: check it the way the daemon will.
     let shown = args
@@ -109,13 +134,21 @@ pub fn rules_import(
         .map_or("the imported rules".to_string(), |p| {
             p.display().to_string()
         });
-    let loaded = rules::load_sources(vec![Source {
+    let mut sources = vec![Source {
         name: shown.clone(),
         text: yaml,
-    }])
-    .map_err(CommandError::Rules)?;
+    }];
+    sources.extend(lists.iter().map(|(path, text)| Source {
+        name: path.display().to_string(),
+        text: text.clone(),
+    }));
+    let loaded = rules::load_sources(sources).map_err(CommandError::Rules)?;
     let set = RuleSet::compile(&loaded).map_err(CommandError::Rules)?;
     let yaml = &loaded.first().map_or("", |f| f.text.as_str());
+    // The lists first: a daemon that reloads in between never sees a rule without its list.
+    for (path, text) in &lists {
+        write_atomically(path, text.as_bytes())?;
+    }
     match &args.output {
         Some(path) => write_atomically(path, yaml.as_bytes())?,
         None => out.write_all(yaml.as_bytes())?,

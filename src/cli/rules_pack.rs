@@ -71,8 +71,16 @@ pub fn rules_publish(options: &PublishOptions, out: &mut dyn Write) -> Result<u8
     };
     let mut pack_files = Vec::new();
     let mut contents = Vec::new();
-    for file in &files {
-        let name = Path::new(&file.name)
+    // Rule files, and the list files their rules name.
+    let sources = files.iter().flat_map(|file| {
+        std::iter::once((file.name.as_str(), file.text.as_bytes())).chain(
+            file.lists
+                .iter()
+                .map(|list| (list.name.as_str(), list.text.as_bytes())),
+        )
+    });
+    for (path, text) in sources {
+        let name = Path::new(path)
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
@@ -82,8 +90,11 @@ pub fn rules_publish(options: &PublishOptions, out: &mut dyn Write) -> Result<u8
                 PackError::BadFileName(name).to_string(),
             ));
         }
-        pack_files.push(PackFile::of(&name, file.text.as_bytes()));
-        contents.push((name, file.text.as_bytes()));
+        if contents.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        pack_files.push(PackFile::of(&name, text));
+        contents.push((name, text));
     }
     let now = SystemTime::now();
     let manifest = Manifest {

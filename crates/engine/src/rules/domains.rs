@@ -1,14 +1,21 @@
-//! The compiled name table: exact names and `*.` suffixes of every rule in one hash table.
+//! The compiled name table: exact names and `*.` suffixes of every rule, as keyed 64-bit
+//! fingerprints in one sorted array.
 //!
-//! All names live in one byte arena; the table holds 4-byte entry indices, hashed by the name
-//! bytes. A lookup hashes the full name (exact entries) and then each parent suffix (suffix
-//! entries), so a name with n labels costs n probes whatever the size of the table. About
-//! 40-50 bytes per domain at 1,000,000 domains (see `benches/`).
+//! The names themselves are not kept: the rule files hold them for `explain` and lint. An
+//! entry is the name's fingerprint and its exact and suffix rules (16 bytes); a directory of
+//! the first entry per fingerprint prefix (4 to 8 entries per prefix, about 1 byte per
+//! entry) makes a lookup one or two cache lines. A lookup fingerprints the full name (exact
+//! entries) and then each parent suffix (suffix entries): n labels, n probes, whatever the
+//! size. About 17 bytes per domain (see `benches/`).
+//!
+//! The fingerprint is SipHash-1-3 under a key drawn per process, so names on the wire cannot
+//! be chosen to collide with a listed name (a collision would let an allow rule's entry
+//! answer for another name); by chance, two of a million names share a fingerprint once in
+//! tens of millions of rulesets, and a name not listed matches with probability n / 2^64.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 
-use foldhash::fast::FixedState;
-use hashbrown::HashTable;
+use hashbrown::HashMap;
 
 /// Index of a rule in its [`super::RuleSet`].
 pub type RuleIndex = u32;
@@ -17,15 +24,12 @@ pub type RuleIndex = u32;
 const NONE: u32 = u32::MAX;
 /// High bit: the slot holds an index into `spill` (several rules share the name).
 const SPILL: u32 = 1 << 31;
+/// Entries per directory slot, at least (at most twice as many).
+const PER_SLOT: usize = 4;
 
-/// Fixed seed: the table is rebuilt per ruleset and never exposed, so a per-process random
-/// seed would only make benchmarks noisier; names come from the rule files, not the wire.
-const SEED: u64 = 0x7465_6c65_7374_7269;
-
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
-    offset: u32,
-    len: u8,
+    fingerprint: u64,
     exact: u32,
     suffix: u32,
 }
@@ -38,13 +42,22 @@ pub enum NameHit {
     Suffix(usize),
 }
 
-#[derive(Default)]
 pub struct DomainTable {
-    arena: Vec<u8>,
+    /// Sorted by fingerprint once [`DomainTable::shrink_to_fit`] has run.
     entries: Vec<Entry>,
-    index: HashTable<u32>,
+    /// `directory[p]` is the first entry whose fingerprint's top `prefix_bits` are `p`.
+    directory: Vec<u32>,
+    prefix_bits: u32,
+    /// While building: fingerprint to entry, so a repeated name adds to its entry.
+    building: HashMap<u64, u32>,
     spill: Vec<Box<[RuleIndex]>>,
-    hasher: FixedState,
+    key: RandomState,
+}
+
+impl Default for DomainTable {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl std::fmt::Debug for DomainTable {
@@ -58,42 +71,33 @@ impl std::fmt::Debug for DomainTable {
 impl DomainTable {
     pub fn with_capacity(names: usize) -> Self {
         Self {
-            arena: Vec::with_capacity(names * 24),
             entries: Vec::with_capacity(names),
-            index: HashTable::with_capacity(names),
+            directory: vec![0, 0],
+            prefix_bits: 0,
+            building: HashMap::with_capacity(names),
             spill: Vec::new(),
-            hasher: FixedState::with_seed(SEED),
+            key: RandomState::new(),
         }
     }
 
+    fn fingerprint(&self, name: &[u8]) -> u64 {
+        self.key.hash_one(name)
+    }
+
     /// Adds `name` (normalised, at most 253 bytes) for `rule`, as exact or suffix entry.
+    /// Lookups see it once [`DomainTable::shrink_to_fit`] has run.
     pub fn insert(&mut self, name: &[u8], suffix: bool, rule: RuleIndex) {
-        let hash = self.hasher.hash_one(name);
-        let found = {
-            let (arena, entries) = (&self.arena, &self.entries);
-            self.index
-                .find(hash, |&i| entry_name(arena, entries, i) == name)
-                .copied()
-        };
-        let entry_index = match found {
-            Some(index) => index,
-            None => {
-                let index = self.entries.len() as u32;
-                self.entries.push(Entry {
-                    offset: self.arena.len() as u32,
-                    len: name.len().min(255) as u8,
-                    exact: NONE,
-                    suffix: NONE,
-                });
-                self.arena.extend_from_slice(name);
-                let (arena, entries, hasher) = (&self.arena, &self.entries, &self.hasher);
-                self.index.insert_unique(hash, index, |&i| {
-                    hasher.hash_one(entry_name(arena, entries, i))
-                });
-                index
-            }
-        };
-        let Some(entry) = self.entries.get_mut(entry_index as usize) else {
+        let fingerprint = self.fingerprint(name);
+        let next = self.entries.len() as u32;
+        let index = *self.building.entry(fingerprint).or_insert(next);
+        if index == next {
+            self.entries.push(Entry {
+                fingerprint,
+                exact: NONE,
+                suffix: NONE,
+            });
+        }
+        let Some(entry) = self.entries.get_mut(index as usize) else {
             return;
         };
         let slot = if suffix {
@@ -113,20 +117,42 @@ impl DomainTable {
         self.entries.is_empty()
     }
 
-    /// Releases spare capacity after building.
+    /// Ends building: sorts the entries, makes the directory, drops what only building
+    /// needed.
     pub fn shrink_to_fit(&mut self) {
-        self.arena.shrink_to_fit();
+        self.building = HashMap::new();
+        self.entries.sort_unstable_by_key(|e| e.fingerprint);
         self.entries.shrink_to_fit();
-        let (arena, entries, hasher) = (&self.arena, &self.entries, &self.hasher);
-        self.index
-            .shrink_to_fit(|&i| hasher.hash_one(entry_name(arena, entries, i)));
+        let slots = (self.entries.len() / PER_SLOT).max(1);
+        // The largest power of two not above `slots`: 4 to 8 entries per slot.
+        self.prefix_bits = usize::BITS - 1 - slots.leading_zeros();
+        let mut directory = Vec::with_capacity((1 << self.prefix_bits) + 1);
+        let mut at = 0usize;
+        for prefix in 0..(1u64 << self.prefix_bits) {
+            while self
+                .entries
+                .get(at)
+                .is_some_and(|e| self.prefix_of(e.fingerprint) < prefix)
+            {
+                at += 1;
+            }
+            directory.push(at as u32);
+        }
+        directory.push(self.entries.len() as u32);
+        self.directory = directory;
     }
 
-    /// Heap bytes held (arena, entries, index and its control bytes, spill lists).
+    fn prefix_of(&self, fingerprint: u64) -> u64 {
+        fingerprint
+            .checked_shr(u64::BITS - self.prefix_bits)
+            .unwrap_or(0)
+    }
+
+    /// Heap bytes held (entries, directory, spill lists).
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.directory.capacity() * std::mem::size_of::<u32>()
+            + self.building.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
             + self
                 .spill
                 .iter()
@@ -136,6 +162,9 @@ impl DomainTable {
 
     /// Calls `visit` for every rule whose entry matches `name` (normalised).
     pub fn for_each_match(&self, name: &[u8], mut visit: impl FnMut(RuleIndex, NameHit)) {
+        if self.entries.is_empty() {
+            return;
+        }
         if let Some(entry) = self.find(name) {
             self.each_rule(entry.exact, |rule| visit(rule, NameHit::Exact));
         }
@@ -162,11 +191,14 @@ impl DomainTable {
     }
 
     fn find(&self, name: &[u8]) -> Option<&Entry> {
-        let hash = self.hasher.hash_one(name);
-        let index = self
-            .index
-            .find(hash, |&i| entry_name(&self.arena, &self.entries, i) == name)?;
-        self.entries.get(*index as usize)
+        let fingerprint = self.fingerprint(name);
+        let prefix = self.prefix_of(fingerprint) as usize;
+        let from = *self.directory.get(prefix)? as usize;
+        let to = *self.directory.get(prefix + 1)? as usize;
+        self.entries
+            .get(from..to)?
+            .iter()
+            .find(|e| e.fingerprint == fingerprint)
     }
 
     fn each_rule(&self, slot: u32, mut visit: impl FnMut(RuleIndex)) {
@@ -181,13 +213,6 @@ impl DomainTable {
             rules.iter().copied().for_each(visit);
         }
     }
-}
-
-fn entry_name<'t>(arena: &'t [u8], entries: &[Entry], index: u32) -> &'t [u8] {
-    entries
-        .get(index as usize)
-        .and_then(|e| arena.get(e.offset as usize..e.offset as usize + usize::from(e.len)))
-        .unwrap_or(&[])
 }
 
 fn add_rule(spill: &mut Vec<Box<[RuleIndex]>>, slot: u32, rule: RuleIndex) -> u32 {
@@ -212,6 +237,15 @@ fn add_rule(spill: &mut Vec<Box<[RuleIndex]>>, slot: u32, rule: RuleIndex) -> u3
 mod tests {
     use super::*;
 
+    fn built(entries: &[(&str, bool, RuleIndex)]) -> DomainTable {
+        let mut table = DomainTable::with_capacity(entries.len());
+        for (name, suffix, rule) in entries {
+            table.insert(name.as_bytes(), *suffix, *rule);
+        }
+        table.shrink_to_fit();
+        table
+    }
+
     fn matches(table: &DomainTable, name: &str) -> Vec<(RuleIndex, NameHit)> {
         let mut hits = Vec::new();
         table.for_each_match(name.as_bytes(), |r, h| hits.push((r, h)));
@@ -220,8 +254,7 @@ mod tests {
 
     #[test]
     fn exact_entry_matches_only_that_name() {
-        let mut table = DomainTable::with_capacity(4);
-        table.insert(b"host.example", false, 7);
+        let table = built(&[("host.example", false, 7)]);
         assert_eq!(matches(&table, "host.example"), vec![(7, NameHit::Exact)]);
         assert!(matches(&table, "a.host.example").is_empty());
         assert!(matches(&table, "example").is_empty());
@@ -229,8 +262,7 @@ mod tests {
 
     #[test]
     fn suffix_entry_matches_names_below_but_not_itself() {
-        let mut table = DomainTable::with_capacity(4);
-        table.insert(b"example", true, 1);
+        let table = built(&[("example", true, 1)]);
         assert!(matches(&table, "example").is_empty());
         assert_eq!(matches(&table, "a.example"), vec![(1, NameHit::Suffix(7))]);
         assert_eq!(
@@ -242,11 +274,12 @@ mod tests {
 
     #[test]
     fn one_name_can_carry_several_rules() {
-        let mut table = DomainTable::with_capacity(4);
-        table.insert(b"x.example", false, 1);
-        table.insert(b"x.example", false, 2);
-        table.insert(b"x.example", false, 3);
-        table.insert(b"x.example", true, 4);
+        let table = built(&[
+            ("x.example", false, 1),
+            ("x.example", false, 2),
+            ("x.example", false, 3),
+            ("x.example", true, 4),
+        ]);
         let hits = matches(&table, "x.example");
         assert_eq!(hits.len(), 3);
         assert_eq!(
@@ -254,5 +287,60 @@ mod tests {
             vec![(4, NameHit::Suffix(9))]
         );
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_table_matches_nothing() {
+        let table = built(&[]);
+        assert!(matches(&table, "a.example").is_empty());
+        assert!(DomainTable::default().listed(b"a.example").0.is_empty());
+    }
+
+    #[test]
+    fn a_large_table_finds_every_listed_name_and_nothing_else() {
+        let listed: Vec<String> = (0..200_000)
+            .map(|i| format!("n{i}.listed.example"))
+            .collect();
+        let mut table = DomainTable::with_capacity(listed.len());
+        for (i, name) in listed.iter().enumerate() {
+            table.insert(name.as_bytes(), i % 2 == 1, i as RuleIndex);
+        }
+        table.shrink_to_fit();
+        assert_eq!(table.len(), listed.len());
+        for (i, name) in listed.iter().enumerate() {
+            let (exact, suffix) = table.listed(name.as_bytes());
+            let found = if i % 2 == 1 { suffix } else { exact };
+            assert_eq!(found, [i as RuleIndex], "{name}");
+        }
+        // Names near the listed ones: no entry answers for them.
+        for i in 0..1_000_000 {
+            let other = format!("n{i}.listed.exampl");
+            assert!(
+                table.listed(other.as_bytes()) == (vec![], vec![]),
+                "{other}"
+            );
+        }
+        // About 17 bytes per name: the entry and a share of the directory.
+        let per_name = table.heap_bytes() as f64 / listed.len() as f64;
+        assert!(per_name < 18.0, "{per_name} bytes per name");
+    }
+
+    #[test]
+    fn the_directory_covers_every_size() {
+        for size in [1usize, 3, 4, 5, 7, 8, 9, 63, 64, 65, 1000] {
+            let names: Vec<String> = (0..size).map(|i| format!("h{i}.example")).collect();
+            let entries: Vec<(&str, bool, RuleIndex)> =
+                names.iter().map(|n| (n.as_str(), false, 1)).collect();
+            let table = built(&entries);
+            for name in &names {
+                assert_eq!(
+                    matches(&table, name),
+                    [(1, NameHit::Exact)],
+                    "{size} {name}"
+                );
+            }
+            let slots = table.directory.len() - 1;
+            assert!(slots.is_power_of_two() && slots * PER_SLOT <= size.max(PER_SLOT));
+        }
     }
 }

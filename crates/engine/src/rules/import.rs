@@ -572,6 +572,30 @@ fn parse_cidr_line(line: &str) -> Result<Vec<IpNet>, &'static str> {
 
 /// Writes the rules of one imported list as YAML list items (under a file's `rules:`).
 pub fn write_rules(list: &ImportedList, options: &ImportOptions, sha256: &str, yaml: &mut String) {
+    write_rules_to(list, options, sha256, yaml, None);
+}
+
+/// The same, with the names of the main rule written to `entries` (one per line) instead,
+/// and the rule naming the list file `list_name` (`domains_file`), which loads a large list
+/// much faster than YAML.
+pub fn write_rules_listed(
+    list: &ImportedList,
+    options: &ImportOptions,
+    sha256: &str,
+    yaml: &mut String,
+    list_name: &str,
+    entries: &mut String,
+) {
+    write_rules_to(list, options, sha256, yaml, Some((list_name, entries)));
+}
+
+fn write_rules_to(
+    list: &ImportedList,
+    options: &ImportOptions,
+    sha256: &str,
+    yaml: &mut String,
+    listed: Option<(&str, &mut String)>,
+) {
     let description = format!(
         "Imported from {} ({} format) on {}",
         options.source,
@@ -588,6 +612,7 @@ pub fn write_rules(list: &ImportedList, options: &ImportOptions, sha256: &str, y
         sha256,
         &list.domains,
         &list.cidrs,
+        listed,
     );
     if !list.exceptions.is_empty() {
         write_rule(
@@ -600,6 +625,7 @@ pub fn write_rules(list: &ImportedList, options: &ImportOptions, sha256: &str, y
             sha256,
             &list.exceptions,
             &[],
+            None,
         );
     }
 }
@@ -615,6 +641,7 @@ fn write_rule(
     sha256: &str,
     domains: &[DomainPattern],
     cidrs: &[IpNet],
+    listed: Option<(&str, &mut String)>,
 ) {
     let _ = writeln!(yaml, "  - id: {id}");
     let _ = writeln!(yaml, "    action: {action}");
@@ -626,11 +653,20 @@ fn write_rule(
     let _ = writeln!(yaml, "      format: {}", options.format.as_str());
     let _ = writeln!(yaml, "      imported: {}", quote(&options.date));
     let _ = writeln!(yaml, "      sha256: {}", quote(sha256));
-    if !domains.is_empty() {
-        yaml.push_str("    domains:\n");
-        for domain in domains {
-            let _ = writeln!(yaml, "      - {}", quote(&domain.to_string()));
+    match listed {
+        Some((name, entries)) if !domains.is_empty() => {
+            let _ = writeln!(yaml, "    domains_file: {}", quote(name));
+            for domain in domains {
+                let _ = writeln!(entries, "{domain}");
+            }
         }
+        _ if !domains.is_empty() => {
+            yaml.push_str("    domains:\n");
+            for domain in domains {
+                let _ = writeln!(yaml, "      - {}", quote(&domain.to_string()));
+            }
+        }
+        _ => {}
     }
     if !cidrs.is_empty() {
         yaml.push_str("    cidrs:\n");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::schema::{Action, RuleFile};
+use super::schema::{Action, DomainPattern, RuleFile};
 
 /// A rule file's name (as shown in errors) and text.
 #[derive(Debug, Clone)]
@@ -20,6 +20,19 @@ pub struct LoadedFile {
     pub name: String,
     pub text: String,
     pub spec: RuleFile,
+    /// The list files its rules name (`domains_file`), whose entries are in `spec` now:
+    /// part of the ruleset's hash and of a published pack.
+    pub lists: Vec<Source>,
+}
+
+/// The extension of list files (`domains_file`).
+pub const LIST_EXTENSION: &str = "list";
+
+/// Whether `name` is a list file's name (it ends in `.list`).
+pub fn is_list_file(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e == LIST_EXTENSION)
 }
 
 impl LoadedFile {
@@ -178,7 +191,7 @@ pub fn load_dir(path: &Path) -> Result<Vec<LoadedFile>, RuleErrors> {
             let file = entry.path();
             let is_yaml = matches!(
                 file.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
+                Some("yaml" | "yml" | LIST_EXTENSION)
             );
             let hidden = entry.file_name().to_string_lossy().starts_with('.');
             if !is_yaml || hidden {
@@ -204,7 +217,10 @@ pub fn load_dir(path: &Path) -> Result<Vec<LoadedFile>, RuleErrors> {
         if !unreadable.is_empty() {
             return Err(RuleErrors(unreadable));
         }
-        if paths.is_empty() {
+        if !paths
+            .iter()
+            .any(|p| !is_list_file(&p.display().to_string()))
+        {
             return Err(RuleErrors::single(
                 &shown,
                 "no rule files (*.yaml, *.yml) in this directory",
@@ -237,19 +253,27 @@ pub fn load_dir(path: &Path) -> Result<Vec<LoadedFile>, RuleErrors> {
     }
 }
 
-/// Parses and validates rule files; collects every error of every file.
+/// Parses and validates rule files; collects every error of every file. Sources whose name
+/// ends in `.list` are list files, read where a rule of a file in the same directory names
+/// them (`domains_file`).
 pub fn load_sources(sources: Vec<Source>) -> Result<Vec<LoadedFile>, RuleErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
+    let (lists, sources): (Vec<Source>, Vec<Source>) =
+        sources.into_iter().partition(|s| is_list_file(&s.name));
     for source in sources {
         match serde_yaml::from_str::<RuleFile>(&source.text) {
             Ok(spec) => files.push(LoadedFile {
                 name: source.name,
                 text: source.text,
                 spec,
+                lists: Vec::new(),
             }),
             Err(error) => errors.push(yaml_error(&source.name, &error)),
         }
+    }
+    for file in &mut files {
+        errors.extend(attach_lists(file, &lists));
     }
     errors.extend(validate(&files));
     if errors.is_empty() {
@@ -273,6 +297,82 @@ pub fn yaml_error(file: &str, error: &serde_yaml::Error) -> RuleError {
         column: error.location().map(|l| l.column()),
         message,
     }
+}
+
+/// Reads the list files the rules of `file` name into their `domains`; errors name the
+/// list's line.
+fn attach_lists(file: &mut LoadedFile, lists: &[Source]) -> Vec<RuleError> {
+    let mut errors = Vec::new();
+    let dir = Path::new(&file.name).parent().unwrap_or(Path::new(""));
+    for index in 0..file.spec.rules.len() {
+        let Some(list_name) = file
+            .spec
+            .rules
+            .get(index)
+            .and_then(|r| r.domains_file.clone())
+        else {
+            continue;
+        };
+        let id = file.spec.rules.get(index).map_or("", |r| r.id.0.as_str());
+        let line = file.line_of(&format!("id: {id}"));
+        let plain = !list_name.is_empty()
+            && !list_name.starts_with('.')
+            && !list_name.contains(['/', '\\'])
+            && is_list_file(&list_name);
+        if !plain {
+            errors.push(RuleError {
+                file: file.name.clone(),
+                line,
+                column: None,
+                message: format!(
+                    "rule {id}: domains_file {list_name:?} must be the name of a .list file \
+                     in the same directory (no path)"
+                ),
+            });
+            continue;
+        }
+        let wanted = dir.join(&list_name);
+        let Some(list) = lists.iter().find(|l| Path::new(&l.name) == wanted) else {
+            errors.push(RuleError {
+                file: file.name.clone(),
+                line,
+                column: None,
+                message: format!(
+                    "rule {id}: domains_file {} not found{}",
+                    wanted.display(),
+                    if lists.is_empty() && dir.as_os_str().is_empty() {
+                        " (list files are read from a rule directory)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+            continue;
+        };
+        let mut patterns = Vec::new();
+        for (number, raw) in list.text.lines().enumerate() {
+            let entry = raw.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match DomainPattern::parse(entry) {
+                Ok(pattern) => patterns.push(pattern),
+                Err(message) => errors.push(RuleError {
+                    file: list.name.clone(),
+                    line: Some(number + 1),
+                    column: None,
+                    message,
+                }),
+            }
+        }
+        if let Some(rule) = file.spec.rules.get_mut(index) {
+            rule.domains.extend(patterns);
+        }
+        if !file.lists.iter().any(|l| l.name == list.name) {
+            file.lists.push(list.clone());
+        }
+    }
+    errors
 }
 
 /// Checks that span rules or files: a rule that matches nothing, duplicate ids.

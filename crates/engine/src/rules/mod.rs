@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 pub use domains::RuleIndex;
 pub use load::yaml_error;
 pub use load::{
-    bundled_sources, load_dir, load_sources, LoadedFile, RuleError, RuleErrors, Source,
+    bundled_sources, is_list_file, load_dir, load_sources, LoadedFile, RuleError, RuleErrors,
+    Source, LIST_EXTENSION,
 };
 pub use schema::{Action, DomainPattern, RuleSpec};
 
@@ -203,6 +204,12 @@ impl RuleSet {
             hasher.update([0]);
             hasher.update(file.text.as_bytes());
             hasher.update([0]);
+            for list in &file.lists {
+                hasher.update(list.name.as_bytes());
+                hasher.update([0]);
+                hasher.update(list.text.as_bytes());
+                hasher.update([0]);
+            }
             let vendor: Arc<str> = Arc::from(file.spec.vendor.0.as_str());
             let file_name: Arc<str> = Arc::from(file.name.as_str());
             for spec in &file.spec.rules {

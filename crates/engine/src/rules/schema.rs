@@ -66,6 +66,11 @@ pub struct RuleSpec {
     pub category: Option<Ident>,
     #[serde(default)]
     pub domains: Vec<DomainPattern>,
+    /// A list file beside the rule file (`NAME.list`) with more entries, one per line
+    /// (`name`, `*.name` or `regex:...`; `#` comments): a large imported list loads
+    /// without a million YAML scalars.
+    #[serde(default)]
+    pub domains_file: Option<String>,
     #[serde(default)]
     pub cidrs: Vec<Cidr>,
     /// Server ports the rule applies to; empty means every port.

@@ -357,3 +357,114 @@ fn every_bundled_rule_that_lists_names_has_cases_beyond_its_own_entries() {
         }
     }
 }
+
+fn source(name: &str, text: &str) -> Source {
+    Source {
+        name: name.into(),
+        text: text.into(),
+    }
+}
+
+const LISTED_RULE: &str =
+    "vendor: v\nrules:\n  - id: big\n    action: reject\n    domains: [inline.example]\n    domains_file: big.list\n";
+
+#[test]
+fn a_list_file_beside_the_rule_file_adds_its_entries() {
+    let files = load_sources(vec![
+        source("dir/v.yaml", LISTED_RULE),
+        source(
+            "dir/big.list",
+            "# a comment\none.example\n\n*.two.example   # trailing comment\nregex:t[0-9]+\\.example\n",
+        ),
+        // Not named by any rule: read by nobody.
+        source("dir/other.list", "not even a name!\n"),
+    ])
+    .unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].lists.len(), 1);
+    let set = RuleSet::compile(&files).unwrap();
+    for name in [
+        "inline.example",
+        "one.example",
+        "a.two.example",
+        "t7.example",
+    ] {
+        assert_eq!(
+            winner(&set, name),
+            Some(("big".into(), Action::Reject)),
+            "{name}"
+        );
+    }
+    assert_eq!(winner(&set, "two.example"), None);
+    // The list is part of the ruleset's identity.
+    let changed = load_sources(vec![
+        source("dir/v.yaml", LISTED_RULE),
+        source("dir/big.list", "one.example\n"),
+    ])
+    .unwrap();
+    assert_ne!(RuleSet::compile(&changed).unwrap().sha256(), set.sha256());
+}
+
+#[test]
+fn list_file_mistakes_name_the_list_and_its_line() {
+    let errors = load_sources(vec![
+        source("dir/v.yaml", LISTED_RULE),
+        source(
+            "dir/big.list",
+            "ok.example\nbad name.example\n*.x*.example\n",
+        ),
+    ])
+    .unwrap_err();
+    let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown[0].starts_with("dir/big.list:2: "), "{shown:?}");
+    assert!(shown[1].starts_with("dir/big.list:3: "), "{shown:?}");
+    // Missing, in another directory, or a path.
+    let missing = load_sources(vec![
+        source("dir/v.yaml", LISTED_RULE),
+        source("elsewhere/big.list", "a.example\n"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        missing.contains("dir/v.yaml:3: rule big: domains_file dir/big.list not found"),
+        "{missing}"
+    );
+    let path = load_sources(vec![source(
+        "dir/v.yaml",
+        &LISTED_RULE.replace("big.list", "../big.list"),
+    )])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        path.contains("must be the name of a .list file in the same directory"),
+        "{path}"
+    );
+    // In-memory sources without a directory (the bundled rules) have no list files.
+    let bundled = load_sources(vec![source("v.yaml", LISTED_RULE)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bundled.contains("list files are read from a rule directory"),
+        "{bundled}"
+    );
+}
+
+#[test]
+fn a_rule_with_only_a_list_file_is_not_a_rule_that_matches_nothing() {
+    let only_list =
+        "vendor: v\nrules:\n  - id: big\n    action: reject\n    domains_file: big.list\n";
+    let files = load_sources(vec![
+        source("d/v.yaml", only_list),
+        source("d/big.list", "x.example\n"),
+    ])
+    .unwrap();
+    assert_eq!(files[0].spec.rules[0].domains.len(), 1);
+    let empty = load_sources(vec![
+        source("d/v.yaml", only_list),
+        source("d/big.list", "# nothing\n"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(empty.contains("matches nothing"), "{empty}");
+}

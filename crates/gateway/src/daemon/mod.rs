@@ -541,7 +541,12 @@ fn stamps(path: &Path) -> Vec<FileStamp> {
         Ok(entries) => entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | crate::rules::LIST_EXTENSION)
+                )
+            })
             .collect(),
         Err(_) => vec![path.to_path_buf()],
     };

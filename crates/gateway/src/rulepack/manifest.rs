@@ -70,7 +70,7 @@ pub enum PackError {
     IssuedInFuture(String),
     #[error("the rules need telestrip {need} or newer; this is {have}")]
     TelestripTooOld { need: String, have: String },
-    #[error("{0:?} is not a plain rule file name (letters, digits, '.', '-', '_', ending .yaml or .yml)")]
+    #[error("{0:?} is not a plain rule file name (letters, digits, '.', '-', '_', ending .yaml, .yml or .list)")]
     BadFileName(String),
     #[error("{0} is listed twice in the manifest")]
     DuplicateFile(String),
@@ -264,11 +264,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A rule file name a pack may carry: no directories, no hidden files, `.yaml`/`.yml`.
+/// A rule file name a pack may carry: no directories, no hidden files, `.yaml`/`.yml`, or
+/// `.list` for the list files rules name (`domains_file`).
 pub fn valid_file_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && !name.starts_with('.')
-        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".list"))
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))

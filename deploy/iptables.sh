@@ -76,9 +76,24 @@ rules() {
     $t -A TELESTRIP -m connmark --mark "$drop/$mask" -j DROP
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -j DROP
-    # Replies of undecided TCP flows (SYN-ACK, server banners) carry no name telestrip needs;
-    # DNS replies do (learned addresses), so they still go up.
+    # Replies of undecided flows (SYN-ACK, server banners, a QUIC server's Initial) carry no
+    # name telestrip needs; DNS replies do (learned addresses), so they still go up.
     $t -A TELESTRIP -p tcp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
+    $t -A TELESTRIP -p udp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
+    # A client's bare ACK (flags ACK only, no payload: the IP length is exactly the headers')
+    # carries nothing to read. Matched for the common header sizes only (no IP options or
+    # IPv6 extension headers; TCP without options, or with timestamps as Linux and macOS
+    # send them); any other still goes up. The SYN always goes up: the decoy checks compare
+    # later segments with its TTL, options and checksum.
+    local doff
+    for doff in 5 8; do
+        if [ "$t" = "$ip6t" ]; then
+            bare_ack="4>>16=$((doff * 4))&&4>>8&0xFF=6&&52>>28=$doff"
+        else
+            bare_ack="0>>24&0xF=5&&0&0xFFFF=$((20 + doff * 4))&&32>>28=$doff"
+        fi
+        $t -A TELESTRIP -p tcp --tcp-flags ALL ACK -m u32 --u32 "$bare_ack" -j ACCEPT
+    done
     # Everything else (new and undecided TCP/UDP flows, DNS) goes to telestrip.
     $t -A TELESTRIP -p tcp "${queue_target[@]}"
     $t -A TELESTRIP -p udp "${queue_target[@]}"

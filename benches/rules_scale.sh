@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Import and compile cost of large blocklists: `telestrip rules import` and `telestrip rules
-# check` on 100,000 and 1,000,000-entry lists in each import format, with wall time and peak
-# resident memory (GNU time). Lists are built from the real blocklists in ../shared/data/large
-# when present (repeated with numbered first labels, n1-NAME, to reach the size), else synthetic
-# names.
+# check` on 100,000 and 1,000,000-entry lists in each import format, and as a list file
+# (`--list-files`), with wall time and peak resident memory (GNU time). Lists are built from
+# the real blocklists in ../shared/data/large when present (repeated with numbered first
+# labels, n1-NAME, to reach the size), else synthetic names.
 #
 # Usage: benches/rules_scale.sh [SIZE...]     (default: 100000 1000000)
 set -euo pipefail
@@ -58,4 +58,10 @@ for size in "${sizes[@]}"; do
       --vendor bench -o "$work/rules-$format/list.yaml"
     measure "  check (load, compile, lint) $size $format" "$bin" rules check "$work/rules-$format"
   done
+  # The same names as a list file the rule names (domains_file), not YAML scalars.
+  mkdir -p "$work/rules-listfile"
+  measure "import $size domains --list-files" "$bin" rules import "$work/names.txt" --format domains \
+    --vendor bench -o "$work/rules-listfile/list.yaml" --list-files
+  measure "  check (load, compile, lint) $size list file" "$bin" rules check "$work/rules-listfile"
+  "$bin" rules check "$work/rules-listfile" | grep -o 'name table [0-9]* bytes ([0-9.]* bytes/name)'
 done

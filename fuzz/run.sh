@@ -26,7 +26,7 @@ for target in "${targets[@]}"; do
   # -rss_limit_mb: an input that makes a parser allocate without bound fails the run.
   cargo fuzz run --release --sanitizer address "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 \
-    2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+    2>&1 | grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
   if compgen -G "fuzz/artifacts/$target/*" >/dev/null; then
     echo "$target: found a failing input in fuzz/artifacts/$target" >&2
     exit 1

@@ -1,21 +1,22 @@
-//! The compiled name table: exact names and `*.` suffixes of every rule, as keyed 64-bit
-//! fingerprints in one sorted array.
+//! The compiled name table: exact names and `*.` suffixes of every rule, as keyed
+//! fingerprints in sorted arrays.
 //!
 //! The names themselves are not kept: the rule files hold them for `explain` and lint. An
-//! entry is the name's fingerprint and its exact and suffix rules (16 bytes); a directory of
-//! the first entry per fingerprint prefix (4 to 8 entries per prefix, about 1 byte per
-//! entry) makes a lookup one or two cache lines. A lookup fingerprints the full name (exact
-//! entries) and then each parent suffix (suffix entries): n labels, n probes, whatever the
-//! size. About 17 bytes per domain (see `benches/`).
+//! entry is a 64-bit fingerprint of the name (foldhash under a seed drawn per process: fast,
+//! it locates and compares), a 32-bit check (SipHash-1-3 under a key drawn per process,
+//! computed only when a fingerprint matches) and the name's exact and suffix rules: 20
+//! bytes, in three arrays sorted by fingerprint. A directory of the first entry per
+//! fingerprint prefix (4 to 8 entries per prefix, about 1 byte per entry) makes a lookup
+//! one cache line of fingerprints. A lookup fingerprints the full name (exact entries) and
+//! then each parent suffix (suffix entries): n labels, n probes, whatever the size. About
+//! 21 bytes per domain (see `benches/`).
 //!
-//! The fingerprint is SipHash-1-3 under a key drawn per process, so names on the wire cannot
-//! be chosen to collide with a listed name (a collision would let an allow rule's entry
-//! answer for another name); by chance, two of a million names share a fingerprint once in
-//! tens of millions of rulesets, and a name not listed matches with probability n / 2^64.
+//! A name not listed matches only if both its fingerprint and its check equal a listed
+//! name's: by chance once in 2^96 / n lookups; by design only with both secret keys, so
+//! names on the wire cannot be chosen to collide with a listed one (a collision would let
+//! an allow rule's entry answer for another name).
 
 use std::hash::{BuildHasher, RandomState};
-
-use hashbrown::HashMap;
 
 /// Index of a rule in its [`super::RuleSet`].
 pub type RuleIndex = u32;
@@ -27,11 +28,20 @@ const SPILL: u32 = 1 << 31;
 /// Entries per directory slot, at least (at most twice as many).
 const PER_SLOT: usize = 4;
 
+/// The exact and suffix rules of one name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
-    fingerprint: u64,
+struct Slots {
     exact: u32,
     suffix: u32,
+}
+
+/// One insertion, before the table is built.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    fingerprint: u64,
+    check: u32,
+    suffix: bool,
+    rule: RuleIndex,
 }
 
 /// How a name matched an entry.
@@ -43,15 +53,19 @@ pub enum NameHit {
 }
 
 pub struct DomainTable {
-    /// Sorted by fingerprint once [`DomainTable::shrink_to_fit`] has run.
-    entries: Vec<Entry>,
+    /// Sorted once [`DomainTable::shrink_to_fit`] has run; `checks` and `slots` in the same
+    /// order.
+    fingerprints: Vec<u64>,
+    checks: Vec<u32>,
+    slots: Vec<Slots>,
     /// `directory[p]` is the first entry whose fingerprint's top `prefix_bits` are `p`.
     directory: Vec<u32>,
     prefix_bits: u32,
-    /// While building: fingerprint to entry, so a repeated name adds to its entry.
-    building: HashMap<u64, u32>,
+    /// While building: every insertion, merged per name when building ends.
+    building: Vec<Pending>,
     spill: Vec<Box<[RuleIndex]>>,
-    key: RandomState,
+    locate: foldhash::fast::RandomState,
+    confirm: RandomState,
 }
 
 impl Default for DomainTable {
@@ -63,7 +77,7 @@ impl Default for DomainTable {
 impl std::fmt::Debug for DomainTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DomainTable")
-            .field("entries", &self.entries.len())
+            .field("entries", &self.fingerprints.len())
             .finish()
     }
 }
@@ -71,74 +85,91 @@ impl std::fmt::Debug for DomainTable {
 impl DomainTable {
     pub fn with_capacity(names: usize) -> Self {
         Self {
-            entries: Vec::with_capacity(names),
+            fingerprints: Vec::with_capacity(names),
+            checks: Vec::with_capacity(names),
+            slots: Vec::with_capacity(names),
             directory: vec![0, 0],
             prefix_bits: 0,
-            building: HashMap::with_capacity(names),
+            building: Vec::with_capacity(names),
             spill: Vec::new(),
-            key: RandomState::new(),
+            locate: foldhash::fast::RandomState::default(),
+            confirm: RandomState::new(),
         }
     }
 
     fn fingerprint(&self, name: &[u8]) -> u64 {
-        self.key.hash_one(name)
+        self.locate.hash_one(name)
+    }
+
+    fn check(&self, name: &[u8]) -> u32 {
+        self.confirm.hash_one(name) as u32
     }
 
     /// Adds `name` (normalised, at most 253 bytes) for `rule`, as exact or suffix entry.
-    /// Lookups see it once [`DomainTable::shrink_to_fit`] has run.
+    /// Lookups and [`DomainTable::len`] see it once [`DomainTable::shrink_to_fit`] has run.
     pub fn insert(&mut self, name: &[u8], suffix: bool, rule: RuleIndex) {
-        let fingerprint = self.fingerprint(name);
-        let next = self.entries.len() as u32;
-        let index = *self.building.entry(fingerprint).or_insert(next);
-        if index == next {
-            self.entries.push(Entry {
-                fingerprint,
-                exact: NONE,
-                suffix: NONE,
-            });
-        }
-        let Some(entry) = self.entries.get_mut(index as usize) else {
-            return;
-        };
-        let slot = if suffix {
-            &mut entry.suffix
-        } else {
-            &mut entry.exact
-        };
-        *slot = add_rule(&mut self.spill, *slot, rule);
+        self.building.push(Pending {
+            fingerprint: self.fingerprint(name),
+            check: self.check(name),
+            suffix,
+            rule,
+        });
     }
 
     /// Number of distinct names.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
 
-    /// Ends building: sorts the entries, makes the directory, drops what only building
-    /// needed.
+    /// Ends building: sorts the insertions by fingerprint, merges those of one name into
+    /// one entry, makes the directory.
     pub fn shrink_to_fit(&mut self) {
-        self.building = HashMap::new();
-        self.entries.sort_unstable_by_key(|e| e.fingerprint);
-        self.entries.shrink_to_fit();
-        let slots = (self.entries.len() / PER_SLOT).max(1);
+        let mut pending = std::mem::take(&mut self.building);
+        pending.sort_unstable_by_key(|p| (p.fingerprint, p.check));
+        for p in &pending {
+            let same = self.fingerprints.last() == Some(&p.fingerprint)
+                && self.checks.last() == Some(&p.check);
+            if !same {
+                self.fingerprints.push(p.fingerprint);
+                self.checks.push(p.check);
+                self.slots.push(Slots {
+                    exact: NONE,
+                    suffix: NONE,
+                });
+            }
+            if let Some(entry) = self.slots.last_mut() {
+                let slot = if p.suffix {
+                    &mut entry.suffix
+                } else {
+                    &mut entry.exact
+                };
+                *slot = add_rule(&mut self.spill, *slot, p.rule);
+            }
+        }
+        drop(pending);
+        self.fingerprints.shrink_to_fit();
+        self.checks.shrink_to_fit();
+        self.slots.shrink_to_fit();
+        let slots = (self.slots.len() / PER_SLOT).max(1);
         // The largest power of two not above `slots`: 4 to 8 entries per slot.
         self.prefix_bits = usize::BITS - 1 - slots.leading_zeros();
         let mut directory = Vec::with_capacity((1 << self.prefix_bits) + 1);
         let mut at = 0usize;
         for prefix in 0..(1u64 << self.prefix_bits) {
             while self
-                .entries
+                .fingerprints
                 .get(at)
-                .is_some_and(|e| self.prefix_of(e.fingerprint) < prefix)
+                .is_some_and(|&f| self.prefix_of(f) < prefix)
             {
                 at += 1;
             }
             directory.push(at as u32);
         }
-        directory.push(self.entries.len() as u32);
+        directory.push(self.slots.len() as u32);
         self.directory = directory;
     }
 
@@ -150,9 +181,11 @@ impl DomainTable {
 
     /// Heap bytes held (entries, directory, spill lists).
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.fingerprints.capacity() * std::mem::size_of::<u64>()
+            + self.checks.capacity() * std::mem::size_of::<u32>()
+            + self.slots.capacity() * std::mem::size_of::<Slots>()
             + self.directory.capacity() * std::mem::size_of::<u32>()
-            + self.building.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+            + self.building.capacity() * std::mem::size_of::<Pending>()
             + self
                 .spill
                 .iter()
@@ -162,7 +195,7 @@ impl DomainTable {
 
     /// Calls `visit` for every rule whose entry matches `name` (normalised).
     pub fn for_each_match(&self, name: &[u8], mut visit: impl FnMut(RuleIndex, NameHit)) {
-        if self.entries.is_empty() {
+        if self.slots.is_empty() {
             return;
         }
         if let Some(entry) = self.find(name) {
@@ -190,15 +223,27 @@ impl DomainTable {
         (exact, suffix)
     }
 
-    fn find(&self, name: &[u8]) -> Option<&Entry> {
+    fn find(&self, name: &[u8]) -> Option<Slots> {
         let fingerprint = self.fingerprint(name);
         let prefix = self.prefix_of(fingerprint) as usize;
         let from = *self.directory.get(prefix)? as usize;
         let to = *self.directory.get(prefix + 1)? as usize;
-        self.entries
+        let mut check = None;
+        for (offset, _) in self
+            .fingerprints
             .get(from..to)?
             .iter()
-            .find(|e| e.fingerprint == fingerprint)
+            .enumerate()
+            .filter(|(_, &f)| f == fingerprint)
+        {
+            let at = from + offset;
+            // Computed once, and only for a name whose fingerprint is listed.
+            let check = *check.get_or_insert_with(|| self.check(name));
+            if self.checks.get(at) == Some(&check) {
+                return self.slots.get(at).copied();
+            }
+        }
+        None
     }
 
     fn each_rule(&self, slot: u32, mut visit: impl FnMut(RuleIndex)) {
@@ -320,9 +365,9 @@ mod tests {
                 "{other}"
             );
         }
-        // About 17 bytes per name: the entry and a share of the directory.
+        // About 21 bytes per name: the entry and a share of the directory.
         let per_name = table.heap_bytes() as f64 / listed.len() as f64;
-        assert!(per_name < 18.0, "{per_name} bytes per name");
+        assert!(per_name < 22.0, "{per_name} bytes per name");
     }
 
     #[test]

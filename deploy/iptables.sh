@@ -76,10 +76,11 @@ rules() {
     $t -A TELESTRIP -m connmark --mark "$drop/$mask" -j DROP
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -j DROP
-    # Replies of undecided flows (SYN-ACK, server banners, a QUIC server's Initial) carry no
-    # name telestrip needs; DNS replies do (learned addresses), so they still go up.
+    # Replies of undecided TCP flows (SYN-ACK, server banners) carry no name telestrip needs;
+    # DNS replies do (learned addresses), so they still go up. (UDP replies still go up too:
+    # keeping them in the kernel cost a burst of rejected DNS queries one NXDOMAIN in 400 in
+    # tests/compliance.rs, not yet understood.)
     $t -A TELESTRIP -p tcp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
-    $t -A TELESTRIP -p udp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
     # A client's bare ACK (flags ACK only, no payload: the IP length is exactly the headers')
     # carries nothing to read. Matched for the common header sizes only (no IP options or
     # IPv6 extension headers; TCP without options, or with timestamps as Linux and macOS

@@ -112,7 +112,7 @@ fn iptables_script_is_idempotent_with_nft_and_legacy_backends() {
                 String::from_utf8(in_netns(&ns.0, &format!("{tool} -S TELESTRIP")).stdout).unwrap();
             assert_eq!(
                 rules.lines().filter(|l| l.starts_with("-A")).count(),
-                25,
+                24,
                 "{tool}:\n{rules}"
             );
             assert!(

@@ -77,9 +77,10 @@ rules() {
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -p tcp -j REJECT --reject-with tcp-reset
     $t -A TELESTRIP -m connmark --mark "$reject/$mask" -j DROP
     # Replies of undecided TCP flows (SYN-ACK, server banners) carry no name telestrip needs;
-    # DNS replies do (learned addresses), so they still go up. (UDP replies still go up too:
-    # keeping them in the kernel cost a burst of rejected DNS queries one NXDOMAIN in 400 in
-    # tests/compliance.rs, not yet understood.)
+    # DNS replies do (learned addresses), so they still go up. UDP replies go up too: the
+    # NXDOMAIN telestrip injects for a dropped query opens a connection entry from the DNS
+    # server to the client, so the client's next query from that port is a "reply", and
+    # would pass unjudged (tests/compliance.rs caught one query in 400 doing so).
     $t -A TELESTRIP -p tcp -m conntrack --ctdir REPLY ! --sport 53 -j ACCEPT
     # A client's bare ACK (flags ACK only, no payload: the IP length is exactly the headers')
     # carries nothing to read. Matched for the common header sizes only (no IP options or

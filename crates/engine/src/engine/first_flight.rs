@@ -54,27 +54,20 @@ impl Worker<'_> {
         let from_client = src_is_low == flow.client_is_low();
         let facts = self.orient(&packet, from_client, time, now);
         let verdict = match flow.phase {
+            // A QUIC Initial on an allowed flow is read again (quic_after_allow).
             Phase::Decided(decision)
-                if quic_initial && from_client && decision.verdict == PacketAction::Accept =>
+                if !(quic_initial && from_client && decision.verdict == PacketAction::Accept) =>
             {
-                let j = &mut Judging {
-                    flow: &mut flow,
-                    packet: &packet,
-                    from_client,
-                    facts,
-                    events,
-                };
-                self.quic_after_allow(j)
+                Verdict {
+                    action: decision.verdict,
+                    flow: FlowStatus::Decided,
+                }
             }
-            Phase::Decided(decision) => Verdict {
-                action: decision.verdict,
-                flow: FlowStatus::Decided,
-            },
             phase => {
                 if phase == Phase::Pending && is_dns {
                     flow.phase = Phase::Dns;
                 }
-                let dns = flow.phase == Phase::Dns;
+                let phase = flow.phase;
                 let j = &mut Judging {
                     flow: &mut flow,
                     packet: &packet,
@@ -82,10 +75,10 @@ impl Worker<'_> {
                     facts,
                     events,
                 };
-                if dns {
-                    self.dns_packet(j)
-                } else {
-                    self.pending_packet(j)
+                match phase {
+                    Phase::Decided(_) => self.quic_after_allow(j),
+                    Phase::Dns => self.dns_packet(j),
+                    Phase::Pending => self.pending_packet(j),
                 }
             }
         };

@@ -285,27 +285,11 @@ fn the_html_report_shows_the_evidence_in_a_browser() {
 /// Scrape target and Prometheus inside the gateway namespace, one-second scrapes.
 const PROMETHEUS_YML: &str = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: telestrip\n    static_configs:\n      - targets: ['127.0.0.1:9477']\n";
 
-/// Asks the Prometheus in the gateway for `query`; the first value, if any.
-fn prometheus_value(lab: &telestrip::lab::Lab, query: &str) -> Option<f64> {
-    let output = lab.gateway(&format!(
-        "curl -s --max-time 2 -G http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={query}'"
-    ));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-}
+use common::prometheus_value;
 
 /// Waits (up to 20 s) until Prometheus has `query` at `expected`; the last value seen.
 fn wait_for_value(lab: &telestrip::lab::Lab, query: &str, expected: f64) -> Option<f64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = prometheus_value(lab, query);
-        if last == Some(expected) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    last
+    common::prometheus_wait(lab, query, |value| value == expected)
 }
 
 #[test]

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// The gateway's address on the client side, where the control plane listens.
 const GATEWAY_V4: &str = "10.78.1.1";
@@ -63,27 +62,11 @@ fn telestrip(args: &[&str], stdin: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// Asks the Prometheus in the gateway for `query`; the first value, if any.
-fn prometheus_value(lab: &telestrip::lab::Lab, query: &str) -> Option<f64> {
-    let output = lab.gateway(&format!(
-        "curl -s --max-time 2 -G http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={query}'"
-    ));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-}
+use common::prometheus_value;
 
 /// Waits (up to 20 s) until `query` is at least `at_least` in Prometheus; the last value.
 fn wait_for(lab: &telestrip::lab::Lab, query: &str, at_least: f64) -> Option<f64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = prometheus_value(lab, query);
-        if last.is_some_and(|v| v >= at_least) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    last
+    common::prometheus_wait(lab, query, |value| value >= at_least)
 }
 
 /// The serial number of the certificate the control plane shows a new connection.

@@ -36,6 +36,34 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// A minisign key pair in `dir` (`pub.key`, `sec.key`), the secret key under PASSWORD.
+fn minisign_keys(dir: &Path) {
+    let generated = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n%s\\n' {PASSWORD} {PASSWORD} | minisign -G -p {0}/pub.key -s {0}/sec.key",
+            dir.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", text(&generated));
+}
+
+/// `rules publish RULES --key KEYS/sec.key --output OUT`, which must succeed.
+fn publish_pack(rules: &Path, keys: &Path, out: &Path) {
+    let published = telestrip(&[
+        "rules",
+        "publish",
+        rules.to_str().unwrap(),
+        "--key",
+        keys.join("sec.key").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(published.status.success(), "{}", text(&published));
+}
+
 /// A rule directory: the bundled rules plus `extra` files.
 fn rules_dir(root: &Path, name: &str, extra: &[(&str, &str)]) -> PathBuf {
     let dir = root.join(name);
@@ -169,16 +197,7 @@ fn signed_rule_updates_reach_both_gateways_and_bad_packs_change_nothing() {
         "dnsmasq",
     ]);
     let keys = tempfile::tempdir().unwrap();
-    let generated = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf '%s\\n%s\\n' {PASSWORD} {PASSWORD} | minisign -G -p {0}/pub.key -s {0}/sec.key",
-            keys.path().display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{}", text(&generated));
+    minisign_keys(keys.path());
     let pair = Pair::up_with(Some(&keys.path().join("pub.key")));
     let mut lab = Lab {
         pair,
@@ -547,28 +566,10 @@ fn etags_make_unchanged_manifests_cost_one_request() {
     common::require_tools(&["minisign", "python3"]);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path();
-    let generated = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf '%s\\n%s\\n' {PASSWORD} {PASSWORD} | minisign -G -p {0}/pub.key -s {0}/sec.key",
-            keys.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{}", text(&generated));
+    minisign_keys(keys);
     let pack = dir.path().join("pack");
     let rules = rules_dir(dir.path(), "rules", &[]);
-    let published = telestrip(&[
-        "rules",
-        "publish",
-        rules.to_str().unwrap(),
-        "--key",
-        keys.join("sec.key").to_str().unwrap(),
-        "--output",
-        pack.to_str().unwrap(),
-    ]);
-    assert!(published.status.success(), "{}", text(&published));
+    publish_pack(&rules, keys, &pack);
     let log = dir.path().join("server.log");
     let mut server = Command::new("python3")
         .arg(concat!(
@@ -636,16 +637,7 @@ fn a_pack_carries_the_list_files_its_rules_name() {
     common::require_tools(&["minisign"]);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path();
-    let generated = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf '%s\\n%s\\n' {PASSWORD} {PASSWORD} | minisign -G -p {0}/pub.key -s {0}/sec.key",
-            keys.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{}", text(&generated));
+    minisign_keys(keys);
     let names: String = (0..5000)
         .map(|i| format!("tracker-{i}.list.example\n"))
         .collect();
@@ -656,16 +648,7 @@ fn a_pack_carries_the_list_files_its_rules_name() {
         &[("site.yaml", site), ("site-list.list", &names)],
     );
     let pack = dir.path().join("pack");
-    let published = telestrip(&[
-        "rules",
-        "publish",
-        rules.to_str().unwrap(),
-        "--key",
-        keys.join("sec.key").to_str().unwrap(),
-        "--output",
-        pack.to_str().unwrap(),
-    ]);
-    assert!(published.status.success(), "{}", text(&published));
+    publish_pack(&rules, keys, &pack);
     assert_eq!(
         std::fs::read_to_string(pack.join("site-list.list")).unwrap(),
         names
@@ -710,16 +693,7 @@ fn a_pack_carries_the_list_files_its_rules_name() {
         format!("{names}newly-listed.example\n"),
     )
     .unwrap();
-    let republished = telestrip(&[
-        "rules",
-        "publish",
-        rules.to_str().unwrap(),
-        "--key",
-        keys.join("sec.key").to_str().unwrap(),
-        "--output",
-        pack.to_str().unwrap(),
-    ]);
-    assert!(republished.status.success(), "{}", text(&republished));
+    publish_pack(&rules, keys, &pack);
     std::fs::write(
         pack.join("site-list.list"),
         format!("{names}newly-listed.examp1e\n"),

@@ -269,3 +269,32 @@ pub fn events_when(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Asks the Prometheus in the lab's gateway (127.0.0.1:9090) for `query`; the first value,
+/// if any.
+pub fn prometheus_value(lab: &telestrip::lab::Lab, query: &str) -> Option<f64> {
+    let output = lab.gateway(&format!(
+        "curl -s --max-time 2 -G http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={query}'"
+    ));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Asks again every 250 ms (up to 20 s) until `query`'s value satisfies `done`; the last
+/// value seen.
+pub fn prometheus_wait(
+    lab: &telestrip::lab::Lab,
+    query: &str,
+    done: impl Fn(f64) -> bool,
+) -> Option<f64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        last = prometheus_value(lab, query);
+        if last.is_some_and(&done) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    last
+}

@@ -22,13 +22,23 @@ cargo run --profile checked --quiet --example fuzz_seeds -- fuzz/corpus
 for target in "${targets[@]}"; do
   echo "== $target: ${seconds} s"
   rm -rf "fuzz/artifacts/$target"
-  mkdir -p "fuzz/corpus/$target"
+  mkdir -p "fuzz/corpus/$target" fuzz/artifacts
   # -rss_limit_mb: an input that makes a parser allocate without bound fails the run.
+  log="fuzz/artifacts/$target.log"
+  status=0
   cargo fuzz run --release --sanitizer address "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 \
-    2>&1 | grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+    >"$log" 2>&1 || status=$?
+  grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ?ERROR|SUMMARY|artifact_prefix|Test unit written)" "$log" || true
   if compgen -G "fuzz/artifacts/$target/*" >/dev/null; then
-    echo "$target: found a failing input in fuzz/artifacts/$target" >&2
+    echo "$target: found a failing input in fuzz/artifacts/$target (whole output: $log)" >&2
+    exit 1
+  fi
+  # A run that ends without its final statistics did not fuzz (a build that failed, a
+  # fuzzer that could not start): that is a failure too, never a quiet pass.
+  if [ "$status" -ne 0 ] || ! grep -qE "^#[0-9]+[[:space:]]+DONE" "$log"; then
+    echo "$target: cargo fuzz exited with status $status without finishing; the end of $log:" >&2
+    tail -n 30 "$log" >&2
     exit 1
   fi
   # A campaign (10 minutes or more) ends with its corpus minimised: the smallest set of

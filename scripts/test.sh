@@ -5,8 +5,8 @@
 # prometheus with promtool; for the gateway pair keepalived, conntrackd, conntrack and
 # redis-server; rsyslog with RELP for the shipped audit logs; minisign, which checks the
 # signed rule packs; lintian for the Debian package; apache2-utils for htpasswd, whose
-# bcrypt hashes the control plane's web configuration takes), aioquic from PyPI, and cargo-deb, which
-# builds the package.
+# bcrypt hashes the control plane's web configuration takes; libnetfilter-queue-dev for the C
+# floor of the NFQUEUE benchmark), aioquic from PyPI, and cargo-deb, which builds the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ if [ "$(id -u)" = 0 ]; then
         build-essential ca-certificates curl patch iproute2 iptables nftables tcpdump dnsmasq-base \
         dnsutils openssl ethtool python3 chromium systemd prometheus \
         keepalived conntrackd conntrack redis-server rsyslog rsyslog-relp man-db minisign lintian \
-        apache2-utils >/dev/null
+        apache2-utils libnetfilter-queue-dev >/dev/null
     # aioquic: the QUIC server and client of the fixtures and namespace tests; scapy: the
     # raw-socket attacker of the inline evasion test.
     # Debian's own python3 needs python3-pip and --break-system-packages for that.
@@ -50,6 +50,14 @@ if command -v rustup >/dev/null; then
 fi
 cargo fmt --all --check
 cargo clippy --locked --workspace --exclude nfq --all-targets --features fault-injection -- -D warnings
+
+# The C programs of the NFQUEUE benchmark (examples/nfqueue_bench.rs builds and runs them)
+# still compile, warnings as errors.
+if [ "$(id -u)" = 0 ]; then
+    for program in benches/nfqueue/*.c; do
+        gcc -O2 -Wall -Wextra -Werror -fsyntax-only "$program"
+    done
+fi
 
 # The declared rust-version builds (where rustup can install it).
 msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)

@@ -604,7 +604,15 @@ pub struct Queue {
     queue: VecDeque<Message>,
     /// Message buffer reused across verdict calls
     verdict_buffer: Option<Box<[u32; (8192 + 0x10000) / 4]>>,
+    /// Receive buffers that messages still held when the next packet came (telestrip
+    /// addition): taken again once those messages are dropped, instead of a new allocation
+    /// per packet of a batch.
+    spare_buffers: VecDeque<Arc<Vec<u32>>>,
 }
+
+/// Receive buffers kept for reuse (telestrip addition): one per packet of a full batch of
+/// telestrip's packet loop.
+const SPARE_BUFFERS: usize = 64;
 
 impl Queue {
     /// Open a NetFilter socket and queue connection.
@@ -623,6 +631,7 @@ impl Queue {
             buffer: Arc::new(Vec::with_capacity(metadata_size)),
             queue: VecDeque::new(),
             verdict_buffer: Some(Box::new(unsafe { std::mem::zeroed() })),
+            spare_buffers: VecDeque::new(),
         };
 
         let mut addr: sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -836,6 +845,7 @@ impl Queue {
 
         self.bufsize = (metadata_size + range as usize + 3) / 4;
         self.buffer = Arc::new(Vec::with_capacity(self.bufsize));
+        self.spare_buffers.clear();
         Ok(())
     }
 
@@ -877,13 +887,27 @@ impl Queue {
     // Receive an nlmsg, using callback to process them. If Ok(true) is returned it means we got an
     // ACK.
     fn recv_nlmsg(&mut self, mut callback: impl FnMut(&mut Self, *const nlmsghdr)) -> Result<bool> {
-        let buf = match Arc::get_mut(&mut self.buffer) {
-            Some(v) => v,
-            None => {
-                self.buffer = Arc::new(Vec::with_capacity(self.bufsize));
-                Arc::get_mut(&mut self.buffer).unwrap()
+        if Arc::get_mut(&mut self.buffer).is_none() {
+            // Messages still use the buffer: take a spare whose messages are gone, looking
+            // from the oldest (verdicts go back in the order packets came, so the first
+            // one looked at is free as a rule).
+            let free = self
+                .spare_buffers
+                .iter()
+                .position(|spare| Arc::strong_count(spare) == 1);
+            let mut next = match free.and_then(|index| self.spare_buffers.remove(index)) {
+                Some(spare) => spare,
+                None => Arc::new(Vec::with_capacity(self.bufsize)),
+            };
+            if Arc::get_mut(&mut next).is_none() {
+                next = Arc::new(Vec::with_capacity(self.bufsize));
             }
-        };
+            let busy = std::mem::replace(&mut self.buffer, next);
+            if self.spare_buffers.len() < SPARE_BUFFERS {
+                self.spare_buffers.push_back(busy);
+            }
+        }
+        let buf = Arc::get_mut(&mut self.buffer).unwrap();
         let buf_size = buf.capacity();
         unsafe { buf.set_len(buf_size) }
 

@@ -123,3 +123,66 @@ fn verdict_messages_carry_the_verdict_the_packet_id_and_the_new_mark() {
     assert_eq!(starts[1], 40, "the second message follows the first");
     assert_eq!(used * 4, 72);
 }
+
+/// `recv` reuses a receive buffer once every message read from it is dropped, and never
+/// while a message still holds it. The messages come from a datagram socket pair in place
+/// of the kernel's netlink socket.
+#[test]
+fn receive_buffers_are_reused_only_when_their_messages_are_gone() {
+    let mut queue = Queue::open().expect("a netfilter netlink socket");
+    let mut pair = [0 as c_int; 2];
+    assert_eq!(
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) },
+        0
+    );
+    unsafe { close(queue.fd) };
+    queue.fd = pair[0];
+    let send = |id: u32| {
+        let mut buffer = vec![0u32; 256];
+        let len = kernel_packet(&mut buffer, id, format!("packet {id}").as_bytes());
+        let sent = unsafe { libc::send(pair[1], buffer.as_ptr() as _, len * 4, 0) };
+        assert_eq!(sent, (len * 4) as isize);
+    };
+    let buffer_of = |message: &Message| Arc::as_ptr(&message.buffer) as usize;
+
+    for id in 0..3 {
+        send(id);
+    }
+    let held: Vec<Message> = (0..3).map(|_| queue.recv().unwrap()).collect();
+    let first_buffers: Vec<usize> = held.iter().map(buffer_of).collect();
+    let mut distinct = first_buffers.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "held messages share no buffer");
+
+    // The first message stays; the others are answered.
+    let mut held = held.into_iter();
+    let kept = held.next().unwrap();
+    drop(held);
+    for id in 3..6 {
+        send(id);
+    }
+    let later: Vec<Message> = (0..3).map(|_| queue.recv().unwrap()).collect();
+    assert_eq!(
+        kept.get_payload(),
+        b"packet 0",
+        "a held message keeps its bytes"
+    );
+    for (message, id) in later.iter().zip(3..) {
+        assert_eq!(message.get_payload(), format!("packet {id}").as_bytes());
+        assert_ne!(
+            buffer_of(message),
+            buffer_of(&kept),
+            "a held buffer is not reused"
+        );
+    }
+    let reused = later
+        .iter()
+        .filter(|m| first_buffers.contains(&buffer_of(m)))
+        .count();
+    assert!(
+        reused >= 2,
+        "freed buffers are taken again ({} of 3)",
+        reused
+    );
+    unsafe { close(pair[1]) };
+}

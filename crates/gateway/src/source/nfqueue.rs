@@ -250,8 +250,9 @@ pub fn run(
         if queue.verdict_batch(&mut batch).is_err() {
             bump(&stats.errors);
         }
+        let answered = Instant::now();
         for at in received.drain(..) {
-            latency.observe(at.elapsed().as_secs_f64());
+            latency.observe(answered.duration_since(at).as_secs_f64());
         }
         forward_events(&mut events, events_out, stats);
         if !settings.busy_poll.is_zero() {

@@ -413,6 +413,22 @@ enum Seen {
     Address(IpAddr, Via),
 }
 
+impl Seen {
+    /// A hash of what was seen, to know the same hello again; `None` where nothing was.
+    fn tag(&self) -> Option<u64> {
+        match self {
+            Seen::Name(name, _) | Seen::EchFacade(name, _, _) => Some(decision::name_tag(name)),
+            Seen::Names(first, second, _) => {
+                Some(decision::name_tag(first) ^ decision::name_tag(second).rotate_left(17))
+            }
+            Seen::NoName => Some(decision::tag_of(b"")),
+            Seen::Address(IpAddr::V4(address), _) => Some(decision::tag_of(&address.octets())),
+            Seen::Address(IpAddr::V6(address), _) => Some(decision::tag_of(&address.octets())),
+            Seen::NeedMore | Seen::Malformed(_) | Seen::QuicUnreadable => None,
+        }
+    }
+}
+
 /// One packet of a tracked flow as the decision sees it, built once per packet and handed
 /// down instead of five arguments: the flow's state, the packet, which way it goes, the
 /// facts oriented client → server, and where matched-flow events go.

@@ -98,11 +98,11 @@ impl Worker<'_> {
             return PacketAction::Accept;
         };
         let tag = name_tag(&question.name);
-        if j.flow.last_dns_event == tag {
+        if j.flow.last_name_tag == tag {
             // A retransmitted query: same verdict, recorded once.
             return self.action_of(Some(hit), j.facts);
         }
-        j.flow.last_dns_event = tag;
+        j.flow.last_name_tag = tag;
         if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
             && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
         {

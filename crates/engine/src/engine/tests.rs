@@ -1003,6 +1003,48 @@ mod quic_flows {
     }
 
     #[test]
+    fn a_quic_hello_sent_again_is_judged_and_recorded_once() {
+        // A `log` rule records the flow; the client resends its Initial (packet loss), which
+        // the firewall queues again for the decoy check. Then a decoy-like second hello
+        // with another name is still judged.
+        let logged = handshake_client_hello("experiments.acme.example", 0);
+        let initial = quic_first_flight(VERSION_1, &logged, 4096, 1, &[]).remove(0);
+        let hosts = quic_hosts();
+        let engine = engine();
+        let (verdicts, events) = run(
+            &engine,
+            &[
+                hosts.udp(true, &initial),
+                hosts.udp(false, &[0xc3; 1200]),
+                hosts.udp(true, &initial),
+                hosts.udp(true, &initial),
+            ],
+        );
+        assert_eq!(actions(&verdicts), [PacketAction::Accept; 4]);
+        assert_eq!(events.len(), 1, "one event for the flow: {events:?}");
+        assert_eq!(engine.counters.inspected_of(Via::Quic), 1);
+
+        let other = handshake_client_hello("x.telemetry.acme.example", 0);
+        let blocked = quic_first_flight(VERSION_1, &other, 4096, 1, &[]).remove(0);
+        let fresh = super::engine();
+        let (verdicts, events) = run(
+            &fresh,
+            &[
+                hosts.udp(true, &initial),
+                hosts.udp(true, &initial),
+                hosts.udp(true, &blocked),
+            ],
+        );
+        assert_eq!(verdicts[2].action, PacketAction::Drop);
+        assert_eq!(
+            events.len(),
+            2,
+            "the logged hello once, the blocked one: {events:?}"
+        );
+        assert_eq!(fresh.counters.inspected_of(Via::Quic), 2);
+    }
+
+    #[test]
     fn an_allowed_quic_flow_is_accepted_and_handed_to_the_kernel() {
         let hello = handshake_client_hello("www.example.org", 0);
         let frames = quic_frames(&quic_first_flight(VERSION_1, &hello, 4096, 1, &[]));

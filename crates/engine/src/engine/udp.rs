@@ -100,6 +100,9 @@ impl Worker<'_> {
                 }
             }
         };
+        if let Some(tag) = seen.tag() {
+            j.flow.last_name_tag = tag;
+        }
         self.conclude(j, seen)
     }
 
@@ -179,6 +182,14 @@ impl Worker<'_> {
         j.flow.release_streams();
         let mut verdict = allowed;
         for seen in [first, second].into_iter().flatten() {
+            // The hello that decided the flow, sent again: judged and counted once.
+            let tag = seen.tag();
+            if tag.is_some_and(|tag| tag == j.flow.last_name_tag) {
+                continue;
+            }
+            if let Some(tag) = tag {
+                j.flow.last_name_tag = tag;
+            }
             let judged = self.conclude(j, seen);
             if judged.action != PacketAction::Accept {
                 self.counters.evasion(Evasion::QuicDecoy);

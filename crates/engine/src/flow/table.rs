@@ -55,8 +55,10 @@ pub struct FlowState {
     pub last_seen: u64,
     /// Reassembly buffers, only while a flow is pending (or for DNS over TCP).
     pub streams: Option<Box<Streams>>,
-    /// Hash of the last DNS name recorded, so retransmitted queries are recorded once.
-    pub last_dns_event: u64,
+    /// Hash of the last name judged on the flow ([`crate::engine`]'s name tag): a DNS
+    /// query's, so retransmitted queries are recorded once; the hello's that decided a QUIC
+    /// flow, so a hello the client sends again is not judged (counted, logged) twice.
+    pub last_name_tag: u64,
     client_isn: u32,
     server_isn: u32,
     /// Client data packets inspected while pending.
@@ -104,7 +106,7 @@ impl FlowState {
         Self {
             last_seen: now,
             streams: None,
-            last_dns_event: 0,
+            last_name_tag: 0,
             client_isn: 0,
             server_isn: 0,
             data_packets: 0,

@@ -351,6 +351,12 @@ impl Lab {
         run_in(&self.client, command)
     }
 
+    /// Runs a shell command in the client namespace, `seconds` at most: for a program
+    /// that runs until the test tells it to stop, however long a loaded machine takes.
+    pub fn client_within(&self, command: &str, seconds: u32) -> Output {
+        run_within(&self.client, command, seconds)
+    }
+
     /// Runs a shell command in the gateway namespace (20 s at most).
     pub fn gateway(&self, command: &str) -> Output {
         run_in(&self.gateway, command)
@@ -454,8 +460,22 @@ impl Drop for Lab {
 
 /// Runs a shell command in namespace `ns`, killed after 20 s.
 fn run_in(ns: &str, command: &str) -> Output {
+    run_within(ns, command, 20)
+}
+
+/// Runs a shell command in namespace `ns`, killed after `seconds`.
+fn run_within(ns: &str, command: &str, seconds: u32) -> Output {
     Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "20", "sh", "-c", command])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "timeout",
+            &seconds.to_string(),
+            "sh",
+            "-c",
+            command,
+        ])
         .output()
         .unwrap_or_else(|e| Output {
             status: std::process::ExitStatus::default(),

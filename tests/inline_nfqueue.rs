@@ -469,12 +469,14 @@ fn reloading_rules_100_times_during_traffic_loses_nothing_and_each_rule_takes_ef
                 download.display()
             ))
         });
+        // The probe runs until the swaps are done (90 s at most, its own limit), which on a
+        // loaded machine takes longer than the lab's usual 20 s (a run killed it at 20 s,
+        // and its counts with it).
         let prober = scope.spawn(|| {
-            lab.client(&format!(
-                "python3 {} {SERVER_V4} {}",
-                probe.display(),
-                stop.display()
-            ))
+            lab.client_within(
+                &format!("python3 {} {SERVER_V4} {}", probe.display(), stop.display()),
+                120,
+            )
         });
         let (mut by_signal, mut by_file) = (0, 0);
         for n in 1..=100 {

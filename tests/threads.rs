@@ -1,7 +1,7 @@
 //! `telestrip pcap --threads N` finds what one thread finds: the same matched flows in the
 //! same order and the same counters, on the benchmark traffic mix with IP fragments, DNS
-//! answers that teach addresses to flows of other threads, several files, and a capture
-//! read from a pipe.
+//! answers that teach addresses to flows of other threads, a flow inside a tunnel, several
+//! files, and a capture read from a pipe.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use telestrip::rules::{bundled_sources, load_sources, RuleSet};
 use telestrip_testkit::traffic::{generate, telemetry_names, MixOptions};
-use telestrip_testkit::{client_hello, dns_query, ip_fragments, tls_flow, write_pcap, Hosts};
+use telestrip_testkit::{
+    client_hello, dns_query, ip_fragments, tls_flow, tunnel, write_pcap, Hosts, Wrap,
+};
 
 /// The mix, then a fragmented telemetry ClientHello and a fragmented DNS query.
 fn capture(path: &Path, packets: u64, seed: u64) -> u64 {
@@ -45,8 +47,13 @@ fn capture(path: &Path, packets: u64, seed: u64) -> u64 {
         16,
         8,
     ));
+    // A telemetry flow inside VXLAN: routed by the flow inside, never by the tunnel's.
+    let inner = Hosts::new(&format!("10.9.{seed}.3"), 42000, "198.51.100.78", 443);
+    for frame in tls_flow(&inner, &client_hello("v10.events.data.microsoft.com"), 0) {
+        frames.push(tunnel(&frame, Wrap::Vxlan));
+    }
     write_pcap(path, &frames, Duration::from_secs(1_700_000_000)).unwrap();
-    summary.expected.total() + 2
+    summary.expected.total() + 3
 }
 
 fn pcap_json(args: &[&str], stdin: Option<&Path>) -> serde_json::Value {
@@ -83,6 +90,9 @@ fn several_threads_find_the_same_flows_in_the_same_order() {
     let flows = one["flows"].as_array().unwrap();
     assert_eq!(flows.len() as u64, expected);
     assert!(one["stats"]["datagrams_reassembled"].as_u64().unwrap() >= 2);
+    assert!(flows
+        .iter()
+        .any(|f| f["client"].as_str().unwrap().starts_with("10.9.1.3:")));
     // Flows judged by an address a DNS answer taught, on whichever thread they land.
     assert!(flows.iter().any(|f| f["via"] == "learned"));
     for threads in ["2", "3", "8"] {

@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use telestrip::lab::{sh, Lab, SERVER_V4};
+use telestrip::source::nfqueue;
 use telestrip_testkit::{client_hello, Hosts, ACK, SYN};
 
 const SECONDS: u64 = 3;
@@ -228,14 +229,9 @@ fn arrived(lab: &Lab, workload: Workload) -> u64 {
 /// The kernel's drops at the bench queues so far (queue full, socket buffer full).
 fn kernel_dropped(lab: &Lab) -> u64 {
     let out = output_in(&lab.gateway, "cat /proc/net/netfilter/nfnetlink_queue");
-    out.lines()
-        .filter_map(|line| {
-            let fields: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            Some(fields.get(5)? + fields.get(6)?)
-        })
+    nfqueue::parse_kernel_queues(&out)
+        .iter()
+        .map(|q| q.queue_dropped + q.user_dropped)
         .sum()
 }
 

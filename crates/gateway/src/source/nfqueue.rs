@@ -94,7 +94,11 @@ fn read_kernel_queues() -> String {
 
 /// The kernel's view of every bound queue in this network namespace.
 pub fn kernel_queues() -> Vec<KernelQueue> {
-    let text = read_kernel_queues();
+    parse_kernel_queues(&read_kernel_queues())
+}
+
+/// The queues of a `/proc/net/netfilter/nfnetlink_queue` text (read in any namespace).
+pub fn parse_kernel_queues(text: &str) -> Vec<KernelQueue> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<u64> = line
@@ -356,5 +360,31 @@ fn send_answer(injector: Option<&mut Injector>, answer: &[u8], stats: &SourceSta
             bump(&stats.errors);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_kernels_queue_table() {
+        // Two queues as /proc/net/netfilter/nfnetlink_queue lists them: queue, port id,
+        // waiting, copy mode, copy range, queue drops, user drops, last id, 1.
+        let text = "    0  12345     3 2 65531   17   40 889 1\n    1  12346     0 2 65531    0    2 101 1\n";
+        let queues = parse_kernel_queues(text);
+        assert_eq!(queues.len(), 2);
+        assert_eq!(
+            (
+                queues[0].queue,
+                queues[0].waiting,
+                queues[0].queue_dropped,
+                queues[0].user_dropped
+            ),
+            (0, 3, 17, 40)
+        );
+        assert_eq!((queues[1].queue, queues[1].user_dropped), (1, 2));
+        assert!(parse_kernel_queues("").is_empty());
+        assert!(parse_kernel_queues("garbage\n").is_empty());
     }
 }

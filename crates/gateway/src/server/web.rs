@@ -96,7 +96,7 @@ pub struct WebConfig {
     headers: Vec<(HeaderName, HeaderValue)>,
     rate_limit: Option<RateLimit>,
     /// The files the configuration was read from, with what they looked like then.
-    sources: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    sources: Vec<Stamp>,
     /// Whether client certificates are required (for the start-up log and `config check`).
     client_certificates: bool,
 }
@@ -117,7 +117,15 @@ pub enum Refusal {
     RateLimited,
 }
 
-fn stamp(path: &Path) -> (PathBuf, Option<SystemTime>, u64) {
+/// A file as it looked when it was read: path, modification time, length.
+type Stamp = (PathBuf, Option<SystemTime>, u64);
+
+/// Whether any of the files changed since they were stamped.
+fn stale(stamps: &[Stamp]) -> bool {
+    stamps.iter().any(|old| stamp(&old.0) != *old)
+}
+
+fn stamp(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok();
     (
         path.to_path_buf(),
@@ -129,7 +137,15 @@ fn stamp(path: &Path) -> (PathBuf, Option<SystemTime>, u64) {
 impl WebConfig {
     /// Reads and checks a web configuration file; errors name the file (and line).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::load_noting(path, &mut Vec::new())
+    }
+
+    /// [`WebConfig::load`], stamping in `touched` every file it reads as it goes, so that
+    /// a load that fails is known to be worth trying again only once one of them changes.
+    fn load_noting(path: &Path, touched: &mut Vec<Stamp>) -> anyhow::Result<Self> {
         let name = path.display().to_string();
+        // Stamped before it is read: a change while it is read is seen next time.
+        touched.push(stamp(path));
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{name}: cannot read: {e}"))?;
         let file: WebConfigFile = if text.trim().is_empty() {
@@ -139,8 +155,7 @@ impl WebConfig {
                 .map_err(|e| anyhow::anyhow!("{}", crate::rules::yaml_error(&name, &e)))?
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut sources = vec![stamp(path)];
-        Self::build(file, dir, &mut sources).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        Self::build(file, dir, touched).map_err(|e| anyhow::anyhow!("{name}: {e}"))
     }
 
     /// Checks text as a web configuration file in `dir` (tests, `config check`).
@@ -150,11 +165,7 @@ impl WebConfig {
         Self::build(file, dir, &mut Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    fn build(
-        file: WebConfigFile,
-        dir: &Path,
-        sources: &mut Vec<(PathBuf, Option<SystemTime>, u64)>,
-    ) -> Result<Self, String> {
+    fn build(file: WebConfigFile, dir: &Path, sources: &mut Vec<Stamp>) -> Result<Self, String> {
         let mut client_certificates = false;
         let tls = match file.tls_server_config {
             Some(tls) if tls.has_certificate() => {
@@ -208,9 +219,7 @@ impl WebConfig {
 
     /// Whether any file it was read from changed since.
     pub fn changed(&self) -> bool {
-        self.sources
-            .iter()
-            .any(|(path, modified, len)| stamp(path) != (path.clone(), *modified, *len))
+        stale(&self.sources)
     }
 
     /// One line for the start-up log and `config check`.
@@ -602,14 +611,25 @@ impl TlsServerConfig {
 
 /// The web configuration in force, read again when one of its files changes (certificates
 /// renewed by an ACME client, a user added), as the toolkit reads it for every connection.
-/// A change that does not load keeps the configuration in force, and is logged once.
+/// A change that does not load keeps the configuration in force, and is logged once; it is
+/// tried again only when one of the files that load read changes again, not on every
+/// connection (a scrape storm against a broken file would parse it, and its keys, each time).
 pub struct WebConfigSource {
     path: PathBuf,
     current: Mutex<Arc<WebConfig>>,
-    /// The error of the last reload that failed; cleared by a good one.
-    failed: Mutex<Option<String>>,
+    /// The last reload that failed; cleared by a good one.
+    failed: Mutex<Option<FailedLoad>>,
     pub reloads_ok: std::sync::atomic::AtomicU64,
+    /// Distinct failures (each logged once).
     pub reloads_failed: std::sync::atomic::AtomicU64,
+    /// Loads tried after a change, good or not.
+    pub reload_attempts: std::sync::atomic::AtomicU64,
+}
+
+struct FailedLoad {
+    error: String,
+    /// The files that load read, as they were.
+    touched: Vec<Stamp>,
 }
 
 impl WebConfigSource {
@@ -620,6 +640,7 @@ impl WebConfigSource {
             failed: Mutex::new(None),
             reloads_ok: Default::default(),
             reloads_failed: Default::default(),
+            reload_attempts: Default::default(),
         })
     }
 
@@ -635,9 +656,12 @@ impl WebConfigSource {
     pub fn current(&self) -> Arc<WebConfig> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.changed() {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            match WebConfig::load(&self.path) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let worth_trying = failed.as_ref().is_none_or(|last| stale(&last.touched));
+        if worth_trying && current.changed() {
+            self.reload_attempts.fetch_add(1, Relaxed);
+            let mut touched = Vec::new();
+            match WebConfig::load_noting(&self.path, &mut touched) {
                 Ok(config) => {
                     *current = Arc::new(config);
                     *failed = None;
@@ -651,14 +675,14 @@ impl WebConfigSource {
                 }
                 Err(error) => {
                     let error = error.to_string();
-                    if failed.as_deref() != Some(error.as_str()) {
+                    if failed.as_ref().is_none_or(|last| last.error != error) {
                         self.reloads_failed.fetch_add(1, Relaxed);
                         crate::log_line!(
                             Error,
                             "telestrip: control plane: {error}; the configuration read before stays in force"
                         );
-                        *failed = Some(error);
                     }
+                    *failed = Some(FailedLoad { error, touched });
                 }
             }
         }

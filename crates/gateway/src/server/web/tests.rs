@@ -271,3 +271,33 @@ fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_one_in_force() {
         "the same failure is counted and logged once"
     );
 }
+
+#[test]
+fn a_broken_file_is_tried_again_only_when_a_file_it_read_changes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, "").unwrap();
+    let source = WebConfigSource::load(&path).unwrap();
+    // Points at a key that is not there yet.
+    let tls = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+    std::fs::write(&path, tls).unwrap();
+    for _ in 0..20 {
+        source.current();
+    }
+    assert!(source.failing());
+    assert_eq!(
+        source.reload_attempts.load(Relaxed),
+        1,
+        "one try per change, not per connection"
+    );
+    // The files it asked for arrive: read again, and in force.
+    for file in ["server.pem", "server.key"] {
+        std::fs::copy(testdata().join(file), dir.path().join(file)).unwrap();
+    }
+    let now = source.current();
+    assert!(!source.failing());
+    assert!(now.summary().contains("TLS"), "{}", now.summary());
+    assert_eq!(source.reload_attempts.load(Relaxed), 2);
+    assert_eq!(source.reloads_ok.load(Relaxed), 1);
+}

@@ -182,12 +182,11 @@ impl Worker<'_> {
         j.flow.release_streams();
         let mut verdict = allowed;
         for seen in [first, second].into_iter().flatten() {
-            // The hello that decided the flow, sent again: judged and counted once.
-            let tag = seen.tag();
-            if tag.is_some_and(|tag| tag == j.flow.last_name_tag) {
-                continue;
-            }
-            if let Some(tag) = tag {
+            if let Some(tag) = seen.tag() {
+                // The hello that decided the flow, sent again: judged and counted once.
+                if tag == j.flow.last_name_tag {
+                    continue;
+                }
                 j.flow.last_name_tag = tag;
             }
             let judged = self.conclude(j, seen);

@@ -238,7 +238,9 @@ enum RulesCommand {
     /// Errors and warnings name file and line. Lint warnings: an entry listed twice or
     /// already covered by a `*.` suffix, allow/block conflicts (the allow rule wins), public
     /// suffixes such as `*.co.uk` and address blocks wider than /8 (IPv6 /16), regexes that
-    /// never match, are slow or could be exact names, rules without references. Exit code 0
+    /// never match, are slow or could be exact names, rules without references. A
+    /// `must_keep_working` name the rules block fails, unless the blocking rule lists it
+    /// under `overrides_must_keep_working` with the reason (shown as a note). Exit code 0
     /// when the rules are valid and every test passes, 1 otherwise (also on warnings with
     /// --strict).
     ///

@@ -418,3 +418,101 @@ fn a_site_file_may_hold_only_its_own_must_keep_working_names() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_site_rule_blocks_a_logged_must_keep_name_only_with_a_stated_override() {
+    let dir = bundled_copy();
+    let rules = dir.path().to_str().unwrap();
+    let site_rule = "vendor: site\nrules:\n  - id: site-windows-settings\n    action: reject\n    references: [https://intranet.example/dsk-decision]\n    domains: [settings-win.data.microsoft.com]\n    tests:\n      match: [settings-win.data.microsoft.com]\n      no_match: [settings.data.microsoft.com]\n";
+    write_rules(dir.path(), "site.yaml", site_rule);
+    let check = telestrip(&["rules", "check", "--strict", rules]);
+    let stdout = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("must_keep_working settings-win.data.microsoft.com")
+            && stdout.contains("by rule site-windows-settings (site, reject)")
+            && stdout.contains("overrides_must_keep_working"),
+        "the failure says how to block it on purpose: {stdout}"
+    );
+
+    let why = "the supervisory authorities ask that nothing is sent at level Security";
+    let site = dir.path().join("site.yaml");
+    write_rules(
+        dir.path(),
+        "site.yaml",
+        &format!("{site_rule}    overrides_must_keep_working:\n      - name: Settings-Win.Data.Microsoft.com\n        why: {why}\n"),
+    );
+    let check = telestrip(&["rules", "check", "--strict", rules]);
+    let stdout = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "note: {}:11: rule site-windows-settings blocks must_keep_working settings-win.data.microsoft.com",
+            site.display()
+        )) && stdout.contains(&format!("by decision: {why}")),
+        "{stdout}"
+    );
+    // The vendor's rule logs the same entry; the site's blocking rule takes effect.
+    assert!(
+        stdout.contains("is log in rule ms-windows-diagnostic-settings")
+            && stdout.contains("the blocking rule site-windows-settings takes effect"),
+        "{stdout}"
+    );
+    let test = telestrip(&["rules", "test", rules]);
+    assert_eq!(test.status.code(), Some(0), "{}", text(&test.stdout));
+    let explain = telestrip(&[
+        "rules",
+        "explain",
+        "settings-win.data.microsoft.com",
+        "--rules",
+        rules,
+    ]);
+    let stdout = text(&explain.stdout);
+    assert!(
+        stdout.contains("Verdict: reject by rule site-windows-settings (on equally specific entries a blocking rule beats log)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "blocked on tcp/443, udp/443, tcp/80, dns on purpose by rule site-windows-settings: {why}"
+        )),
+        "{stdout}"
+    );
+
+    // An override that no longer holds is a failure, not a silent leftover.
+    write_rules(
+        dir.path(),
+        "site.yaml",
+        &format!(
+            "{}    overrides_must_keep_working:\n      - name: settings-win.data.microsoft.com\n        why: x\n      - name: wiki.intranet.example\n        why: y\n",
+            site_rule.replace("action: reject", "action: log")
+        ),
+    );
+    let check = telestrip(&["rules", "check", rules]);
+    let stdout = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("site.yaml:11: rule site-windows-settings overrides must_keep_working settings-win.data.microsoft.com, but the rules do not block settings-win.data.microsoft.com"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("site.yaml:13: rule site-windows-settings overrides must_keep_working wiki.intranet.example, but no file lists wiki.intranet.example under must_keep_working"),
+        "{stdout}"
+    );
+    // The override belongs to the rule that decides: another blocking rule listed first
+    // decides the name, so it fails, and the override says so.
+    write_rules(
+        dir.path(),
+        "site.yaml",
+        &format!(
+            "{site_rule}  - id: site-second\n    action: drop\n    references: [https://intranet.example/dsk-decision]\n    domains: [settings-win.data.microsoft.com]\n    tests:\n      match: [settings-win.data.microsoft.com]\n      no_match: [settings.data.microsoft.com]\n    overrides_must_keep_working:\n      - name: settings-win.data.microsoft.com\n        why: z\n"
+        ),
+    );
+    let check = telestrip(&["rules", "check", rules]);
+    let stdout = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("rule site-second overrides must_keep_working settings-win.data.microsoft.com, but settings-win.data.microsoft.com is decided on tcp/443 by rule site-windows-settings at {}:3, not by this rule", site.display())),
+        "{stdout}"
+    );
+}

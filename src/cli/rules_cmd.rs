@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::{exit, load_rules, rule_location, CommandError};
 use crate::inspect::Name;
+use crate::rules::schema::{KeepOverride, KeepWorking};
 use crate::rules::{self, lint, Hit, LoadedFile, MatchKind, RuleSet};
 use crate::wire::Protocol;
 
@@ -52,6 +53,9 @@ pub fn rules_check(
         };
         writeln!(out, "{label}: {}", finding.error)?;
     }
+    for note in keep_overrides(&files, &set) {
+        writeln!(out, "note: {note}")?;
+    }
     writeln!(
         out,
         "{} files, {} rules, {} names, {} regexes, {} CIDRs; read and compiled in {:.1} ms; name table {} bytes ({:.1} bytes/name).",
@@ -82,7 +86,8 @@ pub fn rules_check(
     Ok(if failed { exit::FOUND } else { exit::OK })
 }
 
-/// How many `match`/`no_match` cases the rules of `files` have.
+/// How many checked cases the rules of `files` have: `match`/`no_match` cases,
+/// `must_keep_working` names and their overrides.
 pub(super) fn count_test_cases(files: &[LoadedFile]) -> usize {
     files
         .iter()
@@ -91,26 +96,124 @@ pub(super) fn count_test_cases(files: &[LoadedFile]) -> usize {
                 + f.spec
                     .rules
                     .iter()
-                    .map(|r| r.tests.should_match.len() + r.tests.no_match.len())
+                    .map(|r| {
+                        r.tests.should_match.len()
+                            + r.tests.no_match.len()
+                            + r.overrides_must_keep_working.len()
+                    })
                     .sum::<usize>()
         })
         .sum()
 }
 
-/// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own
-/// entries, each `no_match` entry must not be; and no `must_keep_working` name of any file
-/// may be blocked by the whole ruleset.
-pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
+/// The file and entry that put `name` on a `must_keep_working` list.
+fn keep_entry<'f>(
+    files: &'f [LoadedFile],
+    name: &str,
+) -> Option<(&'f LoadedFile, &'f KeepWorking)> {
+    files.iter().find_map(|file| {
+        file.spec
+            .must_keep_working
+            .iter()
+            .find(|keep| keep.name.0 == name)
+            .map(|keep| (file, keep))
+    })
+}
+
+/// Rule `id`'s override of the must-keep name `name`, if it states one.
+fn override_of<'f>(files: &'f [LoadedFile], id: &str, name: &str) -> Option<&'f KeepOverride> {
+    files
+        .iter()
+        .flat_map(|f| &f.spec.rules)
+        .find(|spec| spec.id.0 == id)?
+        .overrides_must_keep_working
+        .iter()
+        .find(|o| o.name.0 == name)
+}
+
+/// Checks every `overrides_must_keep_working` entry: the name must be on a must-keep list
+/// and blocked by this very rule. Returns (failures, notes on the overrides that hold).
+fn check_keep_overrides(
+    files: &[LoadedFile],
+    set: &RuleSet,
+) -> (Vec<rules::RuleError>, Vec<rules::RuleError>) {
     let mut failures = Vec::new();
+    let mut accepted = Vec::new();
+    for file in files {
+        for spec in &file.spec.rules {
+            for entry in &spec.overrides_must_keep_working {
+                let name = entry.name.0.as_str();
+                let problem = match keep_entry(files, name) {
+                    None => Err(format!(
+                        "no file lists {name} under must_keep_working; remove the override"
+                    )),
+                    Some((keep_file, keep)) => {
+                        let blockers = set.blockers_of_name(name.as_bytes());
+                        match blockers.iter().find(|(rule, _)| *rule.id != *spec.id.0) {
+                            Some((other, how)) => Err(format!(
+                                "{name} is decided on {how} by rule {} at {}, not by this rule",
+                                other.id,
+                                rule_location(files, other)
+                            )),
+                            None if blockers.is_empty() => Err(format!(
+                                "the rules do not block {name}; remove the override"
+                            )),
+                            None => Ok(format!(
+                                "rule {} blocks must_keep_working {name} ({}, at {}:{}) by decision: {}",
+                                spec.id.0,
+                                keep.why,
+                                keep_file.name,
+                                keep_file.line_of_keep_working(name).unwrap_or(0),
+                                entry.why
+                            )),
+                        }
+                    }
+                };
+                let (list, message) = match problem {
+                    Ok(note) => (&mut accepted, note),
+                    Err(why) => (
+                        &mut failures,
+                        format!(
+                            "rule {} overrides must_keep_working {name}, but {why}",
+                            spec.id.0
+                        ),
+                    ),
+                };
+                list.push(rules::RuleError {
+                    file: file.name.clone(),
+                    line: file.line_of_keep_override(&spec.id.0, name),
+                    column: None,
+                    message,
+                });
+            }
+        }
+    }
+    (failures, accepted)
+}
+
+/// Notes on the `must_keep_working` names that rules block on purpose, with the decision.
+pub(super) fn keep_overrides(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
+    check_keep_overrides(files, set).1
+}
+
+/// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own
+/// entries, each `no_match` entry must not be; no `must_keep_working` name of any file may
+/// be blocked by the whole ruleset, unless the blocking rule overrides it with a reason.
+pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
+    let mut failures = check_keep_overrides(files, set).0;
     for file in files {
         for keep in &file.spec.must_keep_working {
-            if let Some((rule, how)) = set.blocks_name(keep.name.0.as_bytes()) {
+            let name = keep.name.0.as_str();
+            for (rule, how) in set.blockers_of_name(name.as_bytes()) {
+                if override_of(files, &rule.id, name).is_some() {
+                    continue;
+                }
                 failures.push(rules::RuleError {
                     file: file.name.clone(),
                     line: file.line_of_keep_working(&keep.name.0),
                     column: None,
                     message: format!(
-                        "must_keep_working {} ({}) is blocked on {how} by rule {} ({}, {}) at {}",
+                        "must_keep_working {} ({}) is blocked on {how} by rule {} ({}, {}) at {} (to block it on purpose, list it under that rule's overrides_must_keep_working with the reason)",
                         keep.name.0,
                         keep.why,
                         rule.id,
@@ -119,6 +222,7 @@ pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleErr
                         rule_location(files, rule)
                     ),
                 });
+                break;
             }
         }
     }
@@ -281,11 +385,9 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
             })
         })
         .collect();
-    match set
-        .resolve(&applicable, enabled)
-        .and_then(|h| set.rule(h.rule))
-    {
-        Some(winner) => {
+    let resolved = set.resolve(&applicable, enabled);
+    match resolved.and_then(|h| set.rule(h.rule).map(|rule| (h, rule))) {
+        Some((won, winner)) => {
             let reason = if applicable.len() == 1 {
                 "the only match".to_string()
             } else if winner.action == rules::Action::Allow
@@ -294,6 +396,15 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
                     .any(|h| set.rule(h.rule).is_some_and(|r| r.action.blocks()))
             {
                 "an allow rule beats blocking rules".to_string()
+            } else if winner.action.blocks()
+                && applicable.iter().any(|h| {
+                    h.kind == won.kind
+                        && set
+                            .rule(h.rule)
+                            .is_some_and(|r| r.action == rules::Action::Log)
+                })
+            {
+                "on equally specific entries a blocking rule beats log".to_string()
             } else {
                 "the most specific entry wins".to_string()
             };
@@ -311,6 +422,37 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
             out,
             "Verdict: no rule applies to the given port/protocol and profiles."
         )?,
+    }
+    if let Some((file, keep)) = keep_entry(&files, &shown) {
+        let line = file.line_of_keep_working(&shown).unwrap_or(0);
+        writeln!(
+            out,
+            "{shown} is on must_keep_working at {}:{line}: {}",
+            file.name, keep.why
+        )?;
+        // One line per blocking rule, with every way it blocks.
+        let mut blockers: Vec<(&rules::Rule, Vec<&str>)> = Vec::new();
+        for (rule, how) in set.blockers_of_name(shown.as_bytes()) {
+            match blockers.iter_mut().find(|(r, _)| r.id == rule.id) {
+                Some((_, ways)) => ways.push(how),
+                None => blockers.push((rule, vec![how])),
+            }
+        }
+        for (rule, ways) in blockers {
+            let how = ways.join(", ");
+            match override_of(&files, &rule.id, &shown) {
+                Some(entry) => writeln!(
+                    out,
+                    "  blocked on {how} on purpose by rule {}: {}",
+                    rule.id, entry.why
+                )?,
+                None => writeln!(
+                    out,
+                    "  blocked on {how} by rule {}, which does not override it: `rules check` fails",
+                    rule.id
+                )?,
+            }
+        }
     }
     Ok(exit::OK)
 }

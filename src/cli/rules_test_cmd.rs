@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::pcap::matched_flows;
-use super::rules_cmd::{count_test_cases, run_rule_tests};
+use super::rules_cmd::{count_test_cases, keep_overrides, run_rule_tests};
 use super::{exit, load_rules, CommandError};
 use crate::inspect::Name;
 
@@ -59,6 +59,9 @@ pub fn rules_test(options: &RulesTestOptions, out: &mut dyn Write) -> Result<u8,
         writeln!(out, "FAIL {failure}")?;
     }
     failed += failures.len();
+    for note in keep_overrides(&files, &set) {
+        writeln!(out, "NOTE {note}")?;
+    }
     for file in &files {
         let cases = count_test_cases(std::slice::from_ref(file));
         let failing = failures.iter().filter(|f| f.file == file.name).count();

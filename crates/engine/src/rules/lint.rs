@@ -426,6 +426,25 @@ fn same_listing<'a>(
             return;
         }
         same_listing_other_action(&text, first, second)
+    } else if first.blocks() != second.blocks() {
+        // Blocking beats log on the same entry. Across files that is a site tightening a
+        // vendor's logged host; within one file, a slip.
+        let block = if first.blocks() { first } else { second };
+        let message = format!(
+            "{text} is {} in rule {} at {} and {} here; on the same entry the blocking rule {} takes effect",
+            first.spec.action,
+            first.spec.id.0,
+            place(first),
+            second.spec.action,
+            block.spec.id.0
+        );
+        let severity = if std::ptr::eq(first.file, second.file) {
+            Severity::Warning
+        } else {
+            Severity::Note
+        };
+        findings.entry_with(severity, second, text, message);
+        return;
     } else {
         same_listing_other_action(&text, first, second)
     };

@@ -56,16 +56,31 @@ impl LoadedFile {
     /// 1-based line of the `must_keep_working` entry for `name` (normalised), as written
     /// (in any case, quoted or with a trailing dot).
     pub fn line_of_keep_working(&self, name: &str) -> Option<usize> {
+        let list = self
+            .text
+            .lines()
+            .position(|line| line.starts_with("must_keep_working:"))?;
         self.text
             .lines()
-            .position(|line| {
-                let value = line.trim_start().trim_start_matches("- ").trim_start();
-                value.strip_prefix("name:").is_some_and(|value| {
-                    let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-                    value.trim_end_matches('.').eq_ignore_ascii_case(name)
-                })
-            })
-            .map(|i| i + 1)
+            .enumerate()
+            .skip(list)
+            .find(|(_, line)| names_entry(line, name))
+            .map(|(i, _)| i + 1)
+    }
+
+    /// 1-based line of rule `id`'s `overrides_must_keep_working` entry for `name`
+    /// (normalised), or of the rule when not found.
+    pub fn line_of_keep_override(&self, id: &str, name: &str) -> Option<usize> {
+        let rule_line = self.line_of(&format!("id: {id}"))?;
+        for (index, line) in self.text.lines().enumerate().skip(rule_line) {
+            if line.trim_start().starts_with("- id:") {
+                break;
+            }
+            if names_entry(line, name) {
+                return Some(index + 1);
+            }
+        }
+        Some(rule_line)
     }
 
     /// 1-based line of the first line containing `needle`, for errors found after parsing.
@@ -75,6 +90,16 @@ impl LoadedFile {
             .position(|line| line.contains(needle))
             .map(|i| i + 1)
     }
+}
+
+/// Whether `line` is a `name:` entry (`- name: X` or `name: X`) for `name` (normalised),
+/// written in any case, quoted or with a trailing dot.
+fn names_entry(line: &str, name: &str) -> bool {
+    let value = line.trim_start().trim_start_matches("- ").trim_start();
+    value.strip_prefix("name:").is_some_and(|value| {
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        value.trim_end_matches('.').eq_ignore_ascii_case(name)
+    })
 }
 
 /// One problem in a rule file.

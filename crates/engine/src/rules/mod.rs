@@ -365,18 +365,26 @@ impl RuleSet {
     /// the usual ways a name is used (TCP 443, UDP 443, TCP 80, DNS), with that way:
     /// what a must-keep-working name is checked against.
     pub fn blocks_name(&self, name: &[u8]) -> Option<(&Rule, &'static str)> {
+        self.blockers_of_name(name).into_iter().next()
+    }
+
+    /// Every (blocking rule, way) of [`RuleSet::blocks_name`], one per way it is blocked.
+    pub fn blockers_of_name(&self, name: &[u8]) -> Vec<(&Rule, &'static str)> {
         const PROBES: [(u16, Protocol, &str); 4] = [
             (443, Protocol::Tcp, "tcp/443"),
             (443, Protocol::Udp, "udp/443"),
             (80, Protocol::Tcp, "tcp/80"),
             (53, Protocol::Udp, "dns"),
         ];
-        PROBES.iter().find_map(|&(port, protocol, shown)| {
-            self.match_name(name, port, protocol)
-                .and_then(|hit| self.rule(hit.rule))
-                .filter(|rule| rule.action.blocks())
-                .map(|rule| (rule, shown))
-        })
+        PROBES
+            .iter()
+            .filter_map(|&(port, protocol, shown)| {
+                self.match_name(name, port, protocol)
+                    .and_then(|hit| self.rule(hit.rule))
+                    .filter(|rule| rule.action.blocks())
+                    .map(|rule| (rule, shown))
+            })
+            .collect()
     }
 
     /// Every entry that matches `name`, ignoring port and protocol restrictions, most
@@ -473,11 +481,13 @@ impl RuleSet {
     }
 }
 
-/// Keeps the most specific allow hit and the most specific other hit.
+/// Keeps the most specific allow hit and the most specific other hit. Between equally
+/// specific entries a blocking rule beats a `log` rule (a site file tightens a vendor's
+/// logged host by listing it again), then the rule loaded first wins.
 #[derive(Default)]
 struct Best {
-    allow: Option<Hit>,
-    other: Option<Hit>,
+    allow: Option<(Hit, Action)>,
+    other: Option<(Hit, Action)>,
 }
 
 impl Best {
@@ -487,21 +497,24 @@ impl Best {
         } else {
             &mut self.other
         };
+        let rank = |hit: &Hit, action: Action| {
+            (
+                hit.kind.specificity(),
+                action.blocks(),
+                std::cmp::Reverse(hit.rule),
+            )
+        };
         let better = match slot {
             None => true,
-            Some(current) => {
-                hit.kind.specificity() > current.kind.specificity()
-                    || (hit.kind.specificity() == current.kind.specificity()
-                        && hit.rule < current.rule)
-            }
+            Some((current, current_action)) => rank(&hit, action) > rank(current, *current_action),
         };
         if better {
-            *slot = Some(hit);
+            *slot = Some((hit, action));
         }
     }
 
     fn resolve(self) -> Option<Hit> {
-        self.allow.or(self.other)
+        self.allow.or(self.other).map(|(hit, _)| hit)
     }
 }
 

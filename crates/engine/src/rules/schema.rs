@@ -90,6 +90,21 @@ pub struct RuleSpec {
     /// configuration turns the profile on.
     #[serde(default)]
     pub profile: Option<Ident>,
+    /// `must_keep_working` names this (blocking) rule blocks on purpose, each with the
+    /// decision behind it: a site that follows stricter guidance than the vendor's.
+    #[serde(default)]
+    pub overrides_must_keep_working: Vec<KeepOverride>,
+}
+
+/// A `must_keep_working` name a rule blocks knowingly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepOverride {
+    pub name: HostName,
+    /// The decision: whose guidance, what the site accepts to lose.
+    pub why: String,
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 /// The list an imported rule was made from: every entry of the rule comes from it.

@@ -154,6 +154,32 @@ fn allow_beats_a_more_specific_block_and_specific_beats_general() {
 }
 
 #[test]
+fn on_equal_entries_blocking_beats_log_and_then_the_first_loaded_wins() {
+    let set = compile(
+        "vendor: v\nrules:\n  - id: logged\n    action: log\n    domains: [t.example, \"*.s.example\"]\n    cidrs: [192.0.2.0/24]\n  - id: site-block\n    action: reject\n    domains: [t.example, \"*.s.example\"]\n    cidrs: [192.0.2.0/24]\n  - id: later-drop\n    action: drop\n    domains: [t.example]\n  - id: wide-block\n    action: drop\n    domains: [\"*.u.example\"]\n  - id: narrow-log\n    action: log\n    domains: [x.u.example]\n",
+    );
+    assert_eq!(
+        winner(&set, "t.example"),
+        Some(("site-block".into(), Action::Reject))
+    );
+    assert_eq!(winner(&set, "x.s.example").unwrap().0, "site-block");
+    let by_addr = set
+        .match_addr("192.0.2.9".parse().unwrap(), 443, Protocol::Tcp)
+        .and_then(|h| set.rule(h.rule))
+        .unwrap();
+    assert_eq!(&*by_addr.id, "site-block");
+    // Specificity still comes first: a logged exact name inside a blocked suffix is logged.
+    assert_eq!(winner(&set, "x.u.example").unwrap().0, "narrow-log");
+    let explained = set.explain_name(b"t.example");
+    assert_eq!(
+        set.resolve(&explained, Profiles::NONE)
+            .and_then(|h| set.rule(h.rule))
+            .map(|r| r.id.to_string()),
+        Some("site-block".into())
+    );
+}
+
+#[test]
 fn protocol_restrictions_apply() {
     let set = compile("vendor: v\nrules:\n  - id: udp-only\n    action: drop\n    protocols: [udp]\n    domains: [q.example]\n");
     assert!(set.match_name(b"q.example", 443, Protocol::Udp).is_some());

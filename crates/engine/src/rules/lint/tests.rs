@@ -339,7 +339,7 @@ fn the_same_entry_with_other_actions() {
             ),
             (
                 Some(11),
-                "t.example is drop in rule a at t.yaml:3 and log here; only the rule loaded first takes effect".to_string()
+                "t.example is drop in rule a at t.yaml:3 and log here; on the same entry the blocking rule a takes effect".to_string()
             ),
         ]
     );
@@ -386,4 +386,49 @@ fn findings_across_files_name_the_other_file() {
         "b.yaml:6: x.t.example is inside *.t.example of rule a at a.yaml:3 with the same action; it only decides that its flows count under rule b (remove it if that is not meant)"
     );
     assert_eq!(findings[0].severity, Severity::Note);
+}
+
+#[test]
+fn a_site_file_that_blocks_a_logged_entry_gets_a_note_not_a_warning() {
+    let two_files = |first: &str, second: &str| {
+        load_sources(vec![
+            Source {
+                name: "a.yaml".into(),
+                text: format!(
+                    "vendor: a\nrules:\n{}",
+                    rule("a", first, "    domains: [t.example]\n")
+                ),
+            },
+            Source {
+                name: "site.yaml".into(),
+                text: format!(
+                    "vendor: site\nrules:\n{}",
+                    rule("s", second, "    domains: [t.example]\n")
+                ),
+            },
+        ])
+        .unwrap()
+    };
+    let findings = |files: &[LoadedFile]| -> Vec<(Severity, String)> {
+        lint(files)
+            .into_iter()
+            .filter(|f| !f.error.message.contains("no no_match test cases"))
+            .map(|f| (f.severity, f.error.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        findings(&two_files("log", "reject")),
+        [(
+            Severity::Note,
+            "site.yaml:6: t.example is log in rule a at a.yaml:3 and reject here; on the same entry the blocking rule s takes effect".to_string()
+        )]
+    );
+    // Two blocking actions: still only the first loaded takes effect, a warning.
+    assert_eq!(
+        findings(&two_files("drop", "reject")),
+        [(
+            Severity::Warning,
+            "site.yaml:6: t.example is drop in rule a at a.yaml:3 and reject here; only the rule loaded first takes effect".to_string()
+        )]
+    );
 }

@@ -120,6 +120,14 @@ fn keep_entry<'f>(
     })
 }
 
+/// `FILE:LINE` of `name`'s must-keep entry, or the file alone when the line is not found.
+fn keep_location(file: &LoadedFile, name: &str) -> String {
+    match file.line_of_keep_working(name) {
+        Some(line) => format!("{}:{line}", file.name),
+        None => file.name.clone(),
+    }
+}
+
 /// Rule `id`'s override of the must-keep name `name`, if it states one.
 fn override_of<'f>(files: &'f [LoadedFile], id: &str, name: &str) -> Option<&'f KeepOverride> {
     files
@@ -159,11 +167,10 @@ fn check_keep_overrides(
                                 "the rules do not block {name}; remove the override"
                             )),
                             None => Ok(format!(
-                                "rule {} blocks must_keep_working {name} ({}, at {}:{}) by decision: {}",
+                                "rule {} blocks must_keep_working {name} ({}, at {}) by decision: {}",
                                 spec.id.0,
                                 keep.why,
-                                keep_file.name,
-                                keep_file.line_of_keep_working(name).unwrap_or(0),
+                                keep_location(keep_file, name),
                                 entry.why
                             )),
                         }
@@ -424,11 +431,11 @@ pub fn rules_explain(options: &ExplainOptions, out: &mut dyn Write) -> Result<u8
         )?,
     }
     if let Some((file, keep)) = keep_entry(&files, &shown) {
-        let line = file.line_of_keep_working(&shown).unwrap_or(0);
         writeln!(
             out,
-            "{shown} is on must_keep_working at {}:{line}: {}",
-            file.name, keep.why
+            "{shown} is on must_keep_working at {}: {}",
+            keep_location(file, &shown),
+            keep.why
         )?;
         // One line per blocking rule, with every way it blocks.
         let mut blockers: Vec<(&rules::Rule, Vec<&str>)> = Vec::new();

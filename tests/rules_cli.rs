@@ -516,3 +516,31 @@ fn a_site_rule_blocks_a_logged_must_keep_name_only_with_a_stated_override() {
         "{stdout}"
     );
 }
+
+#[test]
+fn on_a_capture_a_blocking_rule_beats_a_log_rule_for_the_same_name_whichever_loads_first() {
+    let dir = bundled_copy();
+    // Loaded before microsoft.yaml, which rejects the same exact name.
+    write_rules(
+        dir.path(),
+        "0-site.yaml",
+        "vendor: site\nrules:\n  - id: site-watson-log\n    action: log\n    references: [https://intranet.example/watson]\n    domains: [watson.telemetry.microsoft.com]\n",
+    );
+    let expect = write_rules(
+        dir.path(),
+        "capture.expect",
+        "v10.events.data.microsoft.com ms-windows-diagtrack\nwatson.telemetry.microsoft.com ms-windows-error-reporting\nwww.example.org -\n",
+    );
+    let output = telestrip(&[
+        "rules",
+        "test",
+        dir.path().to_str().unwrap(),
+        "--pcap",
+        fixtures().join("dns-tcp.pcap").to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("site-watson-log"), "{stdout}");
+}

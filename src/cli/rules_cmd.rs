@@ -35,7 +35,10 @@ pub fn rules_check(
     };
     let elapsed = started.elapsed();
     let stats = set.stats();
-    let failures = run_rule_tests(&files, &set);
+    let RuleTestOutcome {
+        failures,
+        keep_overrides,
+    } = run_rule_tests(&files, &set);
     let findings = lint::lint(&files);
     let warnings = findings
         .iter()
@@ -53,7 +56,7 @@ pub fn rules_check(
         };
         writeln!(out, "{label}: {}", finding.error)?;
     }
-    for note in keep_overrides(&files, &set) {
+    for note in &keep_overrides {
         writeln!(out, "note: {note}")?;
     }
     writeln!(
@@ -198,16 +201,18 @@ fn check_keep_overrides(
     (failures, accepted)
 }
 
-/// Notes on the `must_keep_working` names that rules block on purpose, with the decision.
-pub(super) fn keep_overrides(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
-    check_keep_overrides(files, set).1
+/// What [`run_rule_tests`] found.
+pub struct RuleTestOutcome {
+    pub failures: Vec<rules::RuleError>,
+    /// Notes on the `must_keep_working` names rules block on purpose, with the decision.
+    pub keep_overrides: Vec<rules::RuleError>,
 }
 
 /// Runs the `tests:` of every rule: each `match` entry must be matched by the rule's own
 /// entries, each `no_match` entry must not be; no `must_keep_working` name of any file may
 /// be blocked by the whole ruleset, unless the blocking rule overrides it with a reason.
-pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleError> {
-    let mut failures = check_keep_overrides(files, set).0;
+pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> RuleTestOutcome {
+    let (mut failures, keep_overrides) = check_keep_overrides(files, set);
     for file in files {
         for keep in &file.spec.must_keep_working {
             let name = keep.name.0.as_str();
@@ -286,7 +291,10 @@ pub fn run_rule_tests(files: &[LoadedFile], set: &RuleSet) -> Vec<rules::RuleErr
             }
         }
     }
-    failures
+    RuleTestOutcome {
+        failures,
+        keep_overrides,
+    }
 }
 
 pub struct ExplainOptions {

@@ -222,6 +222,7 @@ fn read_secret_key(
 /// What keeps rules from being published or accepted: failing rule tests, lint warnings.
 fn pack_problems(files: &[LoadedFile], set: &RuleSet, allow_lint_warnings: bool) -> Vec<String> {
     let mut problems: Vec<String> = run_rule_tests(files, set)
+        .failures
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::pcap::matched_flows;
-use super::rules_cmd::{count_test_cases, keep_overrides, run_rule_tests};
+use super::rules_cmd::{count_test_cases, run_rule_tests, RuleTestOutcome};
 use super::{exit, load_rules, CommandError};
 use crate::inspect::Name;
 
@@ -54,12 +54,15 @@ pub fn parse_expectations(path: &Path, text: &str) -> Result<Vec<Expectation>, C
 pub fn rules_test(options: &RulesTestOptions, out: &mut dyn Write) -> Result<u8, CommandError> {
     let (files, set) = load_rules(options.rules.as_deref()).map_err(CommandError::Rules)?;
     let mut failed = 0usize;
-    let failures = run_rule_tests(&files, &set);
+    let RuleTestOutcome {
+        failures,
+        keep_overrides,
+    } = run_rule_tests(&files, &set);
     for failure in &failures {
         writeln!(out, "FAIL {failure}")?;
     }
     failed += failures.len();
-    for note in keep_overrides(&files, &set) {
+    for note in &keep_overrides {
         writeln!(out, "NOTE {note}")?;
     }
     for file in &files {

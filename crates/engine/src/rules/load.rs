@@ -39,14 +39,22 @@ impl LoadedFile {
     /// 1-based line of the test case `case` of rule `id`: the first line after the rule's
     /// `tests:` that mentions it.
     pub fn line_of_test_case(&self, id: &str, case: &str) -> Option<usize> {
-        let rule_line = self.line_of(&format!("id: {id}"))?;
         let mut in_tests = false;
+        self.line_in_rule(id, |line| {
+            in_tests |= line.trim_start().starts_with("tests:");
+            in_tests && line.contains(case)
+        })
+    }
+
+    /// 1-based line of the first line of rule `id`'s body for which `wanted` holds, or of
+    /// the rule itself when none does.
+    fn line_in_rule(&self, id: &str, mut wanted: impl FnMut(&str) -> bool) -> Option<usize> {
+        let rule_line = self.line_of(&format!("id: {id}"))?;
         for (index, line) in self.text.lines().enumerate().skip(rule_line) {
             if line.trim_start().starts_with("- id:") {
                 break;
             }
-            in_tests |= line.trim_start().starts_with("tests:");
-            if in_tests && line.contains(case) {
+            if wanted(line) {
                 return Some(index + 1);
             }
         }
@@ -71,16 +79,7 @@ impl LoadedFile {
     /// 1-based line of rule `id`'s `overrides_must_keep_working` entry for `name`
     /// (normalised), or of the rule when not found.
     pub fn line_of_keep_override(&self, id: &str, name: &str) -> Option<usize> {
-        let rule_line = self.line_of(&format!("id: {id}"))?;
-        for (index, line) in self.text.lines().enumerate().skip(rule_line) {
-            if line.trim_start().starts_with("- id:") {
-                break;
-            }
-            if names_entry(line, name) {
-                return Some(index + 1);
-            }
-        }
-        Some(rule_line)
+        self.line_in_rule(id, |line| names_entry(line, name))
     }
 
     /// 1-based line of the first line containing `needle`, for errors found after parsing.

@@ -505,8 +505,40 @@ impl<'e> Worker<'e> {
         time: Duration,
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
-        let verdict = self.classify(link, frame, time, events);
+        let verdict = match self.cached_verdict(link, frame, time) {
+            Some(verdict) => verdict,
+            None => self.classify(link, frame, time, events),
+        };
         self.count(verdict)
+    }
+
+    /// A packet of a flow this thread decided within the current second, answered from the
+    /// verdict cache after only a [`wire::peek`] at the frame: the full path would answer
+    /// it the same way (a peeked frame is neither tunnelled nor fragmented, so the full
+    /// path's only work before its own cache lookup is the sweep, done here too). `None`
+    /// sends the packet down the full path: a bare SYN, a QUIC Initial on an allowed flow,
+    /// a flow not in the cache, a frame peek does not read.
+    fn cached_verdict(&mut self, link: LinkType, frame: &[u8], time: Duration) -> Option<Verdict> {
+        let peek = wire::peek(link, frame)?;
+        if peek.bare_syn {
+            return None;
+        }
+        let now = time.as_secs();
+        let (key, _) = FlowKey::of_peek(&peek);
+        let action = self.verdict_cache.get(&key, now)?;
+        if action == PacketAction::Accept
+            && peek.protocol == Protocol::Udp
+            && quic::client_initial_version(peek.payload).is_some()
+        {
+            return None;
+        }
+        if self.sweeps {
+            self.engine.flows.maybe_sweep(now);
+        }
+        Some(Verdict {
+            action,
+            flow: FlowStatus::Decided,
+        })
     }
 
     fn classify(

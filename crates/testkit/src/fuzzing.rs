@@ -37,6 +37,11 @@ pub fn frame(data: &[u8]) {
         if let Some(common) = wire::parse_common(link, data) {
             assert_eq!(Ok(common), wire::parse_general(link, data));
         }
+        // What the verdict cache's peek reads, the full parse must read the same way.
+        if let Some(peeked) = wire::peek(link, data) {
+            let packet = wire::parse(link, data);
+            assert_eq!(Some(peeked), packet.ok().and_then(|p| p.peeked()));
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! [`FlowKey`]: the 5-tuple in canonical order, so both directions of a flow share one key.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::wire::{Packet, Protocol};
+use crate::wire::{mapped_octets, Packet, Peek, Protocol};
 
 /// Canonical 5-tuple: the lower (address, port) endpoint first. IPv4 addresses are stored
 /// IPv4-mapped so one layout serves both families. 37 bytes of data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     low_addr: [u8; 16],
     high_addr: [u8; 16],
@@ -18,8 +19,23 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of `packet`'s flow, and whether the packet's source is the key's low endpoint.
     pub fn of(packet: &Packet<'_>) -> (Self, bool) {
-        let src = (octets(packet.src), packet.src_port);
-        let dst = (octets(packet.dst), packet.dst_port);
+        Self::between(
+            (mapped_octets(packet.src), packet.src_port),
+            (mapped_octets(packet.dst), packet.dst_port),
+            packet.protocol,
+        )
+    }
+
+    /// The key of a peeked packet's flow (see [`FlowKey::of`]).
+    pub fn of_peek(peek: &Peek<'_>) -> (Self, bool) {
+        Self::between(
+            (peek.src, peek.src_port),
+            (peek.dst, peek.dst_port),
+            peek.protocol,
+        )
+    }
+
+    fn between(src: ([u8; 16], u16), dst: ([u8; 16], u16), protocol: Protocol) -> (Self, bool) {
         let src_is_low = src <= dst;
         let (low, high) = if src_is_low { (src, dst) } else { (dst, src) };
         (
@@ -28,7 +44,7 @@ impl FlowKey {
                 high_addr: high.0,
                 low_port: low.1,
                 high_port: high.1,
-                protocol: packet.protocol.number(),
+                protocol: protocol.number(),
             },
             src_is_low,
         )
@@ -43,10 +59,17 @@ impl FlowKey {
     }
 }
 
-fn octets(addr: IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+/// Three word writes where the derived impl makes five, two of them length-prefixed
+/// slices: every packet hashes its key at least once.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.low_addr));
+        state.write_u128(u128::from_ne_bytes(self.high_addr));
+        state.write_u64(
+            u64::from(self.low_port) << 24
+                | u64::from(self.high_port) << 8
+                | u64::from(self.protocol),
+        );
     }
 }
 
@@ -99,8 +122,8 @@ mod tests {
     #[test]
     fn ipv4_round_trips_through_mapped_form() {
         let addr: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(addr_from_octets(octets(addr)), addr);
+        assert_eq!(addr_from_octets(mapped_octets(addr)), addr);
         let v6: IpAddr = "2001:db8::7".parse().unwrap();
-        assert_eq!(addr_from_octets(octets(v6)), v6);
+        assert_eq!(addr_from_octets(mapped_octets(v6)), v6);
     }
 }

@@ -445,29 +445,7 @@ const ETHER_TYPE_PPPOE_SESSION: u16 = 0x8864;
 /// every error, which [`parse_general`] then reports exactly as before (tests check that
 /// both paths agree on every input). Tunnels are not opened here (see [`parse`]).
 pub fn parse_common(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
-    let (ether_type, ip) = match link {
-        LinkType::Ethernet => ethernet_payload(frame)?,
-        LinkType::LinuxSll => {
-            let (&header, rest) = frame.split_first_chunk::<SLL_HEADER_LEN>()?;
-            let [.., high, low] = header;
-            (u16::from_be_bytes([high, low]), rest)
-        }
-        LinkType::LinuxSll2 => {
-            let (&header, rest) = frame.split_first_chunk::<SLL2_HEADER_LEN>()?;
-            let [high, low, ..] = header;
-            (u16::from_be_bytes([high, low]), rest)
-        }
-        LinkType::RawIp => match frame.first()? >> 4 {
-            4 => (0x0800, frame),
-            6 => (0x86dd, frame),
-            _ => return None,
-        },
-        LinkType::Null
-        | LinkType::Ppp
-        | LinkType::PppWithDirection
-        | LinkType::PppOverEthernet
-        | LinkType::Nflog => return None,
-    };
+    let (ether_type, ip) = common_link_payload(link, frame)?;
     let net = match ether_type {
         0x0800 => NetSlice::Ipv4(etherparse::Ipv4Slice::from_slice(ip).ok()?),
         0x86dd => NetSlice::Ipv6(etherparse::Ipv6Slice::from_slice(ip).ok()?),
@@ -493,6 +471,35 @@ pub fn parse_common(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
         }
     };
     packet_from_parts(&net, transport.as_ref()).ok()
+}
+
+/// The EtherType and the bytes after the link header of a frame on a common link type
+/// (Ethernet with up to three VLAN tags, Linux cooked v1 and v2, raw IP); `None` for the
+/// others.
+fn common_link_payload(link: LinkType, frame: &[u8]) -> Option<(u16, &[u8])> {
+    Some(match link {
+        LinkType::Ethernet => ethernet_payload(frame)?,
+        LinkType::LinuxSll => {
+            let (&header, rest) = frame.split_first_chunk::<SLL_HEADER_LEN>()?;
+            let [.., high, low] = header;
+            (u16::from_be_bytes([high, low]), rest)
+        }
+        LinkType::LinuxSll2 => {
+            let (&header, rest) = frame.split_first_chunk::<SLL2_HEADER_LEN>()?;
+            let [high, low, ..] = header;
+            (u16::from_be_bytes([high, low]), rest)
+        }
+        LinkType::RawIp => match frame.first()? >> 4 {
+            4 => (0x0800, frame),
+            6 => (0x86dd, frame),
+            _ => return None,
+        },
+        LinkType::Null
+        | LinkType::Ppp
+        | LinkType::PppWithDirection
+        | LinkType::PppOverEthernet
+        | LinkType::Nflog => return None,
+    })
 }
 
 /// An Ethernet frame's EtherType after its VLAN tags, and what follows; `None` when the
@@ -1031,7 +1038,10 @@ fn map_slice_error(error: err::packet::SliceError) -> WireError {
     }
 }
 
+mod peek;
 pub mod rewrite;
+
+pub use peek::{mapped_octets, peek, Peek};
 
 #[cfg(test)]
 mod tests;

@@ -68,6 +68,8 @@ fn parses_ipv6_with_extension_headers() {
     assert_eq!(packet.protocol, Protocol::Udp);
     assert_eq!(packet.dst_port, 53);
     assert_eq!(packet.payload, b"dns");
+    // Extension headers are left to the full parse.
+    assert_eq!(peek(LinkType::Ethernet, &frame), None);
 }
 
 #[test]
@@ -250,6 +252,53 @@ fn the_common_path_reads_common_frames_as_the_general_path_does() {
     }
 }
 
+#[test]
+fn peek_reads_plain_frames_as_the_full_parse_does() {
+    for frame in common_frames() {
+        let packet = parse(LinkType::Ethernet, &frame).unwrap();
+        let peeked = peek(LinkType::Ethernet, &frame);
+        assert_eq!(peeked, packet.peeked(), "{frame:02x?}");
+        assert_eq!(peeked.is_none(), packet.fragment.is_some(), "{frame:02x?}");
+        let ip = &frame[frame.len() - packet_len(&frame)..];
+        assert_eq!(peek(LinkType::RawIp, ip), packet.peeked());
+    }
+    let syn_frame = hosts().tcp(true, 1, SYN, &[]);
+    let syn = peek(LinkType::Ethernet, &syn_frame).unwrap();
+    assert!(syn.bare_syn);
+    assert_eq!(syn.src[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+    assert_eq!(syn.src[12..], [192, 0, 2, 10]);
+    let data_frame = hosts().tcp(false, 1, ACK, b"reply");
+    let data = peek(LinkType::Ethernet, &data_frame).unwrap();
+    assert!(!data.bare_syn);
+    assert_eq!(
+        (data.src_port, data.dst_port, data.payload),
+        (443, 40000, &b"reply"[..])
+    );
+}
+
+#[test]
+fn peek_leaves_tunnels_to_the_full_parse() {
+    use telestrip_testkit::{tunnel, Wrap};
+    let inner = hosts().tcp(true, 5, ACK, b"inner");
+    for wrap in [
+        Wrap::IpInIpv4,
+        Wrap::IpInIpv6,
+        Wrap::Gre,
+        Wrap::GreTap,
+        Wrap::Vxlan,
+        Wrap::GtpU,
+    ] {
+        assert_eq!(
+            peek(LinkType::Ethernet, &tunnel(&inner, wrap)),
+            None,
+            "{wrap:?}"
+        );
+    }
+    // UDP on a tunnel port is left too, tunnel or not.
+    let vxlan_port = Hosts::new("192.0.2.1", 5000, "192.0.2.2", 4789).udp(true, b"\0not vxlan");
+    assert_eq!(peek(LinkType::Ethernet, &vxlan_port), None);
+}
+
 /// Length of the IP packet at the end of a built frame (its headers say it).
 fn packet_len(frame: &[u8]) -> usize {
     match parse_general(LinkType::Ethernet, frame).unwrap().src {
@@ -272,7 +321,8 @@ fn packet_len(frame: &[u8]) -> usize {
 
 proptest::proptest! {
     /// Whatever the common path makes of a frame (a real one with bytes changed or cut, or
-    /// noise), the general path makes the same of it.
+    /// noise), the general path makes the same of it; what `peek` reads, the full parse
+    /// reads the same way.
     #[test]
     fn the_common_path_never_disagrees_with_the_general_path(
         pick in 0usize..11,
@@ -297,6 +347,13 @@ proptest::proptest! {
             ] {
                 if let Some(packet) = parse_common(link, bytes) {
                     proptest::prop_assert_eq!(Ok(packet), parse_general(link, bytes));
+                }
+                if let Some(peeked) = peek(link, bytes) {
+                    let packet = parse(link, bytes);
+                    proptest::prop_assert_eq!(
+                        Some(peeked),
+                        packet.ok().and_then(|packet| packet.peeked())
+                    );
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! `telestrip pcap --threads N`: this thread reads the files, reassembles IP fragments and
-//! judges DNS in capture order (`Worker::prepare`, `Worker::finish_route`), N packet threads judge the other packets,
-//! each flow on one thread, from the layout the reader parsed. Every match carries its
+//! judges DNS in capture order (`Worker::prepare`, `Worker::finish_route`), N packet threads
+//! judge the other packets, each flow on one thread: plain TCP and UDP frames from the frame
+//! alone (the reader only peeks at them for their flow), the rest from the layout the
+//! reader parsed. Every match carries its
 //! packet's index, so the list comes out in capture order; idle flows are swept at the
 //! packet where one thread would sweep, once every thread has caught up. The matches and
 //! counters are those of one thread.
@@ -30,8 +32,10 @@ enum Bytes {
 struct Item {
     index: u64,
     time: Duration,
+    link: crate::wire::LinkType,
     bytes: Bytes,
-    /// How the frame parsed (none for datagrams).
+    /// How the frame parsed; none for datagrams, and for plain TCP and UDP frames the
+    /// packet thread reads itself (`Route::Peeked`).
     layout: Option<crate::wire::Layout>,
 }
 
@@ -106,23 +110,14 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                             indexed.extend(events.drain(..).map(|e| (index, e)));
                             continue;
                         }
+                        crate::engine::Route::Peeked(hash) => {
+                            let lane = (hash % lanes) as usize;
+                            let bytes = frame_bytes(&mut pending[lane], &frame);
+                            (lane, bytes, None)
+                        }
                         crate::engine::Route::Frame(hash, layout) => {
                             let lane = (hash % lanes) as usize;
-                            let batch = &mut pending[lane];
-                            let bytes = match frame.mapped_at {
-                                Some(start) if batch.map.is_some() => Bytes::Mapped {
-                                    start,
-                                    len: frame.data.len(),
-                                },
-                                _ => {
-                                    let start = batch.owned.len();
-                                    batch.owned.extend_from_slice(frame.data);
-                                    Bytes::Owned {
-                                        start,
-                                        len: frame.data.len(),
-                                    }
-                                }
-                            };
+                            let bytes = frame_bytes(&mut pending[lane], &frame);
                             (lane, bytes, Some(layout))
                         }
                         crate::engine::Route::Datagram(hash, datagram) => {
@@ -136,6 +131,7 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                 batch.items.push(Item {
                     index,
                     time: frame.time,
+                    link: frame.link,
                     bytes,
                     layout,
                 });
@@ -170,6 +166,24 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
     run.events = indexed.into_iter().map(|(_, event)| event).collect();
     run.elapsed = started.elapsed();
     run
+}
+
+/// Where `batch` finds `frame`'s bytes: in the mapped file, or copied into the batch.
+fn frame_bytes(batch: &mut Batch, frame: &crate::source::pcap::Frame<'_>) -> Bytes {
+    match frame.mapped_at {
+        Some(start) if batch.map.is_some() => Bytes::Mapped {
+            start,
+            len: frame.data.len(),
+        },
+        _ => {
+            let start = batch.owned.len();
+            batch.owned.extend_from_slice(frame.data);
+            Bytes::Owned {
+                start,
+                len: frame.data.len(),
+            }
+        }
+    }
 }
 
 /// Sends every batch that holds frames to its thread, with a fresh one in its place.
@@ -228,10 +242,11 @@ fn judge_batches(
                         _ => &batch.owned,
                     };
                     let frame = source.get(start..start + len).unwrap_or_default();
-                    if let Some(layout) = &item.layout {
-                        let routed = Routed::Frame(frame, layout);
-                        worker.process_routed(routed, item.time, &mut events);
-                    }
+                    let routed = match &item.layout {
+                        Some(layout) => Routed::Frame(frame, layout),
+                        None => Routed::Peeked(item.link, frame),
+                    };
+                    worker.process_routed(routed, item.time, &mut events);
                 }
                 Bytes::Datagram(at) => {
                     if let Some(datagram) = batch.datagrams.get(at) {

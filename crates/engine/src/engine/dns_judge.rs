@@ -202,7 +202,9 @@ impl Worker<'_> {
     }
 }
 
+pub(super) const DNS_PORT: u16 = 53;
+
 /// DNS is judged message by message, by port (either direction).
 pub(super) fn is_dns(packet: &Packet<'_>) -> bool {
-    packet.dst_port == 53 || packet.src_port == 53
+    packet.dst_port == DNS_PORT || packet.src_port == DNS_PORT
 }

@@ -1,5 +1,6 @@
-//! Routing for `--threads` and IP fragments: a frame is parsed once, reassembled when it
-//! is a fragment, and either judged here or handed to the thread that owns its flow.
+//! Routing for `--threads` and IP fragments: a plain TCP or UDP frame is only peeked at for
+//! its flow; any other is parsed once, reassembled when it is a fragment, and either judged
+//! here or handed, parsed, to the thread that owns its flow.
 
 use super::*;
 
@@ -10,6 +11,13 @@ impl Worker<'_> {
     /// [`Prepared::reaches_table`] before it calls [`Worker::finish_route`]: that is where
     /// one worker would sweep.
     pub fn prepare<'f>(&mut self, link: LinkType, frame: &'f [u8], time: Duration) -> Prepared<'f> {
+        // Plain TCP and UDP other than DNS: only its flow is needed here; the thread that
+        // owns the flow reads the frame (most often only to peek, see `cached_verdict`).
+        if let Some(peek) = wire::peek(link, frame) {
+            if peek.src_port != DNS_PORT && peek.dst_port != DNS_PORT {
+                return Prepared::Peeked(fixed_hash(FlowKey::of_peek(&peek).0));
+            }
+        }
         let packet = match self.decode(link, frame) {
             Ok(packet) => packet,
             Err(verdict) => return Prepared::Done(self.count(verdict)),
@@ -38,6 +46,7 @@ impl Worker<'_> {
     ) -> Route {
         match prepared {
             Prepared::Done(verdict) => Route::Done(verdict),
+            Prepared::Peeked(hash) => Route::Peeked(hash),
             Prepared::Packet(packet) => {
                 let layout = packet.layout(frame);
                 match layout {
@@ -70,6 +79,7 @@ impl Worker<'_> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let verdict = match routed {
+            Routed::Peeked(link, frame) => return self.process(link, frame, time, events),
             Routed::Frame(frame, layout) => {
                 self.classify_packet(&layout.packet(frame), time, events)
             }
@@ -143,6 +153,9 @@ pub enum Route {
     /// Judged by the routing worker (DNS, not IP or unreadable, a fragment of a datagram
     /// still incomplete): nothing more to do.
     Done(Verdict),
+    /// A plain TCP or UDP frame for the thread of this flow hash, to judge as
+    /// [`Routed::Peeked`] (from the frame alone).
+    Peeked(u64),
     /// For the thread of this flow hash, to judge as [`Routed::Frame`] (the frame and this
     /// layout of it).
     Frame(u64, wire::Layout),
@@ -155,6 +168,7 @@ pub enum Route {
 /// routing thread parsed, or a datagram it reassembled.
 #[derive(Clone, Copy, Debug)]
 pub enum Routed<'a> {
+    Peeked(LinkType, &'a [u8]),
     Frame(&'a [u8], &'a wire::Layout),
     Datagram(&'a Datagram),
 }
@@ -164,6 +178,8 @@ pub enum Routed<'a> {
 pub enum Prepared<'f> {
     /// Nothing more to do (not IP, unreadable, a fragment of an incomplete datagram).
     Done(Verdict),
+    /// A plain TCP or UDP frame (not DNS), by the hash of its flow.
+    Peeked(u64),
     Packet(Packet<'f>),
     Datagram(Datagram),
 }
@@ -174,6 +190,7 @@ impl Prepared<'_> {
     pub fn reaches_table(&self) -> bool {
         match self {
             Prepared::Done(_) => false,
+            Prepared::Peeked(_) => true,
             Prepared::Packet(packet) => !matches!(packet.protocol, Protocol::Other(_)),
             Prepared::Datagram(datagram) => datagram
                 .packet()
@@ -201,6 +218,10 @@ impl Datagram {
 /// The same number for both directions of a flow, and the same in every run (for routing
 /// flows to threads; the flow table's own hash is seeded per process).
 pub(super) fn flow_hash(packet: &Packet<'_>) -> u64 {
+    fixed_hash(FlowKey::of(packet).0)
+}
+
+fn fixed_hash(key: FlowKey) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x7e1e_5715).hash_one(FlowKey::of(packet).0)
+    foldhash::fast::FixedState::with_seed(0x7e1e_5715).hash_one(key)
 }

@@ -394,6 +394,32 @@ pub struct Worker<'e> {
     replies: reply::Replies,
 }
 
+/// What a packet thread's verdict cache needs of a plain TCP or UDP packet to answer it:
+/// its flow, whether it opens a connection, whether it is a QUIC Initial. Made from a
+/// [`wire::Peek`], on the thread that judges the packet or on the one that routes it there
+/// (`telestrip pcap --threads`, so that a cached packet's frame is not read twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheProbe {
+    key: FlowKey,
+    bare_syn: bool,
+    quic_initial: bool,
+}
+
+impl CacheProbe {
+    pub fn of(peek: &wire::Peek<'_>) -> Self {
+        Self {
+            key: FlowKey::of_peek(peek).0,
+            bare_syn: peek.bare_syn,
+            quic_initial: peek.protocol == Protocol::Udp
+                && quic::client_initial_version(peek.payload).is_some(),
+        }
+    }
+
+    pub fn key(&self) -> &FlowKey {
+        &self.key
+    }
+}
+
 /// What the client's first flight told about the flow's name. A short-lived stack value,
 /// so its two-name variant is not boxed (that would allocate on the packet path).
 #[allow(clippy::large_enum_variant)]
@@ -516,20 +542,23 @@ impl<'e> Worker<'e> {
     /// verdict cache after only a [`wire::peek`] at the frame: the full path would answer
     /// it the same way (a peeked frame is neither tunnelled nor fragmented, so the full
     /// path's only work before its own cache lookup is the sweep, done here too). `None`
-    /// sends the packet down the full path: a bare SYN, a QUIC Initial on an allowed flow,
-    /// a flow not in the cache, a frame peek does not read.
+    /// sends the packet down the full path: a frame peek does not read, or one the cache
+    /// does not answer (see [`Worker::cached`]).
     fn cached_verdict(&mut self, link: LinkType, frame: &[u8], time: Duration) -> Option<Verdict> {
-        let peek = wire::peek(link, frame)?;
-        if peek.bare_syn {
+        let probe = CacheProbe::of(&wire::peek(link, frame)?);
+        self.cached(&probe, time)
+    }
+
+    /// The cached verdict of the probed packet's flow; `None` for a bare SYN (a new
+    /// connection), a QUIC Initial on an allowed flow (it is read again), and a flow not in
+    /// the cache.
+    fn cached(&mut self, probe: &CacheProbe, time: Duration) -> Option<Verdict> {
+        if probe.bare_syn {
             return None;
         }
         let now = time.as_secs();
-        let (key, _) = FlowKey::of_peek(&peek);
-        let action = self.verdict_cache.get(&key, now)?;
-        if action == PacketAction::Accept
-            && peek.protocol == Protocol::Udp
-            && quic::client_initial_version(peek.payload).is_some()
-        {
+        let action = self.verdict_cache.get(&probe.key, now)?;
+        if action == PacketAction::Accept && probe.quic_initial {
             return None;
         }
         if self.sweeps {

@@ -238,8 +238,8 @@ pub fn engine(data: &[u8]) {
         }
         let routed = match router.finish_route(prepared, frame, time, &mut split_events) {
             Route::Done(verdict) => verdict,
-            Route::Peeked(_) => {
-                lane.process_routed(Routed::Peeked(link, frame), time, &mut split_events)
+            Route::Peeked(_, probe) => {
+                lane.process_routed(Routed::Peeked(link, frame, &probe), time, &mut split_events)
             }
             Route::Frame(_, layout) => {
                 lane.process_routed(Routed::Frame(frame, &layout), time, &mut split_events)

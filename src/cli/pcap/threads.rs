@@ -1,8 +1,9 @@
 //! `telestrip pcap --threads N`: this thread reads the files, reassembles IP fragments and
 //! judges DNS in capture order (`Worker::prepare`, `Worker::finish_route`), N packet threads
-//! judge the other packets, each flow on one thread: plain TCP and UDP frames from the frame
-//! alone (the reader only peeks at them for their flow), the rest from the layout the
-//! reader parsed. Every match carries its
+//! judge the other packets, each flow on one thread: plain TCP and UDP frames from what the
+//! reader's peek gave (a packet of a flow in the thread's verdict cache is answered without
+//! its frame being read again, else from the frame), the rest from the layout the reader
+//! parsed. Every match carries its
 //! packet's index, so the list comes out in capture order; idle flows are swept at the
 //! packet where one thread would sweep, once every thread has caught up. The matches and
 //! counters are those of one thread.
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{next_frame, open_capture, PcapOptions, Progress, Run};
-use crate::engine::{Engine, FlowEvent, Routed};
+use crate::engine::{CacheProbe, Engine, FlowEvent, Routed};
 
 /// Frames handed to a packet thread at a time.
 const BATCH: usize = 4096;
@@ -32,11 +33,18 @@ enum Bytes {
 struct Item {
     index: u64,
     time: Duration,
-    link: crate::wire::LinkType,
     bytes: Bytes,
-    /// How the frame parsed; none for datagrams, and for plain TCP and UDP frames the
-    /// packet thread reads itself (`Route::Peeked`).
-    layout: Option<crate::wire::Layout>,
+    judge: Judge,
+}
+
+/// How a packet thread judges an item.
+enum Judge {
+    /// A plain TCP or UDP frame: from the thread's verdict cache, else from the frame.
+    Peeked(crate::wire::LinkType, CacheProbe),
+    /// From the layout the reader parsed.
+    Parsed(crate::wire::Layout),
+    /// A reassembled datagram (`Bytes::Datagram`).
+    Datagram,
 }
 
 /// Frames for one packet thread, in capture order.
@@ -104,36 +112,39 @@ pub(super) fn read_files(engine: &Engine, options: &PcapOptions) -> Run {
                     wait_until_judged(&judged, &sent);
                     engine.flows().maybe_sweep(now);
                 }
-                let (lane, bytes, layout) =
+                let (lane, bytes, judge) =
                     match router.finish_route(prepared, frame.data, frame.time, &mut events) {
                         crate::engine::Route::Done(_) => {
                             indexed.extend(events.drain(..).map(|e| (index, e)));
                             continue;
                         }
-                        crate::engine::Route::Peeked(hash) => {
+                        crate::engine::Route::Peeked(hash, probe) => {
                             let lane = (hash % lanes) as usize;
                             let bytes = frame_bytes(&mut pending[lane], &frame);
-                            (lane, bytes, None)
+                            (lane, bytes, Judge::Peeked(frame.link, probe))
                         }
                         crate::engine::Route::Frame(hash, layout) => {
                             let lane = (hash % lanes) as usize;
                             let bytes = frame_bytes(&mut pending[lane], &frame);
-                            (lane, bytes, Some(layout))
+                            (lane, bytes, Judge::Parsed(layout))
                         }
                         crate::engine::Route::Datagram(hash, datagram) => {
                             let lane = (hash % lanes) as usize;
                             let batch = &mut pending[lane];
                             batch.datagrams.push(datagram);
-                            (lane, Bytes::Datagram(batch.datagrams.len() - 1), None)
+                            (
+                                lane,
+                                Bytes::Datagram(batch.datagrams.len() - 1),
+                                Judge::Datagram,
+                            )
                         }
                     };
                 let batch = &mut pending[lane];
                 batch.items.push(Item {
                     index,
                     time: frame.time,
-                    link: frame.link,
                     bytes,
-                    layout,
+                    judge,
                 });
                 if batch.items.len() >= BATCH {
                     let full = std::mem::replace(batch, take_back.try_recv().unwrap_or_default());
@@ -242,9 +253,10 @@ fn judge_batches(
                         _ => &batch.owned,
                     };
                     let frame = source.get(start..start + len).unwrap_or_default();
-                    let routed = match &item.layout {
-                        Some(layout) => Routed::Frame(frame, layout),
-                        None => Routed::Peeked(item.link, frame),
+                    let routed = match &item.judge {
+                        Judge::Peeked(link, probe) => Routed::Peeked(*link, frame, probe),
+                        Judge::Parsed(layout) => Routed::Frame(frame, layout),
+                        Judge::Datagram => continue,
                     };
                     worker.process_routed(routed, item.time, &mut events);
                 }

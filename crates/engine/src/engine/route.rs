@@ -15,7 +15,7 @@ impl Worker<'_> {
         // owns the flow reads the frame (most often only to peek, see `cached_verdict`).
         if let Some(peek) = wire::peek(link, frame) {
             if peek.src_port != DNS_PORT && peek.dst_port != DNS_PORT {
-                return Prepared::Peeked(fixed_hash(FlowKey::of_peek(&peek).0));
+                return Prepared::Peeked(CacheProbe::of(&peek));
             }
         }
         let packet = match self.decode(link, frame) {
@@ -46,7 +46,7 @@ impl Worker<'_> {
     ) -> Route {
         match prepared {
             Prepared::Done(verdict) => Route::Done(verdict),
-            Prepared::Peeked(hash) => Route::Peeked(hash),
+            Prepared::Peeked(probe) => Route::Peeked(fixed_hash(*probe.key()), probe),
             Prepared::Packet(packet) => {
                 let layout = packet.layout(frame);
                 match layout {
@@ -79,7 +79,10 @@ impl Worker<'_> {
         events: &mut Vec<FlowEvent>,
     ) -> Verdict {
         let verdict = match routed {
-            Routed::Peeked(link, frame) => return self.process(link, frame, time, events),
+            Routed::Peeked(link, frame, probe) => match self.cached(probe, time) {
+                Some(verdict) => verdict,
+                None => self.classify(link, frame, time, events),
+            },
             Routed::Frame(frame, layout) => {
                 self.classify_packet(&layout.packet(frame), time, events)
             }
@@ -154,8 +157,8 @@ pub enum Route {
     /// still incomplete): nothing more to do.
     Done(Verdict),
     /// A plain TCP or UDP frame for the thread of this flow hash, to judge as
-    /// [`Routed::Peeked`] (from the frame alone).
-    Peeked(u64),
+    /// [`Routed::Peeked`]: from that thread's verdict cache, or from the frame.
+    Peeked(u64, CacheProbe),
     /// For the thread of this flow hash, to judge as [`Routed::Frame`] (the frame and this
     /// layout of it).
     Frame(u64, wire::Layout),
@@ -168,7 +171,7 @@ pub enum Route {
 /// routing thread parsed, or a datagram it reassembled.
 #[derive(Clone, Copy, Debug)]
 pub enum Routed<'a> {
-    Peeked(LinkType, &'a [u8]),
+    Peeked(LinkType, &'a [u8], &'a CacheProbe),
     Frame(&'a [u8], &'a wire::Layout),
     Datagram(&'a Datagram),
 }
@@ -178,8 +181,8 @@ pub enum Routed<'a> {
 pub enum Prepared<'f> {
     /// Nothing more to do (not IP, unreadable, a fragment of an incomplete datagram).
     Done(Verdict),
-    /// A plain TCP or UDP frame (not DNS), by the hash of its flow.
-    Peeked(u64),
+    /// A plain TCP or UDP frame (not DNS), by what its thread's verdict cache needs.
+    Peeked(CacheProbe),
     Packet(Packet<'f>),
     Datagram(Datagram),
 }

@@ -10,7 +10,10 @@ sessions to telemetry names from the bundled rules) with the list of matches it 
 produce. Every tool reads the same file, warm in the page cache, `--runs` times, in an order
 that rotates from run to run; the table shows the median wall time of the whole process
 (reading the file included), packets per second, the peak resident memory, how many times
-faster telestrip is, and which expected names each tool reported.
+faster telestrip is, and which expected names each tool reported. Beside the tools, the
+read limits in the same runs: `cat FILE > /dev/null`, a plain mmap pass that touches every
+page, and telestrip's capture reader walking the records alone (`examples/read_limit`);
+the summary gives telestrip's time as a multiple of each, and what `--threads` gains.
 
 Needs ndpiReader (Debian package libndpi-bin) and tshark (package tshark); as root the
 script installs them when they are missing. `--inline` also runs the inline benchmark
@@ -50,7 +53,8 @@ def main():
     if not args.skip_build:
         step("building telestrip (release)")
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "telestrip",
-                        "--example", "mixed_capture", "--example", "inline_bench"],
+                        "--example", "mixed_capture", "--example", "inline_bench",
+                        "--example", "read_limit"],
                        cwd=ROOT, check=True)
     telestrip = os.path.join(ROOT, "target", "release", "telestrip")
     capture = os.path.join(args.out, f"mix-{args.packets}.pcap")
@@ -73,6 +77,11 @@ def main():
                              "-e", "http.host", "-e", "dns.qry.name", "-Y", TSHARK_FILTER],
                   "tshark"))
 
+    read_limit = os.path.join(ROOT, "target", "release", "examples", "read_limit")
+    tools.append(("limit: cat", ["cat", capture], "limit"))
+    tools.append(("limit: mmap pass", [read_limit, capture, "mmap"], "limit"))
+    tools.append(("limit: reader alone", [read_limit, capture, "records"], "limit"))
+
     step("warming the page cache")
     with open(capture, "rb") as f:
         while f.read(1 << 24):
@@ -83,9 +92,10 @@ def main():
     outputs = {}
     for run in range(args.runs):
         order = tools[run % len(tools):] + tools[:run % len(tools)]
-        for name, command, _ in order:
-            out_path = os.path.join(args.out, name.replace(" ", "_") + ".out")
-            seconds, peak_kb, code = timed(command, out_path)
+        for name, command, kind in order:
+            out_path = os.path.join(args.out, name.replace(" ", "_").replace(":", "") + ".out")
+            # cat's output is the whole capture: thrown away, as `cat FILE > /dev/null`.
+            seconds, peak_kb, code = timed(command, out_path, keep=kind != "limit")
             if code not in (0, 1):
                 sys.exit(f"{name} failed (exit {code}): {' '.join(command)}; see {out_path}")
             times[name].append(seconds)
@@ -97,7 +107,9 @@ def main():
     packets = json.load(open(outputs["telestrip"]))["stats"]["packets"]
     findings = {}
     for name, _, kind in tools:
-        if kind == "telestrip":
+        if kind == "limit":
+            findings[name] = {"names": "", "flows": "", "note": "reads only"}
+        elif kind == "telestrip":
             findings[name] = check_telestrip(outputs[name], expected)
         elif kind == "ndpi":
             findings[name] = check_peer(ndpi_names(ndpi_csv), expected)
@@ -136,9 +148,11 @@ def ensure_tools():
                     "libndpi-bin", "tshark"], check=True, env=env)
 
 
-def timed(command, out_path):
-    """Runs `command` with stdout to `out_path`: wall seconds, peak RSS (KiB), exit code."""
-    with open(out_path, "wb") as out, open(out_path + ".err", "wb") as err:
+def timed(command, out_path, keep=True):
+    """Runs `command` with stdout to `out_path` (to /dev/null unless `keep`): wall seconds,
+    peak RSS (KiB), exit code."""
+    with open(out_path if keep else os.devnull, "wb") as out, \
+            open(out_path + ".err", "wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
@@ -255,6 +269,15 @@ def report(rows, packets, args, capture):
             f"| {r['tool']} | {r['median_seconds']:.3f} | {r['packets_per_second'] / 1e6:.2f} M "
             f"| {r['peak_rss_mb']:.0f} MB | {r['telestrip_is_faster']:.1f}x "
             f"| {found['names']} | {found['flows']}{note} |")
+    medians = {r["tool"]: r["median_seconds"] for r in rows}
+    one = medians["telestrip"]
+    lines.append("")
+    limits = [f"{one / medians[name]:.2f}x {name[len('limit: '):]}"
+              for name in medians if name.startswith("limit: ")]
+    lines.append(f"telestrip (one thread) takes {', '.join(limits)}.")
+    for name, seconds in medians.items():
+        if name.startswith("telestrip --threads"):
+            lines.append(f"`{name[len('telestrip '):]}` is {one / seconds:.2f}x one thread.")
     text = "\n".join(lines)
     print()
     print(text)

@@ -12,7 +12,7 @@ impl Worker<'_> {
     /// one worker would sweep.
     pub fn prepare<'f>(&mut self, link: LinkType, frame: &'f [u8], time: Duration) -> Prepared<'f> {
         // Plain TCP and UDP other than DNS: only its flow is needed here; the thread that
-        // owns the flow reads the frame (most often only to peek, see `cached_verdict`).
+        // owns the flow answers it from its verdict cache, or reads the frame on a miss.
         if let Some(peek) = wire::peek(link, frame) {
             if peek.src_port != DNS_PORT && peek.dst_port != DNS_PORT {
                 return Prepared::Peeked(CacheProbe::of(&peek));

@@ -208,6 +208,15 @@ impl CaptureReader {
         }
     }
 
+    /// Keeps the mapped file's pages from `offset` on mapped: frames there are still to be
+    /// read by other threads. Without it, pages more than two steps behind the read position
+    /// are handed back. No effect on a file read in chunks.
+    pub fn hold_from(&mut self, offset: usize) {
+        if let Source::Mapped { window, .. } = &mut self.source {
+            window.held_from = offset;
+        }
+    }
+
     /// The next frame, `None` at the end of the file.
     pub fn next_frame(&mut self) -> Option<Result<Frame<'_>, CaptureError>> {
         if self.failed {
@@ -564,18 +573,30 @@ fn map_file(file: &File) -> Option<Mmap> {
 
 /// Pages of a mapped file are mapped in ahead of the reader and handed back behind it in
 /// steps of this size: one system call maps a whole step (instead of a page fault every
-/// few pages), and read pages do not pile up as the process's resident memory. Frames
-/// handed to other threads are read well within two steps; a read after a page was handed
-/// back is still correct (the page is mapped again from the file).
+/// few pages), and read pages do not pile up as the process's resident memory. A caller
+/// that hands frames to other threads holds back the pages they have yet to read
+/// ([`CaptureReader::hold_from`]); a read after a page was handed back is still correct
+/// (the page is mapped again from the file, and stays mapped).
 const WINDOW_STEP: usize = 4 << 20;
 
 /// The mapped part of a mapped file around the read position.
-#[derive(Default)]
 struct Window {
     /// Mapped in up to here (a multiple of the step).
     populated: usize,
     /// Handed back before here (a multiple of the step).
     released: usize,
+    /// Nothing at or after this offset is handed back (see [`CaptureReader::hold_from`]).
+    held_from: usize,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            populated: 0,
+            released: 0,
+            held_from: usize::MAX,
+        }
+    }
 }
 
 impl Window {
@@ -592,7 +613,7 @@ impl Window {
             );
             self.populated = end.next_multiple_of(WINDOW_STEP);
         }
-        let behind = at.saturating_sub(2 * WINDOW_STEP);
+        let behind = at.saturating_sub(2 * WINDOW_STEP).min(self.held_from);
         let behind = behind - behind % WINDOW_STEP;
         if behind > self.released {
             // SAFETY: MADV_DONTNEED on a read-only file mapping only drops this process's

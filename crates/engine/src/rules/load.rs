@@ -91,14 +91,24 @@ impl LoadedFile {
     }
 }
 
-/// Whether `line` is a `name:` entry (`- name: X` or `name: X`) for `name` (normalised),
-/// written in any case, quoted or with a trailing dot.
+/// Whether `line` is a `name:` entry (`- name: X`, `name: X`, or flow style
+/// `- {name: X, why: Y}` with the keys in any order) for `name` (normalised), written in
+/// any case, quoted or with a trailing dot.
 fn names_entry(line: &str, name: &str) -> bool {
-    let value = line.trim_start().trim_start_matches("- ").trim_start();
-    value.strip_prefix("name:").is_some_and(|value| {
-        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-        value.trim_end_matches('.').eq_ignore_ascii_case(name)
-    })
+    let entry = line.trim_start().trim_start_matches("- ").trim_start();
+    let is_name = |key_value: &str| {
+        key_value
+            .trim_start()
+            .strip_prefix("name:")
+            .is_some_and(|value| {
+                let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+                value.trim_end_matches('.').eq_ignore_ascii_case(name)
+            })
+    };
+    match entry.strip_prefix('{') {
+        Some(flow) => flow.split(['}', ',']).any(is_name),
+        None => is_name(entry),
+    }
 }
 
 /// One problem in a rule file.

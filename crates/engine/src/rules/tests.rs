@@ -384,6 +384,19 @@ fn every_bundled_rule_that_lists_names_has_cases_beyond_its_own_entries() {
     }
 }
 
+#[test]
+fn must_keep_entries_are_found_at_their_line_in_block_and_flow_style() {
+    let text = "vendor: v\nmust_keep_working:\n  - name: block.example\n    why: a\n  - {name: \"Flow.Example.\", why: b}\n  - {why: 'c, d', name: last.example}\nrules:\n  - id: r\n    action: reject\n    domains: [block.example, flow.example]\n    overrides_must_keep_working:\n      - {why: e, name: flow.example}\n      - name: block.example\n        why: f\n";
+    let files = load_sources(vec![source("v.yaml", text)]).unwrap();
+    let file = &files[0];
+    assert_eq!(file.line_of_keep_working("block.example"), Some(3));
+    assert_eq!(file.line_of_keep_working("flow.example"), Some(5));
+    assert_eq!(file.line_of_keep_working("last.example"), Some(6));
+    assert_eq!(file.line_of_keep_working("why.example"), None);
+    assert_eq!(file.line_of_keep_override("r", "flow.example"), Some(12));
+    assert_eq!(file.line_of_keep_override("r", "block.example"), Some(13));
+}
+
 fn source(name: &str, text: &str) -> Source {
     Source {
         name: name.into(),

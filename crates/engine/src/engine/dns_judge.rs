@@ -202,9 +202,14 @@ impl Worker<'_> {
     }
 }
 
-pub(super) const DNS_PORT: u16 = 53;
+const DNS_PORT: u16 = 53;
 
 /// DNS is judged message by message, by port (either direction).
 pub(super) fn is_dns(packet: &Packet<'_>) -> bool {
-    packet.dst_port == DNS_PORT || packet.src_port == DNS_PORT
+    is_dns_port(packet.src_port, packet.dst_port)
+}
+
+/// Whether either port is DNS's (see [`is_dns`]).
+pub(super) fn is_dns_port(src_port: u16, dst_port: u16) -> bool {
+    src_port == DNS_PORT || dst_port == DNS_PORT
 }

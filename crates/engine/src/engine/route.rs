@@ -14,7 +14,7 @@ impl Worker<'_> {
         // Plain TCP and UDP other than DNS: only its flow is needed here; the thread that
         // owns the flow answers it from its verdict cache, or reads the frame on a miss.
         if let Some(peek) = wire::peek(link, frame) {
-            if peek.src_port != DNS_PORT && peek.dst_port != DNS_PORT {
+            if !is_dns_port(peek.src_port, peek.dst_port) {
                 return Prepared::Peeked(CacheProbe::of(&peek));
             }
         }

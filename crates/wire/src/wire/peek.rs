@@ -8,7 +8,7 @@
 //!
 //! [`parse`]: super::parse
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{common_link_payload, LinkType, Packet, Protocol, GTP_U_PORT, VXLAN_PORT};
 
@@ -80,8 +80,8 @@ fn ipv4(ip: &[u8]) -> Option<Addresses<'_>> {
     let payload = ip.get(header_len..total_len)?;
     let [.., s0, s1, s2, s3, d0, d1, d2, d3] = *header;
     Some((
-        mapped([s0, s1, s2, s3]),
-        mapped([d0, d1, d2, d3]),
+        Ipv4Addr::from([s0, s1, s2, s3]).to_ipv6_mapped().octets(),
+        Ipv4Addr::from([d0, d1, d2, d3]).to_ipv6_mapped().octets(),
         protocol,
         payload,
     ))
@@ -100,11 +100,6 @@ fn ipv6(ip: &[u8]) -> Option<Addresses<'_>> {
     let src = *header.get(8..24)?.first_chunk::<16>()?;
     let dst = *header.get(24..40)?.first_chunk::<16>()?;
     Some((src, dst, next_header, payload))
-}
-
-/// An IPv4 address as the IPv4-mapped IPv6 address `::ffff:a.b.c.d`.
-fn mapped([a, b, c, d]: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d]
 }
 
 type Transport<'a> = (Protocol, u16, u16, bool, &'a [u8]);

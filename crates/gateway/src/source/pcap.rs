@@ -4,8 +4,8 @@
 //! progress reports.
 //!
 //! A regular file is mapped into memory and its frames are handed out in place, with the
-//! pages ahead of the reader mapped in and those behind it handed back, so the process's
-//! resident memory stays small. Anything that cannot be mapped (a pipe, a FIFO) is read in
+//! pages ahead of the reader mapped in and those behind it handed back (by a helper thread
+//! for a large file, see [`window`]), so the process's resident memory stays small. Anything that cannot be mapped (a pipe, a FIFO) is read in
 //! chunks into one buffer, and its frames are handed out from there. A mapped file must not
 //! be truncated while it is read (the kernel would end the process with SIGBUS); a capture
 //! that is still growing is read as far as it was when it was opened.
@@ -27,6 +27,9 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::PcapError;
 
 use crate::wire::LinkType;
+
+mod window;
+use window::Window;
 
 /// Why a capture file cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -139,11 +142,14 @@ impl CaptureReader {
             None
         };
         let mut source = match mapped {
-            Some(map) => Source::Mapped {
-                map: Arc::new(map),
-                at: 0,
-                window: Window::default(),
-            },
+            Some(map) => {
+                let map = Arc::new(map);
+                Source::Mapped {
+                    window: Window::new(&map),
+                    map,
+                    at: 0,
+                }
+            }
             None => {
                 let mut chunks = Chunks {
                     file,
@@ -213,7 +219,7 @@ impl CaptureReader {
     /// are handed back. No effect on a file read in chunks.
     pub fn hold_from(&mut self, offset: usize) {
         if let Source::Mapped { window, .. } = &mut self.source {
-            window.held_from = offset;
+            window.hold_from(offset);
         }
     }
 
@@ -569,66 +575,6 @@ fn map_file(file: &File) -> Option<Mmap> {
     // The file is read front to back once: ask for read-ahead.
     let _ = map.advise(memmap2::Advice::Sequential);
     Some(map)
-}
-
-/// Pages of a mapped file are mapped in ahead of the reader and handed back behind it in
-/// steps of this size: one system call maps a whole step (instead of a page fault every
-/// few pages), and read pages do not pile up as the process's resident memory. A caller
-/// that hands frames to other threads holds back the pages they have yet to read
-/// ([`CaptureReader::hold_from`]); a read after a page was handed back is still correct
-/// (the page is mapped again from the file, and stays mapped).
-const WINDOW_STEP: usize = 4 << 20;
-
-/// The mapped part of a mapped file around the read position.
-struct Window {
-    /// Mapped in up to here (a multiple of the step).
-    populated: usize,
-    /// Handed back before here (a multiple of the step).
-    released: usize,
-    /// Nothing at or after this offset is handed back (see [`CaptureReader::hold_from`]).
-    held_from: usize,
-}
-
-impl Default for Window {
-    fn default() -> Self {
-        Self {
-            populated: 0,
-            released: 0,
-            held_from: usize::MAX,
-        }
-    }
-}
-
-impl Window {
-    #[allow(unsafe_code)]
-    fn follow(&mut self, map: &Mmap, at: usize) {
-        let ahead = (at + 2 * WINDOW_STEP).min(map.len());
-        if ahead > self.populated {
-            let end = (ahead.next_multiple_of(WINDOW_STEP)).min(map.len());
-            // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ.
-            let _ = map.advise_range(
-                memmap2::Advice::PopulateRead,
-                self.populated,
-                end - self.populated,
-            );
-            self.populated = end.next_multiple_of(WINDOW_STEP);
-        }
-        let behind = at.saturating_sub(2 * WINDOW_STEP).min(self.held_from);
-        let behind = behind - behind % WINDOW_STEP;
-        if behind > self.released {
-            // SAFETY: MADV_DONTNEED on a read-only file mapping only drops this process's
-            // page table entries; a later read maps the unchanged file pages again. Both
-            // ends are multiples of the step (page aligned) and lie inside the map.
-            let _ = unsafe {
-                map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    self.released,
-                    behind - self.released,
-                )
-            };
-            self.released = behind;
-        }
-    }
 }
 
 /// Asks the CPU to fetch the next record's first bytes while this frame is judged: records

@@ -1,0 +1,254 @@
+//! The mapped part of a mapped capture around its read position: pages are mapped in ahead
+//! of the reader and handed back behind it in steps, so that one system call maps a whole
+//! step (instead of a page fault every few pages) and read pages do not pile up as the
+//! process's resident memory. For a file larger than the window, a helper thread makes
+//! those system calls, so the reading thread (the critical path of an offline audit) only
+//! records where it is.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use memmap2::Mmap;
+
+/// Pages are mapped in and handed back in steps of this size, up to two steps ahead of the
+/// reader and from two steps behind it. A caller that hands frames to other threads holds
+/// back the pages they have yet to read ([`Window::hold_from`]); a read after a page was
+/// handed back is still correct (the page is mapped again from the file, and stays mapped).
+pub(super) const WINDOW_STEP: usize = 4 << 20;
+
+/// Keeps a mapped file's pages around its read position.
+pub(super) enum Window {
+    /// The reading thread makes the calls itself: a file within the window (everything is
+    /// mapped in at once), or no thread could be started.
+    Inline {
+        pages: Pages,
+        held_from: usize,
+    },
+    Helper(Helper),
+}
+
+impl Window {
+    pub(super) fn new(map: &Arc<Mmap>) -> Self {
+        if map.len() > 2 * WINDOW_STEP {
+            if let Some(helper) = Helper::start(Arc::clone(map)) {
+                return Window::Helper(helper);
+            }
+        }
+        Window::Inline {
+            pages: Pages::default(),
+            held_from: usize::MAX,
+        }
+    }
+
+    /// The reader is at `at`.
+    pub(super) fn follow(&mut self, map: &Mmap, at: usize) {
+        match self {
+            Window::Inline { pages, held_from } => {
+                pages.follow(map, at, *held_from);
+            }
+            Window::Helper(helper) => helper.follow(at),
+        }
+    }
+
+    /// Nothing at or after `offset` is handed back.
+    pub(super) fn hold_from(&mut self, offset: usize) {
+        match self {
+            Window::Inline { held_from, .. } => *held_from = offset,
+            Window::Helper(helper) => helper.reach.held_from.store(offset, Ordering::Relaxed),
+        }
+    }
+}
+
+/// How far pages are mapped in and handed back.
+#[derive(Default)]
+pub(super) struct Pages {
+    /// Mapped in up to here (a multiple of the step, or the end of the map).
+    populated: usize,
+    /// Handed back before here (a multiple of the step).
+    released: usize,
+}
+
+impl Pages {
+    /// Maps in and hands back what the reader's position `at` calls for; false when there
+    /// was nothing to do.
+    #[allow(unsafe_code)]
+    fn follow(&mut self, map: &Mmap, at: usize, held_from: usize) -> bool {
+        let mut worked = false;
+        let ahead = (at + 2 * WINDOW_STEP).min(map.len());
+        if ahead > self.populated {
+            let end = ahead.next_multiple_of(WINDOW_STEP).min(map.len());
+            // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ, and a file
+            // cut short after it was mapped fails here (EFAULT) instead of raising SIGBUS.
+            let _ = map.advise_range(
+                memmap2::Advice::PopulateRead,
+                self.populated,
+                end - self.populated,
+            );
+            self.populated = end;
+            worked = true;
+        }
+        let behind = at.saturating_sub(2 * WINDOW_STEP).min(held_from);
+        let behind = behind - behind % WINDOW_STEP;
+        if behind > self.released {
+            // SAFETY: MADV_DONTNEED on a read-only file mapping only drops this process's
+            // page table entries; a later read, on any thread, maps the unchanged file
+            // pages again. Both ends are multiples of the step (page aligned) and lie
+            // inside the map.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    behind - self.released,
+                )
+            };
+            self.released = behind;
+            worked = true;
+        }
+        worked
+    }
+}
+
+/// A thread that keeps the window for the reader. It sleeps until the reader crosses a
+/// step, and stops when the reader is dropped.
+pub(super) struct Helper {
+    reach: Arc<Reach>,
+    /// The reader wakes the helper when it reaches this offset (the next step).
+    wake_at: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the reader tells the helper.
+struct Reach {
+    at: AtomicUsize,
+    held_from: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Helper {
+    fn start(map: Arc<Mmap>) -> Option<Self> {
+        let reach = Arc::new(Reach {
+            at: AtomicUsize::new(0),
+            held_from: AtomicUsize::new(usize::MAX),
+            stop: AtomicBool::new(false),
+        });
+        let shared = Arc::clone(&reach);
+        let thread = thread::Builder::new()
+            .name("capture-pages".into())
+            .spawn(move || {
+                let mut pages = Pages::default();
+                while !shared.stop.load(Ordering::Acquire) {
+                    let at = shared.at.load(Ordering::Relaxed);
+                    let held_from = shared.held_from.load(Ordering::Relaxed);
+                    if !pages.follow(&map, at, held_from) {
+                        // An unpark between the check and here makes park return at once.
+                        thread::park();
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            reach,
+            wake_at: WINDOW_STEP,
+            thread: Some(thread),
+        })
+    }
+
+    fn follow(&mut self, at: usize) {
+        self.reach.at.store(at, Ordering::Relaxed);
+        if at >= self.wake_at {
+            self.wake_at = at - at % WINDOW_STEP + WINDOW_STEP;
+            if let Some(thread) = &self.thread {
+                thread.thread().unpark();
+            }
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.reach.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            // The helper only makes system calls that return; a panic there (none is
+            // expected) must not take the reader down with it.
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn file_of(len: usize) -> (tempfile::NamedTempFile, Arc<Mmap>) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let chunk = vec![0x5a; 1 << 20];
+        for _ in 0..len.div_ceil(chunk.len()) {
+            file.write_all(&chunk).unwrap();
+        }
+        file.flush().unwrap();
+        // SAFETY (test): the file is private to this test and only cut on purpose below.
+        #[allow(unsafe_code)]
+        let map = Arc::new(unsafe { Mmap::map(file.as_file()) }.unwrap());
+        (file, map)
+    }
+
+    /// Drops `window` on another thread and waits a bounded time for it.
+    fn dropped_in_time(window: Window) -> bool {
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            drop(window);
+            let _ = done.send(());
+        });
+        finished.recv_timeout(Duration::from_secs(20)).is_ok()
+    }
+
+    #[test]
+    fn only_a_file_larger_than_the_window_gets_a_helper() {
+        let (_small, map) = file_of(2 * WINDOW_STEP);
+        assert!(matches!(Window::new(&map), Window::Inline { .. }));
+        let (_large, map) = file_of(3 * WINDOW_STEP);
+        assert!(matches!(Window::new(&map), Window::Helper(_)));
+    }
+
+    #[test]
+    fn the_helper_stops_with_its_reader_wherever_the_reader_is() {
+        let (_file, map) = file_of(6 * WINDOW_STEP);
+        for stop_at in [0, WINDOW_STEP + 1, map.len()] {
+            let mut window = Window::new(&map);
+            let mut at = 0;
+            while at < stop_at {
+                window.follow(&map, at);
+                at += 64 << 10;
+            }
+            window.follow(&map, stop_at);
+            assert!(
+                dropped_in_time(window),
+                "the helper did not stop at {stop_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_cut_short_while_mapped_does_not_end_the_process() {
+        let (file, map) = file_of(6 * WINDOW_STEP);
+        let mut window = Window::new(&map);
+        assert!(matches!(window, Window::Helper(_)));
+        file.as_file().set_len(WINDOW_STEP as u64).unwrap();
+        // Mapping in pages past the new end is a failed call, not SIGBUS: here, and on
+        // the helper as the reader moves on.
+        assert!(Pages::default().follow(&map, map.len(), usize::MAX));
+        let mut at = 0;
+        while at <= map.len() {
+            window.follow(&map, at);
+            at += 64 << 10;
+        }
+        assert!(dropped_in_time(window));
+        // What is left of the file still reads.
+        assert_eq!(map.get(..16), Some(&[0x5a; 16][..]));
+    }
+}

@@ -61,7 +61,9 @@ enum Command {
         /// Packet threads: flows are spread over N threads by the hash of their addresses
         /// and ports, while one more thread reads the files, reassembles IP fragments and
         /// judges DNS (whose answers every thread's flows need) in capture order. The
-        /// matches and counts are those of one thread, listed in capture order.
+        /// matches and counts are those of one thread, listed in capture order. With any N,
+        /// a capture larger than 8 MB also gets a light helper thread that maps the file's
+        /// pages in ahead of the reader and hands them back behind it.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
         /// Also write the run's Prometheus metrics to FILE (for node_exporter's textfile

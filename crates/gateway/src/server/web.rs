@@ -658,7 +658,17 @@ impl WebConfigSource {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         let worth_trying = failed.as_ref().is_none_or(|last| stale(&last.touched));
-        if worth_trying && current.changed() {
+        if worth_trying && !current.changed() {
+            // Every file is again as it was when the configuration in force was read
+            // (restored with its old time, e.g. `cp -p` from a backup): nothing to read.
+            if failed.take().is_some() {
+                crate::log_line!(
+                    Info,
+                    "telestrip: control plane: {} is back to the configuration in force",
+                    self.path.display()
+                );
+            }
+        } else if worth_trying {
             self.reload_attempts.fetch_add(1, Relaxed);
             let mut touched = Vec::new();
             match WebConfig::load_noting(&self.path, &mut touched) {

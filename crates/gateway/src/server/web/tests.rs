@@ -257,6 +257,10 @@ fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_one_in_force() {
         source.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    let key_time = std::fs::metadata(dir.path().join("server.key"))
+        .unwrap()
+        .modified()
+        .unwrap();
     // The key replaced by one that does not fit: the configuration before stays.
     std::fs::copy(testdata().join("other.key"), dir.path().join("server.key")).unwrap();
     let third = source.current();
@@ -270,6 +274,19 @@ fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_one_in_force() {
         1,
         "the same failure is counted and logged once"
     );
+    // The right key restored from a backup with its old time (`cp -p`): the files are
+    // those of the configuration in force again, which is no longer failing.
+    let key = dir.path().join("server.key");
+    std::fs::copy(testdata().join("server.key"), &key).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&key)
+        .unwrap()
+        .set_modified(key_time)
+        .unwrap();
+    let fourth = source.current();
+    assert!(Arc::ptr_eq(&second, &fourth), "nothing to read again");
+    assert!(!source.failing());
 }
 
 #[test]

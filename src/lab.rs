@@ -18,6 +18,10 @@ pub const SERVER_V6: &str = "fd78:2::2";
 /// again through the system's resolver, which knows no HTTPS records, and not use ECH.
 pub const ECH_NAME: &str = "ech.example.org";
 pub const ECH_PUBLIC_NAME: &str = "public.example.org";
+/// A name no rule matches, which the lab's dnsmasq answers with a CNAME to
+/// [`CLOAK_TARGET`], a telemetry name the bundled rules reject: CNAME cloaking.
+pub const CLOAKED_NAME: &str = "cloaked.example.org";
+pub const CLOAK_TARGET: &str = "vortex.data.microsoft.com";
 
 /// The record data of [`ECH_NAME`]'s HTTPS record, in hex for dnsmasq's `--dns-rr`.
 fn ech_https_record_hex() -> String {
@@ -160,7 +164,8 @@ impl Lab {
     }
 
     /// Starts the HTTPS/HTTP servers, the QUIC server (UDP 443) and dnsmasq (which answers v10.events.data.microsoft.com
-    /// and www.example.org with the server's address) and waits until they answer.
+    /// and www.example.org with the server's address, and [`CLOAKED_NAME`] with a CNAME to
+    /// [`CLOAK_TARGET`]) and waits until they answer.
     pub fn start_servers(&mut self) -> Result<(), String> {
         let dir = self.dir.path().to_path_buf();
         std::fs::write(dir.join("servers.py"), SERVERS_PY).map_err(|e| e.to_string())?;
@@ -189,7 +194,8 @@ impl Lab {
             "dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address={SERVER_V4} --listen-address={SERVER_V6} \
              --address=/v10.events.data.microsoft.com/{SERVER_V4} --address=/v10.events.data.microsoft.com/{SERVER_V6} \
              --address=/www.example.org/{SERVER_V4} --address=/www.example.org/{SERVER_V6} \
-             --address=/{ECH_NAME}/{SERVER_V4} --address=/{ECH_NAME}/{SERVER_V6} --dns-rr={ECH_NAME},65,{ech} --log-facility=/dev/null",
+             --address=/{ECH_NAME}/{SERVER_V4} --address=/{ECH_NAME}/{SERVER_V6} --dns-rr={ECH_NAME},65,{ech} \
+             --host-record={CLOAK_TARGET},{SERVER_V4},{SERVER_V6} --cname={CLOAKED_NAME},{CLOAK_TARGET} --log-facility=/dev/null",
             ech = ech_https_record_hex()
         ))?;
         self.children.push(dns);

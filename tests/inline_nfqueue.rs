@@ -858,6 +858,52 @@ fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
 
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
+fn a_name_aliased_to_telemetry_gets_nxdomain_in_place_of_its_answer() {
+    use telestrip::lab::{CLOAKED_NAME, CLOAK_TARGET};
+    let mut lab = new_lab();
+    // Without telestrip the alias resolves: dnsmasq answers with the CNAME and an address.
+    let open = lab.client(&format!(
+        "dig +time=2 +tries=1 @{SERVER_V4} {CLOAKED_NAME} A"
+    ));
+    let open = String::from_utf8_lossy(&open.stdout).to_string();
+    assert!(
+        open.contains("status: NOERROR") && open.contains(CLOAK_TARGET),
+        "{open}"
+    );
+    lab.start_telestrip(ENFORCE, "open").unwrap();
+    // The query names nothing the rules know and passes; the answer is the alias of a
+    // rejected telemetry name, and the client gets NXDOMAIN instead, at once.
+    let cloaked = lab.client(&format!(
+        "dig +time=2 +tries=1 @{SERVER_V4} {CLOAKED_NAME} A"
+    ));
+    let cloaked = String::from_utf8_lossy(&cloaked.stdout).to_string();
+    assert!(cloaked.contains("status: NXDOMAIN"), "{cloaked}");
+    assert!(
+        cloaked.contains("ANSWER: 0,"),
+        "no address reached the client: {cloaked}"
+    );
+    // An answer without such an alias passes as it is.
+    let plain = lab.client(&format!(
+        "dig +time=2 +tries=1 +short @{SERVER_V4} www.example.org A"
+    ));
+    assert_eq!(String::from_utf8_lossy(&plain.stdout).trim(), SERVER_V4);
+    let events = common::events_when(&lab, |events| {
+        events.iter().any(|e| e["name"] == CLOAK_TARGET)
+    });
+    let event = events.iter().find(|e| e["name"] == CLOAK_TARGET).unwrap();
+    assert_eq!(event["rule"], "ms-visualstudio-telemetry", "{event}");
+    assert_eq!(event["via"], "dns", "{event}");
+    assert_eq!(event["applied"], "reject", "{event}");
+    let metrics = lab.gateway("curl -s http://127.0.0.1:9477/metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("telestrip_bypass_attempts_total{kind=\"cname\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
 fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
     let mut lab = new_lab();
     lab.start_telestrip(ENFORCE, "open").unwrap();

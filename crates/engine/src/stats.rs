@@ -66,16 +66,20 @@ pub enum Bypass {
     /// A flow on UDP 443 whose QUIC telestrip could not read (an unknown version, an
     /// Initial that does not decrypt, no Initial at all): its name stays hidden.
     QuicUnreadable,
+    /// A DNS answer for a name no blocking rule matches, aliased (CNAME) to one that a
+    /// blocking rule matches: CNAME cloaking.
+    Cname,
 }
 
 impl Bypass {
-    pub const ALL: [Bypass; 6] = [
+    pub const ALL: [Bypass; 7] = [
         Bypass::Quic,
         Bypass::Ech,
         Bypass::Doh,
         Bypass::Svcb,
         Bypass::LearnedAddress,
         Bypass::QuicUnreadable,
+        Bypass::Cname,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Bypass {
             Bypass::Svcb => "svcb",
             Bypass::LearnedAddress => "learned_address",
             Bypass::QuicUnreadable => "quic_unreadable",
+            Bypass::Cname => "cname",
         }
     }
 }

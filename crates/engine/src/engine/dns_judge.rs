@@ -88,6 +88,9 @@ impl Worker<'_> {
         }
         if message.is_response() {
             self.learn(&message, question.name, hit, j.facts.time);
+            if let Some((target, target_hit)) = self.cloaked(&message, hit, j.facts) {
+                return self.cloaked_answer(j, target, target_hit);
+            }
             return self.action_of(hit, j.facts);
         }
         if !j.from_client {
@@ -115,6 +118,58 @@ impl Worker<'_> {
             j.facts,
             j.events,
         )
+    }
+
+    /// CNAME cloaking: the strictest name in a response's CNAME chain when a rule judges it
+    /// more strictly than the question (a name the client asked for aliased to a telemetry
+    /// endpoint). The client connects with the question's name, so the flow would pass;
+    /// the answer is judged instead. An answer with a name that an `allow` rule matches (the
+    /// question or any target) stays allowed.
+    fn cloaked(
+        &self,
+        message: &Message<'_>,
+        hit: Option<Hit>,
+        facts: Facts,
+    ) -> Option<(Name, Hit)> {
+        let asked = self.rank(hit);
+        if asked == 0 {
+            return None;
+        }
+        let mut strictest: Option<(Name, Hit)> = None;
+        for record in message.answers().ok()? {
+            let Ok(record) = record else { break };
+            if let RecordData::Cname(target) = record.data {
+                let Some(target_hit) = self.match_name(target.as_bytes(), facts) else {
+                    continue;
+                };
+                let rank = self.rank(Some(target_hit));
+                if rank == 0 {
+                    // Allowed somewhere in the chain: allow beats block for the same flow.
+                    return None;
+                }
+                let best = strictest
+                    .as_ref()
+                    .map_or(asked, |(_, h)| self.rank(Some(*h)));
+                if rank > best {
+                    strictest = Some((target, target_hit));
+                }
+            }
+        }
+        strictest
+    }
+
+    /// Records and judges a cloaked answer (see [`Worker::cloaked`]) by the CNAME target
+    /// its rule matched; a repeated answer on the flow is judged again but recorded once.
+    fn cloaked_answer(&mut self, j: &mut Judging<'_, '_>, target: Name, hit: Hit) -> PacketAction {
+        let tag = name_tag(&target);
+        if j.flow.last_name_tag == tag {
+            return self.action_of(Some(hit), j.facts);
+        }
+        j.flow.last_name_tag = tag;
+        if self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks()) {
+            self.counters.bypass(Bypass::Cname);
+        }
+        self.record(hit, Some(target.as_str()), Via::Dns, j.facts, j.events)
     }
 
     /// Learns the A/AAAA addresses of a response whose question, or a CNAME target in its

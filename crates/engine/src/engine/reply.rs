@@ -1,14 +1,15 @@
 //! Packets an inline gateway puts on the wire in place of, or in answer to, the packet it
 //! judged: a DNS answer whose `ech` parameters were taken out (UDP) or hidden under a key
 //! clients ignore (TCP), so the client connects without ECH and its real server name shows;
-//! and the NXDOMAIN answer to a rejected DNS query over UDP. They are part of the verdict,
-//! so the NFQUEUE source only applies them.
+//! the NXDOMAIN answer to a rejected DNS query over UDP; and the NXDOMAIN that takes the
+//! place of a rejected answer over UDP (a cloaked name, see `dns_judge`). They are part of
+//! the verdict, so the NFQUEUE source only applies them.
 
 use etherparse::PacketBuilder;
 
 use super::*;
 use crate::inspect::dns::strip::EchStripper;
-use crate::inspect::dns::{nxdomain_answer, split_tcp};
+use crate::inspect::dns::{nxdomain_answer, nxdomain_instead_of, split_tcp};
 use crate::stats::EchAnswer;
 
 /// A packet from the kernel's queue: an IP packet, and what the kernel says of it.
@@ -32,6 +33,13 @@ pub enum Reply<'w> {
     Answer(&'w [u8]),
 }
 
+/// What was written into the reply buffer.
+enum Made {
+    Nothing,
+    Answer,
+    Replace,
+}
+
 /// A packet thread's buffers for replies, kept from packet to packet.
 #[derive(Debug, Default)]
 pub(super) struct Replies {
@@ -52,18 +60,22 @@ impl Worker<'_> {
         self.checksums_trusted = queued.checksum_ready;
         let verdict = self.process(LinkType::RawIp, queued.packet, time, events);
         self.checksums_trusted = false;
-        let reply = match verdict.action {
+        let made = match verdict.action {
             PacketAction::Reject => self.nxdomain(queued.packet),
             PacketAction::Accept if verdict.flow != FlowStatus::Decided && self.strip_ech() => {
-                self.without_ech(queued)
+                if self.without_ech(queued) {
+                    Made::Replace
+                } else {
+                    Made::Nothing
+                }
             }
-            _ => false,
+            _ => Made::Nothing,
         };
         let packet = &self.replies.packet;
-        let reply = match (reply, verdict.action) {
-            (false, _) => Reply::None,
-            (true, PacketAction::Reject) => Reply::Answer(packet),
-            (true, _) => Reply::Replace(packet),
+        let reply = match made {
+            Made::Nothing => Reply::None,
+            Made::Answer => Reply::Answer(packet),
+            Made::Replace => Reply::Replace(packet),
         };
         (verdict, reply)
     }
@@ -72,31 +84,48 @@ impl Worker<'_> {
         self.engine.config.strip_ech
     }
 
-    /// The NXDOMAIN answer to `ip_packet` when it is a DNS query over UDP.
-    fn nxdomain(&mut self, ip_packet: &[u8]) -> bool {
-        let Ok(query) = wire::parse(LinkType::RawIp, ip_packet) else {
-            return false;
+    /// An NXDOMAIN over UDP for a rejected DNS message: the answer to a query, or the
+    /// answer that takes the place of a response (a cloaked name, see `dns_judge`).
+    fn nxdomain(&mut self, ip_packet: &[u8]) -> Made {
+        let Ok(packet) = wire::parse(LinkType::RawIp, ip_packet) else {
+            return Made::Nothing;
         };
-        if query.protocol != Protocol::Udp || query.dst_port != 53 {
-            return false;
+        if packet.protocol != Protocol::Udp || packet.fragment.is_some() {
+            return Made::Nothing;
         }
         let replies = &mut self.replies;
-        if nxdomain_answer(query.payload, &mut replies.message).is_err() {
-            return false;
-        }
-        // From the server the client asked, back to the client.
-        let builder = match (query.dst, query.src) {
+        let (made, from, to) = if packet.dst_port == 53 {
+            if nxdomain_answer(packet.payload, &mut replies.message).is_err() {
+                return Made::Nothing;
+            }
+            // From the server the client asked, back to the client.
+            let server = (packet.dst, packet.dst_port);
+            (Made::Answer, server, (packet.src, packet.src_port))
+        } else if packet.src_port == 53 {
+            if nxdomain_instead_of(packet.payload, &mut replies.message).is_err() {
+                return Made::Nothing;
+            }
+            let server = (packet.src, packet.src_port);
+            (Made::Replace, server, (packet.dst, packet.dst_port))
+        } else {
+            return Made::Nothing;
+        };
+        let builder = match (from.0, to.0) {
             (IpAddr::V4(from), IpAddr::V4(to)) => {
                 PacketBuilder::ipv4(from.octets(), to.octets(), 64)
             }
             (IpAddr::V6(from), IpAddr::V6(to)) => {
                 PacketBuilder::ipv6(from.octets(), to.octets(), 64)
             }
-            _ => return false,
+            _ => return Made::Nothing,
         }
-        .udp(query.dst_port, query.src_port);
+        .udp(from.1, to.1);
         replies.packet.clear();
-        builder.write(&mut replies.packet, &replies.message).is_ok()
+        if builder.write(&mut replies.packet, &replies.message).is_ok() {
+            made
+        } else {
+            Made::Nothing
+        }
     }
 
     /// `queued` with the `ech` parameters of its DNS answer taken out (UDP) or hidden
@@ -318,6 +347,51 @@ mod tests {
         let allowed = dns_query(7, "www.example.org", 1);
         assert_eq!(
             reply_to(&mut worker, &ip(false, false, 53, &allowed), false).0,
+            '-'
+        );
+    }
+
+    #[test]
+    fn a_rejected_cloaked_answer_over_udp_is_replaced_by_an_nxdomain() {
+        let engine = engine(false);
+        let mut worker = engine.worker();
+        let cloaked = dns_response(
+            0x5151,
+            "cloaked.example.org",
+            1,
+            &[
+                Answer::Cname("cloaked.example.org", "v10.events.data.microsoft.com"),
+                Answer::A("v10.events.data.microsoft.com", SERVER),
+            ],
+        );
+        let (kind, answer) = reply_to(&mut worker, &ip(true, false, 53, &cloaked), false);
+        assert_eq!(
+            kind, 'R',
+            "in place of the answer, on its way to the client"
+        );
+        let packet = wire::parse(LinkType::RawIp, &answer).unwrap();
+        assert_eq!(packet.src, IpAddr::from(SERVER));
+        assert_eq!(packet.dst, IpAddr::from(CLIENT));
+        assert_eq!((packet.src_port, packet.dst_port), (53, 40_000));
+        let message = Message::parse(packet.payload).unwrap();
+        assert_eq!((message.id, message.rcode()), (0x5151, 3));
+        assert_eq!(
+            message.first_question().unwrap().unwrap().name.as_str(),
+            "cloaked.example.org"
+        );
+        assert!(message.answers().unwrap().next().is_none());
+        // An answer whose chain names nothing the rules block passes as it is.
+        let plain = dns_response(
+            0x5152,
+            "www.example.org",
+            1,
+            &[
+                Answer::Cname("www.example.org", "edge.example.net"),
+                Answer::A("edge.example.net", SERVER),
+            ],
+        );
+        assert_eq!(
+            reply_to(&mut worker, &ip(true, false, 53, &plain), false).0,
             '-'
         );
     }

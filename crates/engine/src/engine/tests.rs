@@ -237,6 +237,100 @@ fn cidr_rule_catches_a_flow_without_a_name() {
 }
 
 #[test]
+fn an_answer_is_judged_by_the_strictest_name_of_its_cname_chain_unless_the_question_is_allowed() {
+    let engine = engine();
+    let dns = Hosts::new("192.0.2.10", 5353, "192.0.2.53", 53);
+    fn answer(dns: &Hosts, id: u16, question: &'static str, chain: &[&'static str]) -> Vec<u8> {
+        let mut answers: Vec<Answer> = Vec::new();
+        let mut owner = question;
+        for target in chain {
+            answers.push(Answer::Cname(owner, target));
+            owner = target;
+        }
+        answers.push(Answer::A(owner, [198, 51, 100, 80]));
+        dns.udp(false, &dns_response(id, question, 1, &answers))
+    }
+    let cases: [(&str, &[&str], PacketAction, Option<&str>); 7] = [
+        // Innocent question, innocent chain.
+        (
+            "www.example.org",
+            &["edge.example.net"],
+            PacketAction::Accept,
+            None,
+        ),
+        // The strictest target decides: the logged one, then the blocked one, in a chain.
+        (
+            "cdn.example.org",
+            &["experiments.acme.example", "x.telemetry.acme.example"],
+            PacketAction::Drop,
+            Some("x.telemetry.acme.example"),
+        ),
+        // A target only logged: passes, recorded.
+        (
+            "ab.example.org",
+            &["experiments.acme.example"],
+            PacketAction::Accept,
+            Some("experiments.acme.example"),
+        ),
+        // A logged question aliased to a rejected name.
+        (
+            "experiments.acme.example",
+            &["crash.acme.example"],
+            PacketAction::Reject,
+            Some("crash.acme.example"),
+        ),
+        // An allowed question stays allowed: allow beats block for the same flow.
+        (
+            "ok.telemetry.acme.example",
+            &["x.telemetry.acme.example"],
+            PacketAction::Accept,
+            None,
+        ),
+        // So does an answer whose chain passes through an allowed name.
+        (
+            "alias.example.org",
+            &["ok.telemetry.acme.example", "x.telemetry.acme.example"],
+            PacketAction::Accept,
+            None,
+        ),
+        // The question itself blocked: judged by it, as before (its query was recorded).
+        (
+            "t.acme.example",
+            &["edge.example.net"],
+            PacketAction::Drop,
+            None,
+        ),
+    ];
+    let mut worker = engine.worker();
+    for (i, (question, chain, action, recorded)) in cases.iter().enumerate() {
+        let mut events = Vec::new();
+        let frame = answer(&dns, i as u16, question, chain);
+        let verdict = worker.process(
+            LinkType::Ethernet,
+            &frame,
+            Duration::from_secs(1_000),
+            &mut events,
+        );
+        assert_eq!(verdict.action, *action, "{question}");
+        let names: Vec<Option<String>> = events.iter().map(|e| e.name.clone()).collect();
+        let expected: Vec<Option<String>> =
+            recorded.map(|n| Some(n.to_string())).into_iter().collect();
+        assert_eq!(names, expected, "{question}");
+        // The same answer again (a duplicate): the same verdict, recorded once.
+        let again = worker.process(
+            LinkType::Ethernet,
+            &frame,
+            Duration::from_secs(1_000),
+            &mut events,
+        );
+        assert_eq!(again.action, *action, "{question}");
+        assert_eq!(events.len(), names.len(), "{question}");
+    }
+    // Counted as bypass attempts: the two cloaked answers a blocking rule matched.
+    assert_eq!(engine.counters.bypass_of(Bypass::Cname), 2);
+}
+
+#[test]
 fn learns_addresses_from_dns_answers_with_their_ttl() {
     let engine = engine();
     let dns = Hosts::new("192.0.2.10", 5353, "192.0.2.53", 53);
@@ -256,8 +350,15 @@ fn learns_addresses_from_dns_answers_with_their_ttl() {
             ),
         ),
     ];
-    let (_, events) = run(&engine, &frames);
-    assert!(events.is_empty(), "the query name itself matches nothing");
+    let (verdicts, events) = run(&engine, &frames);
+    // The query name matches nothing; its answer is an alias of a telemetry name (CNAME
+    // cloaking), judged by that name.
+    assert_eq!(verdicts[0].action, PacketAction::Accept);
+    assert_eq!(verdicts[1].action, PacketAction::Drop);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].via, Via::Dns);
+    assert_eq!(events[0].name.as_deref(), Some("x.telemetry.acme.example"));
+    assert_eq!(engine.counters.bypass_of(Bypass::Cname), 1);
     assert_eq!(engine.learned().len(), 1);
 
     // A flow to that address with no name of its own is attributed to the learned name.

@@ -92,7 +92,7 @@ const WAITING: Family = Family {
 };
 const INJECTED: Family = Family {
     name: "telestrip_injected_packets_total",
-    help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries, TCP resets in passive mode.",
+    help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries and in place of rejected (CNAME-cloaked) answers, TCP resets in passive mode.",
     labels: &["kind"],
 };
 const EVENTS: Family = Family {

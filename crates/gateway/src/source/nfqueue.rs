@@ -267,7 +267,8 @@ pub fn run(
 
 /// Judges one packet and sets its verdict and mark, or applies the engine's reply: an
 /// answer without its `ech` parameter passes in place of the packet, a rejected DNS query
-/// is answered with NXDOMAIN (or, without the raw socket, rejected by the firewall).
+/// is answered with NXDOMAIN (or, without the raw socket, rejected by the firewall), and a
+/// rejected answer (CNAME cloaking) is replaced by an NXDOMAIN.
 fn judge(
     worker: &mut crate::engine::Worker<'_>,
     message: &mut Message,
@@ -302,7 +303,12 @@ fn judge(
             message.set_verdict(NfVerdict::Drop);
             return;
         }
-        Reply::Replace(packet) if code.is_none() => {
+        // An answer without its `ech` parameter (accepted), or the NXDOMAIN in place of a
+        // rejected answer (a cloaked name).
+        Reply::Replace(packet) if code.is_none() || verdict.action == PacketAction::Reject => {
+            if verdict.action == PacketAction::Reject {
+                bump(&stats.nxdomain_sent);
+            }
             message.set_payload(packet.to_vec());
             message.set_verdict(NfVerdict::Accept);
             return;

@@ -361,8 +361,19 @@ pub const NXDOMAIN_CACHE_SECONDS: u32 = 60;
 /// ask again at once). What a gateway sends back for a rejected query so the client fails at
 /// once instead of retrying.
 pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
+    negative_answer(query, false, out)
+}
+
+/// Writes into `out` an NXDOMAIN answer to take the place of `response` (the answer to a
+/// name whose CNAME chain a rule rejects), as [`nxdomain_answer`] writes it for the query:
+/// the same id, flags and first question, no answers.
+pub fn nxdomain_instead_of(response: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
+    negative_answer(response, true, out)
+}
+
+fn negative_answer(query: &[u8], response: bool, out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
     let message = Message::parse(query)?;
-    if message.is_response() || message.question_count == 0 {
+    if message.is_response() != response || message.question_count == 0 {
         return Err(DnsError::Truncated("question").into());
     }
     let mut reader = Reader::at(query, HEADER_LEN);

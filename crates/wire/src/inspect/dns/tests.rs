@@ -204,6 +204,34 @@ fn builds_an_nxdomain_answer_for_a_query() {
 }
 
 #[test]
+fn an_nxdomain_takes_the_place_of_a_cloaked_answer() {
+    let response = dns_response(
+        0x4321,
+        "cloaked.example",
+        TYPE_A,
+        &[
+            Answer::Cname("cloaked.example", "x.telemetry.example"),
+            Answer::A("x.telemetry.example", [192, 0, 2, 9]),
+        ],
+    );
+    let mut answer = Vec::new();
+    nxdomain_instead_of(&response, &mut answer).unwrap();
+    let message = Message::parse(&answer).unwrap();
+    assert!(message.is_response());
+    assert_eq!(message.id, 0x4321);
+    assert_eq!(message.rcode(), 3);
+    let question = message.first_question().unwrap().unwrap();
+    assert_eq!(
+        (question.name.as_str(), question.qtype),
+        ("cloaked.example", TYPE_A)
+    );
+    assert_eq!(message.answers().unwrap().count(), 0, "no address left");
+    // A query is answered, not replaced.
+    let query = dns_query(1, "cloaked.example", TYPE_A);
+    assert!(nxdomain_instead_of(&query, &mut answer).is_err());
+}
+
+#[test]
 fn refuses_to_answer_responses_or_empty_queries() {
     let mut out = Vec::new();
     let response = dns_response(1, "t.example", TYPE_A, &[]);

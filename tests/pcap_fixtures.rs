@@ -63,6 +63,24 @@ fn every_fixture_gives_exactly_the_expected_flows() {
             0,
             "{stem}: parse errors"
         );
+        // The same with packet threads (DNS judged by the reading thread, flows by theirs).
+        let (threaded_code, threaded) = run_json(&[
+            "pcap",
+            "--quiet",
+            "--threads",
+            "2",
+            "--format",
+            "json",
+            pcap.to_str().unwrap(),
+        ]);
+        assert_eq!(flow_rows(&threaded), wanted, "{stem}: --threads 2");
+        let stats = |json: &serde_json::Value| {
+            let mut stats = json["stats"].clone();
+            stats.as_object_mut().unwrap().remove("seconds");
+            stats
+        };
+        assert_eq!(stats(&threaded), stats(&json), "{stem}: --threads 2");
+        assert_eq!(threaded_code, code, "{stem}: --threads 2");
     }
 }
 

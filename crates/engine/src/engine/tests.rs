@@ -302,28 +302,22 @@ fn an_answer_is_judged_by_the_strictest_name_of_its_cname_chain_unless_the_quest
         ),
     ];
     let mut worker = engine.worker();
+    let mut judge = |frame: &[u8], events: &mut Vec<FlowEvent>| {
+        let time = Duration::from_secs(1_000);
+        worker
+            .process(LinkType::Ethernet, frame, time, events)
+            .action
+    };
     for (i, (question, chain, action, recorded)) in cases.iter().enumerate() {
         let mut events = Vec::new();
         let frame = answer(&dns, i as u16, question, chain);
-        let verdict = worker.process(
-            LinkType::Ethernet,
-            &frame,
-            Duration::from_secs(1_000),
-            &mut events,
-        );
-        assert_eq!(verdict.action, *action, "{question}");
+        assert_eq!(judge(&frame, &mut events), *action, "{question}");
         let names: Vec<Option<String>> = events.iter().map(|e| e.name.clone()).collect();
         let expected: Vec<Option<String>> =
             recorded.map(|n| Some(n.to_string())).into_iter().collect();
         assert_eq!(names, expected, "{question}");
         // The same answer again (a duplicate): the same verdict, recorded once.
-        let again = worker.process(
-            LinkType::Ethernet,
-            &frame,
-            Duration::from_secs(1_000),
-            &mut events,
-        );
-        assert_eq!(again.action, *action, "{question}");
+        assert_eq!(judge(&frame, &mut events), *action, "{question}");
         assert_eq!(events.len(), names.len(), "{question}");
     }
     // Counted as bypass attempts: the two cloaked answers a blocking rule matched.

@@ -5,10 +5,11 @@
 //!
 //! A regular file is mapped into memory and its frames are handed out in place, with the
 //! pages ahead of the reader mapped in and those behind it handed back (by a helper thread
-//! for a large file, see [`window`]), so the process's resident memory stays small. Anything that cannot be mapped (a pipe, a FIFO) is read in
-//! chunks into one buffer, and its frames are handed out from there. A mapped file must not
-//! be truncated while it is read (the kernel would end the process with SIGBUS); a capture
-//! that is still growing is read as far as it was when it was opened.
+//! for a large file, see [`window`]), so the process's resident memory stays small.
+//! Anything that cannot be mapped (a pipe, a FIFO) is read in chunks into one buffer, and
+//! its frames are handed out from there. A mapped file must not be truncated while it is
+//! read (the kernel would end the process with SIGBUS); a capture that is still growing is
+//! read as far as it was when it was opened.
 
 use std::fs::File;
 use std::io::Read;

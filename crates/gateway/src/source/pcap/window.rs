@@ -15,7 +15,7 @@ use memmap2::Mmap;
 /// reader and from two steps behind it. A caller that hands frames to other threads holds
 /// back the pages they have yet to read ([`Window::hold_from`]); a read after a page was
 /// handed back is still correct (the page is mapped again from the file, and stays mapped).
-pub(super) const WINDOW_STEP: usize = 4 << 20;
+const WINDOW_STEP: usize = 4 << 20;
 
 /// Keeps a mapped file's pages around its read position.
 pub(super) enum Window {

@@ -94,19 +94,18 @@ impl Worker<'_> {
             return Made::Nothing;
         }
         let replies = &mut self.replies;
-        let (made, from, to) = if packet.dst_port == 53 {
-            if nxdomain_answer(packet.payload, &mut replies.message).is_err() {
-                return Made::Nothing;
-            }
-            // From the server the client asked, back to the client.
-            let server = (packet.dst, packet.dst_port);
-            (Made::Answer, server, (packet.src, packet.src_port))
-        } else if packet.src_port == 53 {
-            if nxdomain_instead_of(packet.payload, &mut replies.message).is_err() {
-                return Made::Nothing;
-            }
+        // Either way from the server, to the client. (Servers that talk to each other may
+        // use port 53 on both sides: the message says which it is.)
+        let (made, from, to) = if packet.src_port == 53
+            && nxdomain_instead_of(packet.payload, &mut replies.message).is_ok()
+        {
             let server = (packet.src, packet.src_port);
             (Made::Replace, server, (packet.dst, packet.dst_port))
+        } else if packet.dst_port == 53
+            && nxdomain_answer(packet.payload, &mut replies.message).is_ok()
+        {
+            let server = (packet.dst, packet.dst_port);
+            (Made::Answer, server, (packet.src, packet.src_port))
         } else {
             return Made::Nothing;
         };
@@ -380,6 +379,24 @@ mod tests {
             "cloaked.example.org"
         );
         assert!(message.answers().unwrap().next().is_none());
+        // Between two servers, port 53 on both sides: the message tells answer from query.
+        let between_servers = |payload: &[u8]| {
+            let mut packet = Vec::new();
+            PacketBuilder::ipv4(SERVER, CLIENT, 63)
+                .udp(53, 53)
+                .write(&mut packet, payload)
+                .unwrap();
+            packet
+        };
+        assert_eq!(
+            reply_to(&mut worker, &between_servers(&cloaked), false).0,
+            'R'
+        );
+        let query = dns_query(0x5153, "use-application-dns.net", 1);
+        assert_eq!(
+            reply_to(&mut worker, &between_servers(&query), false).0,
+            'A'
+        );
         // An answer whose chain names nothing the rules block passes as it is.
         let plain = dns_response(
             0x5152,

@@ -116,8 +116,9 @@ up() {
 # On the server: HTTPS (tests/fixtures/servers.py, /bytes/N for downloads), TCP and UDP
 # sinks that count what arrives (tests/fixtures/pair_flows.py, counts in DIR/sink.json),
 # and dnsmasq: metrics.example.org is an alias (CNAME) of the telemetry name
-# v10.events.data.microsoft.com, whose address is 10.79.2.20: the answer teaches the
-# gateway that address. Everything stops by itself after 10 minutes.
+# v10.events.data.microsoft.com, whose address is 10.79.2.20: the gateway blocks that
+# answer (CNAME cloaking) and learns the address from it. Everything stops by itself after
+# 10 minutes.
 servers_up() {
     local dir=$1
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \

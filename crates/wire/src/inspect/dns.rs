@@ -364,27 +364,28 @@ pub fn nxdomain_answer(query: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsErro
     negative_answer(query, false, out)
 }
 
-/// Writes into `out` an NXDOMAIN answer to take the place of `response` (the answer to a
-/// name whose CNAME chain a rule rejects), as [`nxdomain_answer`] writes it for the query:
-/// the same id, flags and first question, no answers.
+/// Writes into `out` an NXDOMAIN answer to take the place of `response` (an answer whose
+/// CNAME chain a rule rejects), as [`nxdomain_answer`] writes it for the query: the same
+/// id, opcode, RD bit and first question, no answers.
 pub fn nxdomain_instead_of(response: &[u8], out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
     negative_answer(response, true, out)
 }
 
-fn negative_answer(query: &[u8], response: bool, out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
-    let message = Message::parse(query)?;
-    if message.is_response() != response || message.question_count == 0 {
+/// The NXDOMAIN for `bytes`, a query or (`is_response`) an answer.
+fn negative_answer(bytes: &[u8], is_response: bool, out: &mut Vec<u8>) -> Result<(), At<DnsError>> {
+    let message = Message::parse(bytes)?;
+    if message.is_response() != is_response || message.question_count == 0 {
         return Err(DnsError::Truncated("question").into());
     }
-    let mut reader = Reader::at(query, HEADER_LEN);
+    let mut reader = Reader::at(bytes, HEADER_LEN);
     skip_name(&mut reader)?;
     reader
         .skip(4)
         .ok_or_else(|| reader.fault(DnsError::Truncated("question")))?;
-    let question = query
+    let question = bytes
         .get(HEADER_LEN..reader.position())
         .ok_or(DnsError::Truncated("question"))?;
-    // QR=1, opcode and RD from the query, RA=1, RCODE=3 (NXDOMAIN).
+    // QR=1, opcode and RD from the message, RA=1, RCODE=3 (NXDOMAIN).
     let flags = 0x8000 | (message.flags & 0x7900) | 0x0080 | 3;
     out.clear();
     out.extend_from_slice(&message.id.to_be_bytes());

@@ -46,16 +46,11 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
     std::thread::Builder::new()
         .name("telestrip-watchdog".into())
         .spawn(move || {
-            let mut last_handled = stats.packets.load(Ordering::Relaxed);
-            let mut progress_at = Instant::now();
+            let mut stall = Stall::new(stats.packets.load(Ordering::Relaxed));
             let mut dropped_reported = 0u64;
             loop {
                 std::thread::sleep(Duration::from_millis(500));
                 let handled = stats.packets.load(Ordering::Relaxed);
-                if handled != last_handled {
-                    last_handled = handled;
-                    progress_at = Instant::now();
-                }
                 let kernel: Vec<_> = nfqueue::kernel_queues()
                     .into_iter()
                     .filter(|q| queues.contains(&q.queue))
@@ -66,7 +61,7 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
                     dropped_reported = dropped;
                 }
                 let waiting: u64 = kernel.iter().map(|q| q.waiting).sum();
-                if waiting > 0 && progress_at.elapsed() >= STUCK_AFTER {
+                if stall.stuck(handled, waiting, Instant::now()) {
                     crate::log_line!(Critical,
                         "telestrip: watchdog: {waiting} packets waiting and none handled for {} s; exiting so the service manager restarts telestrip",
                         STUCK_AFTER.as_secs()
@@ -78,6 +73,35 @@ fn spawn_watchdog(queues: Vec<u16>, stats: Arc<SourceStats>) -> std::io::Result<
             }
         })
         .map(|_| ())
+}
+
+/// Whether packet threads are stuck: packets waiting at every look, and none handled
+/// between them, for [`STUCK_AFTER`]. The clock starts at the first look that finds
+/// packets waiting without progress, not at the last packet handled: after a quiet spell,
+/// a packet that has just arrived and waits for a moment is not a stall.
+struct Stall {
+    handled: u64,
+    waiting_since: Option<Instant>,
+}
+
+impl Stall {
+    fn new(handled: u64) -> Self {
+        Self {
+            handled,
+            waiting_since: None,
+        }
+    }
+
+    fn stuck(&mut self, handled: u64, waiting: u64, now: Instant) -> bool {
+        let progressed = handled != self.handled;
+        self.handled = handled;
+        if waiting == 0 || progressed {
+            self.waiting_since = None;
+            return false;
+        }
+        let since = *self.waiting_since.get_or_insert(now);
+        now.duration_since(since) >= STUCK_AFTER
+    }
 }
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -806,5 +830,49 @@ fn warn_unknown_profiles(config: &Config, rules: &crate::rules::RuleSet) {
              ruleset {} does not define it; what it would allow stays blocked",
             rules.version()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Looks every half second, as the watchdog does: (handled so far, waiting) per look.
+    fn first_stuck_look(looks: &[(u64, u64)]) -> Option<usize> {
+        let start = Instant::now();
+        let mut stall = Stall::new(0);
+        looks
+            .iter()
+            .enumerate()
+            .position(|(i, &(handled, waiting))| {
+                stall.stuck(
+                    handled,
+                    waiting,
+                    start + Duration::from_millis(500) * i as u32,
+                )
+            })
+    }
+
+    #[test]
+    fn a_packet_arriving_after_a_quiet_spell_is_not_a_stall() {
+        // Ten seconds without traffic, then one look that finds a packet just queued,
+        // handled by the next look.
+        let mut looks = vec![(0, 0); 20];
+        looks.push((0, 1));
+        looks.push((1, 0));
+        looks.extend([(1, 0); 10]);
+        assert_eq!(first_stuck_look(&looks), None);
+    }
+
+    #[test]
+    fn packets_waiting_with_no_progress_for_three_seconds_are_a_stall() {
+        let mut looks = vec![(5, 0); 4];
+        looks.extend([(5, 2); 10]);
+        // Waiting from look 4 on: stuck once three seconds (six looks) have passed.
+        assert_eq!(first_stuck_look(&looks), Some(10));
+        // Progress in between (look 5) starts the clock again at the next look.
+        let mut moving = vec![(5, 2); 5];
+        moving.extend([(6, 2); 8]);
+        assert_eq!(first_stuck_look(&moving), Some(12));
     }
 }

@@ -100,12 +100,10 @@ impl Worker<'_> {
         let Some(hit) = hit else {
             return PacketAction::Accept;
         };
-        let tag = name_tag(&question.name);
-        if j.flow.last_name_tag == tag {
+        if j.flow.name_again(name_tag(&question.name)) {
             // A retransmitted query: same verdict, recorded once.
             return self.action_of(Some(hit), j.facts);
         }
-        j.flow.last_name_tag = tag;
         if matches!(question.qtype, dns::TYPE_SVCB | dns::TYPE_HTTPS)
             && self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks())
         {
@@ -135,6 +133,7 @@ impl Worker<'_> {
         if asked == 0 {
             return None;
         }
+        let mut best = asked;
         let mut strictest: Option<(Name, Hit)> = None;
         for record in message.answers().ok()? {
             let Ok(record) = record else { break };
@@ -147,10 +146,8 @@ impl Worker<'_> {
                     // Allowed somewhere in the chain: allow beats block for the same flow.
                     return None;
                 }
-                let best = strictest
-                    .as_ref()
-                    .map_or(asked, |(_, h)| self.rank(Some(*h)));
                 if rank > best {
+                    best = rank;
                     strictest = Some((target, target_hit));
                 }
             }
@@ -161,11 +158,9 @@ impl Worker<'_> {
     /// Records and judges a cloaked answer (see [`Worker::cloaked`]) by the CNAME target
     /// its rule matched; a repeated answer on the flow is judged again but recorded once.
     fn cloaked_answer(&mut self, j: &mut Judging<'_, '_>, target: Name, hit: Hit) -> PacketAction {
-        let tag = name_tag(&target);
-        if j.flow.last_name_tag == tag {
+        if j.flow.name_again(name_tag(&target)) {
             return self.action_of(Some(hit), j.facts);
         }
-        j.flow.last_name_tag = tag;
         if self.rules.rule(hit.rule).is_some_and(|r| r.action.blocks()) {
             self.counters.bypass(Bypass::Cname);
         }

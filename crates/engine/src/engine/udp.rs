@@ -184,10 +184,9 @@ impl Worker<'_> {
         for seen in [first, second].into_iter().flatten() {
             if let Some(tag) = seen.tag() {
                 // The hello that decided the flow, sent again: judged and counted once.
-                if tag == j.flow.last_name_tag {
+                if j.flow.name_again(tag) {
                     continue;
                 }
-                j.flow.last_name_tag = tag;
             }
             let judged = self.conclude(j, seen);
             if judged.action != PacketAction::Accept {

@@ -56,8 +56,9 @@ pub struct FlowState {
     /// Reassembly buffers, only while a flow is pending (or for DNS over TCP).
     pub streams: Option<Box<Streams>>,
     /// Hash of the last name judged on the flow ([`crate::engine`]'s name tag): a DNS
-    /// query's, so retransmitted queries are recorded once; the hello's that decided a QUIC
-    /// flow, so a hello the client sends again is not judged (counted, logged) twice.
+    /// query's (or a cloaked answer's target), so retransmitted messages are recorded once;
+    /// the hello's that decided a QUIC flow, so a hello the client sends again is not judged
+    /// (counted, logged) twice. See [`FlowState::name_again`].
     pub last_name_tag: u64,
     client_isn: u32,
     server_isn: u32,
@@ -100,6 +101,14 @@ pub struct SynShape {
 }
 
 impl FlowState {
+    /// Remembers `tag` as the last name judged on the flow; true when it already was (the
+    /// same name sent again).
+    pub fn name_again(&mut self, tag: u64) -> bool {
+        let again = self.last_name_tag == tag;
+        self.last_name_tag = tag;
+        again
+    }
+
     /// `client_is_low`: the client (the side that sent the SYN, or the first packet) is the
     /// key's low side.
     pub fn new(client_is_low: bool, now: u64) -> Self {

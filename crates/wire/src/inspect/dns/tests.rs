@@ -174,6 +174,18 @@ fn splits_length_prefixed_tcp_messages() {
     assert_eq!(split_tcp(&[0]), Scan::NeedMore);
 }
 
+/// `answer` is an NXDOMAIN answer with this id and question, and no answer records.
+fn assert_nxdomain<'a>(answer: &'a [u8], id: u16, question: (&str, u16)) -> Message<'a> {
+    let message = Message::parse(answer).unwrap();
+    assert!(message.is_response());
+    assert_eq!(message.id, id);
+    assert_eq!(message.rcode(), 3);
+    let first = message.first_question().unwrap().unwrap();
+    assert_eq!((first.name.as_str(), first.qtype), question);
+    assert_eq!(message.answers().unwrap().count(), 0);
+    message
+}
+
 #[test]
 fn builds_an_nxdomain_answer_for_a_query() {
     let mut query = dns_query(0x1234, "t.example", TYPE_AAAA);
@@ -182,17 +194,8 @@ fn builds_an_nxdomain_answer_for_a_query() {
     query.extend_from_slice(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0]);
     let mut answer = Vec::new();
     nxdomain_answer(&query, &mut answer).unwrap();
-    let message = Message::parse(&answer).unwrap();
-    assert!(message.is_response());
-    assert_eq!(message.id, 0x1234);
-    assert_eq!(message.rcode(), 3);
+    let message = assert_nxdomain(&answer, 0x1234, ("t.example", TYPE_AAAA));
     assert_eq!(message.flags & 0x0100, 0x0100, "RD copied");
-    let question = message.first_question().unwrap().unwrap();
-    assert_eq!(
-        (question.name.as_str(), question.qtype),
-        ("t.example", TYPE_AAAA)
-    );
-    assert_eq!(message.answers().unwrap().count(), 0);
     // The SOA that makes the NXDOMAIN cacheable: after the question, type 6, TTL, 24
     // bytes of data ending in the negative-caching minimum.
     assert_eq!(answer[8..12], [0, 1, 0, 0], "one authority record");
@@ -216,16 +219,8 @@ fn an_nxdomain_takes_the_place_of_a_cloaked_answer() {
     );
     let mut answer = Vec::new();
     nxdomain_instead_of(&response, &mut answer).unwrap();
-    let message = Message::parse(&answer).unwrap();
-    assert!(message.is_response());
-    assert_eq!(message.id, 0x4321);
-    assert_eq!(message.rcode(), 3);
-    let question = message.first_question().unwrap().unwrap();
-    assert_eq!(
-        (question.name.as_str(), question.qtype),
-        ("cloaked.example", TYPE_A)
-    );
-    assert_eq!(message.answers().unwrap().count(), 0, "no address left");
+    // No address left.
+    assert_nxdomain(&answer, 0x4321, ("cloaked.example", TYPE_A));
     // A query is answered, not replaced.
     let query = dns_query(1, "cloaked.example", TYPE_A);
     assert!(nxdomain_instead_of(&query, &mut answer).is_err());

@@ -304,8 +304,8 @@ fn judge(
             return;
         }
         // An answer without its `ech` parameter (accepted), or the NXDOMAIN in place of a
-        // rejected answer (a cloaked name).
-        Reply::Replace(packet) if code.is_none() || verdict.action == PacketAction::Reject => {
+        // rejected answer (a cloaked name): the engine makes one only where it applies.
+        Reply::Replace(packet) => {
             if verdict.action == PacketAction::Reject {
                 bump(&stats.nxdomain_sent);
             }

@@ -77,6 +77,9 @@ pub fn run_pcap(options: &PcapOptions, out: &mut dyn Write) -> Result<u8, Comman
         }
         return Ok(exit::ERROR);
     }
+    // Standard output is line-buffered: a long flow list would be a write per line.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let out = &mut out;
     engine
         .counters
         .shard()

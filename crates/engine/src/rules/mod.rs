@@ -3,7 +3,8 @@
 //! [`load_dir`] / [`load_sources`] read and validate files (every error names file, line and
 //! column, and all errors are reported, not only the first); [`RuleSet::compile`] builds the
 //! matchers once: exact names and `*.` suffixes in one hash table ([`domains`]), regexes in
-//! one `RegexSet`, CIDRs in a prefix table ([`cidr`]). Matching never allocates or panics.
+//! one `RegexSet` behind a test of their literal endings ([`regexes`]), CIDRs in a prefix
+//! table ([`cidr`]). Matching never panics.
 //!
 //! Precedence (the contract in DESIGN.md): an `allow` rule beats every blocking rule for the
 //! same flow; otherwise the most specific entry wins (exact name, then the longest suffix,
@@ -15,12 +16,12 @@ pub mod domains;
 pub mod import;
 pub mod lint;
 mod load;
+mod regexes;
 pub mod schema;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use regex::RegexSet;
 use sha2::{Digest, Sha256};
 
 pub use domains::RuleIndex;
@@ -34,6 +35,7 @@ pub use schema::{Action, DomainPattern, RuleSpec};
 use crate::wire::Protocol;
 use cidr::CidrTable;
 use domains::{DomainTable, NameHit};
+use regexes::NameRegexes;
 
 /// A compiled rule: what matching needs, plus what reports and `explain` show.
 #[derive(Debug, Clone)]
@@ -175,7 +177,7 @@ pub struct RuleSetStats {
 pub struct RuleSet {
     rules: Vec<Rule>,
     names: DomainTable,
-    regexes: Option<(RegexSet, Vec<RuleIndex>)>,
+    regexes: Option<NameRegexes>,
     cidrs: CidrTable,
     /// Names of the service profiles, sorted; a rule's profile index points here.
     profiles: Vec<Arc<str>>,
@@ -222,7 +224,7 @@ impl RuleSet {
                         DomainPattern::Exact(name) => names.insert(name.as_bytes(), false, index),
                         DomainPattern::Suffix(name) => names.insert(name.as_bytes(), true, index),
                         DomainPattern::Regex(pattern) => {
-                            regex_patterns.push(schema::anchored_regex(pattern));
+                            regex_patterns.push(pattern.clone());
                             regex_rules.push(index);
                         }
                     }
@@ -237,15 +239,15 @@ impl RuleSet {
         let regexes = if regex_patterns.is_empty() {
             None
         } else {
-            let set = RegexSet::new(&regex_patterns)
+            let set = NameRegexes::new(&regex_patterns, regex_rules)
                 .map_err(|e| RuleErrors::single("rules", &format!("regex set: {e}")))?;
-            Some((set, regex_rules))
+            Some(set)
         };
         let stats = RuleSetStats {
             files: files.len(),
             rules: rules.len(),
             names: names.len(),
-            regexes: regexes.as_ref().map_or(0, |(_, r)| r.len()),
+            regexes: regexes.as_ref().map_or(0, NameRegexes::len),
             cidrs: cidrs.len(),
             name_table_bytes: names.heap_bytes(),
         };
@@ -405,16 +407,13 @@ impl RuleSet {
             };
             visit(Hit { rule, kind });
         });
-        // RegexSet works on str; names only hold ASCII.
-        if let (Some((set, rules)), Ok(text)) = (&self.regexes, std::str::from_utf8(name)) {
-            for matched in set.matches(text).iter() {
-                if let Some(&rule) = rules.get(matched) {
-                    visit(Hit {
-                        rule,
-                        kind: MatchKind::Regex,
-                    });
-                }
-            }
+        if let Some(regexes) = &self.regexes {
+            regexes.for_each_match(name, |rule| {
+                visit(Hit {
+                    rule,
+                    kind: MatchKind::Regex,
+                })
+            });
         }
     }
 

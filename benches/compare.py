@@ -83,9 +83,7 @@ def main():
     tools.append(("limit: reader alone", [read_limit, capture, "records"], "limit"))
 
     step("warming the page cache")
-    with open(capture, "rb") as f:
-        while f.read(1 << 24):
-            pass
+    warm(capture)
 
     times = collections.defaultdict(list)
     memory = collections.defaultdict(list)
@@ -95,6 +93,9 @@ def main():
         for name, command, kind in order:
             out_path = os.path.join(args.out, name.replace(" ", "_").replace(":", "") + ".out")
             # cat's output is the whole capture: thrown away, as `cat FILE > /dev/null`.
+            # This VM's page cache loses pages of the file between runs, and its disk reads
+            # them back at a few MB/s: without this, whichever tool came upon them paid.
+            warm(capture)
             seconds, peak_kb, code = timed(command, out_path, keep=kind != "limit")
             if code not in (0, 1):
                 sys.exit(f"{name} failed (exit {code}): {' '.join(command)}; see {out_path}")
@@ -146,6 +147,13 @@ def ensure_tools():
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     "libndpi-bin", "tshark"], check=True, env=env)
+
+
+def warm(path):
+    """Reads `path` through, so that every page of it is in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
 
 
 def timed(command, out_path, keep=True):

@@ -62,8 +62,12 @@ enum Command {
         /// and ports, while one more thread reads the files, reassembles IP fragments and
         /// judges DNS (whose answers every thread's flows need) in capture order. The
         /// matches and counts are those of one thread, listed in capture order. With any N,
-        /// a capture larger than 8 MB also gets a light helper thread that maps the file's
-        /// pages in ahead of the reader and hands them back behind it.
+        /// a capture larger than 8 MB also gets a helper thread that maps the file's pages
+        /// in ahead of the reader and hands them back behind it (kernel time: a few
+        /// percent of the run when the page cache holds the file in large folios, up to a
+        /// quarter when it holds it page by page). More threads pay off where judging costs
+        /// more than reading (many new flows, QUIC); on 2 cores, N=2 gained about 10% in
+        /// benches/compare.py.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
         /// Also write the run's Prometheus metrics to FILE (for node_exporter's textfile

@@ -96,14 +96,20 @@ def main():
             # This VM's page cache loses pages of the file between runs, and its disk reads
             # them back at a few MB/s: without this, whichever tool came upon them paid.
             warm(capture)
+            mapped_before = huge_file_mappings()
             seconds, peak_kb, code = timed(command, out_path, keep=kind != "limit")
+            huge = huge_file_mappings() - mapped_before
             if code not in (0, 1):
                 sys.exit(f"{name} failed (exit {code}): {' '.join(command)}; see {out_path}")
             times[name].append(seconds)
             memory[name].append(peak_kb)
             outputs[name] = out_path
+            # How the kernel mapped the file for telestrip: 2 MB at a time (cheap for its
+            # page helper) or page by page (a quarter of the run's CPU); see the README.
+            folios = f"  {huge} of {-(-os.path.getsize(capture) // (2 << 20))} 2 MB pieces " \
+                "mapped whole" if kind == "telestrip" else ""
             print(f"  run {run + 1}/{args.runs}  {name:<24} {seconds:7.3f} s  "
-                  f"{peak_kb / 1024:7.1f} MB", flush=True)
+                  f"{peak_kb / 1024:7.1f} MB{folios}", flush=True)
 
     packets = json.load(open(outputs["telestrip"]))["stats"]["packets"]
     findings = {}
@@ -147,6 +153,16 @@ def ensure_tools():
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     "libndpi-bin", "tshark"], check=True, env=env)
+
+
+def huge_file_mappings():
+    """How many 2 MB file folios the kernel has mapped whole so far (all processes)."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            key, value = line.split()
+            if key == "thp_file_mapped":
+                return int(value)
+    return 0
 
 
 def warm(path):

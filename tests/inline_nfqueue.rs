@@ -858,7 +858,7 @@ fn doh_ddr_and_private_relay_canaries_get_nxdomain_from_the_gateway() {
 
 #[test]
 #[ignore = "needs root and the lab's tools: scripts/test.sh runs it as root"]
-fn a_name_aliased_to_telemetry_gets_nxdomain_in_place_of_its_answer() {
+fn a_name_aliased_to_telemetry_gets_nxdomain_over_udp_and_a_reset_over_tcp() {
     use telestrip::lab::{CLOAKED_NAME, CLOAK_TARGET};
     let mut lab = new_lab();
     // Without telestrip the alias resolves: dnsmasq answers with the CNAME and an address.
@@ -882,6 +882,18 @@ fn a_name_aliased_to_telemetry_gets_nxdomain_in_place_of_its_answer() {
         cloaked.contains("ANSWER: 0,"),
         "no address reached the client: {cloaked}"
     );
+    // Over TCP the answer is rejected and the client is reset from the server's side: dig
+    // gives up on that server at once instead of waiting for the answer until it times out.
+    let over_tcp = lab.client(&format!(
+        "dig +tcp +time=4 +tries=1 @{SERVER_V4} {CLOAKED_NAME} A"
+    ));
+    let over_tcp = String::from_utf8_lossy(&over_tcp.stdout).to_string();
+    assert!(
+        !over_tcp.contains("timed out")
+            && (over_tcp.contains("connection refused") || over_tcp.contains("connection reset")),
+        "{over_tcp}"
+    );
+    assert!(!over_tcp.contains(CLOAK_TARGET), "{over_tcp}");
     // An answer without such an alias passes as it is.
     let plain = lab.client(&format!(
         "dig +time=2 +tries=1 +short @{SERVER_V4} www.example.org A"
@@ -896,8 +908,19 @@ fn a_name_aliased_to_telemetry_gets_nxdomain_in_place_of_its_answer() {
     assert_eq!(event["applied"], "reject", "{event}");
     let metrics = lab.gateway("curl -s http://127.0.0.1:9477/metrics");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let counter = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    assert_eq!(
+        counter("telestrip_bypass_attempts_total{kind=\"cname\"}"),
+        Some(2),
+        "the UDP and the TCP answer: {metrics}"
+    );
     assert!(
-        metrics.contains("telestrip_bypass_attempts_total{kind=\"cname\"} 1"),
+        counter("telestrip_injected_packets_total{kind=\"tcp_reset\"}").is_some_and(|n| n >= 1),
         "{metrics}"
     );
 }

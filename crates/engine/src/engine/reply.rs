@@ -1,9 +1,10 @@
 //! Packets an inline gateway puts on the wire in place of, or in answer to, the packet it
 //! judged: a DNS answer whose `ech` parameters were taken out (UDP) or hidden under a key
 //! clients ignore (TCP), so the client connects without ECH and its real server name shows;
-//! the NXDOMAIN answer to a rejected DNS query over UDP; and the NXDOMAIN that takes the
-//! place of a rejected answer over UDP (a cloaked name, see `dns_judge`). They are part of
-//! the verdict, so the NFQUEUE source only applies them.
+//! the NXDOMAIN answer to a rejected DNS query over UDP; the NXDOMAIN that takes the place
+//! of a rejected answer over UDP (a cloaked name, see `dns_judge`); and the reset that tells
+//! the client of a rejected answer over TCP that no answer is coming. They are part of the
+//! verdict, so the NFQUEUE source only applies them.
 
 use etherparse::PacketBuilder;
 
@@ -31,6 +32,9 @@ pub enum Reply<'w> {
     Replace(&'w [u8]),
     /// This IP packet goes back to the client, and the packet judged goes no further.
     Answer(&'w [u8]),
+    /// This IP packet goes to the client too, and the packet judged gets its verdict as
+    /// usual (the firewall's reject answers the server).
+    Also(&'w [u8]),
 }
 
 /// What was written into the reply buffer.
@@ -38,6 +42,7 @@ enum Made {
     Nothing,
     Answer,
     Replace,
+    Also,
 }
 
 /// A packet thread's buffers for replies, kept from packet to packet.
@@ -61,7 +66,10 @@ impl Worker<'_> {
         let verdict = self.process(LinkType::RawIp, queued.packet, time, events);
         self.checksums_trusted = false;
         let made = match verdict.action {
-            PacketAction::Reject => self.nxdomain(queued.packet),
+            PacketAction::Reject => match self.nxdomain(queued.packet) {
+                Made::Nothing => self.reset_client(queued.packet),
+                made => made,
+            },
             PacketAction::Accept if verdict.flow != FlowStatus::Decided && self.strip_ech() => {
                 if self.without_ech(queued) {
                     Made::Replace
@@ -76,6 +84,7 @@ impl Worker<'_> {
             Made::Nothing => Reply::None,
             Made::Answer => Reply::Answer(packet),
             Made::Replace => Reply::Replace(packet),
+            Made::Also => Reply::Also(packet),
         };
         (verdict, reply)
     }
@@ -122,6 +131,43 @@ impl Worker<'_> {
         replies.packet.clear();
         if builder.write(&mut replies.packet, &replies.message).is_ok() {
             made
+        } else {
+            Made::Nothing
+        }
+    }
+
+    /// A reset to the client of a rejected DNS answer over TCP (a cloaked name), as if from
+    /// its server: the firewall's reject resets only the server, and the client would wait
+    /// for its answer until it times out. The reset carries the answer's sequence number,
+    /// the one the client expects next, so its stack takes it (RFC 5961 §3.2).
+    fn reset_client(&mut self, ip_packet: &[u8]) -> Made {
+        let Ok(packet) = wire::parse(LinkType::RawIp, ip_packet) else {
+            return Made::Nothing;
+        };
+        let Some(tcp) = packet.tcp else {
+            return Made::Nothing;
+        };
+        if packet.src_port != 53 || packet.payload.is_empty() || tcp.rst || tcp.syn {
+            return Made::Nothing;
+        }
+        let builder = match (packet.src, packet.dst) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => {
+                PacketBuilder::ipv4(from.octets(), to.octets(), 64)
+            }
+            (IpAddr::V6(from), IpAddr::V6(to)) => {
+                PacketBuilder::ipv6(from.octets(), to.octets(), 64)
+            }
+            _ => return Made::Nothing,
+        };
+        let mut reset = builder
+            .tcp(packet.src_port, packet.dst_port, tcp.seq, 0)
+            .rst();
+        if tcp.ack {
+            reset = reset.ack(tcp.ack_number);
+        }
+        self.replies.packet.clear();
+        if reset.write(&mut self.replies.packet, &[]).is_ok() {
+            Made::Also
         } else {
             Made::Nothing
         }
@@ -272,6 +318,7 @@ mod tests {
             Reply::None => ('-', Vec::new()),
             Reply::Replace(bytes) => ('R', bytes.to_vec()),
             Reply::Answer(bytes) => ('A', bytes.to_vec()),
+            Reply::Also(bytes) => ('+', bytes.to_vec()),
         }
     }
 
@@ -353,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_cloaked_answer_over_udp_is_replaced_by_an_nxdomain() {
+    fn a_rejected_cloaked_answer_is_replaced_by_an_nxdomain_over_udp_and_reset_over_tcp() {
         let engine = engine(false);
         let mut worker = engine.worker();
         let cloaked = dns_response(
@@ -393,6 +440,32 @@ mod tests {
             reply_to(&mut worker, &between_servers(&query), false).0,
             'A'
         );
+        // Over TCP the answer cannot shrink in place: it is rejected (the firewall resets the
+        // server) and the client gets a reset from the server's side, at the sequence number
+        // it expects next, instead of waiting for an answer that is not coming.
+        let mut framed = (cloaked.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&cloaked);
+        let mut events = Vec::new();
+        let tcp_answer = ip(true, true, 53, &framed);
+        let (verdict, reply) =
+            worker.process_queued(queued(&tcp_answer, false), Duration::ZERO, &mut events);
+        assert_eq!(verdict.action, PacketAction::Reject);
+        let Reply::Also(reset) = reply else {
+            panic!("no reset for the client: {reply:?}");
+        };
+        let reset = wire::parse(LinkType::RawIp, reset).unwrap();
+        assert_eq!(
+            (reset.src, reset.dst, reset.src_port, reset.dst_port),
+            (IpAddr::from(SERVER), IpAddr::from(CLIENT), 53, 40_000)
+        );
+        let tcp = reset.tcp.unwrap();
+        assert!(tcp.rst && reset.payload.is_empty());
+        assert_eq!(
+            (tcp.seq, tcp.ack_number),
+            (1, 1),
+            "the answer's own numbers"
+        );
+        assert_eq!(reset.tcp_checksum_valid(), Some(true));
         // An answer whose chain names nothing the rules block passes as it is.
         let plain = dns_response(
             0x5152,

@@ -29,7 +29,8 @@ pub struct SourceStats {
     pub errors: AtomicU64,
     /// NXDOMAIN answers sent for rejected DNS queries.
     pub nxdomain_sent: AtomicU64,
-    /// TCP resets sent in passive mode.
+    /// TCP resets sent: in passive mode, and inline to the client of a rejected DNS answer
+    /// over TCP.
     pub resets_sent: AtomicU64,
     /// Matched-flow events handed to the log writer, and written by it.
     pub events_sent: AtomicU64,
@@ -92,7 +93,7 @@ const WAITING: Family = Family {
 };
 const INJECTED: Family = Family {
     name: "telestrip_injected_packets_total",
-    help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries and in place of rejected (CNAME-cloaked) answers, TCP resets in passive mode.",
+    help: "Packets telestrip sent itself: NXDOMAIN answers for rejected DNS queries and in place of rejected (CNAME-cloaked) answers over UDP, TCP resets in passive mode and to the client of a rejected answer over TCP.",
     labels: &["kind"],
 };
 const EVENTS: Family = Family {

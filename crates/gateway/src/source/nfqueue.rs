@@ -267,12 +267,13 @@ pub fn run(
 
 /// Judges one packet and sets its verdict and mark, or applies the engine's reply: an
 /// answer without its `ech` parameter passes in place of the packet, a rejected DNS query
-/// is answered with NXDOMAIN (or, without the raw socket, rejected by the firewall), and a
-/// rejected answer (CNAME cloaking) is replaced by an NXDOMAIN.
+/// is answered with NXDOMAIN (or, without the raw socket, rejected by the firewall), a
+/// rejected answer (CNAME cloaking) is replaced by an NXDOMAIN over UDP, and over TCP
+/// rejected with a reset sent to its client too.
 fn judge(
     worker: &mut crate::engine::Worker<'_>,
     message: &mut Message,
-    injector: Option<&mut Injector>,
+    mut injector: Option<&mut Injector>,
     settings: &QueueSettings,
     stats: &SourceStats,
     events: &mut Vec<FlowEvent>,
@@ -298,7 +299,7 @@ fn judge(
         (_, PacketAction::Accept) => None,
     };
     match reply {
-        Reply::Answer(answer) if send_answer(injector, answer, stats) => {
+        Reply::Answer(answer) if send_answer(injector.as_deref_mut(), answer, stats) => {
             // The client got its NXDOMAIN; the query itself goes no further.
             message.set_verdict(NfVerdict::Drop);
             return;
@@ -312,6 +313,16 @@ fn judge(
             message.set_payload(packet.to_vec());
             message.set_verdict(NfVerdict::Accept);
             return;
+        }
+        // A reset for the client of a rejected answer over TCP; the answer is rejected
+        // below, which resets the server.
+        Reply::Also(reset) => {
+            if let Some(injector) = injector {
+                match injector.send(reset) {
+                    Ok(()) => bump(&stats.resets_sent),
+                    Err(_) => bump(&stats.errors),
+                }
+            }
         }
         _ => {}
     }

@@ -118,16 +118,10 @@ impl Worker<'_> {
         } else {
             return Made::Nothing;
         };
-        let builder = match (from.0, to.0) {
-            (IpAddr::V4(from), IpAddr::V4(to)) => {
-                PacketBuilder::ipv4(from.octets(), to.octets(), 64)
-            }
-            (IpAddr::V6(from), IpAddr::V6(to)) => {
-                PacketBuilder::ipv6(from.octets(), to.octets(), 64)
-            }
-            _ => return Made::Nothing,
-        }
-        .udp(from.1, to.1);
+        let Some(builder) = ip_between(from.0, to.0) else {
+            return Made::Nothing;
+        };
+        let builder = builder.udp(from.1, to.1);
         replies.packet.clear();
         if builder.write(&mut replies.packet, &replies.message).is_ok() {
             made
@@ -150,14 +144,8 @@ impl Worker<'_> {
         if packet.src_port != 53 || packet.payload.is_empty() || tcp.rst || tcp.syn {
             return Made::Nothing;
         }
-        let builder = match (packet.src, packet.dst) {
-            (IpAddr::V4(from), IpAddr::V4(to)) => {
-                PacketBuilder::ipv4(from.octets(), to.octets(), 64)
-            }
-            (IpAddr::V6(from), IpAddr::V6(to)) => {
-                PacketBuilder::ipv6(from.octets(), to.octets(), 64)
-            }
-            _ => return Made::Nothing,
+        let Some(builder) = ip_between(packet.src, packet.dst) else {
+            return Made::Nothing;
         };
         let mut reset = builder
             .tcp(packet.src_port, packet.dst_port, tcp.seq, 0)
@@ -230,6 +218,22 @@ impl Replies {
         segment.extend_from_slice(payload.get(used..)?);
         wire::rewrite::tcp_with_same_length_payload(ip_packet, &segment, &mut self.packet).ok()?;
         Some(EchAnswer::Hidden)
+    }
+}
+
+/// The IP header of a packet telestrip sends from `from` to `to`; `None` across families.
+fn ip_between(
+    from: IpAddr,
+    to: IpAddr,
+) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
+    match (from, to) {
+        (IpAddr::V4(from), IpAddr::V4(to)) => {
+            Some(PacketBuilder::ipv4(from.octets(), to.octets(), 64))
+        }
+        (IpAddr::V6(from), IpAddr::V6(to)) => {
+            Some(PacketBuilder::ipv6(from.octets(), to.octets(), 64))
+        }
+        _ => None,
     }
 }
 

@@ -66,10 +66,7 @@ impl Worker<'_> {
         let verdict = self.process(LinkType::RawIp, queued.packet, time, events);
         self.checksums_trusted = false;
         let made = match verdict.action {
-            PacketAction::Reject => match self.nxdomain(queued.packet) {
-                Made::Nothing => self.reset_client(queued.packet),
-                made => made,
-            },
+            PacketAction::Reject => self.after_reject(queued.packet),
             PacketAction::Accept if verdict.flow != FlowStatus::Decided && self.strip_ech() => {
                 if self.without_ech(queued) {
                     Made::Replace
@@ -93,13 +90,23 @@ impl Worker<'_> {
         self.engine.config.strip_ech
     }
 
-    /// An NXDOMAIN over UDP for a rejected DNS message: the answer to a query, or the
-    /// answer that takes the place of a response (a cloaked name, see `dns_judge`).
-    fn nxdomain(&mut self, ip_packet: &[u8]) -> Made {
+    /// What a rejected DNS message gets besides its verdict: an NXDOMAIN over UDP, a reset
+    /// for the client of an answer over TCP; nothing for any other packet.
+    fn after_reject(&mut self, ip_packet: &[u8]) -> Made {
         let Ok(packet) = wire::parse(LinkType::RawIp, ip_packet) else {
             return Made::Nothing;
         };
-        if packet.protocol != Protocol::Udp || packet.fragment.is_some() {
+        match packet.protocol {
+            Protocol::Udp => self.nxdomain(&packet),
+            Protocol::Tcp => self.reset_client(&packet),
+            Protocol::Other(_) => Made::Nothing,
+        }
+    }
+
+    /// An NXDOMAIN over UDP for a rejected DNS message: the answer to a query, or the
+    /// answer that takes the place of a response (a cloaked name, see `dns_judge`).
+    fn nxdomain(&mut self, packet: &Packet<'_>) -> Made {
+        if packet.fragment.is_some() {
             return Made::Nothing;
         }
         let replies = &mut self.replies;
@@ -134,10 +141,7 @@ impl Worker<'_> {
     /// its server: the firewall's reject resets only the server, and the client would wait
     /// for its answer until it times out. The reset carries the answer's sequence number,
     /// the one the client expects next, so its stack takes it (RFC 5961 §3.2).
-    fn reset_client(&mut self, ip_packet: &[u8]) -> Made {
-        let Ok(packet) = wire::parse(LinkType::RawIp, ip_packet) else {
-            return Made::Nothing;
-        };
+    fn reset_client(&mut self, packet: &Packet<'_>) -> Made {
         let Some(tcp) = packet.tcp else {
             return Made::Nothing;
         };

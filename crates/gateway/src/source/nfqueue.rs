@@ -6,7 +6,7 @@
 //! on it, so the rest of the flow never leaves the kernel. Pending packets are accepted as
 //! they are. DNS is judged per message and never marked.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -299,7 +299,9 @@ fn judge(
         (_, PacketAction::Accept) => None,
     };
     match reply {
-        Reply::Answer(answer) if send_answer(injector.as_deref_mut(), answer, stats) => {
+        Reply::Answer(answer)
+            if inject(injector.as_deref_mut(), answer, &stats.nxdomain_sent, stats) =>
+        {
             // The client got its NXDOMAIN; the query itself goes no further.
             message.set_verdict(NfVerdict::Drop);
             return;
@@ -317,12 +319,7 @@ fn judge(
         // A reset for the client of a rejected answer over TCP; the answer is rejected
         // below, which resets the server.
         Reply::Also(reset) => {
-            if let Some(injector) = injector {
-                match injector.send(reset) {
-                    Ok(()) => bump(&stats.resets_sent),
-                    Err(_) => bump(&stats.errors),
-                }
-            }
+            inject(injector, reset, &stats.resets_sent, stats);
         }
         _ => {}
     }
@@ -362,15 +359,21 @@ pub(crate) fn forward_events(
     }
 }
 
-/// Sends the engine's answer to a rejected DNS query; false without the raw socket or
-/// when sending failed, so the firewall rules reject the query instead.
-fn send_answer(injector: Option<&mut Injector>, answer: &[u8], stats: &SourceStats) -> bool {
+/// Sends a packet the engine made (an NXDOMAIN answer, a reset) through the raw socket,
+/// counting it in `sent`; false without the raw socket or when sending failed (counted as
+/// an error), so the firewall rules reject the packet judged instead.
+fn inject(
+    injector: Option<&mut Injector>,
+    packet: &[u8],
+    sent: &AtomicU64,
+    stats: &SourceStats,
+) -> bool {
     let Some(injector) = injector else {
         return false;
     };
-    match injector.send(answer) {
+    match injector.send(packet) {
         Ok(()) => {
-            bump(&stats.nxdomain_sent);
+            bump(sent);
             true
         }
         Err(_) => {

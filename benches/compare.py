@@ -82,9 +82,6 @@ def main():
     tools.append(("limit: mmap pass", [read_limit, capture, "mmap"], "limit"))
     tools.append(("limit: reader alone", [read_limit, capture, "records"], "limit"))
 
-    step("warming the page cache")
-    warm(capture)
-
     times = collections.defaultdict(list)
     memory = collections.defaultdict(list)
     outputs = {}

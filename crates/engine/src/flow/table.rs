@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
@@ -279,26 +280,31 @@ impl FlowTable {
         now: u64,
         make: impl FnOnce() -> FlowState,
     ) -> Option<RefMut<'_, FlowKey, FlowState>> {
-        if let Some(existing) = self.map.get_mut(&key) {
-            return Some(existing);
+        // One probe of the table finds the flow or makes it; only a full table lets go of
+        // the shard's lock (a sweep takes every shard's) and looks again.
+        match self.map.entry(key) {
+            Entry::Occupied(existing) => return Some(existing.into_ref()),
+            Entry::Vacant(vacant) if self.len() < self.max_flows => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                return Some(vacant.insert(make()));
+            }
+            Entry::Vacant(_) => {}
+        }
+        let due = self.next_pressure_sweep.load(Ordering::Relaxed);
+        if now >= due
+            && self
+                .next_pressure_sweep
+                .compare_exchange(due, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now);
+            if self.len() * 10 >= self.max_flows * 9 {
+                self.evict_under_pressure();
+            }
         }
         if self.len() >= self.max_flows {
-            let due = self.next_pressure_sweep.load(Ordering::Relaxed);
-            if now >= due
-                && self
-                    .next_pressure_sweep
-                    .compare_exchange(due, now + 1, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.sweep(now);
-                if self.len() * 10 >= self.max_flows * 9 {
-                    self.evict_under_pressure();
-                }
-            }
-            if self.len() >= self.max_flows {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         let entry = self.map.entry(key).or_insert_with(|| {
             self.len.fetch_add(1, Ordering::Relaxed);

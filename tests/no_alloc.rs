@@ -100,14 +100,15 @@ fn known_flows_and_the_inspect_parsers_do_not_allocate() {
         &[],
     );
     let mut scratch = Vec::with_capacity(64 * 1024);
-    let parse_all = |scratch: &mut Vec<u8>| {
+    let mut initial_scratch = quic::InitialScratch::default();
+    let mut parse_all = |scratch: &mut Vec<u8>| {
         assert!(wire::parse(LinkType::Ethernet, &hello_frame).is_ok());
         assert!(tls::scan_client_hello(&hello, scratch).is_ok());
         assert!(http::scan_request(&request).is_ok());
         assert!(dns::Message::parse(&query).is_ok());
         let mut crypto_bytes = 0;
         for datagram in &initials {
-            let read = quic::read_client_initials(datagram, scratch, |_, bytes| {
+            let read = quic::read_client_initials(datagram, &mut initial_scratch, |_, bytes| {
                 crypto_bytes += bytes.len();
             });
             assert!(read.is_ok());

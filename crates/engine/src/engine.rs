@@ -358,6 +358,7 @@ impl Engine {
             hits: Arc::clone(&active.hits),
             generation,
             scratch: Vec::new(),
+            initials: quic::InitialScratch::default(),
             defrag: Defrag::new(),
             checksums_trusted: false,
             capture_checksums: None,
@@ -378,6 +379,8 @@ pub struct Worker<'e> {
     hits: Arc<[Arc<AtomicU64>]>,
     generation: u64,
     scratch: Vec<u8>,
+    /// QUIC Initials' plaintext, and the keys of the last connection ID.
+    initials: quic::InitialScratch,
     defrag: Defrag,
     /// The packet being processed comes from the kernel, which says its checksums are filled
     /// in. Captures are not trusted: taken on the sending host (checksum offload) or edited

@@ -127,7 +127,7 @@ pub fn tls_hello(data: &[u8]) {
 /// frames of a correctly protected Initial of version 1, 2, draft 29 or Q050 (whose frames
 /// are Google's).
 pub fn quic_initial(data: &[u8]) {
-    let mut scratch = Vec::new();
+    let mut scratch = quic::InitialScratch::default();
     let _ = quic::client_initial_version(data);
     let _ = quic::read_client_initials(data, &mut scratch, |_, _| {});
     let _ = crate::inspect::gquic::scan_chlo(data);

@@ -50,7 +50,7 @@ impl Worker<'_> {
             .get_or_insert_with(|| StreamBuf::new(0));
         let mut over_cap = false;
         let read =
-            quic::read_client_initials(j.packet.payload, &mut self.scratch, |offset, data| {
+            quic::read_client_initials(j.packet.payload, &mut self.initials, |offset, data| {
                 let inserted =
                     u32::try_from(offset).map_or(Insert::OverCap, |at| stream.insert(at, data));
                 over_cap |= inserted == Insert::OverCap;
@@ -129,7 +129,7 @@ impl Worker<'_> {
         let alt = &mut streams.client_alt;
         // Bytes that disagree with what an earlier Initial put at the same offset are kept
         // in a second view (later bytes win), so both hellos are read.
-        let _ = quic::read_client_initials(j.packet.payload, &mut self.scratch, |offset, data| {
+        let _ = quic::read_client_initials(j.packet.payload, &mut self.initials, |offset, data| {
             let Ok(at) = u32::try_from(offset) else {
                 over_cap = true;
                 return;

@@ -283,6 +283,57 @@ impl InitialKeys {
     }
 }
 
+/// What reading client Initials reuses from one datagram to the next: the plaintext buffer,
+/// and the keys of the last connection ID. A hello too large for one datagram (a
+/// post-quantum key share makes it about 1,800 bytes) comes in two or more Initials to the
+/// same connection ID, and deriving its keys (HKDF, AES key schedules) costs more than
+/// decrypting a packet.
+#[derive(Default)]
+pub struct InitialScratch {
+    plaintext: Vec<u8>,
+    last_keys: Option<LastKeys>,
+}
+
+struct LastKeys {
+    version: u32,
+    dcid: [u8; MAX_CID_LEN],
+    dcid_len: usize,
+    keys: InitialKeys,
+}
+
+impl LastKeys {
+    /// The client keys of `dcid` in `version`, derived again only when either changed.
+    fn of<'k>(
+        last: &'k mut Option<LastKeys>,
+        version: u32,
+        dcid: &[u8],
+    ) -> Result<&'k InitialKeys, At<QuicError>> {
+        let same = last.as_ref().is_some_and(|last| {
+            last.version == version && last.dcid.get(..last.dcid_len) == Some(dcid)
+        });
+        if !same {
+            let mut stored = [0u8; MAX_CID_LEN];
+            stored
+                .get_mut(..dcid.len())
+                .ok_or(QuicError::ConnectionIdTooLong)?
+                .copy_from_slice(dcid);
+            // The old keys were for another ID: a failed derivation leaves none.
+            *last = None;
+            let keys = InitialKeys::client(version, dcid)?;
+            *last = Some(LastKeys {
+                version,
+                dcid: stored,
+                dcid_len: dcid.len(),
+                keys,
+            });
+        }
+        match last {
+            Some(last) => Ok(&last.keys),
+            None => Err(QuicError::Decrypt.into()),
+        }
+    }
+}
+
 /// What one datagram held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Datagram {
@@ -295,10 +346,10 @@ pub struct Datagram {
 /// Decrypts the client Initial packets coalesced in `datagram` and calls `crypto(offset,
 /// bytes)` for each CRYPTO frame, in packet order. Other long-header packets (0-RTT,
 /// Handshake) are skipped; a short-header packet ends the datagram. `scratch` holds one
-/// packet's plaintext at a time.
+/// packet's plaintext at a time and the last connection ID's keys.
 pub fn read_client_initials(
     datagram: &[u8],
-    scratch: &mut Vec<u8>,
+    scratch: &mut InitialScratch,
     mut crypto: impl FnMut(u64, &[u8]),
 ) -> Result<Datagram, At<QuicError>> {
     let mut seen = Datagram::default();
@@ -318,9 +369,11 @@ pub fn read_client_initials(
             decrypt_initial(packet, &initial, scratch)?;
             seen.initials = seen.initials.saturating_add(1);
             let crypto_frame = version_rules(initial.version).map_or(0x06, |r| r.crypto_frame);
-            seen.crypto_frames =
-                seen.crypto_frames
-                    .saturating_add(read_frames(scratch, crypto_frame, &mut crypto)?);
+            seen.crypto_frames = seen.crypto_frames.saturating_add(read_frames(
+                &scratch.plaintext,
+                crypto_frame,
+                &mut crypto,
+            )?);
         }
         rest = rest.get(packet_len..).unwrap_or(&[]);
     }
@@ -401,16 +454,17 @@ fn packet_bounds(bytes: &[u8]) -> Result<(usize, Option<InitialHeader>), At<Quic
     Ok((total, initial))
 }
 
-/// Removes header protection and decrypts one Initial packet into `plaintext`.
+/// Removes header protection and decrypts one Initial packet into the scratch's plaintext.
 fn decrypt_initial(
     packet: &[u8],
     header: &InitialHeader,
-    plaintext: &mut Vec<u8>,
+    scratch: &mut InitialScratch,
 ) -> Result<(), At<QuicError>> {
     let dcid = packet
         .get(header.dcid_start..header.dcid_start + header.dcid_len)
         .ok_or(QuicError::Truncated("connection ID"))?;
-    let keys = InitialKeys::client(header.version, dcid)?;
+    let keys = LastKeys::of(&mut scratch.last_keys, header.version, dcid)?;
+    let plaintext = &mut scratch.plaintext;
     let sample_start = header.pn_offset + 4;
     let sample = packet
         .get(sample_start..sample_start + SAMPLE_LEN)

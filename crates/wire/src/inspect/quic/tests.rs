@@ -53,7 +53,7 @@ fn draft_29_keys_match_its_appendix_a() {
 /// Reads datagrams like the engine does: CRYPTO data into a buffer by offset.
 fn reassemble(datagrams: &[Vec<u8>]) -> Vec<u8> {
     let mut stream = vec![0u8; 0];
-    let mut scratch = Vec::new();
+    let mut scratch = InitialScratch::default();
     for datagram in datagrams {
         read_client_initials(datagram, &mut scratch, |offset, data| {
             let end = offset as usize + data.len();
@@ -123,7 +123,7 @@ fn coalesced_packets_are_all_read_and_others_skipped() {
     let mut handshake = vec![0xe0, 0, 0, 0, 1, 0, 0, 20];
     handshake.extend_from_slice(&[0xaa; 20]);
     let datagram = [p1, handshake, p2].concat();
-    let mut scratch = Vec::new();
+    let mut scratch = InitialScratch::default();
     let mut chunks = Vec::new();
     let seen = read_client_initials(&datagram, &mut scratch, |offset, data| {
         chunks.push((offset, data.len()))
@@ -144,7 +144,8 @@ fn an_altered_packet_does_not_decrypt() {
     let hello = handshake_client_hello("t.example", 0);
     let mut datagram = quic_first_flight(VERSION_1, &hello, 4096, 1, &[]).remove(0);
     datagram[100] ^= 1;
-    let error = read_client_initials(&datagram, &mut Vec::new(), |_, _| {}).unwrap_err();
+    let error =
+        read_client_initials(&datagram, &mut InitialScratch::default(), |_, _| {}).unwrap_err();
     assert_eq!(error.error, QuicError::Decrypt);
 }
 
@@ -154,7 +155,8 @@ fn frames_an_initial_may_not_carry_are_errors() {
     let packet =
         protect_client_initial(VERSION_1, &hex(RFC_DCID), &[], 0, &[0x08, 0, 1, 0xff], 1200)
             .unwrap();
-    let error = read_client_initials(&packet, &mut Vec::new(), |_, _| {}).unwrap_err();
+    let error =
+        read_client_initials(&packet, &mut InitialScratch::default(), |_, _| {}).unwrap_err();
     assert_eq!(error.error, QuicError::BadFrame);
 }
 
@@ -186,7 +188,7 @@ fn version_negotiation_is_read_as_no_initial() {
     negotiation.extend_from_slice(&VERSION_1.to_be_bytes());
     negotiation.extend_from_slice(&VERSION_2.to_be_bytes());
     assert_eq!(client_initial_version(&negotiation), None);
-    let mut scratch = Vec::new();
+    let mut scratch = InitialScratch::default();
     let mut crypto = 0;
     let seen = read_client_initials(&negotiation, &mut scratch, |_, _| crypto += 1).unwrap();
     assert_eq!((seen.initials, seen.crypto_frames, crypto), (0, 0, 0));
@@ -196,7 +198,7 @@ fn version_negotiation_is_read_as_no_initial() {
 fn every_prefix_and_every_single_byte_change_is_handled_without_panic() {
     let hello = handshake_client_hello("t.example", 0);
     let datagram = quic_first_flight(VERSION_2, &hello, 100, 20, &[]).remove(0);
-    let mut scratch = Vec::new();
+    let mut scratch = InitialScratch::default();
     for len in 0..=datagram.len() {
         let _ = read_client_initials(&datagram[..len], &mut scratch, |_, _| {});
         let _ = client_initial_version(&datagram[..len]);
@@ -213,7 +215,7 @@ fn every_prefix_and_every_single_byte_change_is_handled_without_panic() {
 proptest::proptest! {
     #[test]
     fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1400)) {
-        let _ = read_client_initials(&bytes, &mut Vec::new(), |_, _| {});
+        let _ = read_client_initials(&bytes, &mut InitialScratch::default(), |_, _| {});
     }
 
     #[test]
@@ -225,7 +227,7 @@ proptest::proptest! {
         let mut bytes = vec![first];
         bytes.extend_from_slice(&(if v2 { VERSION_2 } else { VERSION_1 }).to_be_bytes());
         bytes.extend_from_slice(&rest);
-        let _ = read_client_initials(&bytes, &mut Vec::new(), |_, _| {});
+        let _ = read_client_initials(&bytes, &mut InitialScratch::default(), |_, _| {});
     }
 }
 
@@ -267,7 +269,7 @@ fn a_chlo_comes_back_from_q046_and_q050_initials() {
 fn every_prefix_of_a_q046_initial_is_handled_without_panic() {
     let chlo = crate::inspect::gquic::build_chlo(&[(b"SNI\0", b"a.example")]);
     let datagram = telestrip_testkit::gquic_q046_initial(&chlo);
-    let mut scratch = Vec::new();
+    let mut scratch = InitialScratch::default();
     for len in 0..datagram.len() {
         let _ = client_initial_version(&datagram[..len]);
         let _ = read_client_initials(&datagram[..len], &mut scratch, |_, _| {});
@@ -279,4 +281,42 @@ fn unknown_versions_have_no_rules() {
     for version in [0x1a2a_3a4a, 0x5130_3433, 0xff00_0015, 0] {
         assert_eq!(hello_kind(version), None, "{version:08x}");
     }
+}
+
+/// One scratch reads Initials of several connections in turn, as a packet thread does:
+/// the keys it keeps are used only for the connection ID and version they were made for.
+#[test]
+fn kept_keys_serve_only_their_connection_id_and_version() {
+    let hello = handshake_client_hello("kept.example", 0);
+    let frame = crypto_frame(0, &hello);
+    let initial = |version: u32, dcid: &[u8]| {
+        protect_client_initial(version, dcid, &[], 0, &frame, 1200).unwrap()
+    };
+    let read = |scratch: &mut InitialScratch, datagram: &[u8]| {
+        let mut bytes = 0;
+        let seen = read_client_initials(datagram, scratch, |_, data| bytes += data.len());
+        seen.map(|_| bytes)
+    };
+    let mut scratch = InitialScratch::default();
+    let datagrams = [
+        initial(VERSION_1, &[1; 8]),
+        initial(VERSION_1, &[1; 8]),
+        initial(VERSION_1, &[2; 8]),
+        initial(VERSION_2, &[2; 8]),
+        initial(VERSION_1, &[2; 20]),
+        initial(VERSION_1, &[1; 8]),
+    ];
+    for (i, datagram) in datagrams.iter().enumerate() {
+        assert_eq!(
+            read(&mut scratch, datagram),
+            Ok(hello.len()),
+            "datagram {i}"
+        );
+    }
+    // A packet that does not decrypt under the kept keys leaves them usable.
+    let mut altered = datagrams[5].clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    assert!(read(&mut scratch, &altered).is_err());
+    assert_eq!(read(&mut scratch, &datagrams[5]), Ok(hello.len()));
 }

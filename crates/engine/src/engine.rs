@@ -50,8 +50,8 @@ use crate::clients::{ClientGroups, GroupPolicy};
 use crate::flow::stream::Insert;
 use crate::flow::table::{Decision, Timeouts};
 use crate::flow::{
-    Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly, SharedFact,
-    StreamBuf, Streams, SynShape, VerdictCache,
+    Cached, Defrag, EchConfigs, FlowKey, FlowState, FlowTable, LearnedNames, Phase, Reassembly,
+    SharedFact, StreamBuf, Streams, SynShape, VerdictCache,
 };
 use crate::inspect::dns::{self, Message, RecordData};
 use crate::inspect::quic::HelloKind;
@@ -398,29 +398,44 @@ pub struct Worker<'e> {
 }
 
 /// What a packet thread's verdict cache needs of a plain TCP or UDP packet to answer it:
-/// its flow, whether it opens a connection, whether it is a QUIC Initial. Made from a
-/// [`wire::Peek`], on the thread that judges the packet or on the one that routes it there
-/// (`telestrip pcap --threads`, so that a cached packet's frame is not read twice).
+/// its flow and direction, whether it opens a connection, whether it is a QUIC Initial.
+/// Made from a [`wire::Peek`], on the thread that judges the packet or on the one that
+/// routes it there (`telestrip pcap --threads`, so that a cached packet's frame is not read
+/// twice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheProbe {
     key: FlowKey,
+    src_is_low: bool,
     bare_syn: bool,
     quic_initial: bool,
 }
 
 impl CacheProbe {
     pub fn of(peek: &wire::Peek<'_>) -> Self {
+        let (key, src_is_low) = FlowKey::of_peek(peek);
         Self {
-            key: FlowKey::of_peek(peek).0,
+            key,
+            src_is_low,
             bare_syn: peek.bare_syn,
-            quic_initial: peek.protocol == Protocol::Udp
-                && quic::client_initial_version(peek.payload).is_some(),
+            quic_initial: is_quic_initial(peek.protocol, peek.payload),
         }
     }
 
     pub fn key(&self) -> &FlowKey {
         &self.key
     }
+}
+
+/// Whether a packet is a QUIC Initial (a long header of the Initial type, over UDP).
+fn is_quic_initial(protocol: Protocol, payload: &[u8]) -> bool {
+    protocol == Protocol::Udp && quic::client_initial_version(payload).is_some()
+}
+
+/// Whether a packet of a decided flow is judged again rather than given the flow's verdict:
+/// a client's QUIC Initial on an allowed flow may carry a second hello, the first one a
+/// decoy (see `quic_after_allow`). The verdict cache and the flow table both ask.
+fn read_again(action: PacketAction, quic_initial: bool, from_client: bool) -> bool {
+    quic_initial && from_client && action == PacketAction::Accept
 }
 
 /// What the client's first flight told about the flow's name. A short-lived stack value,
@@ -553,22 +568,23 @@ impl<'e> Worker<'e> {
     }
 
     /// The cached verdict of the probed packet's flow; `None` for a bare SYN (a new
-    /// connection), a QUIC Initial on an allowed flow (it is read again), and a flow not in
-    /// the cache.
+    /// connection), a client's QUIC Initial on an allowed flow (it is read again), and a
+    /// flow not in the cache.
     fn cached(&mut self, probe: &CacheProbe, time: Duration) -> Option<Verdict> {
         if probe.bare_syn {
             return None;
         }
         let now = time.as_secs();
-        let action = self.verdict_cache.get(&probe.key, now)?;
-        if action == PacketAction::Accept && probe.quic_initial {
+        let cached = self.verdict_cache.get(&probe.key, now)?;
+        let from_client = probe.src_is_low == cached.client_is_low;
+        if read_again(cached.action, probe.quic_initial, from_client) {
             return None;
         }
         if self.sweeps {
             self.engine.flows.maybe_sweep(now);
         }
         Some(Verdict {
-            action,
+            action: cached.action,
             flow: FlowStatus::Decided,
         })
     }

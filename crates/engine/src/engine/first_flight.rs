@@ -20,16 +20,14 @@ impl Worker<'_> {
         }
         let (key, src_is_low) = FlowKey::of(&packet);
         let bare_syn = packet.tcp.is_some_and(|tcp| tcp.syn && !tcp.ack);
-        // A QUIC Initial on an allowed flow may carry a second ClientHello (the first one a
-        // decoy): it is read, so the cached verdict does not answer for it.
-        let quic_initial = packet.protocol == Protocol::Udp
-            && quic::client_initial_version(packet.payload).is_some();
+        let quic_initial = is_quic_initial(packet.protocol, packet.payload);
         if bare_syn {
             self.verdict_cache.forget(&key);
-        } else if let Some(action) = self.verdict_cache.get(&key, now) {
-            if !(quic_initial && action == PacketAction::Accept) {
+        } else if let Some(cached) = self.verdict_cache.get(&key, now) {
+            let from_client = src_is_low == cached.client_is_low;
+            if !read_again(cached.action, quic_initial, from_client) {
                 return Verdict {
-                    action,
+                    action: cached.action,
                     flow: FlowStatus::Decided,
                 };
             }
@@ -54,9 +52,8 @@ impl Worker<'_> {
         let from_client = src_is_low == flow.client_is_low();
         let facts = self.orient(&packet, from_client, time, now);
         let verdict = match flow.phase {
-            // A QUIC Initial on an allowed flow is read again (quic_after_allow).
             Phase::Decided(decision)
-                if !(quic_initial && from_client && decision.verdict == PacketAction::Accept) =>
+                if !read_again(decision.verdict, quic_initial, from_client) =>
             {
                 Verdict {
                     action: decision.verdict,
@@ -82,9 +79,14 @@ impl Worker<'_> {
                 }
             }
         };
+        let client_is_low = flow.client_is_low();
         drop(flow);
         if verdict.flow == FlowStatus::Decided {
-            self.verdict_cache.put(key, now, verdict.action);
+            let cached = Cached {
+                action: verdict.action,
+                client_is_low,
+            };
+            self.verdict_cache.put(key, now, cached);
         }
         verdict
     }

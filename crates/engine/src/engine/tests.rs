@@ -928,6 +928,39 @@ mod quic_flows {
         }
     }
 
+    /// Only a client's Initial can carry a second hello: the server's Initials of an allowed
+    /// flow (one per handshake, often two) are answered from the verdict cache like any
+    /// other packet of the flow.
+    #[test]
+    fn on_an_allowed_quic_flow_only_the_clients_initials_bypass_the_verdict_cache() {
+        let hello = handshake_client_hello("www.example.org", 0);
+        let first_flight = quic_first_flight(VERSION_1, &hello, 4096, 1, &[]);
+        let engine = engine();
+        let mut worker = engine.worker();
+        let mut events = Vec::new();
+        let time = Duration::from_secs(1_000);
+        let hosts = quic_hosts();
+        for datagram in &first_flight {
+            let verdict = worker.process(
+                LinkType::Ethernet,
+                &hosts.udp(true, datagram),
+                time,
+                &mut events,
+            );
+            assert_eq!(verdict.action, PacketAction::Accept);
+        }
+        // A long-header Initial either way: the cache tells the two apart by direction.
+        let initial = telestrip_testkit::quic_initial_to(&[9; 8], &hello);
+        let from_server = hosts.udp(false, &initial);
+        let from_client = hosts.udp(true, &initial);
+        let answered = worker.cached_verdict(LinkType::Ethernet, &from_server, time);
+        assert_eq!(answered.map(|v| v.action), Some(PacketAction::Accept));
+        assert_eq!(
+            worker.cached_verdict(LinkType::Ethernet, &from_client, time),
+            None
+        );
+    }
+
     #[test]
     fn draft_and_google_quic_flows_to_telemetry_are_dropped() {
         use crate::inspect::gquic::build_chlo;

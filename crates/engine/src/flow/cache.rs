@@ -18,7 +18,17 @@ const SLOTS: usize = 4096;
 struct Slot {
     key: FlowKey,
     second: u64,
-    verdict: PacketAction,
+    cached: Cached,
+}
+
+const _: () = assert!(std::mem::size_of::<Option<Slot>>() == 48);
+
+/// A cached verdict, and which side of the flow's key is its client (so a packet's
+/// direction is known without the flow table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cached {
+    pub action: PacketAction,
+    pub client_is_low: bool,
 }
 
 pub struct VerdictCache {
@@ -38,18 +48,18 @@ impl Default for VerdictCache {
 
 impl VerdictCache {
     /// The cached verdict of `key`, if it was filled in during second `now`.
-    pub fn get(&self, key: &FlowKey, now: u64) -> Option<PacketAction> {
+    pub fn get(&self, key: &FlowKey, now: u64) -> Option<Cached> {
         let slot = self.slots.get(self.index(key))?.as_ref()?;
-        (slot.second == now && slot.key == *key).then_some(slot.verdict)
+        (slot.second == now && slot.key == *key).then_some(slot.cached)
     }
 
-    pub fn put(&mut self, key: FlowKey, now: u64, verdict: PacketAction) {
+    pub fn put(&mut self, key: FlowKey, now: u64, cached: Cached) {
         let index = self.index(&key);
         if let Some(slot) = self.slots.get_mut(index) {
             *slot = Some(Slot {
                 key,
                 second: now,
-                verdict,
+                cached,
             });
         }
     }
@@ -92,33 +102,46 @@ mod tests {
         FlowKey::of(&packet).0
     }
 
+    fn cached(action: PacketAction) -> Cached {
+        Cached {
+            action,
+            client_is_low: true,
+        }
+    }
+
     #[test]
     fn a_verdict_holds_for_the_second_it_was_cached_in() {
         let mut cache = VerdictCache::default();
-        cache.put(key(1), 10, PacketAction::Drop);
-        assert_eq!(cache.get(&key(1), 10), Some(PacketAction::Drop));
+        cache.put(key(1), 10, cached(PacketAction::Drop));
+        assert_eq!(cache.get(&key(1), 10), Some(cached(PacketAction::Drop)));
         assert_eq!(cache.get(&key(1), 11), None);
         assert_eq!(cache.get(&key(2), 10), None);
         cache.forget(&key(2));
-        assert_eq!(cache.get(&key(1), 10), Some(PacketAction::Drop));
+        assert_eq!(cache.get(&key(1), 10), Some(cached(PacketAction::Drop)));
         cache.forget(&key(1));
         assert_eq!(cache.get(&key(1), 10), None);
+        let server_side = Cached {
+            action: PacketAction::Accept,
+            client_is_low: false,
+        };
+        cache.put(key(3), 10, server_side);
+        assert_eq!(cache.get(&key(3), 10), Some(server_side));
     }
 
     #[test]
     fn colliding_flows_only_evict_each_other() {
         let mut cache = VerdictCache::default();
         for port in 0..20_000u16 {
-            cache.put(key(port), 1, PacketAction::Accept);
+            cache.put(key(port), 1, cached(PacketAction::Accept));
         }
         // Every answer is the verdict of the flow asked about, or none.
         for port in 0..20_000u16 {
             assert!(matches!(
-                cache.get(&key(port), 1),
+                cache.get(&key(port), 1).map(|c| c.action),
                 None | Some(PacketAction::Accept)
             ));
         }
-        cache.put(key(7), 1, PacketAction::Reject);
-        assert_eq!(cache.get(&key(7), 1), Some(PacketAction::Reject));
+        cache.put(key(7), 1, cached(PacketAction::Reject));
+        assert_eq!(cache.get(&key(7), 1), Some(cached(PacketAction::Reject)));
     }
 }

@@ -14,7 +14,7 @@ pub mod shared;
 pub mod stream;
 pub mod table;
 
-pub use cache::VerdictCache;
+pub use cache::{Cached, VerdictCache};
 pub use defrag::{Defrag, Reassembly};
 pub use ech::EchConfigs;
 pub use key::FlowKey;

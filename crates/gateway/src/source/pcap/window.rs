@@ -3,7 +3,8 @@
 //! step (instead of a page fault every few pages) and read pages do not pile up as the
 //! process's resident memory. For a file larger than the window, a helper thread makes
 //! those system calls, so the reading thread (the critical path of an offline audit) only
-//! records where it is.
+//! records where it is; on a machine with a core to spare, the helper also reads the pages
+//! it maps in, so the reader finds them in the cache the cores share (see [`warm`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub(super) struct Pages {
     populated: usize,
     /// Handed back before here (a multiple of the step).
     released: usize,
+    /// Also read the pages it maps in ([`warm`]): on the helper, with a core to spare.
+    warm: bool,
 }
 
 impl Pages {
@@ -80,11 +83,16 @@ impl Pages {
             let end = ahead.next_multiple_of(WINDOW_STEP).min(map.len());
             // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ, and a file
             // cut short after it was mapped fails here (EFAULT) instead of raising SIGBUS.
-            let _ = map.advise_range(
+            let mapped_in = map.advise_range(
                 memmap2::Advice::PopulateRead,
                 self.populated,
                 end - self.populated,
             );
+            // Only pages the kernel just mapped in are read: past the end of a file cut
+            // short, a read would raise SIGBUS.
+            if self.warm && mapped_in.is_ok() {
+                warm(map.get(self.populated..end).unwrap_or_default());
+            }
             self.populated = end;
             worked = true;
         }
@@ -106,6 +114,22 @@ impl Pages {
             worked = true;
         }
         worked
+    }
+}
+
+/// Bytes between the reads of [`warm`]: a cache line of x86-64 and most ARM cores.
+const CACHE_LINE: usize = 64;
+
+/// Reads a byte of every cache line of `bytes`. Done on the helper's core a step or two
+/// ahead of the reader, it brings the lines through that core's cache into the cache both
+/// cores share, where the reader finds them: it walks the records as a chain (each header
+/// gives the next one's place), and would otherwise wait on memory at every record. A
+/// prefetch hint or a `pread` of the same pages did not do it on the AMD machine; reads do
+/// (one thread, 1M-packet mix: 0.20-0.21 s -> 0.16 s).
+fn warm(bytes: &[u8]) {
+    // One load per line: black_box keeps the compiler from dropping or batching them.
+    for byte in bytes.iter().step_by(CACHE_LINE) {
+        std::hint::black_box(*byte);
     }
 }
 
@@ -136,7 +160,12 @@ impl Helper {
         let thread = thread::Builder::new()
             .name("capture-pages".into())
             .spawn(move || {
-                let mut pages = Pages::default();
+                // With one core, reading ahead would take time from the reader itself.
+                let spare_core = thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+                let mut pages = Pages {
+                    warm: spare_core,
+                    ..Pages::default()
+                };
                 while !shared.stop.load(Ordering::Acquire) {
                     let at = shared.at.load(Ordering::Relaxed);
                     let held_from = shared.held_from.load(Ordering::Relaxed);
@@ -236,12 +265,19 @@ mod tests {
     #[test]
     fn a_file_cut_short_while_mapped_does_not_end_the_process() {
         let (file, map) = file_of(6 * WINDOW_STEP);
+        // Cut before the helper starts: a cut while it reads the pages ahead would end the
+        // process, as it would when the reader came to them (the hazard the docs name).
+        file.as_file().set_len(WINDOW_STEP as u64).unwrap();
+        // Mapping in pages past the new end is a failed call, not SIGBUS, and pages that
+        // failed to map in are not read: here, and on the helper as the reader moves on.
+        assert!(Pages::default().follow(&map, map.len(), usize::MAX));
+        let mut warming = Pages {
+            warm: true,
+            ..Pages::default()
+        };
+        assert!(warming.follow(&map, map.len(), usize::MAX));
         let mut window = Window::new(&map);
         assert!(matches!(window, Window::Helper(_)));
-        file.as_file().set_len(WINDOW_STEP as u64).unwrap();
-        // Mapping in pages past the new end is a failed call, not SIGBUS: here, and on
-        // the helper as the reader moves on.
-        assert!(Pages::default().follow(&map, map.len(), usize::MAX));
         let mut at = 0;
         while at <= map.len() {
             window.follow(&map, at);

@@ -78,24 +78,8 @@ impl Pages {
     #[allow(unsafe_code)]
     fn follow(&mut self, map: &Mmap, at: usize, held_from: usize) -> bool {
         let mut worked = false;
-        let ahead = (at + 2 * WINDOW_STEP).min(map.len());
-        if ahead > self.populated {
-            let end = ahead.next_multiple_of(WINDOW_STEP).min(map.len());
-            // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ, and a file
-            // cut short after it was mapped fails here (EFAULT) instead of raising SIGBUS.
-            let mapped_in = map.advise_range(
-                memmap2::Advice::PopulateRead,
-                self.populated,
-                end - self.populated,
-            );
-            // Only pages the kernel just mapped in are read: past the end of a file cut
-            // short, a read would raise SIGBUS.
-            if self.warm && mapped_in.is_ok() {
-                warm(map.get(self.populated..end).unwrap_or_default());
-            }
-            self.populated = end;
-            worked = true;
-        }
+        // Handed back first: a helper that fell behind (its core busy) bounds the resident
+        // pages before it maps more.
         let behind = at.saturating_sub(2 * WINDOW_STEP).min(held_from);
         let behind = behind - behind % WINDOW_STEP;
         if behind > self.released {
@@ -111,6 +95,23 @@ impl Pages {
                 )
             };
             self.released = behind;
+            worked = true;
+        }
+        // Steps the reader has already left are neither mapped in nor read: it has mapped
+        // them itself, page faults and all.
+        let from = self.populated.max(at - at % WINDOW_STEP);
+        let ahead = (at + 2 * WINDOW_STEP).min(map.len());
+        if ahead > from {
+            let end = ahead.next_multiple_of(WINDOW_STEP).min(map.len());
+            // Best effort: kernels before 5.14 do not know MADV_POPULATE_READ, and a file
+            // cut short after it was mapped fails here (EFAULT) instead of raising SIGBUS.
+            let mapped_in = map.advise_range(memmap2::Advice::PopulateRead, from, end - from);
+            // Only pages the kernel just mapped in are read: past the end of a file cut
+            // short, a read would raise SIGBUS.
+            if self.warm && mapped_in.is_ok() {
+                warm(map.get(from..end).unwrap_or_default());
+            }
+            self.populated = end;
             worked = true;
         }
         worked
@@ -260,6 +261,34 @@ mod tests {
                 "the helper did not stop at {stop_at}"
             );
         }
+    }
+
+    /// Bytes of `map` this process has mapped in (its `Rss` in /proc/self/smaps).
+    fn resident(map: &Mmap) -> usize {
+        let start = format!("{:x}-", map.as_ptr() as usize);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let kb = smaps
+            .lines()
+            .skip_while(|line| !line.starts_with(&start))
+            .find_map(|line| line.strip_prefix("Rss:"))
+            .and_then(|rss| rss.trim().strip_suffix("kB")?.trim().parse::<usize>().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    #[test]
+    fn a_helper_that_fell_behind_maps_in_only_what_is_still_ahead() {
+        let (_file, map) = file_of(16 * WINDOW_STEP);
+        let mut pages = Pages::default();
+        assert!(pages.follow(&map, 0, usize::MAX));
+        assert!(resident(&map) >= 2 * WINDOW_STEP, "the first two steps");
+        // The reader went on to step 10 while the helper's core was busy (the reader maps
+        // in what it reads itself; here it reads nothing).
+        assert!(pages.follow(&map, 10 * WINDOW_STEP, usize::MAX));
+        // Steps 0-1 handed back, 2-9 left alone: only steps 10-11 are mapped in (and a
+        // little around them: the kernel maps neighbouring pages of a fault).
+        let resident = resident(&map);
+        assert!(resident <= 2 * WINDOW_STEP + (1 << 20), "{resident} bytes");
     }
 
     #[test]

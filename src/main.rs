@@ -65,9 +65,11 @@ enum Command {
         /// a capture larger than 8 MB also gets a helper thread that maps the file's pages
         /// in ahead of the reader and hands them back behind it (kernel time: a few
         /// percent of the run when the page cache holds the file in large folios, up to a
-        /// quarter when it holds it page by page). More threads pay off where judging costs
-        /// more than reading (many new flows, QUIC); on 2 cores, N=2 gained about 10% in
-        /// benches/compare.py.
+        /// quarter when it holds it page by page) and, with a core to spare, reads them
+        /// so the reader finds them in the CPU's cache. More threads pay off where judging
+        /// costs more than reading (many new flows, QUIC); on 2 cores the helper already
+        /// keeps the second core busy, and N=2 was 0.76-1.15x one thread on the
+        /// benches/compare.py capture: keep the default there.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
         /// Also write the run's Prometheus metrics to FILE (for node_exporter's textfile

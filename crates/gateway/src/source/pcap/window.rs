@@ -126,7 +126,7 @@ const CACHE_LINE: usize = 64;
 /// cores share, where the reader finds them: it walks the records as a chain (each header
 /// gives the next one's place), and would otherwise wait on memory at every record. A
 /// prefetch hint or a `pread` of the same pages did not do it on the AMD machine; reads do
-/// (one thread, 1M-packet mix: 0.20-0.21 s -> 0.16 s).
+/// (one thread, 1M-packet mix, 8 alternating runs: 0.21-0.22 s -> 0.15-0.18 s).
 fn warm(bytes: &[u8]) {
     // One load per line: black_box keeps the compiler from dropping or batching them.
     for byte in bytes.iter().step_by(CACHE_LINE) {

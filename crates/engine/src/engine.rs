@@ -575,18 +575,23 @@ impl<'e> Worker<'e> {
             return None;
         }
         let now = time.as_secs();
-        let cached = self.verdict_cache.get(&probe.key, now)?;
-        let from_client = probe.src_is_low == cached.client_is_low;
-        if read_again(cached.action, probe.quic_initial, from_client) {
-            return None;
-        }
+        let action = self.cached_action(probe, now)?;
         if self.sweeps {
             self.engine.flows.maybe_sweep(now);
         }
         Some(Verdict {
-            action: cached.action,
+            action,
             flow: FlowStatus::Decided,
         })
+    }
+
+    /// The action cached for the probed packet's flow in second `now`, unless the packet
+    /// is to be read again (`read_again`). Both ways into the cache ask here: the probe of
+    /// a peeked frame and the first flight of a parsed one.
+    fn cached_action(&self, probe: &CacheProbe, now: u64) -> Option<PacketAction> {
+        let cached = self.verdict_cache.get(&probe.key, now)?;
+        let from_client = probe.src_is_low == cached.client_is_low;
+        (!read_again(cached.action, probe.quic_initial, from_client)).then_some(cached.action)
     }
 
     fn classify(

@@ -21,16 +21,19 @@ impl Worker<'_> {
         let (key, src_is_low) = FlowKey::of(&packet);
         let bare_syn = packet.tcp.is_some_and(|tcp| tcp.syn && !tcp.ack);
         let quic_initial = is_quic_initial(packet.protocol, packet.payload);
+        let probe = CacheProbe {
+            key,
+            src_is_low,
+            bare_syn,
+            quic_initial,
+        };
         if bare_syn {
             self.verdict_cache.forget(&key);
-        } else if let Some(cached) = self.verdict_cache.get(&key, now) {
-            let from_client = src_is_low == cached.client_is_low;
-            if !read_again(cached.action, quic_initial, from_client) {
-                return Verdict {
-                    action: cached.action,
-                    flow: FlowStatus::Decided,
-                };
-            }
+        } else if let Some(action) = self.cached_action(&probe, now) {
+            return Verdict {
+                action,
+                flow: FlowStatus::Decided,
+            };
         }
         let is_dns = is_dns(&packet);
         let engine = self.engine;

@@ -36,6 +36,14 @@ fn path(dir: &tempfile::TempDir, name: &str) -> String {
     dir.path().join(name).to_str().unwrap().to_string()
 }
 
+/// A pcap of one TLS flow to a telemetry name, written as `name` in `dir`: its path and bytes.
+fn telemetry_capture(dir: &tempfile::TempDir, name: &str) -> (String, Vec<u8>) {
+    let file = path(dir, name);
+    write_pcap(Path::new(&file), &telemetry_frames(), Duration::ZERO).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    (file, bytes)
+}
+
 #[test]
 fn reads_pcapng_with_nanosecond_timestamps() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,9 +196,7 @@ fn bad_capture_files_give_a_clear_error_and_exit_2() {
 #[test]
 fn truncated_capture_keeps_what_was_read_and_warns() {
     let dir = tempfile::tempdir().unwrap();
-    let file = path(&dir, "cut.pcap");
-    write_pcap(Path::new(&file), &telemetry_frames(), Duration::ZERO).unwrap();
-    let bytes = std::fs::read(&file).unwrap();
+    let (file, bytes) = telemetry_capture(&dir, "cut.pcap");
     std::fs::write(&file, &bytes[..bytes.len() - 20]).unwrap();
     let output = telestrip(&["pcap", "-q", "--format", "csv", &file]);
     // The telemetry flow before the cut is still reported (exit 1), with a warning.
@@ -239,9 +245,7 @@ fn telestrip_piped(args: &[&str], bytes: &[u8]) -> Output {
 #[test]
 fn a_capture_piped_in_reads_as_the_file_does() {
     let dir = tempfile::tempdir().unwrap();
-    let file = path(&dir, "piped.pcap");
-    write_pcap(Path::new(&file), &telemetry_frames(), Duration::ZERO).unwrap();
-    let bytes = std::fs::read(&file).unwrap();
+    let (file, bytes) = telemetry_capture(&dir, "piped.pcap");
     let from_file = telestrip(&["pcap", "-q", "--format", "csv", &file]);
     let piped = telestrip_piped(&["pcap", "-q", "--format", "csv"], &bytes);
     assert_eq!(piped.status.code(), Some(1), "{}", text(&piped.stderr));

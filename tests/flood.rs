@@ -162,10 +162,7 @@ print(len(packets))
 "#;
 
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics")) as u64
+    common::series::<f64>(text, name).unwrap_or_else(|| panic!("no {name} in the metrics")) as u64
 }
 
 #[test]
@@ -240,8 +237,7 @@ fn a_flood_through_the_gateway_keeps_its_table_capped_and_telemetry_blocked() {
         rounds >= 2,
         "only {rounds} rounds of clients ran during the flood"
     );
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = common::gateway_metrics(&lab);
     let entries = metric(&metrics, "telestrip_flow_table_entries");
     let evicted = metric(&metrics, "telestrip_flow_table_evictions_total");
     let refused = metric(&metrics, "telestrip_flow_table_full_total");

@@ -169,13 +169,7 @@ impl Gateway {
     /// The value of one series (name and labels as the exporter writes them) on the
     /// gateway's /metrics.
     fn metric(&self, series: &str) -> u64 {
-        let metrics = self.lab.gateway("curl -s http://127.0.0.1:9477/metrics");
-        let text = String::from_utf8_lossy(&metrics.stdout).to_string();
-        let prefix = format!("{series} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in the metrics"))
+        common::gateway_metric(&self.lab, series)
     }
 }
 

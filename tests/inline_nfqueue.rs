@@ -722,21 +722,9 @@ fn quic_to_telemetry_fails_and_quic_to_other_names_completes() {
         .all(|e| e["name"] == "v10.events.data.microsoft.com" && e["applied"] == "reject"));
 }
 
-/// One series of the gateway's /metrics (the line that starts with `series`).
-fn metric(lab: &Lab, series: &str) -> u64 {
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-}
-
 /// Packets telestrip has judged so far (every verdict), from the gateway's /metrics.
 fn packets_judged(lab: &Lab) -> u64 {
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    String::from_utf8_lossy(&metrics.stdout)
+    common::gateway_metrics(lab)
         .lines()
         .filter(|l| l.starts_with("telestrip_packets_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -918,11 +906,13 @@ fn a_name_aliased_to_telemetry_gets_nxdomain_over_udp_and_a_reset_over_tcp() {
     assert_eq!(event["via"], "dns", "{event}");
     assert_eq!(event["applied"], "reject", "{event}");
     assert_eq!(
-        metric(&lab, "telestrip_bypass_attempts_total{kind=\"cname\"}"),
+        common::gateway_metric(&lab, "telestrip_bypass_attempts_total{kind=\"cname\"}"),
         2,
         "the UDP and the TCP answer"
     );
-    assert!(metric(&lab, "telestrip_injected_packets_total{kind=\"tcp_reset\"}") >= 1);
+    assert!(
+        common::gateway_metric(&lab, "telestrip_injected_packets_total{kind=\"tcp_reset\"}") >= 1
+    );
 }
 
 #[test]
@@ -961,13 +951,9 @@ fn a_burst_of_queries_is_judged_in_batches_each_with_its_own_verdict() {
         "allowed answered by the server, rejected by the gateway; stderr: {}",
         String::from_utf8_lossy(&burst.stderr)
     );
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = common::gateway_metrics(&lab);
     let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        common::series(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
     };
     let packets = value("telestrip_nfqueue_packets_total");
     let batches = value("telestrip_nfqueue_verdict_batches_total");
@@ -1015,26 +1001,13 @@ fn packets_that_do_not_fit_the_socket_buffer_are_counted_as_undelivered() {
         "dig +time=1 +tries=1 +short @{SERVER_V4} www.example.org"
     ));
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
-    let undelivered: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("telestrip_nfqueue_undelivered_packets_total{queue=\"0\"}")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no undelivered packets counted:\n{metrics}"));
-    let received: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("telestrip_nfqueue_packets_total")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap();
+    let metrics = common::gateway_metrics(&lab);
+    let undelivered: u64 = common::series(
+        &metrics,
+        "telestrip_nfqueue_undelivered_packets_total{queue=\"0\"}",
+    )
+    .unwrap_or_else(|| panic!("no undelivered packets counted:\n{metrics}"));
+    let received: u64 = common::series(&metrics, "telestrip_nfqueue_packets_total").unwrap();
     assert!(undelivered > 0, "{metrics}");
     // Handed over or not, every packet the kernel numbered is accounted for.
     let numbered: u64 = lab
@@ -1187,14 +1160,10 @@ fn strip_ech_takes_the_ech_parameter_out_of_https_answers_over_udp_and_hides_it_
         );
         assert!(!answer.contains("WARNING"), "{answer}");
     }
-    let metrics = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = common::gateway_metrics(&lab);
     let answers = |result: &str| -> u64 {
         let series = format!("telestrip_dns_ech_answers_total{{result=\"{result}\"}}");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+        common::series(&metrics, &series).unwrap_or_else(|| panic!("no {series} in {metrics}"))
     };
     // Two UDP answers (more if dig had to ask again), one over TCP.
     let stripped = answers("stripped");
@@ -1236,7 +1205,7 @@ fn chromium_uses_real_ech_through_the_gateway_not_after_strip_ech_and_ech_drop_d
         String::from_utf8_lossy(&page.stdout).into_owned()
     };
     let ech_flows = |lab: &Lab, kind: &str| -> u64 {
-        metric(
+        common::gateway_metric(
             lab,
             &format!("telestrip_ech_flows_total{{kind=\"{kind}\"}}"),
         )
@@ -1261,7 +1230,9 @@ fn chromium_uses_real_ech_through_the_gateway_not_after_strip_ech_and_ech_drop_d
     assert!(page.contains(BODY.trim()), "{page}");
     assert_eq!(ech_flows(&lab, "real"), 0);
     assert!(ech_flows(&lab, "grease") >= 1);
-    assert!(metric(&lab, "telestrip_dns_ech_answers_total{result=\"stripped\"}") >= 1);
+    assert!(
+        common::gateway_metric(&lab, "telestrip_dns_ech_answers_total{result=\"stripped\"}") >= 1
+    );
     lab.stop_daemon("TERM");
     // With `ech: drop` and the keys left in, the real-ECH connection is dropped and
     // recorded under the policy's own rule.

@@ -270,6 +270,27 @@ pub fn events_when(
     }
 }
 
+/// The gateway's own /metrics page (127.0.0.1:9477), as it is now.
+pub fn gateway_metrics(lab: &telestrip::lab::Lab) -> String {
+    let output = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of one series (name and labels as the exporter writes them, then a space) in a
+/// /metrics page; `None` when the page has no such line or its value is not a `T`.
+pub fn series<T: std::str::FromStr>(metrics: &str, series: &str) -> Option<T> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// One series of the gateway's /metrics, read now; panics with the page when it is missing.
+pub fn gateway_metric(lab: &telestrip::lab::Lab, name: &str) -> u64 {
+    let metrics = gateway_metrics(lab);
+    series(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
 /// Asks the Prometheus in the lab's gateway (127.0.0.1:9090) for `query`; the first value,
 /// if any.
 pub fn prometheus_value(lab: &telestrip::lab::Lab, query: &str) -> Option<f64> {

@@ -94,12 +94,7 @@ impl Pair {
             "curl -s --max-time 2 http://127.0.0.1:9477/metrics",
         );
         let text = String::from_utf8_lossy(&output.stdout);
-        text.lines()
-            .find_map(|line| {
-                let rest = line.strip_prefix(series)?;
-                rest.starts_with(' ').then(|| rest.trim().parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no {series} on gateway {gateway}"))
+        super::series(&text, series).unwrap_or_else(|| panic!("no {series} on gateway {gateway}"))
     }
 
     pub fn health(&self, gateway: &str) -> String {

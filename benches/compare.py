@@ -83,6 +83,7 @@ def main():
     tools.append(("limit: reader alone", [read_limit, capture, "records"], "limit"))
 
     times = collections.defaultdict(list)
+    cpu = collections.defaultdict(list)
     memory = collections.defaultdict(list)
     outputs = {}
     for run in range(args.runs):
@@ -94,11 +95,12 @@ def main():
             # them back at a few MB/s: without this, whichever tool came upon them paid.
             warm(capture)
             mapped_before = huge_file_mappings()
-            seconds, peak_kb, code = timed(command, out_path, keep=kind != "limit")
+            seconds, cpu_seconds, peak_kb, code = timed(command, out_path, keep=kind != "limit")
             huge = huge_file_mappings() - mapped_before
             if code not in (0, 1):
                 sys.exit(f"{name} failed (exit {code}): {' '.join(command)}; see {out_path}")
             times[name].append(seconds)
+            cpu[name].append(cpu_seconds)
             memory[name].append(peak_kb)
             outputs[name] = out_path
             # How the kernel mapped the file for telestrip: 2 MB at a time (cheap for its
@@ -106,7 +108,7 @@ def main():
             folios = f"  {huge} of {-(-os.path.getsize(capture) // (2 << 20))} 2 MB pieces " \
                 "mapped whole" if kind == "telestrip" else ""
             print(f"  run {run + 1}/{args.runs}  {name:<24} {seconds:7.3f} s  "
-                  f"{peak_kb / 1024:7.1f} MB{folios}", flush=True)
+                  f"{cpu_seconds:7.3f} s CPU  {peak_kb / 1024:7.1f} MB{folios}", flush=True)
 
     packets = json.load(open(outputs["telestrip"]))["stats"]["packets"]
     findings = {}
@@ -127,6 +129,8 @@ def main():
         rows.append({
             "tool": name,
             "median_seconds": median,
+            # Cores kept busy: CPU time (user + system, all threads) over wall time.
+            "median_cores": statistics.median(c / t for c, t in zip(cpu[name], times[name])),
             "packets_per_second": packets / median,
             "peak_rss_mb": max(memory[name]) / 1024,
             "telestrip_is_faster": median / base,
@@ -171,14 +175,15 @@ def warm(path):
 
 def timed(command, out_path, keep=True):
     """Runs `command` with stdout to `out_path` (to /dev/null unless `keep`): wall seconds,
-    peak RSS (KiB), exit code."""
+    CPU seconds (user + system, all its threads), peak RSS (KiB), exit code."""
     with open(out_path if keep else os.devnull, "wb") as out, \
             open(out_path + ".err", "wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
-    return seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    return seconds, cpu_seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
 
 
 def read_expected(path):
@@ -280,14 +285,16 @@ def report(rows, packets, args, capture):
         f"Capture: {capture} ({packets:,} packets), {args.runs} runs per tool, median wall "
         f"time of the whole process, page cache warm. Machine: {machine}.",
         "",
-        "| tool | seconds | packets/s | peak RSS | telestrip is faster | names found | flows found |",
-        "|---|---|---|---|---|---|---|",
+        "| tool | seconds | cores busy | packets/s | peak RSS | telestrip is faster | names found "
+        "| flows found |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         found = r["found"]
         note = f" ({found['note']})" if found["note"] else ""
         lines.append(
-            f"| {r['tool']} | {r['median_seconds']:.3f} | {r['packets_per_second'] / 1e6:.2f} M "
+            f"| {r['tool']} | {r['median_seconds']:.3f} | {r['median_cores']:.2f} "
+            f"| {r['packets_per_second'] / 1e6:.2f} M "
             f"| {r['peak_rss_mb']:.0f} MB | {r['telestrip_is_faster']:.1f}x "
             f"| {found['names']} | {found['flows']}{note} |")
     medians = {r["tool"]: r["median_seconds"] for r in rows}
@@ -299,6 +306,12 @@ def report(rows, packets, args, capture):
     for name, seconds in medians.items():
         if name.startswith("telestrip --threads"):
             lines.append(f"`{name[len('telestrip '):]}` is {one / seconds:.2f}x one thread.")
+    # One thread already keeps more than one core busy (its page helper reads ahead on
+    # another): more packet threads can at best fill the cores it leaves idle.
+    one_cores = next(r["median_cores"] for r in rows if r["tool"] == "telestrip")
+    cores = os.cpu_count() or 1
+    lines.append(f"One thread keeps {one_cores:.2f} cores busy: on {cores} cores, more packet "
+                 f"threads can gain at most {cores / one_cores:.2f}x.")
     text = "\n".join(lines)
     print()
     print(text)

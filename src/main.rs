@@ -68,7 +68,7 @@ enum Command {
         /// quarter when it holds it page by page) and, with a core to spare, reads them
         /// so the reader finds them in the CPU's cache. More threads pay off where judging
         /// costs more than reading (many new flows, QUIC); on 2 cores the helper already
-        /// keeps the second core busy, and N=2 was 0.76-1.15x one thread on the
+        /// keeps the second core busy, and N=2 was 0.76-1.18x one thread on the
         /// benches/compare.py capture: keep the default there.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,

@@ -9,11 +9,12 @@ ClientHellos, QUIC, HTTP, DNS over UDP and TCP, bulk data, IPv6, VLAN; 10% of na
 sessions to telemetry names from the bundled rules) with the list of matches it must
 produce. Every tool reads the same file, warm in the page cache, `--runs` times, in an order
 that rotates from run to run; the table shows the median wall time of the whole process
-(reading the file included), packets per second, the peak resident memory, how many times
-faster telestrip is, and which expected names each tool reported. Beside the tools, the
-read limits in the same runs: `cat FILE > /dev/null`, a plain mmap pass that touches every
-page, and telestrip's capture reader walking the records alone (`examples/read_limit`);
-the summary gives telestrip's time as a multiple of each, and what `--threads` gains.
+(reading the file included), the cores it kept busy (CPU time over wall time), packets per
+second, the peak resident memory, how many times faster telestrip is, and which expected
+names each tool reported. Beside the tools, the read limits in the same runs: `cat FILE >
+/dev/null`, a plain mmap pass that touches every page, and telestrip's capture reader
+walking the records alone (`examples/read_limit`); the summary gives telestrip's time as a
+multiple of each, what `--threads` gains, and the most it could gain on this machine.
 
 Needs ndpiReader (Debian package libndpi-bin) and tshark (package tshark); as root the
 script installs them when they are missing. `--inline` also runs the inline benchmark

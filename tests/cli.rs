@@ -222,23 +222,6 @@ fn truncated_capture_keeps_what_was_read_and_warns() {
     assert_eq!(telestrip(&["pcap", "-q", &clean]).status.code(), Some(2));
 }
 
-/// `telestrip pcap /dev/stdin` with `bytes` piped in.
-fn telestrip_piped(args: &[&str], bytes: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_telestrip"))
-        .args(args)
-        .arg("/dev/stdin")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(bytes).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
-
 /// The README's way to audit a capture something may cut while it is read: piped in, it is
 /// read through a buffer (not mapped), with the same result as the file; a stream that
 /// stops inside a record is reported like a cut file.
@@ -247,15 +230,13 @@ fn a_capture_piped_in_reads_as_the_file_does() {
     let dir = tempfile::tempdir().unwrap();
     let (file, bytes) = telemetry_capture(&dir, "piped.pcap");
     let from_file = telestrip(&["pcap", "-q", "--format", "csv", &file]);
-    let piped = telestrip_piped(&["pcap", "-q", "--format", "csv"], &bytes);
+    let csv_from_stdin = ["pcap", "-q", "--format", "csv", "/dev/stdin"];
+    let piped = common::telestrip_with_input(&csv_from_stdin, bytes.clone());
     assert_eq!(piped.status.code(), Some(1), "{}", text(&piped.stderr));
     assert!(text(&piped.stdout).contains("v10.events.data.microsoft.com"));
     assert_eq!(text(&piped.stdout), text(&from_file.stdout));
 
-    let cut = telestrip_piped(
-        &["pcap", "-q", "--format", "csv"],
-        &bytes[..bytes.len() - 20],
-    );
+    let cut = common::telestrip_with_input(&csv_from_stdin, bytes[..bytes.len() - 20].to_vec());
     assert_eq!(cut.status.code(), Some(1), "{}", text(&cut.stderr));
     assert!(
         text(&cut.stderr).contains("corrupt or truncated after 5 packets"),

@@ -45,21 +45,7 @@ fn make_certificates(dir: &Path, serial: u32) {
 }
 
 fn telestrip(args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_telestrip"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::telestrip_with_input(args, stdin.as_bytes().to_vec())
 }
 
 use common::prometheus_value;

@@ -3,10 +3,11 @@
 //! answers that teach addresses to flows of other threads, a flow inside a tunnel, several
 //! files, and a capture read from a pipe.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+mod common;
 
 use telestrip::rules::{bundled_sources, load_sources, RuleSet};
 use telestrip_testkit::traffic::{generate, telemetry_names, MixOptions};
@@ -57,22 +58,17 @@ fn capture(path: &Path, packets: u64, seed: u64) -> u64 {
 }
 
 fn pcap_json(args: &[&str], stdin: Option<&Path>) -> serde_json::Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_telestrip"));
-    command
-        .args(["pcap", "-q", "--format", "json"])
-        .args(args)
-        .stdout(Stdio::piped());
-    if stdin.is_some() {
-        command.stdin(Stdio::piped());
-    }
-    let mut child = command.spawn().unwrap();
-    if let Some(file) = stdin {
-        let bytes = std::fs::read(file).unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        // Written from another thread: the child reads while it writes its output.
-        std::thread::spawn(move || pipe.write_all(&bytes));
-    }
-    let output = child.wait_with_output().unwrap();
+    let args: Vec<&str> = ["pcap", "-q", "--format", "json"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let output = match stdin {
+        Some(file) => common::telestrip_with_input(&args, std::fs::read(file).unwrap()),
+        None => Command::new(env!("CARGO_BIN_EXE_telestrip"))
+            .args(&args)
+            .output()
+            .unwrap(),
+    };
     assert_eq!(output.status.code(), Some(1), "telemetry is in the capture");
     let mut value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     value["stats"]["seconds"] = serde_json::Value::Null;

@@ -270,6 +270,26 @@ pub fn events_when(
     }
 }
 
+/// `telestrip` run with `args` and `input` piped to its standard input (written from another
+/// thread, so an input larger than the pipe cannot block against the output): its output.
+pub fn telestrip_with_input(args: &[&str], input: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_telestrip"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Dropped when written: the end of the input.
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    output
+}
+
 /// The gateway's own /metrics page (127.0.0.1:9477), as it is now.
 pub fn gateway_metrics(lab: &telestrip::lab::Lab) -> String {
     let output = lab.gateway("curl -sf http://127.0.0.1:9477/metrics");
